@@ -1,0 +1,126 @@
+//! The `jammi` binary: argument parsing, printing and exit codes only. Everything else is
+//! the `jammi-db` engine.
+
+mod cli;
+mod demo;
+mod print;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{anyhow, Result};
+use clap::Parser;
+use jammi_db::source::{sources_to_batch, FileFormatKind, SourceSpec};
+use jammi_db::{Config, Session, TenantId};
+
+use cli::{Cli, Command, OutputFormat, SourceCommand};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("JAMMI_LOG").unwrap_or_else(|_| "error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let tenant = cli.tenant.as_deref().map(str::parse::<TenantId>).transpose()?;
+    let config = Config::load(&cli.data_dir, cli.config.as_deref())?;
+    let session = Session::open(config).await?.with_tenant(tenant);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let result = dispatch(&session, cli.command, cli.format, &mut out).await;
+    out.flush().ok();
+    session.close().await;
+    result
+}
+
+async fn dispatch(session: &Session, command: Command, format: OutputFormat, out: &mut dyn Write) -> Result<()> {
+    match command {
+        Command::Demo => demo::run(session, format, out).await,
+        Command::Sql { sql } => run_sql(session, &sql, format, out).await,
+        Command::Source(SourceCommand::Add { name, url, format: data_format, tenant_column, options }) => {
+            let mut spec = SourceSpec::new(name, url);
+            spec.format = data_format.as_deref().map(str::parse::<FileFormatKind>).transpose()?;
+            spec.tenant_column = tenant_column;
+            spec.options = parse_options(&options)?;
+            let info = session.sources().add(spec).await?;
+            print::print_batch(&sources_to_batch(&[info])?, format, out)
+        }
+        Command::Source(SourceCommand::List) => {
+            let sources = session.sources().list().await?;
+            print::print_batch(&sources_to_batch(&sources)?, format, out)
+        }
+        Command::Source(SourceCommand::Remove { name }) => {
+            let info = session.sources().remove(&name).await?;
+            if format == OutputFormat::Table {
+                writeln!(out, "removed source '{}'", info.name)?;
+                Ok(())
+            } else {
+                print::print_batch(&sources_to_batch(&[info])?, format, out)
+            }
+        }
+    }
+}
+
+/// Run each statement in order, printing each result as it streams.
+pub(crate) async fn run_sql(session: &Session, sql: &str, format: OutputFormat, out: &mut dyn Write) -> Result<()> {
+    let statements = session.parse(sql)?;
+    for statement in &statements {
+        let started = Instant::now();
+        let frame = session.run(statement).await?;
+        let stream = frame.execute_stream().await.map_err(jammi_db::Error::from)?;
+        let rows = print::print_stream(stream, format, out).await?;
+        if format == OutputFormat::Table {
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            writeln!(out, "({rows} row{}, {ms:.1} ms)", if rows == 1 { "" } else { "s" })?;
+        }
+    }
+    Ok(())
+}
+
+fn parse_options(options: &[String]) -> Result<BTreeMap<String, String>> {
+    options
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| anyhow!("invalid --option '{kv}': expected KEY=VALUE"))
+        })
+        .collect()
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.to_string().contains("Broken pipe")
+    })
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+

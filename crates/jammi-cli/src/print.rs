@@ -1,0 +1,195 @@
+//! Result printing: every output format, streaming batch by batch so a result of any size is
+//! never held in memory or in one string.
+
+use std::io::Write;
+
+use anyhow::Result;
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::physical_plan::SendableRecordBatchStream;
+use futures::StreamExt;
+
+use crate::cli::OutputFormat;
+
+/// Print every batch of `stream` to `out` in `format`; returns the number of rows.
+pub async fn print_stream(
+    mut stream: SendableRecordBatchStream,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> Result<u64> {
+    let schema = stream.schema();
+    let mut printer = Printer::new(format, schema);
+    let mut rows = 0u64;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        rows += batch.num_rows() as u64;
+        printer.write(&batch, out)?;
+    }
+    printer.finish(out)?;
+    Ok(rows)
+}
+
+/// Print one in-memory batch (used for `source list`).
+pub fn print_batch(batch: &RecordBatch, format: OutputFormat, out: &mut dyn Write) -> Result<()> {
+    let mut printer = Printer::new(format, batch.schema());
+    printer.write(batch, out)?;
+    printer.finish(out)
+}
+
+enum Printer {
+    Table(TablePrinter),
+    Csv { started: bool },
+    Json { started: bool, any_row: bool },
+    Ndjson,
+}
+
+impl Printer {
+    fn new(format: OutputFormat, schema: SchemaRef) -> Self {
+        match format {
+            OutputFormat::Table => Printer::Table(TablePrinter::new(schema)),
+            OutputFormat::Csv => Printer::Csv { started: false },
+            OutputFormat::Json => Printer::Json { started: false, any_row: false },
+            OutputFormat::Ndjson => Printer::Ndjson,
+        }
+    }
+
+    fn write(&mut self, batch: &RecordBatch, out: &mut dyn Write) -> Result<()> {
+        match self {
+            Printer::Table(t) => t.write(batch, out),
+            Printer::Csv { started } => {
+                let mut writer = arrow::csv::WriterBuilder::new().with_header(!*started).build(&mut *out);
+                writer.write(batch)?;
+                *started = true;
+                Ok(())
+            }
+            Printer::Json { started, any_row } => {
+                if !*started {
+                    out.write_all(b"[")?;
+                    *started = true;
+                }
+                if batch.num_rows() == 0 {
+                    return Ok(());
+                }
+                // Each batch is written as its own array; strip its brackets to splice it in.
+                let mut buf = Vec::new();
+                {
+                    let mut writer = arrow::json::ArrayWriter::new(&mut buf);
+                    writer.write(batch)?;
+                    writer.finish()?;
+                }
+                let inner = buf.strip_prefix(b"[").unwrap_or(&buf);
+                let inner = inner.strip_suffix(b"]").unwrap_or(inner);
+                if *any_row {
+                    out.write_all(b",")?;
+                }
+                out.write_all(inner)?;
+                *any_row = true;
+                Ok(())
+            }
+            Printer::Ndjson => {
+                let mut writer = arrow::json::LineDelimitedWriter::new(&mut *out);
+                writer.write(batch)?;
+                writer.finish()?;
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(&mut self, out: &mut dyn Write) -> Result<()> {
+        match self {
+            Printer::Table(t) => t.finish(out),
+            Printer::Csv { .. } | Printer::Ndjson => Ok(()),
+            Printer::Json { started, .. } => {
+                if !*started {
+                    out.write_all(b"[")?;
+                }
+                out.write_all(b"]\n")?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Aligned columns. Widths come from the header and the first batch; later, wider values
+/// widen their column from then on (the output stays streaming).
+struct TablePrinter {
+    schema: SchemaRef,
+    widths: Vec<usize>,
+    right_align: Vec<bool>,
+    header_done: bool,
+}
+
+impl TablePrinter {
+    fn new(schema: SchemaRef) -> Self {
+        let right_align = schema.fields().iter().map(|f| is_numeric(f.data_type())).collect();
+        let widths = schema.fields().iter().map(|f| f.name().chars().count()).collect();
+        TablePrinter { schema, widths, right_align, header_done: false }
+    }
+
+    fn write(&mut self, batch: &RecordBatch, out: &mut dyn Write) -> Result<()> {
+        if self.schema.fields().is_empty() {
+            return Ok(());
+        }
+        let options = FormatOptions::default().with_null("NULL");
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cells: Vec<Vec<String>> = (0..batch.num_rows())
+            .map(|row| formatters.iter().map(|f| sanitize(&f.value(row).to_string())).collect())
+            .collect();
+        if !self.header_done {
+            for row in &cells {
+                for (i, cell) in row.iter().enumerate() {
+                    self.widths[i] = self.widths[i].max(cell.chars().count());
+                }
+            }
+            self.write_header(out)?;
+        }
+        for row in cells {
+            let line: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(i, cell)| {
+                    let w = self.widths[i].max(cell.chars().count());
+                    if self.right_align[i] { format!("{cell:>w$}") } else { format!("{cell:<w$}") }
+                })
+                .collect();
+            writeln!(out, " {} ", line.join(" | ").trim_end())?;
+        }
+        Ok(())
+    }
+
+    fn write_header(&mut self, out: &mut dyn Write) -> Result<()> {
+        let names: Vec<String> = self
+            .schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| format!("{:<w$}", f.name(), w = self.widths[i]))
+            .collect();
+        writeln!(out, " {} ", names.join(" | ").trim_end())?;
+        let rule: Vec<String> = self.widths.iter().map(|w| "-".repeat(*w)).collect();
+        writeln!(out, "-{}-", rule.join("-+-"))?;
+        self.header_done = true;
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut dyn Write) -> Result<()> {
+        if !self.header_done && !self.schema.fields().is_empty() {
+            self.write_header(out)?;
+        }
+        Ok(())
+    }
+}
+
+fn is_numeric(t: &DataType) -> bool {
+    t.is_numeric()
+}
+
+/// Keep one row on one line.
+fn sanitize(s: &str) -> String {
+    if s.contains(['\n', '\r', '\t']) { s.replace(['\n', '\r', '\t'], " ") } else { s.to_string() }
+}

@@ -1,0 +1,111 @@
+//! Ordered, append-only catalog migrations.
+//!
+//! Each migration runs in one writer-serialised transaction together with its ledger row in
+//! `jammi_migrations`, so a crash leaves the catalog at either the old or the new version,
+//! and two processes opening a fresh catalog at once apply each migration exactly once.
+//! Never edit a released migration: append a new one.
+
+use sqlx::Row;
+
+use super::Catalog;
+use crate::error::{Error, Result};
+
+/// One schema change of the catalog.
+#[derive(Debug)]
+pub struct Migration {
+    /// Position in the ledger; strictly increasing.
+    pub version: i64,
+    /// Short description.
+    pub name: &'static str,
+    /// Statements, valid on SQLite and PostgreSQL alike.
+    pub statements: &'static [&'static str],
+}
+
+/// Every migration, in order.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "sources",
+    statements: &[
+        "CREATE TABLE jammi_change_counter (
+            id INTEGER PRIMARY KEY,
+            counter BIGINT NOT NULL
+        )",
+        "INSERT INTO jammi_change_counter (id, counter) VALUES (1, 0)",
+        // tenant_id NULL = shared. Names are unique per tenant and among shared rows: the
+        // COALESCE makes NULL compare equal to NULL in the unique index on both backends.
+        "CREATE TABLE jammi_sources (
+            id TEXT PRIMARY KEY,
+            tenant_id TEXT NULL,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            url TEXT NOT NULL,
+            format TEXT NULL,
+            tenant_column TEXT NULL,
+            options TEXT NOT NULL,
+            table_spec TEXT NOT NULL,
+            created_at BIGINT NOT NULL
+        )",
+        "CREATE UNIQUE INDEX jammi_sources_tenant_name ON jammi_sources (COALESCE(tenant_id, ''), name)",
+    ],
+}];
+
+const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS jammi_migrations (
+    version BIGINT PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at BIGINT NOT NULL
+)";
+
+/// Apply every migration not yet in the ledger.
+pub(super) async fn apply_all(catalog: &Catalog) -> Result<()> {
+    {
+        let mut tx = catalog.begin_serialized().await?;
+        sqlx::query(CREATE_LEDGER).execute(&mut *tx).await.map_err(|e| catalog.error(e))?;
+        tx.commit().await.map_err(|e| catalog.error(e))?;
+    }
+    for migration in MIGRATIONS {
+        apply_one(catalog, migration).await?;
+    }
+    Ok(())
+}
+
+async fn apply_one(catalog: &Catalog, migration: &Migration) -> Result<()> {
+    let fail = |e: sqlx::Error| Error::Migration {
+        version: migration.version,
+        name: migration.name,
+        message: crate::error::one_line(&e.to_string()),
+    };
+    let mut tx = catalog.begin_serialized().await?;
+    // Re-checked under the writer lock: another process may have just applied it.
+    let done = sqlx::query("SELECT version FROM jammi_migrations WHERE version = $1")
+        .bind(migration.version)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(fail)?
+        .is_some();
+    if done {
+        return Ok(());
+    }
+    for statement in migration.statements {
+        sqlx::query(statement).execute(&mut *tx).await.map_err(fail)?;
+    }
+    sqlx::query("INSERT INTO jammi_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+        .bind(migration.version)
+        .bind(migration.name)
+        .bind(super::now_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+    tx.commit().await.map_err(fail)?;
+    tracing::debug!(version = migration.version, name = migration.name, "applied catalog migration");
+    Ok(())
+}
+
+pub(super) async fn applied(catalog: &Catalog) -> Result<Vec<i64>> {
+    let rows = sqlx::query("SELECT version FROM jammi_migrations ORDER BY version")
+        .fetch_all(catalog.pool())
+        .await
+        .map_err(|e| catalog.error(e))?;
+    rows.iter()
+        .map(|r| r.try_get::<i64, _>(0).map_err(|e| catalog.error(e)))
+        .collect()
+}

@@ -1,0 +1,156 @@
+//! The metadata catalog: which sources, tables and topics exist, and who owns them.
+//!
+//! One [`CatalogBackend`] trait, one module per backend ([`sqlite`], [`postgres`]). Every
+//! repository (e.g. [`SourceRepo`]) writes its SQL once, with `$1`-style parameters that
+//! both backends accept, and asks the backend only for what truly differs: how to connect
+//! and how to serialise writers. The shared [`conformance`] suite runs against both.
+
+pub mod conformance;
+mod migrations;
+mod postgres;
+mod sources;
+mod sqlite;
+
+use std::fmt;
+use std::sync::{Arc, Once};
+
+use async_trait::async_trait;
+use sqlx::AnyPool;
+use sqlx::{Any, Transaction};
+
+use crate::config::CatalogConfig;
+use crate::error::{Error, Result};
+
+pub use migrations::{Migration, MIGRATIONS};
+pub use postgres::PostgresBackend;
+pub use sources::{SourceRecord, SourceRepo};
+pub use sqlite::SqliteBackend;
+
+/// Which database family a backend talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// Embedded SQLite file (the default).
+    Sqlite,
+    /// A PostgreSQL server shared by several processes.
+    Postgres,
+}
+
+/// What differs between catalog databases. Everything else is shared SQL.
+#[async_trait]
+pub trait CatalogBackend: Send + Sync + fmt::Debug {
+    /// The database family.
+    fn kind(&self) -> BackendKind;
+
+    /// The connection URL with any password replaced by `***`, for messages and logs.
+    fn display_url(&self) -> String;
+
+    /// Open a connection pool with the backend's session settings (durability, lock waits).
+    async fn connect(&self, config: &CatalogConfig) -> Result<AnyPool>;
+
+    /// Begin a transaction that excludes every other catalog writer until it ends, so
+    /// read-check-write sequences (migrations, name uniqueness) are race-free across
+    /// processes.
+    async fn begin_serialized<'c>(&self, pool: &'c AnyPool) -> Result<Transaction<'c, Any>>;
+}
+
+/// An open catalog: a backend plus its connection pool, migrated to the latest version.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    backend: Arc<dyn CatalogBackend>,
+    pool: AnyPool,
+}
+
+impl Catalog {
+    /// Connect to `url` (`sqlite://...` or `postgres://...`) and apply pending migrations.
+    pub async fn open(url: &str, config: &CatalogConfig) -> Result<Self> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+
+        let backend: Arc<dyn CatalogBackend> = if url.starts_with("sqlite:") {
+            Arc::new(SqliteBackend::from_url(url)?)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Arc::new(PostgresBackend::new(url))
+        } else {
+            return Err(Error::config(
+                "catalog.url",
+                format!("'{}' is not a sqlite:// or postgres:// URL", redact_url(url)),
+            ));
+        };
+        let pool = backend.connect(config).await?;
+        let catalog = Catalog { backend, pool };
+        migrations::apply_all(&catalog).await?;
+        Ok(catalog)
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> &dyn CatalogBackend {
+        self.backend.as_ref()
+    }
+
+    /// The connection pool (shared SQL with `$n` parameters runs on both backends).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Begin a writer-serialising transaction (see [`CatalogBackend::begin_serialized`]).
+    pub async fn begin_serialized(&self) -> Result<Transaction<'_, Any>> {
+        self.backend.begin_serialized(&self.pool).await
+    }
+
+    /// Repository of registered sources.
+    pub fn sources(&self) -> SourceRepo<'_> {
+        SourceRepo::new(self)
+    }
+
+    /// Version numbers of the migrations recorded in the ledger, in order.
+    pub async fn applied_migrations(&self) -> Result<Vec<i64>> {
+        migrations::applied(self).await
+    }
+
+    /// A counter bumped by every change to registered objects; sessions compare it to decide
+    /// whether another process changed the catalog since they last looked.
+    pub async fn change_counter(&self) -> Result<i64> {
+        let row: (i64,) = sqlx::query_as("SELECT counter FROM jammi_change_counter WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(row.0)
+    }
+
+    /// Close the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Turn a driver error into an engine error naming this catalog.
+    pub(crate) fn error(&self, e: sqlx::Error) -> Error {
+        Error::Catalog { backend: self.backend.display_url(), message: crate::error::one_line(&e.to_string()) }
+    }
+}
+
+/// Bump the change counter inside a write transaction.
+pub(crate) async fn bump_change_counter(tx: &mut Transaction<'_, Any>) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE jammi_change_counter SET counter = counter + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+}
+
+/// Replace the password of a URL with `***` (`postgres://u:***@host/db`).
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Milliseconds since the Unix epoch, for `created_at` columns.
+pub(crate) fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

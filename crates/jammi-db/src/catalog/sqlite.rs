@@ -1,0 +1,93 @@
+//! SQLite catalog backend: one file in the data directory, WAL, fully synchronous commits.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+use sqlx::{Any, Executor, Transaction};
+
+use super::{BackendKind, CatalogBackend};
+use crate::config::CatalogConfig;
+use crate::error::{Error, Result};
+
+/// The embedded catalog.
+#[derive(Debug, Clone)]
+pub struct SqliteBackend {
+    path: PathBuf,
+}
+
+impl SqliteBackend {
+    /// A backend for the database file at `path` (created on first connect).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SqliteBackend { path: path.into() }
+    }
+
+    /// Parse `sqlite:///abs/path.db`, `sqlite://rel/path.db` or `sqlite:path.db`.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        let path = rest.split('?').next().unwrap_or_default();
+        if path.is_empty() || path == ":memory:" {
+            return Err(Error::config(
+                "catalog.url",
+                format!("'{url}' does not name a database file; use sqlite:///path/to/catalog.db"),
+            ));
+        }
+        Ok(SqliteBackend::new(path))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[async_trait]
+impl CatalogBackend for SqliteBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Sqlite
+    }
+
+    fn display_url(&self) -> String {
+        format!("sqlite://{}", self.path.display())
+    }
+
+    async fn connect(&self, config: &CatalogConfig) -> Result<AnyPool> {
+        if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        let busy_ms = config.busy_timeout_ms;
+        let url = format!("sqlite://{}?mode=rwc", self.path.display());
+        AnyPoolOptions::new()
+            .max_connections(config.max_connections)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    // busy_timeout first: the other pragmas may wait on another process.
+                    conn.execute(format!("PRAGMA busy_timeout = {busy_ms}").as_str()).await?;
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    // FULL: a commit that returned is on disk even if the machine loses power.
+                    conn.execute("PRAGMA synchronous = FULL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(|e| Error::Catalog {
+                backend: self.display_url(),
+                message: format!("cannot open: {}", crate::error::one_line(&e.to_string())),
+            })
+    }
+
+    async fn begin_serialized<'c>(&self, pool: &'c AnyPool) -> Result<Transaction<'c, Any>> {
+        // IMMEDIATE takes the write lock up front, so two processes cannot both read
+        // "name is free" and then both insert.
+        pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| Error::Catalog {
+            backend: self.display_url(),
+            message: crate::error::one_line(&e.to_string()),
+        })
+    }
+}

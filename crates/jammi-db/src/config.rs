@@ -1,0 +1,356 @@
+//! Configuration: embedded defaults, then a TOML file, then `JAMMI_<SECTION>__<KEY>`
+//! environment overrides. `${VAR}` inside file values is replaced from the environment.
+//!
+//! Where the file comes from, in order: an explicit path (`--config`), the `JAMMI_CONFIG`
+//! variable, then `<data-dir>/jammi.toml` when it exists. Every key is validated at load;
+//! errors name the key (`catalog.url`) or the variable that set it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// File name looked up inside the data directory when no config file is given.
+pub const CONFIG_FILE_NAME: &str = "jammi.toml";
+
+/// The whole engine configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Directory holding the embedded catalog, local storage and caches.
+    pub data_dir: PathBuf,
+    /// Metadata catalog settings.
+    pub catalog: CatalogConfig,
+    /// Storage settings.
+    pub storage: StorageConfig,
+    /// Query engine settings.
+    pub query: QueryConfig,
+}
+
+/// `[catalog]`: where metadata lives.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogConfig {
+    /// `sqlite:///path/catalog.db` or `postgres://user:pass@host/db`.
+    /// Default: SQLite file `catalog.db` in the data directory.
+    pub url: Option<String>,
+    /// Largest number of pooled catalog connections.
+    pub max_connections: u32,
+    /// How long a writer waits for a lock held by another process, in milliseconds.
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        CatalogConfig { url: None, max_connections: 8, busy_timeout_ms: 30_000 }
+    }
+}
+
+/// `[storage]`: where engine-managed data is written.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Root URL for engine-managed files. Default: `file://<data-dir>/storage`.
+    pub root: Option<String>,
+}
+
+/// `[query]`: DataFusion execution settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// Parallelism of query plans; 0 means one per CPU core.
+    pub target_partitions: usize,
+    /// Rows per record batch.
+    pub batch_size: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig { target_partitions: 0, batch_size: 8192 }
+    }
+}
+
+/// The part of the configuration that can be written in TOML.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileConfig {
+    catalog: CatalogConfig,
+    storage: StorageConfig,
+    query: QueryConfig,
+}
+
+impl Config {
+    /// Embedded defaults for `data_dir`, ignoring files and environment.
+    pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            data_dir: data_dir.into(),
+            catalog: CatalogConfig::default(),
+            storage: StorageConfig::default(),
+            query: QueryConfig::default(),
+        }
+    }
+
+    /// Load the configuration for `data_dir` from the process environment and the config
+    /// file (explicit, `JAMMI_CONFIG`, or `<data_dir>/jammi.toml`).
+    pub fn load(data_dir: impl Into<PathBuf>, explicit_file: Option<&Path>) -> Result<Self> {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        Self::load_with_env(data_dir, explicit_file, &env)
+    }
+
+    /// Like [`Config::load`], with the environment given explicitly (for tests and embedders).
+    pub fn load_with_env(
+        data_dir: impl Into<PathBuf>,
+        explicit_file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Self> {
+        let data_dir = data_dir.into();
+        let file = match explicit_file {
+            Some(p) => Some(p.to_path_buf()),
+            None => match env.get("JAMMI_CONFIG") {
+                Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+                _ => {
+                    let p = data_dir.join(CONFIG_FILE_NAME);
+                    p.exists().then_some(p)
+                }
+            },
+        };
+
+        let mut table = match &file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::config(path.display().to_string(), format!("cannot read config file: {e}"))
+                })?;
+                let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+                    Error::config(path.display().to_string(), crate::error::one_line(e.message()))
+                })?;
+                substitute_table(&mut table, "", env)?;
+                table
+            }
+            None => toml::Table::new(),
+        };
+        apply_env_overrides(&mut table, env)?;
+
+        let parsed: FileConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+                let key = e.path().to_string();
+                Error::config(key, e.into_inner().to_string())
+            })?;
+
+        let config = Config {
+            data_dir,
+            catalog: parsed.catalog,
+            storage: parsed.storage,
+            query: parsed.query,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if let Some(url) = &self.catalog.url {
+            let ok = url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://");
+            if !ok {
+                return Err(Error::config(
+                    "catalog.url",
+                    format!("'{}' is not a sqlite:// or postgres:// URL", crate::catalog::redact_url(url)),
+                ));
+            }
+        }
+        if self.catalog.max_connections == 0 {
+            return Err(Error::config("catalog.max_connections", "must be at least 1"));
+        }
+        if self.query.batch_size == 0 {
+            return Err(Error::config("query.batch_size", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The catalog URL to connect to, defaulting to the SQLite file in the data directory.
+    pub fn catalog_url(&self) -> String {
+        match &self.catalog.url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("catalog.db").display()),
+        }
+    }
+
+    /// The root URL of engine-managed storage.
+    pub fn storage_root(&self) -> String {
+        match &self.storage.root {
+            Some(root) => root.clone(),
+            None => format!("file://{}", self.data_dir.join("storage").display()),
+        }
+    }
+}
+
+/// Replace `${VAR}` in every string of `table`; `$$` stands for a literal `$`.
+fn substitute_table(table: &mut toml::Table, prefix: &str, env: &BTreeMap<String, String>) -> Result<()> {
+    for (k, v) in table.iter_mut() {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        substitute_value(v, &key, env)?;
+    }
+    Ok(())
+}
+
+fn substitute_value(value: &mut toml::Value, key: &str, env: &BTreeMap<String, String>) -> Result<()> {
+    match value {
+        toml::Value::String(s) => *s = substitute_str(s, key, env)?,
+        toml::Value::Table(t) => substitute_table(t, key, env)?,
+        toml::Value::Array(items) => {
+            for item in items {
+                substitute_value(item, key, env)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+pub(crate) fn substitute_str(s: &str, key: &str, env: &BTreeMap<String, String>) -> Result<String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body.find('}').ok_or_else(|| {
+                Error::config(key, "unterminated '${' (write '$$' for a literal '$')")
+            })?;
+            let var = &body[..end];
+            let value = env.get(var).ok_or_else(|| {
+                Error::config(key, format!("environment variable '{var}' is not set (referenced as ${{{var}}})"))
+            })?;
+            out.push_str(value);
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Apply `JAMMI_<SECTION>__<KEY>=value`. Values that parse as TOML scalars (numbers,
+/// booleans) keep their type; anything else is a string.
+fn apply_env_overrides(table: &mut toml::Table, env: &BTreeMap<String, String>) -> Result<()> {
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix("JAMMI_") else { continue };
+        let Some((section, key)) = rest.split_once("__") else { continue };
+        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        if !is_known_key(&section, &key) {
+            return Err(Error::config(
+                name.clone(),
+                format!("sets unknown config key '{section}.{key}'"),
+            ));
+        }
+        let value = parse_scalar(raw);
+        let section_table = table
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        match section_table {
+            toml::Value::Table(t) => {
+                t.insert(key, value);
+            }
+            _ => return Err(Error::config(section, "must be a table")),
+        }
+    }
+    Ok(())
+}
+
+fn is_known_key(section: &str, key: &str) -> bool {
+    matches!(
+        (section, key),
+        ("catalog", "url" | "max_connections" | "busy_timeout_ms")
+            | ("storage", "root")
+            | ("query", "target_partitions" | "batch_size")
+    )
+}
+
+fn parse_scalar(raw: &str) -> toml::Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    if let Ok(b) = raw.parse::<bool>() {
+        return toml::Value::Boolean(b);
+    }
+    if let Ok(f) = raw.parse::<f64>() {
+        if raw.contains('.') {
+            return toml::Value::Float(f);
+        }
+    }
+    toml::Value::String(raw.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_without_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load_with_env(dir.path(), None, &env(&[])).unwrap();
+        assert_eq!(c.catalog, CatalogConfig::default());
+        assert!(c.catalog_url().ends_with("catalog.db"));
+        assert!(c.storage_root().starts_with("file://"));
+    }
+
+    #[test]
+    fn file_then_env_override() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(CONFIG_FILE_NAME),
+            "[query]\nbatch_size = 100\n[catalog]\nmax_connections = 3\n",
+        )
+        .unwrap();
+        let c = Config::load_with_env(dir.path(), None, &env(&[("JAMMI_QUERY__BATCH_SIZE", "42")])).unwrap();
+        assert_eq!(c.query.batch_size, 42);
+        assert_eq!(c.catalog.max_connections, 3);
+    }
+
+    #[test]
+    fn substitution_and_missing_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[storage]\nroot = \"file:///${BASE}/x$$y\"\n").unwrap();
+        let c = Config::load_with_env(dir.path(), Some(&file), &env(&[("BASE", "tmp")])).unwrap();
+        assert_eq!(c.storage.root.as_deref(), Some("file:///tmp/x$y"));
+
+        let err = Config::load_with_env(dir.path(), Some(&file), &env(&[])).unwrap_err().to_string();
+        assert!(err.contains("storage.root") && err.contains("BASE"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[catalog]\nurll = \"x\"\n").unwrap();
+        let err = Config::load_with_env(dir.path(), Some(&file), &env(&[])).unwrap_err().to_string();
+        assert!(err.contains("catalog") && err.contains("urll"), "{err}");
+
+        let err = Config::load_with_env(dir.path(), None, &env(&[("JAMMI_CATALOG__NOPE", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("JAMMI_CATALOG__NOPE") && err.contains("catalog.nope"), "{err}");
+    }
+
+    #[test]
+    fn wrong_types_and_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Config::load_with_env(dir.path(), None, &env(&[("JAMMI_QUERY__BATCH_SIZE", "lots")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("query.batch_size"), "{err}");
+        let err = Config::load_with_env(dir.path(), None, &env(&[("JAMMI_CATALOG__URL", "mysql://x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("catalog.url"), "{err}");
+    }
+}

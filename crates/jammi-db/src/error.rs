@@ -1,0 +1,210 @@
+//! The one error type of the engine.
+//!
+//! Every variant carries the input that was wrong (a source name, a URL, a config key, a
+//! file) so that its `Display` text reads as one sentence a user can act on.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in jammi-db.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration file or value is invalid.
+    #[error("invalid configuration: {key}: {message}")]
+    Config {
+        /// The config key (`section.key`), file or environment variable at fault.
+        key: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+
+    /// A storage or source URL could not be understood.
+    #[error("invalid URL '{url}': {message}")]
+    InvalidUrl {
+        /// The URL as the user gave it.
+        url: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+
+    /// A URL names an object-store scheme whose driver is not compiled in.
+    #[error("storage scheme '{scheme}://' needs jammi-db built with the cargo feature '{feature}'")]
+    DriverNotEnabled {
+        /// The URL scheme.
+        scheme: String,
+        /// The cargo feature that enables it.
+        feature: &'static str,
+    },
+
+    /// A file or object that should exist does not.
+    #[error("not found: {location}")]
+    NotFound {
+        /// Path or URL that was missing.
+        location: String,
+    },
+
+    /// A file exists but cannot be read as the expected format.
+    #[error("cannot read {location} as {format}: {message}")]
+    UnreadableData {
+        /// Path or URL of the file.
+        location: String,
+        /// The format we tried to read it as.
+        format: String,
+        /// The reader's complaint.
+        message: String,
+    },
+
+    /// The format of a source could not be determined or is unsupported.
+    #[error("unknown format for source '{source_name}': {message}")]
+    UnknownFormat {
+        /// Source name.
+        source_name: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+
+    /// A name (of a source, table, ...) is not allowed.
+    #[error("invalid name '{name}': {message}")]
+    InvalidName {
+        /// The rejected name.
+        name: String,
+        /// Why it was rejected.
+        message: String,
+    },
+
+    /// A source with this name already exists in the caller's scope.
+    #[error("source '{name}' already exists{scope}; remove it first or pick another name")]
+    DuplicateSource {
+        /// Source name.
+        name: String,
+        /// " for tenant <uuid>" or empty for shared sources.
+        scope: String,
+    },
+
+    /// No source with this name is visible to the caller.
+    #[error("source '{name}' does not exist{scope}")]
+    UnknownSource {
+        /// Source name.
+        name: String,
+        /// " for tenant <uuid>" or empty for shared sources.
+        scope: String,
+    },
+
+    /// A source option is unknown or has a bad value.
+    #[error("invalid option '{key}' for source '{source_name}': {message}")]
+    InvalidOption {
+        /// Source name.
+        source_name: String,
+        /// The option key.
+        key: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+
+    /// A tenant id could not be parsed.
+    #[error("invalid tenant id '{input}': expected a UUID such as 3f2b8c1e-0000-4000-8000-000000000001")]
+    InvalidTenant {
+        /// What the user passed.
+        input: String,
+    },
+
+    /// An operation is not allowed in the current tenant scope.
+    #[error("permission denied: {message}")]
+    PermissionDenied {
+        /// What was refused.
+        message: String,
+    },
+
+    /// SQL could not be parsed, planned or executed.
+    #[error("{0}")]
+    Query(String),
+
+    /// The metadata catalog failed.
+    #[error("catalog ({backend}): {message}")]
+    Catalog {
+        /// Backend description with credentials removed.
+        backend: String,
+        /// What failed.
+        message: String,
+    },
+
+    /// A catalog migration failed; the catalog is left at the previous version.
+    #[error("catalog migration {version} ({name}) failed: {message}")]
+    Migration {
+        /// Migration number.
+        version: i64,
+        /// Migration name.
+        name: &'static str,
+        /// What failed.
+        message: String,
+    },
+
+    /// The data directory cannot be used.
+    #[error("data directory {path}: {message}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+
+    /// An object-store operation failed.
+    #[error("storage: {0}")]
+    Storage(String),
+
+    /// Local I/O failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn config(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Config { key: key.into(), message: message.into() }
+    }
+
+    pub(crate) fn invalid_url(url: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::InvalidUrl { url: url.into(), message: message.into() }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+}
+
+impl From<datafusion::error::DataFusionError> for Error {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        // An engine error raised by our own providers travels through DataFusion wrapped in
+        // `External`; unwrap it so the user sees the original sentence.
+        match e.find_root() {
+            datafusion::error::DataFusionError::External(inner) => {
+                match inner.downcast_ref::<Error>() {
+                    Some(ours) => Error::Query(ours.to_string()),
+                    None => Error::Query(one_line(&inner.to_string())),
+                }
+            }
+            other => Error::Query(one_line(&other.to_string())),
+        }
+    }
+}
+
+impl From<object_store::Error> for Error {
+    fn from(e: object_store::Error) -> Self {
+        match e {
+            object_store::Error::NotFound { path, .. } => Error::NotFound { location: path },
+            other => Error::Storage(one_line(&other.to_string())),
+        }
+    }
+}
+
+/// Collapse multi-line messages (DataFusion adds backtrace-like context) into one line.
+pub(crate) fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,280 @@
+//! [`Session`]: the engine's entry point. It wires a DataFusion context to the catalog, the
+//! storage registry and the engine parts, and plans every query in its tenant scope.
+//!
+//! Engine parts get their own handles (`session.sources()`); the session itself only opens,
+//! scopes and runs SQL.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use datafusion::catalog::{CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList, MemorySchemaProvider};
+use datafusion::catalog::CatalogProvider;
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::context::{SessionConfig, SessionContext, SessionState};
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::sql::parser::{DFParser, Statement};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use object_store::ObjectStore;
+
+use crate::catalog::{Catalog, SourceRecord};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::source::{self, EngineCatalogs, ScopedCatalogList, SourceCatalog, SourceCatalogs, Sources};
+use crate::storage::{StorageOptions, StorageRegistry, StorageUrl};
+use crate::tenant::{self, TenantFilterRule, TenantId, TenantScope, TenantScopeOption};
+
+/// One parsed SQL statement, ready to run with [`Session::run`].
+#[derive(Debug, Clone)]
+pub struct SqlStatement(Statement);
+
+impl fmt::Display for SqlStatement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+struct Shared {
+    config: Config,
+    catalog: Catalog,
+    storage: StorageRegistry,
+    /// Template state: functions, rules and the runtime (object stores) every query shares.
+    base: SessionState,
+    sources: Arc<SourceCatalogs>,
+    engine_catalogs: Arc<EngineCatalogs>,
+    /// Per-scope scratch catalogs: views made by one tenant never resolve for another.
+    scratch: Mutex<HashMap<TenantScope, Arc<MemoryCatalogProviderList>>>,
+    /// Catalog change counter at the last sync with the catalog.
+    synced_counter: AtomicI64,
+    sync_lock: tokio::sync::Mutex<()>,
+}
+
+/// An open jammi-db engine. Cheap to clone; clones share everything but the sticky tenant
+/// binding, which belongs to each handle.
+#[derive(Clone)]
+pub struct Session {
+    shared: Arc<Shared>,
+    sticky: TenantScope,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("data_dir", &self.shared.config.data_dir)
+            .field("catalog", &self.shared.catalog.backend().display_url())
+            .field("scope", &self.sticky)
+            .finish()
+    }
+}
+
+impl Session {
+    /// Open the engine for a data directory with configuration from the environment and
+    /// `<data_dir>/jammi.toml`.
+    pub async fn open_dir(data_dir: impl AsRef<Path>) -> Result<Self> {
+        Self::open(Config::load(data_dir.as_ref(), None)?).await
+    }
+
+    /// Open the engine: create the data directory, connect and migrate the catalog, and
+    /// restore every registered source.
+    pub async fn open(config: Config) -> Result<Self> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| Error::DataDir {
+            path: config.data_dir.clone(),
+            message: format!("cannot create: {e}"),
+        })?;
+        let catalog = Catalog::open(&config.catalog_url(), &config.catalog).await?;
+
+        let mut df_config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_batch_size(config.query.batch_size)
+            .with_create_default_catalog_and_schema(false);
+        if config.query.target_partitions > 0 {
+            df_config = df_config.with_target_partitions(config.query.target_partitions);
+        }
+        let mut rules = vec![Arc::new(TenantFilterRule::new()) as _];
+        rules.extend(datafusion::optimizer::Analyzer::new().rules);
+        let base = SessionStateBuilder::new()
+            .with_config(df_config)
+            .with_default_features()
+            .with_analyzer_rules(rules)
+            .build();
+
+        let shared = Arc::new(Shared {
+            config,
+            catalog,
+            storage: StorageRegistry::new(),
+            base,
+            sources: Arc::new(SourceCatalogs::default()),
+            engine_catalogs: Arc::new(EngineCatalogs::default()),
+            scratch: Mutex::new(HashMap::new()),
+            synced_counter: AtomicI64::new(i64::MIN),
+            sync_lock: tokio::sync::Mutex::new(()),
+        });
+        let session = Session { shared, sticky: TenantScope::Unbound };
+        session.sync_catalog().await?;
+        Ok(session)
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// The metadata catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.shared.catalog
+    }
+
+    /// Sources: add, list, remove.
+    pub fn sources(&self) -> Sources<'_> {
+        Sources::new(self)
+    }
+
+    /// A handle bound (sticky) to `tenant`, or unbound for `None`.
+    pub fn with_tenant(&self, tenant: Option<TenantId>) -> Session {
+        let sticky = tenant.map(TenantScope::Tenant).unwrap_or(TenantScope::Unbound);
+        Session { shared: Arc::clone(&self.shared), sticky }
+    }
+
+    /// Bind this handle to `tenant` (sticky), or unbind it with `None`.
+    pub fn bind_tenant(&mut self, tenant: Option<TenantId>) {
+        self.sticky = tenant.map(TenantScope::Tenant).unwrap_or(TenantScope::Unbound);
+    }
+
+    /// The scope queries planned now run in: the task-local binding
+    /// ([`tenant::with_tenant`]) if set, else this handle's sticky binding.
+    pub fn scope(&self) -> TenantScope {
+        tenant::current_task_scope().unwrap_or(self.sticky)
+    }
+
+    /// Run `f` in the admin scope: queries see every tenant's rows. The scope ends with the
+    /// closure's future; nothing outside it is affected.
+    pub async fn admin<F, Fut, T>(&self, f: F) -> T
+    where
+        F: FnOnce(Session) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        tenant::with_scope(TenantScope::Admin, f(self.clone())).await
+    }
+
+    /// Split `sql` into statements (`;`-separated). Syntax errors are reported before
+    /// anything runs.
+    pub fn parse(&self, sql: &str) -> Result<Vec<SqlStatement>> {
+        let statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
+            .map_err(|e| Error::Query(format!("SQL syntax error: {e}")))?;
+        if statements.is_empty() {
+            return Err(Error::Query("no SQL statement given".to_string()));
+        }
+        Ok(statements.into_iter().map(SqlStatement).collect())
+    }
+
+    /// Plan and start one statement. DDL takes effect now; queries run when the returned
+    /// frame is collected or streamed.
+    pub async fn run(&self, statement: &SqlStatement) -> Result<DataFrame> {
+        self.sync_catalog().await?;
+        let ctx = self.query_context(self.scope());
+        let plan = ctx.state().statement_to_plan(statement.0.clone()).await?;
+        Ok(ctx.execute_logical_plan(plan).await?)
+    }
+
+    /// Run every statement of `sql` in order and return the last one's frame (earlier
+    /// results are drained).
+    pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        let statements = self.parse(sql)?;
+        let last = statements.len() - 1;
+        for statement in &statements[..last] {
+            self.run(statement).await?.collect().await?;
+        }
+        self.run(&statements[last]).await
+    }
+
+    /// A DataFusion context whose catalogs and tenant rule are bound to `scope`.
+    fn query_context(&self, scope: TenantScope) -> SessionContext {
+        let mut state = self.shared.base.clone();
+        state.config_mut().options_mut().extensions.insert(TenantScopeOption { scope });
+        let list = ScopedCatalogList::new(
+            scope,
+            Arc::clone(&self.shared.sources),
+            Arc::clone(&self.shared.engine_catalogs),
+            self.scratch_catalogs(scope),
+        );
+        state.register_catalog_list(Arc::new(list));
+        SessionContext::new_with_state(state)
+    }
+
+    fn scratch_catalogs(&self, scope: TenantScope) -> Arc<MemoryCatalogProviderList> {
+        let mut map = self.shared.scratch.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(map.entry(scope).or_insert_with(|| {
+            let list = MemoryCatalogProviderList::new();
+            let default = MemoryCatalogProvider::new();
+            let _ = default.register_schema("public", Arc::new(MemorySchemaProvider::new()));
+            list.register_catalog("datafusion".to_string(), Arc::new(default));
+            Arc::new(list)
+        }))
+    }
+
+    /// Reload sources if another process (or handle) changed the catalog since last time.
+    pub async fn sync_catalog(&self) -> Result<()> {
+        let counter = self.shared.catalog.change_counter().await?;
+        if counter == self.shared.synced_counter.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _guard = self.shared.sync_lock.lock().await;
+        if counter == self.shared.synced_counter.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let records = self.shared.catalog.sources().list_all().await?;
+        let mut entries = Vec::with_capacity(records.len());
+        for record in &records {
+            match self.build_source_catalog(record) {
+                Ok(c) => entries.push((record.tenant, c)),
+                // One unusable source must not make the whole engine unusable; `source list`
+                // reports it.
+                Err(e) => tracing::warn!(source = %record.name, error = %e, "source unavailable"),
+            }
+        }
+        self.shared.sources.replace_all(entries);
+        self.shared.synced_counter.store(counter, Ordering::Release);
+        Ok(())
+    }
+
+    pub(crate) fn build_source_catalog(&self, record: &SourceRecord) -> Result<Arc<SourceCatalog>> {
+        let url = StorageUrl::parse(&record.url)?;
+        let (_, storage_options) = source::split_options(&record.options);
+        self.register_store(&url, &storage_options)?;
+        source::build_catalog(record)
+    }
+
+    /// Make `url`'s store available to queries (object stores are keyed by scheme+bucket).
+    pub(crate) fn register_store(&self, url: &StorageUrl, options: &StorageOptions) -> Result<Arc<dyn ObjectStore>> {
+        let store = self.shared.storage.store_for(url, options)?;
+        if !url.is_local() {
+            self.shared.base.runtime_env().register_object_store(&url.store_root(), Arc::clone(&store));
+        }
+        Ok(store)
+    }
+
+    pub(crate) fn base_state(&self) -> SessionState {
+        self.shared.base.clone()
+    }
+
+    pub(crate) fn source_catalogs(&self) -> &SourceCatalogs {
+        &self.shared.sources
+    }
+
+    /// Register an engine catalog (`mutable`, `vectors`, `topics`) visible to every scope.
+    pub fn register_engine_catalog(&self, name: &str, catalog: Arc<dyn CatalogProvider>) {
+        self.shared
+            .engine_catalogs
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), catalog);
+    }
+
+    /// Close catalog connections.
+    pub async fn close(&self) {
+        self.shared.catalog.close().await;
+    }
+}

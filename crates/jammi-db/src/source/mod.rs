@@ -1,0 +1,255 @@
+//! Sources: named, registered data that SQL reads as `NAME.public.TABLE`.
+//!
+//! This sources are files (Parquet, CSV, JSON) on local disk or object storage,
+//! one table per source. Registration validates everything (URL, options, readability,
+//! schema, tenant column) before writing the catalog row, so a failed `add` leaves no trace.
+
+mod catalogs;
+pub mod file;
+pub mod naming;
+mod read_only;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::catalog::TableProvider;
+
+pub use catalogs::{EngineCatalogs, ScopedCatalogList, SourceCatalog, SourceCatalogs};
+pub use file::{FileFormatKind, TableSpec};
+pub use read_only::ReadOnlyTable;
+
+use crate::catalog::SourceRecord;
+use crate::error::{Error, Result};
+use crate::session::Session;
+use crate::storage::{StorageOptions, StorageUrl};
+use crate::tenant::{TenantId, TenantScopedTable};
+
+/// What a user asks to register.
+#[derive(Debug, Clone, Default)]
+pub struct SourceSpec {
+    /// Source name (the SQL catalog name).
+    pub name: String,
+    /// Local path, `file://` URL, directory, or object-store URL.
+    pub url: String,
+    /// Format; inferred from the file extension when `None`.
+    pub format: Option<FileFormatKind>,
+    /// Column holding each row's owning tenant (UUID text; NULL = shared row).
+    pub tenant_column: Option<String>,
+    /// Format options (`table`, `has_header`, `delimiter`, `quote`, `file_extension`) and
+    /// storage driver options (`endpoint`, `region`, `access_key_id`, ...).
+    pub options: BTreeMap<String, String>,
+}
+
+impl SourceSpec {
+    /// A spec for `name` at `url` with everything else inferred.
+    pub fn new(name: impl Into<String>, url: impl Into<String>) -> Self {
+        SourceSpec { name: name.into(), url: url.into(), ..Default::default() }
+    }
+
+    /// Set the format.
+    pub fn with_format(mut self, format: FileFormatKind) -> Self {
+        self.format = Some(format);
+        self
+    }
+
+    /// Mark the source tenant-aware through `column`.
+    pub fn with_tenant_column(mut self, column: impl Into<String>) -> Self {
+        self.tenant_column = Some(column.into());
+        self
+    }
+
+    /// Add an option.
+    pub fn with_option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.options.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// A registered source as `source list` shows it (secrets masked).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceInfo {
+    /// Source name.
+    pub name: String,
+    /// Owning tenant, `None` when shared.
+    pub tenant: Option<TenantId>,
+    /// Kind (`file`).
+    pub kind: String,
+    /// Location, credentials hidden.
+    pub url: String,
+    /// Data format.
+    pub format: Option<String>,
+    /// SQL tables (`name.public.table`).
+    pub tables: Vec<String>,
+    /// Tenant column, if tenant-aware.
+    pub tenant_column: Option<String>,
+    /// Options with secret values replaced by `***`.
+    pub options: BTreeMap<String, String>,
+    /// `ok`, or why the source cannot be read.
+    pub status: String,
+}
+
+/// The sources of one session: `session.sources()`.
+#[derive(Debug)]
+pub struct Sources<'a> {
+    session: &'a Session,
+}
+
+impl<'a> Sources<'a> {
+    pub(crate) fn new(session: &'a Session) -> Self {
+        Sources { session }
+    }
+
+    /// Register a source owned by the current scope's tenant (shared when unbound).
+    /// Everything is checked before the catalog is written.
+    pub async fn add(&self, spec: SourceSpec) -> Result<SourceInfo> {
+        let scope = self.session.scope();
+        naming::validate_source_name(&spec.name)?;
+        let url = StorageUrl::parse(&spec.url)?;
+        let (format_options, storage_options) = split_options(&spec.options);
+        let store = self.session.register_store(&url, &storage_options)?;
+
+        let state = self.session.base_state();
+        let table_spec = file::inspect(&state, &store, &url, spec.format, &format_options, &spec.name)
+            .await
+            .map_err(|e| match e {
+                Error::UnknownFormat { message, .. } => Error::UnknownFormat { source_name: spec.name.clone(), message },
+                other => other,
+            })?;
+        if let Some(column) = &spec.tenant_column {
+            check_tenant_column(&table_spec, column, &spec.name)?;
+        }
+
+        let mut record = SourceRecord::new(scope.owner(), &spec.name, "file", url.url().as_str());
+        record.format = Some(table_spec.format.to_string());
+        record.tenant_column = spec.tenant_column.clone();
+        record.options = spec.options.clone();
+        record.table_spec = serde_json::to_string(&table_spec).map_err(|e| Error::Query(e.to_string()))?;
+        // Build before writing: a source that cannot be served is never registered.
+        let catalog = self.session.build_source_catalog(&record)?;
+        self.session.catalog().sources().insert(&record).await?;
+        self.session.source_catalogs().insert(record.tenant, catalog);
+        Ok(info(&record, "ok"))
+    }
+
+    /// Sources visible in the current scope.
+    pub async fn list(&self) -> Result<Vec<SourceInfo>> {
+        let records = self.session.catalog().sources().list_visible(self.session.scope()).await?;
+        Ok(records
+            .iter()
+            .map(|r| {
+                let status = match self.session.build_source_catalog(r) {
+                    Ok(_) => "ok".to_string(),
+                    Err(e) => format!("unavailable: {e}"),
+                };
+                info(r, &status)
+            })
+            .collect())
+    }
+
+    /// Unregister `name` (the caller's own source; shared ones only when unbound).
+    /// The data itself is never touched.
+    pub async fn remove(&self, name: &str) -> Result<SourceInfo> {
+        let record = self.session.catalog().sources().remove(self.session.scope(), name).await?;
+        self.session.source_catalogs().remove(record.tenant, &record.name);
+        Ok(info(&record, "removed"))
+    }
+}
+
+/// `source list` as a record batch, so every output format prints it.
+pub fn sources_to_batch(sources: &[SourceInfo]) -> Result<RecordBatch> {
+    let text = |f: &dyn Fn(&SourceInfo) -> Option<String>| -> ArrayRef {
+        Arc::new(sources.iter().map(f).collect::<StringArray>())
+    };
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("name", text(&|s| Some(s.name.clone()))),
+        ("tables", text(&|s| Some(s.tables.join(", ")))),
+        ("kind", text(&|s| Some(s.kind.clone()))),
+        ("format", text(&|s| s.format.clone())),
+        ("url", text(&|s| Some(s.url.clone()))),
+        ("tenant", text(&|s| s.tenant.map(|t| t.to_string()))),
+        ("tenant_column", text(&|s| s.tenant_column.clone())),
+        (
+            "options",
+            text(&|s| Some(s.options.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))),
+        ),
+        ("status", text(&|s| Some(s.status.clone()))),
+    ];
+    let schema = Schema::new(columns.iter().map(|(n, _)| Field::new(*n, DataType::Utf8, true)).collect::<Vec<_>>());
+    RecordBatch::try_new(Arc::new(schema), columns.into_iter().map(|(_, c)| c).collect())
+        .map_err(|e| Error::Query(e.to_string()))
+}
+
+/// Build the DataFusion catalog for a stored source record (no I/O).
+pub(crate) fn build_catalog(record: &SourceRecord) -> Result<Arc<SourceCatalog>> {
+    let spec: TableSpec = serde_json::from_str(&record.table_spec).map_err(|e| Error::Catalog {
+        backend: "catalog".to_string(),
+        message: format!("source '{}' has an unreadable table spec ({e}); remove and add it again", record.name),
+    })?;
+    let url = StorageUrl::parse(&record.url)?;
+    let table = file::build_table(&spec, &url)?;
+    let display = format!("{}.{}.{}", record.name, naming::DEFAULT_SCHEMA, spec.table);
+    let mut provider: Arc<dyn TableProvider> = Arc::new(ReadOnlyTable::new(table, display));
+    if let Some(column) = &record.tenant_column {
+        provider = Arc::new(TenantScopedTable::new(provider, column.clone()));
+    }
+    let tables = BTreeMap::from([(spec.table.clone(), provider)]);
+    Ok(Arc::new(SourceCatalog::new(record.name.clone(), tables)))
+}
+
+/// Split user options into format options and storage-driver options.
+pub(crate) fn split_options(options: &BTreeMap<String, String>) -> (BTreeMap<String, String>, StorageOptions) {
+    options
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .partition(|(k, _)| file::FORMAT_OPTIONS.contains(&k.as_str()))
+}
+
+fn check_tenant_column(spec: &TableSpec, column: &str, source: &str) -> Result<()> {
+    let schema = spec.table_schema();
+    let field = schema.field_with_name(column).map_err(|_| Error::InvalidOption {
+        source_name: source.to_string(),
+        key: "tenant-column".to_string(),
+        message: format!(
+            "column '{column}' does not exist; columns are: {}",
+            schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    })?;
+    let texty = matches!(field.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+        || matches!(field.data_type(), DataType::Dictionary(_, v) if v.as_ref() == &DataType::Utf8);
+    if !texty {
+        return Err(Error::InvalidOption {
+            source_name: source.to_string(),
+            key: "tenant-column".to_string(),
+            message: format!("column '{column}' has type {}; a tenant column holds UUID text", field.data_type()),
+        });
+    }
+    Ok(())
+}
+
+fn info(record: &SourceRecord, status: &str) -> SourceInfo {
+    let table = serde_json::from_str::<TableSpec>(&record.table_spec).map(|s| s.table).ok();
+    SourceInfo {
+        name: record.name.clone(),
+        tenant: record.tenant,
+        kind: record.kind.clone(),
+        url: crate::catalog::redact_url(&record.url),
+        format: record.format.clone(),
+        tables: table.map(|t| vec![format!("{}.{}.{t}", record.name, naming::DEFAULT_SCHEMA)]).unwrap_or_default(),
+        tenant_column: record.tenant_column.clone(),
+        options: record.options.iter().map(|(k, v)| (k.clone(), mask_secret(k, v))).collect(),
+        status: status.to_string(),
+    }
+}
+
+/// Hide values of options that look like credentials.
+fn mask_secret(key: &str, value: &str) -> String {
+    let k = key.to_ascii_lowercase();
+    let secret = k.contains("secret")
+        || k.contains("password")
+        || k.contains("token")
+        || k.contains("credential")
+        || (k.ends_with("_key") && !k.ends_with("_key_id"));
+    if secret { "***".to_string() } else { value.to_string() }
+}

@@ -1,0 +1,93 @@
+//! Tenancy: who a query runs for.
+//!
+//! Every catalog row carries a nullable tenant id; NULL means *shared*. A [`TenantScope`]
+//! decides what a query sees:
+//!
+//! * `Tenant(T)` — T's own rows plus shared rows;
+//! * `Unbound`   — shared rows only;
+//! * `Admin`     — everything, and only inside [`crate::Session::admin`].
+//!
+//! The scope of a query is fixed when it is planned: a task-local scope (set with
+//! [`with_tenant`], for request handlers sharing one session) wins over the session's sticky
+//! binding. The scope then travels inside the query's DataFusion config, where the
+//! [`TenantFilterRule`] reads it.
+
+mod binding;
+mod rule;
+
+pub(crate) use binding::with_scope;
+pub use binding::{current_task_scope, with_tenant, TenantScopeOption};
+pub use rule::{TenantFilterRule, TenantScopedTable};
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::Error;
+
+/// A tenant identifier (a UUID).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantId(uuid::Uuid);
+
+impl TenantId {
+    /// Wrap a UUID.
+    pub fn new(id: uuid::Uuid) -> Self {
+        TenantId(id)
+    }
+
+    /// A fresh random tenant id.
+    pub fn random() -> Self {
+        TenantId(uuid::Uuid::new_v4())
+    }
+
+    /// The UUID.
+    pub fn uuid(&self) -> uuid::Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Hyphenated lower case: the form stored in the catalog and in tenant columns.
+        write!(f, "{}", self.0.hyphenated())
+    }
+}
+
+impl FromStr for TenantId {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::parse_str(s.trim())
+            .map(TenantId)
+            .map_err(|_| Error::InvalidTenant { input: s.to_string() })
+    }
+}
+
+/// What a query or catalog operation may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TenantScope {
+    /// No tenant: shared rows only.
+    #[default]
+    Unbound,
+    /// One tenant: its rows plus shared rows.
+    Tenant(TenantId),
+    /// Everything (maintenance); only reachable through [`crate::Session::admin`].
+    Admin,
+}
+
+impl TenantScope {
+    /// The tenant that owns new objects created in this scope (None = shared).
+    pub fn owner(&self) -> Option<TenantId> {
+        match self {
+            TenantScope::Tenant(t) => Some(*t),
+            TenantScope::Unbound | TenantScope::Admin => None,
+        }
+    }
+
+    /// " for tenant <uuid>" (or "") — used in error messages.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            TenantScope::Tenant(t) => format!(" for tenant {t}"),
+            TenantScope::Unbound | TenantScope::Admin => String::new(),
+        }
+    }
+}
