@@ -39,11 +39,13 @@ pub struct CatalogConfig {
     pub max_connections: u32,
     /// How long a writer waits for a lock held by another process, in milliseconds.
     pub busy_timeout_ms: u64,
+    /// How long opening a connection may take before failing, in milliseconds.
+    pub connect_timeout_ms: u64,
 }
 
 impl Default for CatalogConfig {
     fn default() -> Self {
-        CatalogConfig { url: None, max_connections: 8, busy_timeout_ms: 30_000 }
+        CatalogConfig { url: None, max_connections: 8, busy_timeout_ms: 30_000, connect_timeout_ms: 5_000 }
     }
 }
 
@@ -264,7 +266,7 @@ fn apply_env_overrides(table: &mut toml::Table, env: &BTreeMap<String, String>) 
 fn is_known_key(section: &str, key: &str) -> bool {
     matches!(
         (section, key),
-        ("catalog", "url" | "max_connections" | "busy_timeout_ms")
+        ("catalog", "url" | "max_connections" | "busy_timeout_ms" | "connect_timeout_ms")
             | ("storage", "root")
             | ("query", "target_partitions" | "batch_size")
     )

@@ -176,6 +176,7 @@ impl Session {
         self.sync_catalog().await?;
         let ctx = self.query_context(self.scope());
         let plan = ctx.state().statement_to_plan(statement.0.clone()).await?;
+        source::refuse_source_ddl(&plan, &self.shared.sources, self.scope())?;
         Ok(ctx.execute_logical_plan(plan).await?)
     }
 

@@ -63,6 +63,7 @@ impl CatalogBackend for SqliteBackend {
         let url = format!("sqlite://{}?mode=rwc", self.path.display());
         AnyPoolOptions::new()
             .max_connections(config.max_connections)
+            .acquire_timeout(std::time::Duration::from_millis(config.connect_timeout_ms))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     // busy_timeout first: the other pragmas may wait on another process.

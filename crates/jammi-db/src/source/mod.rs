@@ -198,6 +198,27 @@ pub(crate) fn build_catalog(record: &SourceRecord) -> Result<Arc<SourceCatalog>>
     Ok(Arc::new(SourceCatalog::new(record.name.clone(), tables)))
 }
 
+/// DataFusion reports `DROP TABLE` on a read-only schema as "doesn't exist"; say what is
+/// really going on instead.
+pub(crate) fn refuse_source_ddl(
+    plan: &datafusion::logical_expr::LogicalPlan,
+    sources: &SourceCatalogs,
+    scope: crate::tenant::TenantScope,
+) -> Result<()> {
+    use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+    if let LogicalPlan::Ddl(DdlStatement::DropTable(drop)) = plan {
+        if let Some(catalog) = drop.name.catalog() {
+            if sources.resolve(scope, catalog).is_some() {
+                return Err(Error::Query(format!(
+                    "cannot drop table {}: it belongs to source '{catalog}'; use `jammi source remove {catalog}`",
+                    drop.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Split user options into format options and storage-driver options.
 pub(crate) fn split_options(options: &BTreeMap<String, String>) -> (BTreeMap<String, String>, StorageOptions) {
     options

@@ -1,0 +1,8 @@
+//! The engine's integration tests: one binary, one module per area.
+
+mod support;
+
+mod catalog;
+mod s3;
+mod sources;
+mod tenancy;

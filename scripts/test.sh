@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The one test command: starts the real services tests need on loopback (PostgreSQL, an
+# S3-compatible server), runs every test, stops the services, and exits non-zero on any
+# failure. Tests that need a service read its address from the JAMMI_TEST_* variables below
+# and fail (never skip) when one is missing.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+# Reuse one target directory across clones so repeated runs build incrementally.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/jammi-target}"
+WORK="$(mktemp -d /tmp/jammi-test.XXXXXX)"
+chmod 755 "$WORK"
+PIDS=()
+PG_DATA="$WORK/pg"
+
+log() { echo "[test.sh] $*" >&2; }
+
+cleanup() {
+    local rc=$?
+    if [[ -f "$PG_DATA/postmaster.pid" ]]; then
+        as_pg_user "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate stop >/dev/null 2>&1 || true
+    fi
+    for pid in "${PIDS[@]:-}"; do
+        [[ -n "$pid" ]] && kill "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+    exit $rc
+}
+trap cleanup EXIT INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+    local seconds=$1 what=$2; shift 2
+    for _ in $(seq 1 $((seconds * 10))); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.1
+    done
+    log "$what did not come up within ${seconds}s"
+    return 1
+}
+
+# --- PostgreSQL (from the machine's packages) -------------------------------------------
+PG_BIN="$(dirname "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | tail -1)")"
+if [[ ! -x "$PG_BIN/initdb" ]]; then
+    log "installing PostgreSQL"
+    apt-get install -y -q postgresql >/dev/null
+    PG_BIN="$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | tail -1)")"
+fi
+as_pg_user() {
+    if [[ "$(id -u)" == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+mkdir -p "$PG_DATA"
+[[ "$(id -u)" == 0 ]] && chown postgres "$PG_DATA"
+PG_PORT="$(free_port)"
+as_pg_user "$PG_BIN/initdb" -D "$PG_DATA" -U jammi --auth=trust -E UTF8 >/dev/null
+as_pg_user "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/server.log" -w \
+    -o "-p $PG_PORT -k $PG_DATA -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start >/dev/null
+export JAMMI_TEST_PG_URL="postgres://jammi@127.0.0.1:$PG_PORT/postgres"
+log "PostgreSQL on 127.0.0.1:$PG_PORT"
+
+# --- S3-compatible server (moto, from PyPI) ----------------------------------------------
+if ! command -v moto_server >/dev/null 2>&1; then
+    log "installing moto[server]"
+    python3 -m pip install -q 'moto[server]' >&2
+fi
+S3_PORT="$(free_port)"
+moto_server -H 127.0.0.1 -p "$S3_PORT" >"$WORK/moto.log" 2>&1 &
+PIDS+=($!)
+wait_for 30 "S3 server" curl -sf "http://127.0.0.1:$S3_PORT/"
+curl -sf -X PUT "http://127.0.0.1:$S3_PORT/jammi-test" >/dev/null
+export JAMMI_TEST_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
+export JAMMI_TEST_S3_BUCKET="jammi-test"
+log "S3 server on 127.0.0.1:$S3_PORT (bucket jammi-test)"
+
+# --- Tests --------------------------------------------------------------------------------
+log "running the test suite"
+cargo test --workspace --locked -- --test-threads="${JAMMI_TEST_THREADS:-4}"
+log "all tests passed"
