@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 /// jammi-db: SQL over files and object storage, vectors, mutable tables and triggers.
 #[derive(Debug, Parser)]
@@ -20,16 +20,17 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub tenant: Option<String>,
 
-    /// Output format.
-    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
-    pub format: OutputFormat,
+    /// Output format: table, csv, json or ndjson. For `source add` it is the data format of
+    /// the source instead (parquet, csv or json), as the CLI contract writes it.
+    #[arg(long, global = true, value_parser = ["table", "csv", "json", "ndjson", "parquet"])]
+    pub format: Option<String>,
 
     #[command(subcommand)]
     pub command: Command,
 }
 
 /// How results are printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputFormat {
     /// Aligned columns, for people.
     Table,
@@ -39,6 +40,19 @@ pub enum OutputFormat {
     Json,
     /// One JSON object per line.
     Ndjson,
+}
+
+impl OutputFormat {
+    /// Parse an output format name.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "table" => Some(OutputFormat::Table),
+            "csv" => Some(OutputFormat::Csv),
+            "json" => Some(OutputFormat::Json),
+            "ndjson" => Some(OutputFormat::Ndjson),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,9 +77,6 @@ pub enum SourceCommand {
         name: String,
         /// Local path, file:// URL, directory, or s3:// gs:// azure:// r2:// memory:// URL.
         url: String,
-        /// Data format (default: from the file extension).
-        #[arg(long, value_parser = ["parquet", "csv", "json"])]
-        format: Option<String>,
         /// Column holding each row's tenant UUID (NULL = shared row).
         #[arg(long)]
         tenant_column: Option<String>,

@@ -50,24 +50,38 @@ async fn run(cli: Cli) -> Result<()> {
     let session = Session::open(config).await?.with_tenant(tenant);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let result = dispatch(&session, cli.command, cli.format, &mut out).await;
+    let result = dispatch(&session, cli.command, cli.format.as_deref(), &mut out).await;
     out.flush().ok();
     session.close().await;
     result
 }
 
-async fn dispatch(session: &Session, command: Command, format: OutputFormat, out: &mut dyn Write) -> Result<()> {
+async fn dispatch(session: &Session, command: Command, format_flag: Option<&str>, out: &mut dyn Write) -> Result<()> {
+    // `--format` is the output format everywhere except `source add`, where the contract
+    // uses it for the data format.
+    let output_format = || match format_flag {
+        None => Ok(OutputFormat::Table),
+        Some(name) => OutputFormat::parse(name)
+            .ok_or_else(|| anyhow!("'{name}' is not an output format; use table, csv, json or ndjson")),
+    };
     match command {
-        Command::Demo => demo::run(session, format, out).await,
-        Command::Sql { sql } => run_sql(session, &sql, format, out).await,
-        Command::Source(SourceCommand::Add { name, url, format: data_format, tenant_column, options }) => {
+        Command::Source(SourceCommand::Add { name, url, tenant_column, options }) => {
             let mut spec = SourceSpec::new(name, url);
-            spec.format = data_format.as_deref().map(str::parse::<FileFormatKind>).transpose()?;
+            spec.format = format_flag.map(str::parse::<FileFormatKind>).transpose()?;
             spec.tenant_column = tenant_column;
             spec.options = parse_options(&options)?;
             let info = session.sources().add(spec).await?;
-            print::print_batch(&sources_to_batch(&[info])?, format, out)
+            print::print_batch(&sources_to_batch(&[info])?, OutputFormat::Table, out)
         }
+        command => run_command(session, command, output_format()?, out).await,
+    }
+}
+
+async fn run_command(session: &Session, command: Command, format: OutputFormat, out: &mut dyn Write) -> Result<()> {
+    match command {
+        Command::Demo => demo::run(session, format, out).await,
+        Command::Sql { sql } => run_sql(session, &sql, format, out).await,
+        Command::Source(SourceCommand::Add { .. }) => Err(anyhow!("source add takes no output format")),
         Command::Source(SourceCommand::List) => {
             let sources = session.sources().list().await?;
             print::print_batch(&sources_to_batch(&sources)?, format, out)

@@ -1,0 +1,8 @@
+//! The `jammi` binary end to end: one integration-test binary, one module per area.
+
+mod support;
+
+mod commands;
+mod demo;
+mod processes;
+mod streaming;
