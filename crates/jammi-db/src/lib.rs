@@ -34,6 +34,7 @@
 
 pub mod catalog;
 pub mod config;
+mod delegate;
 pub mod error;
 pub mod session;
 pub mod source;

@@ -47,6 +47,26 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
         )",
         "CREATE UNIQUE INDEX jammi_sources_tenant_name ON jammi_sources (COALESCE(tenant_id, ''), name)",
     ],
+},
+Migration {
+    version: 2,
+    name: "vector_tables",
+    statements: &[
+        // status: 'building' until every file is written and verified, then 'ready'.
+        // spec: JSON owned by the vector module (dims, metric, precision, schema, ...).
+        "CREATE TABLE jammi_vector_tables (
+            id TEXT PRIMARY KEY,
+            tenant_id TEXT NULL,
+            name TEXT NOT NULL,
+            status TEXT NOT NULL,
+            location TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            generation BIGINT NOT NULL,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL
+        )",
+        "CREATE UNIQUE INDEX jammi_vector_tables_tenant_name ON jammi_vector_tables (COALESCE(tenant_id, ''), name)",
+    ],
 }];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS jammi_migrations (

@@ -10,6 +10,7 @@ mod migrations;
 mod postgres;
 mod sources;
 mod sqlite;
+mod vectors;
 
 use std::fmt;
 use std::sync::{Arc, Once};
@@ -25,6 +26,7 @@ pub use migrations::{Migration, MIGRATIONS};
 pub use postgres::PostgresBackend;
 pub use sources::{SourceRecord, SourceRepo};
 pub use sqlite::SqliteBackend;
+pub use vectors::{VectorTableRecord, VectorTableRepo, VectorTableStatus};
 
 /// Which database family a backend talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +102,11 @@ impl Catalog {
     /// Repository of registered sources.
     pub fn sources(&self) -> SourceRepo<'_> {
         SourceRepo::new(self)
+    }
+
+    /// Repository of vector tables.
+    pub fn vector_tables(&self) -> VectorTableRepo<'_> {
+        VectorTableRepo::new(self)
     }
 
     /// Version numbers of the migrations recorded in the ledger, in order.

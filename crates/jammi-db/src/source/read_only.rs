@@ -3,15 +3,12 @@
 //! DataFusion's `ListingTable` would happily append new files to a source directory on
 //! `INSERT INTO`; source data is owned by whoever produced the files, so writes are refused.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session as DfSession, TableProvider};
-use datafusion::common::{plan_err, Constraints, Result as DfResult, Statistics};
+use datafusion::common::{plan_err, Result as DfResult};
 use datafusion::logical_expr::dml::InsertOp;
-use datafusion::logical_expr::{Expr, LogicalPlan, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
 /// Wraps a provider, forwarding reads and refusing writes with a message naming the table.
@@ -30,38 +27,16 @@ impl ReadOnlyTable {
 
 #[async_trait]
 impl TableProvider for ReadOnlyTable {
-    fn schema(&self) -> SchemaRef {
-        self.inner.schema()
-    }
-
-    fn constraints(&self) -> Option<&Constraints> {
-        self.inner.constraints()
-    }
-
-    fn table_type(&self) -> TableType {
-        self.inner.table_type()
-    }
-
-    fn get_logical_plan(&self) -> Option<Cow<'_, LogicalPlan>> {
-        self.inner.get_logical_plan()
-    }
+    crate::delegate::forward_table_reads!();
 
     async fn scan(
         &self,
         state: &dyn DfSession,
         projection: Option<&Vec<usize>>,
-        filters: &[Expr],
+        filters: &[datafusion::logical_expr::Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         self.inner.scan(state, projection, filters, limit).await
-    }
-
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        self.inner.supports_filters_pushdown(filters)
-    }
-
-    fn statistics(&self) -> Option<Statistics> {
-        self.inner.statistics()
     }
 
     async fn insert_into(

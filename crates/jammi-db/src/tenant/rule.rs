@@ -3,22 +3,17 @@
 //! It works on the logical plan, so joins, subqueries, CTEs, views and UNIONs need no
 //! special handling: each `TableScan` of a [`TenantScopedTable`] gets a `Filter` above it.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session as DfSession, TableProvider};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
-use datafusion::common::{Column, Constraints, Result as DfResult, Statistics};
+use datafusion::common::{Column, Result as DfResult};
 use datafusion::datasource::source_as_provider;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::dml::InsertOp;
-use datafusion::logical_expr::{
-    lit, Expr, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown, TableScan,
-    TableType,
-};
+use datafusion::logical_expr::{lit, Expr, LogicalPlan, LogicalPlanBuilder, TableScan};
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::physical_plan::ExecutionPlan;
 
@@ -47,41 +42,16 @@ impl TenantScopedTable {
 
 #[async_trait]
 impl TableProvider for TenantScopedTable {
-    fn schema(&self) -> SchemaRef {
-        self.inner.schema()
-    }
-
-    fn constraints(&self) -> Option<&Constraints> {
-        self.inner.constraints()
-    }
-
-    fn table_type(&self) -> TableType {
-        self.inner.table_type()
-    }
-
-    fn get_logical_plan(&self) -> Option<Cow<'_, LogicalPlan>> {
-        self.inner.get_logical_plan()
-    }
+    crate::delegate::forward_table_reads!();
 
     async fn scan(
         &self,
         state: &dyn DfSession,
         projection: Option<&Vec<usize>>,
-        filters: &[Expr],
+        filters: &[datafusion::logical_expr::Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         self.inner.scan(state, projection, filters, limit).await
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        self.inner.supports_filters_pushdown(filters)
-    }
-
-    fn statistics(&self) -> Option<Statistics> {
-        self.inner.statistics()
     }
 
     async fn insert_into(
