@@ -67,6 +67,113 @@ pub enum Command {
     /// Manage sources (files, directories, object-store prefixes).
     #[command(subcommand)]
     Source(SourceCommand),
+    /// Manage vector tables (import, append, delete, list, drop).
+    #[command(subcommand)]
+    Vectors(VectorsCommand),
+    /// Search a vector table for the nearest neighbours of a vector.
+    Search(SearchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VectorsCommand {
+    /// Import a Parquet file or directory as vector table NAME (`vectors.public.NAME`).
+    Import {
+        /// Table name (lower-case letters, digits, '_').
+        name: String,
+        /// Parquet file, directory or object-store URL.
+        url: String,
+        /// Column of unique ids (integer or text).
+        #[arg(long)]
+        id_column: String,
+        /// Column of vectors (FixedSizeList<Float32> or List<Float32>).
+        #[arg(long)]
+        vector_column: String,
+        /// Index precision: f32, f16, int8 or binary.
+        #[arg(long, default_value = "f32")]
+        precision: String,
+        /// Distance: cosine, l2 or ip.
+        #[arg(long, default_value = "cosine")]
+        metric: String,
+        /// HNSW connectivity (links per node).
+        #[arg(long, default_value_t = 16)]
+        m: usize,
+        /// HNSW build beam width.
+        #[arg(long, default_value_t = 128)]
+        ef_construction: usize,
+        /// Candidates fetched per result before exact rescoring (default by precision).
+        #[arg(long)]
+        oversample: Option<usize>,
+        /// Storage option K=V for reading URL (endpoint=..., region=...).
+        #[arg(long = "option", value_name = "K=V")]
+        options: Vec<String>,
+    },
+    /// Add the rows of a Parquet file as a new segment of NAME.
+    Append {
+        /// Table name.
+        name: String,
+        /// Parquet file, directory or object-store URL.
+        url: String,
+        /// Column of unique ids (default: id).
+        #[arg(long, default_value = "id")]
+        id_column: String,
+        /// Column of vectors (default: embedding).
+        #[arg(long, default_value = "embedding")]
+        vector_column: String,
+        /// Storage option K=V for reading URL.
+        #[arg(long = "option", value_name = "K=V")]
+        options: Vec<String>,
+    },
+    /// Delete rows of NAME by id.
+    Delete {
+        /// Table name.
+        name: String,
+        /// Ids to delete, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        ids: Vec<String>,
+    },
+    /// Rewrite NAME into one segment without its deleted rows.
+    Compact {
+        /// Table name.
+        name: String,
+    },
+    /// List the vector tables visible to this tenant.
+    List,
+    /// Drop a vector table and its files.
+    Drop {
+        /// Table name.
+        name: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("query").required(true).args(["vector", "query_file"]))]
+pub struct SearchArgs {
+    /// Vector table name.
+    pub name: String,
+    /// The query vector, e.g. '[0.1, 0.2, ...]'.
+    #[arg(long)]
+    pub vector: Option<String>,
+    /// Parquet file of query vectors (one search per row; results carry a `query` column).
+    #[arg(long, requires = "query_column")]
+    pub query_file: Option<String>,
+    /// Column of `--query-file` holding the vectors.
+    #[arg(long)]
+    pub query_column: Option<String>,
+    /// Results per query.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// SQL predicate over the payload columns, applied before the search (pre-filter).
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// HNSW search beam width (higher: better recall, slower).
+    #[arg(long)]
+    pub ef: Option<usize>,
+    /// Candidates per result before exact rescoring (quantized precisions).
+    #[arg(long)]
+    pub oversample: Option<usize>,
+    /// Scan every row exactly instead of using the index.
+    #[arg(long)]
+    pub exact: bool,
 }
 
 #[derive(Debug, Subcommand)]

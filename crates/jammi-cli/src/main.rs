@@ -4,6 +4,7 @@
 mod cli;
 mod demo;
 mod print;
+mod vectors;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -86,6 +87,8 @@ async fn run_command(session: &Session, command: Command, format: OutputFormat, 
             let sources = session.sources().list().await?;
             print::print_batch(&sources_to_batch(&sources)?, format, out)
         }
+        Command::Vectors(command) => vectors::run(session, command, format, out).await,
+        Command::Search(args) => vectors::search(session, args, format, out).await,
         Command::Source(SourceCommand::Remove { name }) => {
             let info = session.sources().remove(&name).await?;
             if format == OutputFormat::Table {
@@ -114,7 +117,7 @@ pub(crate) async fn run_sql(session: &Session, sql: &str, format: OutputFormat, 
     Ok(())
 }
 
-fn parse_options(options: &[String]) -> Result<BTreeMap<String, String>> {
+pub(crate) fn parse_options(options: &[String]) -> Result<BTreeMap<String, String>> {
     options
         .iter()
         .map(|kv| {

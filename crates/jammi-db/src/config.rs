@@ -26,6 +26,26 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Query engine settings.
     pub query: QueryConfig,
+    /// Vector table settings.
+    pub vectors: VectorsConfig,
+}
+
+/// `[vectors]`: vector search settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VectorsConfig {
+    /// Memory budget for loaded vector tables (vectors, payload, indexes), in MiB.
+    pub cache_mb: usize,
+    /// A table with more segments than this is compacted into one after a write.
+    pub max_segments: usize,
+    /// A table with a larger fraction of deleted rows is compacted after a write.
+    pub max_deleted_fraction: f64,
+}
+
+impl Default for VectorsConfig {
+    fn default() -> Self {
+        VectorsConfig { cache_mb: 1024, max_segments: 8, max_deleted_fraction: 0.2 }
+    }
 }
 
 /// `[catalog]`: where metadata lives.
@@ -55,6 +75,8 @@ impl Default for CatalogConfig {
 pub struct StorageConfig {
     /// Root URL for engine-managed files. Default: `file://<data-dir>/storage`.
     pub root: Option<String>,
+    /// Object-store options for the root (S3: endpoint, region, access_key_id, ...).
+    pub options: BTreeMap<String, String>,
 }
 
 /// `[query]`: DataFusion execution settings.
@@ -80,6 +102,7 @@ struct FileConfig {
     catalog: CatalogConfig,
     storage: StorageConfig,
     query: QueryConfig,
+    vectors: VectorsConfig,
 }
 
 impl Config {
@@ -90,6 +113,7 @@ impl Config {
             catalog: CatalogConfig::default(),
             storage: StorageConfig::default(),
             query: QueryConfig::default(),
+            vectors: VectorsConfig::default(),
         }
     }
 
@@ -144,6 +168,7 @@ impl Config {
             catalog: parsed.catalog,
             storage: parsed.storage,
             query: parsed.query,
+            vectors: parsed.vectors,
         };
         config.validate()?;
         Ok(config)
@@ -164,6 +189,12 @@ impl Config {
         }
         if self.query.batch_size == 0 {
             return Err(Error::config("query.batch_size", "must be at least 1"));
+        }
+        if self.vectors.max_segments == 0 {
+            return Err(Error::config("vectors.max_segments", "must be at least 1"));
+        }
+        if !(self.vectors.max_deleted_fraction > 0.0 && self.vectors.max_deleted_fraction <= 1.0) {
+            return Err(Error::config("vectors.max_deleted_fraction", "must be greater than 0 and at most 1"));
         }
         Ok(())
     }
@@ -269,6 +300,7 @@ fn is_known_key(section: &str, key: &str) -> bool {
         ("catalog", "url" | "max_connections" | "busy_timeout_ms" | "connect_timeout_ms")
             | ("storage", "root")
             | ("query", "target_partitions" | "batch_size")
+            | ("vectors", "cache_mb" | "max_segments" | "max_deleted_fraction")
     )
 }
 

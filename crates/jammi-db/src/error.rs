@@ -104,6 +104,25 @@ pub enum Error {
         message: String,
     },
 
+    /// No vector table with this name is visible to the caller.
+    #[error("vector table '{name}' does not exist{scope}; see `jammi vectors list`")]
+    UnknownVectorTable {
+        /// Table name.
+        name: String,
+        /// " for tenant <uuid>" or empty.
+        scope: String,
+    },
+
+    /// Input for a vector table (import, append, delete, search) is invalid; nothing was
+    /// written.
+    #[error("vector table '{table}': {message}")]
+    InvalidVectors {
+        /// Table name.
+        table: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+
     /// A tenant id could not be parsed.
     #[error("invalid tenant id '{input}': expected a UUID such as 3f2b8c1e-0000-4000-8000-000000000001")]
     InvalidTenant {

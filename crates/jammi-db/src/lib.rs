@@ -40,6 +40,7 @@ pub mod session;
 pub mod source;
 pub mod storage;
 pub mod tenant;
+pub mod vector;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -23,7 +23,10 @@ use object_store::ObjectStore;
 use crate::catalog::{Catalog, SourceRecord};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::source::{self, EngineCatalogs, ScopedCatalogList, SourceCatalog, SourceCatalogs, Sources};
+use crate::catalog::VectorTableStatus;
+use crate::source::{self, EngineCatalog, EngineCatalogs, ScopedCatalogList, SourceCatalog, SourceCatalogs, Sources};
+use crate::vector::sql::{VectorSearchFunction, VectorsCatalog};
+use crate::vector::{CompactionPolicy, VectorState, Vectors};
 use crate::storage::{StorageOptions, StorageRegistry, StorageUrl};
 use crate::tenant::{self, TenantFilterRule, TenantId, TenantScope, TenantScopeOption};
 
@@ -50,6 +53,17 @@ struct Shared {
     /// Catalog change counter at the last sync with the catalog.
     synced_counter: AtomicI64,
     sync_lock: tokio::sync::Mutex<()>,
+    vectors: Arc<VectorState>,
+}
+
+/// The `vectors` catalog, per scope.
+#[derive(Debug)]
+struct VectorsEngineCatalog(Arc<VectorState>);
+
+impl EngineCatalog for VectorsEngineCatalog {
+    fn for_scope(&self, scope: TenantScope) -> Arc<dyn CatalogProvider> {
+        Arc::new(VectorsCatalog::new(Arc::clone(&self.0), scope))
+    }
 }
 
 /// An open jammi-db engine. Cheap to clone; clones share everything but the sticky tenant
@@ -95,11 +109,22 @@ impl Session {
         }
         let mut rules = vec![Arc::new(TenantFilterRule::new()) as _];
         rules.extend(datafusion::optimizer::Analyzer::new().rules);
-        let base = SessionStateBuilder::new()
+        let mut base = SessionStateBuilder::new()
             .with_config(df_config)
             .with_default_features()
             .with_analyzer_rules(rules)
             .build();
+        let policy = CompactionPolicy {
+            max_segments: config.vectors.max_segments,
+            max_deleted_fraction: config.vectors.max_deleted_fraction,
+        };
+        let vectors = Arc::new(VectorState::new(config.vectors.cache_mb.saturating_mul(1 << 20), catalog.clone(), policy));
+        base.register_udtf("vector_search", Arc::new(VectorSearchFunction::new(Arc::clone(&vectors))));
+        let engine_catalogs = Arc::new(EngineCatalogs::default());
+        engine_catalogs
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert("vectors".to_string(), Arc::new(VectorsEngineCatalog(Arc::clone(&vectors))) as Arc<dyn EngineCatalog>);
 
         let shared = Arc::new(Shared {
             config,
@@ -107,12 +132,14 @@ impl Session {
             storage: StorageRegistry::new(),
             base,
             sources: Arc::new(SourceCatalogs::default()),
-            engine_catalogs: Arc::new(EngineCatalogs::default()),
+            engine_catalogs,
             scratch: Mutex::new(HashMap::new()),
             synced_counter: AtomicI64::new(i64::MIN),
             sync_lock: tokio::sync::Mutex::new(()),
+            vectors,
         });
         let session = Session { shared, sticky: TenantScope::Unbound };
+        crate::vector::recover(&session).await?;
         session.sync_catalog().await?;
         Ok(session)
     }
@@ -237,8 +264,45 @@ impl Session {
             }
         }
         self.shared.sources.replace_all(entries);
+        self.sync_vector_tables().await?;
         self.shared.synced_counter.store(counter, Ordering::Release);
         Ok(())
+    }
+
+    async fn sync_vector_tables(&self) -> Result<()> {
+        let records = self.shared.catalog.vector_tables().list_all().await?;
+        let known = self.shared.vectors.tables.read().clone();
+        let mut next = HashMap::new();
+        for record in records.into_iter().filter(|r| r.status == VectorTableStatus::Ready) {
+            let key = (record.tenant, record.name.clone());
+            let entry = match known.get(&key) {
+                Some(e) if e.record.id == record.id && e.record.generation == record.generation => Arc::clone(e),
+                _ => match self.open_vector_entry(record.clone()).await {
+                    Ok(e) => Arc::new(e),
+                    Err(e) => {
+                        tracing::warn!(table = %record.name, error = %e, "vector table unavailable");
+                        continue;
+                    }
+                },
+            };
+            next.insert(key, entry);
+        }
+        *self.shared.vectors.tables.write() = next;
+        Ok(())
+    }
+
+    async fn open_vector_entry(&self, record: crate::catalog::VectorTableRecord) -> Result<crate::vector::VectorEntry> {
+        let files = crate::vector::table_files(self, &record.location)?;
+        crate::vector::build_entry(&self.shared.vectors, record, files).await
+    }
+
+    pub(crate) fn vector_state(&self) -> &Arc<VectorState> {
+        &self.shared.vectors
+    }
+
+    /// Vector tables: import, list, drop, search.
+    pub fn vectors(&self) -> Vectors<'_> {
+        Vectors::new(self)
     }
 
     pub(crate) fn build_source_catalog(&self, record: &SourceRecord) -> Result<Arc<SourceCatalog>> {
@@ -266,7 +330,7 @@ impl Session {
     }
 
     /// Register an engine catalog (`mutable`, `vectors`, `topics`) visible to every scope.
-    pub fn register_engine_catalog(&self, name: &str, catalog: Arc<dyn CatalogProvider>) {
+    pub fn register_engine_catalog(&self, name: &str, catalog: Arc<dyn EngineCatalog>) {
         self.shared
             .engine_catalogs
             .write()

@@ -6,3 +6,4 @@ mod commands;
 mod demo;
 mod processes;
 mod streaming;
+mod vectors;

@@ -67,6 +67,16 @@ Migration {
         )",
         "CREATE UNIQUE INDEX jammi_vector_tables_tenant_name ON jammi_vector_tables (COALESCE(tenant_id, ''), name)",
     ],
+},
+Migration {
+    version: 3,
+    name: "vector_table_manifest",
+    statements: &[
+        // The manifest file in force. Writers name manifests uniquely and move this pointer
+        // with a compare-and-swap on `generation`, so two writers never overwrite each
+        // other's manifest.
+        "ALTER TABLE jammi_vector_tables ADD COLUMN manifest TEXT NOT NULL DEFAULT ''",
+    ],
 }];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS jammi_migrations (

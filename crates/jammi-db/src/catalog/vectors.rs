@@ -42,13 +42,15 @@ pub struct VectorTableRecord {
     pub spec: String,
     /// Bumped on every change of the table's segments (append, delete, compaction).
     pub generation: i64,
+    /// Name of the manifest file in force (relative to `location`).
+    pub manifest: String,
     /// Creation time, ms since the epoch.
     pub created_at: i64,
     /// Last change, ms since the epoch.
     pub updated_at: i64,
 }
 
-const COLUMNS: &str = "id, tenant_id, name, status, location, spec, generation, created_at, updated_at";
+const COLUMNS: &str = "id, tenant_id, name, status, location, spec, generation, manifest, created_at, updated_at";
 
 /// Reads and writes `jammi_vector_tables`.
 #[derive(Debug)]
@@ -79,7 +81,7 @@ impl<'a> VectorTableRepo<'a> {
                 message: "a vector table with this name already exists; drop it first or pick another name".into(),
             });
         }
-        sqlx::query(&format!("INSERT INTO jammi_vector_tables ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
+        sqlx::query(&format!("INSERT INTO jammi_vector_tables ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
             .bind(&record.id)
             .bind(owner)
             .bind(&record.name)
@@ -87,6 +89,7 @@ impl<'a> VectorTableRepo<'a> {
             .bind(&record.location)
             .bind(&record.spec)
             .bind(record.generation)
+            .bind(&record.manifest)
             .bind(record.created_at)
             .bind(record.updated_at)
             .execute(&mut *tx)
@@ -95,22 +98,52 @@ impl<'a> VectorTableRepo<'a> {
         tx.commit().await.map_err(|e| c.error(e))
     }
 
-    /// Mark the table ready with its final spec and generation: the commit point of an
-    /// import or an append.
-    pub async fn mark_ready(&self, id: &str, spec: &str, generation: i64) -> Result<()> {
+    /// Mark the table ready with its final spec, generation and manifest: the commit point
+    /// of an import.
+    pub async fn mark_ready(&self, id: &str, spec: &str, generation: i64, manifest: &str) -> Result<()> {
         let c = self.catalog;
         let mut tx = c.begin_serialized().await?;
-        sqlx::query("UPDATE jammi_vector_tables SET status = $1, spec = $2, generation = $3, updated_at = $4 WHERE id = $5")
-            .bind(VectorTableStatus::Ready.as_str())
-            .bind(spec)
-            .bind(generation)
-            .bind(now_millis())
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| c.error(e))?;
+        sqlx::query(
+            "UPDATE jammi_vector_tables SET status = $1, spec = $2, generation = $3, manifest = $4, updated_at = $5 WHERE id = $6",
+        )
+        .bind(VectorTableStatus::Ready.as_str())
+        .bind(spec)
+        .bind(generation)
+        .bind(manifest)
+        .bind(now_millis())
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| c.error(e))?;
         bump_change_counter(&mut tx).await.map_err(|e| c.error(e))?;
         tx.commit().await.map_err(|e| c.error(e))
+    }
+
+    /// Move a ready table from generation `from` to `to` with manifest `manifest`: the commit
+    /// point of an append, a delete or a compaction. Returns false (and changes nothing) when
+    /// another writer moved the table first or it was dropped.
+    pub async fn advance(&self, id: &str, from: i64, to: i64, manifest: &str) -> Result<bool> {
+        let c = self.catalog;
+        let mut tx = c.begin_serialized().await?;
+        let changed = sqlx::query(
+            "UPDATE jammi_vector_tables SET generation = $1, manifest = $2, updated_at = $3 WHERE id = $4 AND generation = $5 AND status = 'ready'",
+        )
+        .bind(to)
+        .bind(manifest)
+        .bind(now_millis())
+        .bind(id)
+        .bind(from)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| c.error(e))?
+        .rows_affected();
+        if changed == 0 {
+            tx.rollback().await.map_err(|e| c.error(e))?;
+            return Ok(false);
+        }
+        bump_change_counter(&mut tx).await.map_err(|e| c.error(e))?;
+        tx.commit().await.map_err(|e| c.error(e))?;
+        Ok(true)
     }
 
     /// Every table of every tenant, in any state.
@@ -120,6 +153,16 @@ impl<'a> VectorTableRepo<'a> {
             .await
             .map_err(|e| self.catalog.error(e))?;
         rows.iter().map(|r| self.decode(r)).collect()
+    }
+
+    /// The table with catalog id `id`, in any state.
+    pub async fn get(&self, id: &str) -> Result<Option<VectorTableRecord>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM jammi_vector_tables WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.catalog.pool())
+            .await
+            .map_err(|e| self.catalog.error(e))?;
+        row.as_ref().map(|r| self.decode(r)).transpose()
     }
 
     /// The ready table `name` as `scope` resolves it (own first, then shared).
@@ -153,6 +196,7 @@ impl<'a> VectorTableRepo<'a> {
             location: row.try_get("location").map_err(err)?,
             spec: row.try_get("spec").map_err(err)?,
             generation: row.try_get("generation").map_err(err)?,
+            manifest: row.try_get("manifest").map_err(err)?,
             created_at: row.try_get("created_at").map_err(err)?,
             updated_at: row.try_get("updated_at").map_err(err)?,
         })

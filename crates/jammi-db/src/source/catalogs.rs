@@ -136,8 +136,15 @@ impl SourceCatalogs {
     }
 }
 
-/// Engine-owned catalogs (`mutable`, `vectors`, `topics`), registered by engine parts.
-pub type EngineCatalogs = RwLock<BTreeMap<String, Arc<dyn CatalogProvider>>>;
+/// An engine-owned catalog (`mutable`, `vectors`, `topics`) that shows each scope what it
+/// may see.
+pub trait EngineCatalog: std::fmt::Debug + Send + Sync {
+    /// The catalog as `scope` sees it.
+    fn for_scope(&self, scope: TenantScope) -> Arc<dyn CatalogProvider>;
+}
+
+/// Engine catalogs by name, registered by engine parts.
+pub type EngineCatalogs = RwLock<BTreeMap<String, Arc<dyn EngineCatalog>>>;
 
 /// What one query sees: engine catalogs, then the scope's sources, then the scope's own
 /// scratch catalogs (views and in-memory tables created with SQL).
@@ -179,7 +186,7 @@ impl CatalogProviderList for ScopedCatalogList {
 
     fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
         if let Some(c) = self.engine.read().unwrap_or_else(|p| p.into_inner()).get(name) {
-            return Some(Arc::clone(c));
+            return Some(c.for_scope(self.scope));
         }
         if let Some(c) = self.sources.resolve(self.scope, name) {
             return Some(c as Arc<dyn CatalogProvider>);

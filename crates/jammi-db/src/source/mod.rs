@@ -16,7 +16,7 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::TableProvider;
 
-pub use catalogs::{EngineCatalogs, ScopedCatalogList, SourceCatalog, SourceCatalogs};
+pub use catalogs::{EngineCatalog, EngineCatalogs, ScopedCatalogList, SourceCatalog, SourceCatalogs};
 pub use file::{FileFormatKind, TableSpec};
 pub use read_only::ReadOnlyTable;
 
@@ -208,6 +208,13 @@ pub(crate) fn refuse_source_ddl(
     use datafusion::logical_expr::{DdlStatement, LogicalPlan};
     if let LogicalPlan::Ddl(DdlStatement::DropTable(drop)) = plan {
         if let Some(catalog) = drop.name.catalog() {
+            if catalog == "vectors" {
+                return Err(Error::Query(format!(
+                    "cannot drop {} with SQL; use `jammi vectors drop {}`",
+                    drop.name,
+                    drop.name.table()
+                )));
+            }
             if sources.resolve(scope, catalog).is_some() {
                 return Err(Error::Query(format!(
                     "cannot drop table {}: it belongs to source '{catalog}'; use `jammi source remove {catalog}`",

@@ -6,3 +6,4 @@ mod catalog;
 mod s3;
 mod sources;
 mod tenancy;
+mod vectors;

@@ -1,0 +1,140 @@
+//! `jammi vectors ...` and `jammi search`: argument conversion, progress bars, printing.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Result};
+use arrow::array::{ArrayRef, RecordBatch, UInt64Array};
+use arrow::compute::concat_batches;
+use arrow::datatypes::{DataType, Field, Schema};
+use indicatif::{ProgressBar, ProgressStyle};
+use jammi_db::storage::StorageOptions;
+use jammi_db::vector::sql::parse_vector_text;
+use jammi_db::vector::{tables_to_batch, ImportSpec, Progress, SearchRequest};
+use jammi_db::Session;
+
+use crate::cli::{OutputFormat, SearchArgs, VectorsCommand};
+use crate::print;
+
+/// A progress bar on stderr; indicatif hides it when stderr is not a terminal, so scripts
+/// and tests see only the one-line result or error.
+struct Bar(ProgressBar);
+
+impl Bar {
+    fn new() -> Self {
+        Bar(ProgressBar::hidden())
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, phase: &str, total: u64) {
+        let bar = &self.0;
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar.reset();
+        bar.set_length(total);
+        let template = if total == 0 { "{spinner} {msg} {elapsed}" } else { "{msg:>16} [{bar:40}] {pos}/{len} ({eta})" };
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(phase.to_string());
+    }
+
+    fn set(&self, done: u64) {
+        self.0.set_position(done);
+    }
+
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+fn storage_options(options: &[String]) -> Result<StorageOptions> {
+    Ok(crate::parse_options(options)?.into_iter().collect())
+}
+
+pub async fn run(session: &Session, command: VectorsCommand, format: OutputFormat, out: &mut dyn Write) -> Result<()> {
+    let vectors = session.vectors();
+    match command {
+        VectorsCommand::Import { name, url, id_column, vector_column, precision, metric, m, ef_construction, oversample, options } => {
+            let mut spec = ImportSpec::new(name, url, id_column, vector_column);
+            spec.precision = precision.parse()?;
+            spec.metric = metric.parse()?;
+            spec.m = m;
+            spec.ef_construction = ef_construction;
+            spec.oversample = oversample;
+            spec.options = storage_options(&options)?;
+            let info = vectors.import(spec, &Bar::new()).await?;
+            print::print_batch(&tables_to_batch(&[info])?, format, out)
+        }
+        VectorsCommand::Append { name, url, id_column, vector_column, options } => {
+            let added = vectors.append(&name, &url, &id_column, &vector_column, &storage_options(&options)?, &Bar::new()).await?;
+            print_count(format, out, "appended", added, &name)
+        }
+        VectorsCommand::Delete { name, ids } => {
+            let deleted = vectors.delete_ids(&name, &ids).await?;
+            print_count(format, out, "deleted", deleted, &name)
+        }
+        VectorsCommand::Compact { name } => {
+            vectors.compact(&name, &Bar::new()).await?;
+            let info = vectors.list().await?.into_iter().filter(|t| t.name == name).collect::<Vec<_>>();
+            print::print_batch(&tables_to_batch(&info)?, format, out)
+        }
+        VectorsCommand::List => print::print_batch(&tables_to_batch(&vectors.list().await?)?, format, out),
+        VectorsCommand::Drop { name } => {
+            vectors.drop(&name).await?;
+            if format == OutputFormat::Table {
+                writeln!(out, "dropped vector table '{name}'")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_count(format: OutputFormat, out: &mut dyn Write, what: &str, rows: u64, table: &str) -> Result<()> {
+    let schema = Arc::new(Schema::new(vec![Field::new(what, DataType::UInt64, false)]));
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(UInt64Array::from(vec![rows])) as ArrayRef])?;
+    if format == OutputFormat::Table {
+        writeln!(out, "{what} {rows} row{} of '{table}'", if rows == 1 { "" } else { "s" })?;
+        return Ok(());
+    }
+    print::print_batch(&batch, format, out)
+}
+
+pub async fn search(session: &Session, args: SearchArgs, format: OutputFormat, out: &mut dyn Write) -> Result<()> {
+    let vectors = session.vectors();
+    let queries = match (&args.vector, &args.query_file) {
+        (Some(text), _) => vec![parse_vector_text(text)
+            .ok_or_else(|| anyhow!("--vector '{text}' is not a list of numbers such as '[0.1, 0.2]'"))?],
+        (None, Some(file)) => {
+            let column = args.query_column.as_deref().unwrap_or("embedding");
+            vectors.read_query_vectors(file, column, &StorageOptions::new()).await?
+        }
+        (None, None) => return Err(anyhow!("give --vector or --query-file")),
+    };
+    if args.k == 0 {
+        return Err(anyhow!("--k must be at least 1"));
+    }
+    let many = args.query_file.is_some();
+    let mut results = Vec::with_capacity(queries.len());
+    for (n, vector) in queries.into_iter().enumerate() {
+        let mut request = SearchRequest::new(vector, args.k);
+        request.filter = args.filter.clone();
+        request.ef = args.ef;
+        request.exact = args.exact;
+        request.oversample = args.oversample;
+        let batch = vectors.search(&args.name, &request).await?.batch;
+        results.push(if many { with_query_column(&batch, n as u64)? } else { batch });
+    }
+    let Some(first) = results.first() else { return Ok(()) };
+    let all = concat_batches(&first.schema(), &results)?;
+    print::print_batch(&all, format, out)
+}
+
+/// Prefix a `query` column (the query's row number in the query file).
+fn with_query_column(batch: &RecordBatch, query: u64) -> Result<RecordBatch> {
+    let mut fields = vec![Arc::new(Field::new("query", DataType::UInt64, false))];
+    fields.extend(batch.schema().fields().iter().cloned());
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from(vec![query; batch.num_rows()]))];
+    columns.extend(batch.columns().iter().cloned());
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+}

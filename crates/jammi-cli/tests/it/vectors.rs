@@ -1,0 +1,220 @@
+//! `jammi vectors ...` and `jammi search` end to end, and crash safety: importing, appending
+//! and compacting processes killed with SIGKILL at named points leave, after the next open,
+//! either no change or a complete one.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::parquet::arrow::ArrowWriter;
+
+use crate::support::*;
+
+/// `n` rows (ids from `first`) of 8-d vectors: row i points mostly along axis i % 8.
+fn write_vectors(path: &Path, first: i64, n: usize) {
+    let dims = 8;
+    let mut values = Vec::with_capacity(n * dims);
+    for i in 0..n {
+        for d in 0..dims {
+            values.push(if d == i % dims { 1.0 } else { ((i * 31 + d * 7) % 13) as f32 / 100.0 });
+        }
+    }
+    let embedding = FixedSizeListArray::try_new(
+        Arc::new(Field::new("item", DataType::Float32, true)),
+        dims as i32,
+        Arc::new(Float32Array::from(values)),
+        None,
+    )
+    .unwrap();
+    let schema = Schema::new(vec![
+        Field::new("doc_id", DataType::Int64, false),
+        Field::new("title", DataType::Utf8, false),
+        Field::new("vec", embedding.data_type().clone(), false),
+    ]);
+    let batch = RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            Arc::new(Int64Array::from((0..n as i64).map(|i| first + i).collect::<Vec<_>>())) as ArrayRef,
+            Arc::new(StringArray::from((0..n).map(|i| format!("doc {}", first + i as i64)).collect::<Vec<_>>())),
+            Arc::new(embedding),
+        ],
+    )
+    .unwrap();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut writer = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+fn import_args(file: &Path) -> Vec<String> {
+    vec![
+        "vectors".into(),
+        "import".into(),
+        "docs".into(),
+        file.display().to_string(),
+        "--id-column".into(),
+        "doc_id".into(),
+        "--vector-column".into(),
+        "vec".into(),
+    ]
+}
+
+fn ndjson(text: &str) -> Vec<serde_json::Value> {
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn files_under(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| {
+                    let p = e.unwrap().path();
+                    if p.is_dir() {
+                        files_under(&p)
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Start `jammi args` paused at `point`, wait until it gets there, and kill it with SIGKILL.
+fn kill_at(home: &Path, args: &[String], point: &str) {
+    let mut child = jammi(home).args(args).env("JAMMI_PAUSE_AT", point).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut reached = false;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.contains(&format!("paused at {point}")) {
+            reached = true;
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    assert!(reached, "the child never reached {point}");
+}
+
+#[test]
+fn import_search_list_and_drop_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let file = dir.path().join("docs.parquet");
+    write_vectors(&file, 1, 200);
+    let out = ok(jammi(&home).args(import_args(&file)).args(["--metric", "l2", "--precision", "f16", "--format", "ndjson"]));
+    let info = &ndjson(&out)[0];
+    assert_eq!((info["name"].as_str(), info["rows"].as_u64(), info["dims"].as_u64()), (Some("docs"), Some(200), Some(8)));
+    assert_eq!((info["metric"].as_str(), info["precision"].as_str()), (Some("l2"), Some("f16")));
+
+    // Row 3 (id 4) points along axis 3; its own vector finds it first at distance 0.
+    let v = "[0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]";
+    let hits = ndjson(&ok(jammi(&home).args(["--format", "ndjson", "search", "docs", "--vector", v, "--k", "3", "--exact"])));
+    assert_eq!(hits.len(), 3);
+    assert_eq!(hits[0]["_rank"], 1);
+    assert!(hits.iter().all(|h| h["id"].as_i64().unwrap() % 8 == 4), "{hits:?}");
+    assert!(hits.iter().all(|h| h["title"].as_str().unwrap().starts_with("doc ")));
+
+    // The table's id column is `id` whatever the file called it; filters use that name.
+    let err = fails(jammi(&home).args(["search", "docs", "--vector", v, "--filter", "doc_id < 40"]));
+    assert!(err.contains("doc_id"), "{err}");
+    let filtered = ndjson(&ok(jammi(&home).args(["--format", "ndjson", "search", "docs", "--vector", v, "--k", "50", "--filter", "id < 40"])));
+    assert_eq!(filtered.len(), 39);
+
+    // Query files: one search per row, tagged with the row number.
+    let queries = dir.path().join("queries.parquet");
+    write_vectors(&queries, 1000, 3);
+    let many = ndjson(&ok(jammi(&home).args(["--format", "ndjson", "search", "docs", "--query-file"]).arg(&queries).args(["--query-column", "vec", "--k", "2"])));
+    assert_eq!(many.len(), 6);
+    assert_eq!(many.iter().map(|h| h["query"].as_u64().unwrap()).collect::<Vec<_>>(), vec![0, 0, 1, 1, 2, 2]);
+
+    // SQL sees the same table.
+    assert_eq!(ok(jammi(&home).args(["--format", "csv", "sql", "SELECT count(*) AS n FROM vectors.public.docs"])), "n\n200\n");
+    let sql = ok(jammi(&home).args(["--format", "csv", "sql", &format!("SELECT id FROM vector_search('docs', '{v}', 1)")]));
+    assert_eq!(sql, format!("id\n{}\n", hits[0]["id"]));
+
+    // Append, delete by id, list, drop.
+    let more = dir.path().join("more.parquet");
+    write_vectors(&more, 500, 20);
+    assert_eq!(ok(jammi(&home).args(["vectors", "append", "docs"]).arg(&more).args(["--id-column", "doc_id", "--vector-column", "vec", "--format", "csv"])), "appended\n20\n");
+    assert_eq!(ok(jammi(&home).args(["vectors", "delete", "docs", "--ids", "500,501,9999", "--format", "csv"])), "deleted\n2\n");
+    let listed = ndjson(&ok(jammi(&home).args(["--format", "ndjson", "vectors", "list"])));
+    assert_eq!(listed[0]["rows"], 218);
+    ok(jammi(&home).args(["vectors", "drop", "docs"]));
+    assert_eq!(ok(jammi(&home).args(["--format", "ndjson", "vectors", "list"])), "");
+    assert_eq!(files_under(&home.join("storage/vectors")), 0);
+
+    // Errors: one line, non-zero exit.
+    for (args, needle) in [
+        (vec!["search", "docs", "--vector", v], "docs"),
+        (vec!["vectors", "drop", "ghost"], "ghost"),
+        (vec!["search", "ghost", "--vector", "[1, x]"], "[1, x]"),
+    ] {
+        let err = fails(jammi(&home).args(&args));
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    let err = fails(jammi(&home).args(import_args(&file)).args(["--precision", "f8"]));
+    assert!(err.contains("f8"), "{err}");
+}
+
+#[test]
+fn killed_imports_leave_no_table_and_no_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let file = dir.path().join("docs.parquet");
+    write_vectors(&file, 1, 3000);
+    for point in [
+        "vectors.import.registered",
+        "vectors.write.data_written",
+        "vectors.write.index_written",
+        "vectors.write.manifest_written",
+        "vectors.import.before_commit",
+    ] {
+        kill_at(&home, &import_args(&file), point);
+        // The next process recovers: the half-made table is gone, with its files.
+        assert_eq!(ok(jammi(&home).args(["--format", "ndjson", "vectors", "list"])), "", "after a kill at {point}");
+        assert_eq!(files_under(&home.join("storage/vectors")), 0, "files left after a kill at {point}");
+        let err = fails(jammi(&home).args(["sql", "SELECT count(*) FROM vectors.public.docs"]));
+        assert!(err.contains("docs"), "{err}");
+    }
+    // And the name is free again: a complete import succeeds.
+    ok(jammi(&home).args(import_args(&file)));
+    assert_eq!(ok(jammi(&home).args(["--format", "csv", "sql", "SELECT count(*) AS n FROM vectors.public.docs"])), "n\n3000\n");
+}
+
+#[test]
+fn killed_appends_and_compactions_leave_the_table_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let file = dir.path().join("docs.parquet");
+    write_vectors(&file, 1, 2500);
+    ok(jammi(&home).args(import_args(&file)));
+    let more = dir.path().join("more.parquet");
+    write_vectors(&more, 10_000, 100);
+    let append: Vec<String> = ["vectors", "append", "docs", &more.display().to_string(), "--id-column", "doc_id", "--vector-column", "vec"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let count = |home: &Path| ok(jammi(home).args(["--format", "csv", "sql", "SELECT count(*) AS n, max(id) AS m FROM vectors.public.docs"]));
+    for point in ["vectors.write.index_written", "vectors.write.manifest_written", "vectors.append.before_commit"] {
+        kill_at(&home, &append, point);
+        assert_eq!(count(&home), "n,m\n2500,2500\n", "after a kill at {point}");
+    }
+    ok(jammi(&home).args(&append));
+    assert_eq!(count(&home), "n,m\n2600,10099\n");
+
+    let compact: Vec<String> = ["vectors", "compact", "docs"].iter().map(|s| s.to_string()).collect();
+    kill_at(&home, &compact, "vectors.compact.before_commit");
+    assert_eq!(count(&home), "n,m\n2600,10099\n");
+    let listed = ndjson(&ok(jammi(&home).args(["--format", "ndjson", "vectors", "compact", "docs"])));
+    assert_eq!((listed[0]["rows"].as_u64(), listed[0]["segments"].as_u64()), (Some(2600), Some(1)));
+    let hits = ndjson(&ok(jammi(&home).args(["--format", "ndjson", "search", "docs", "--vector", "[0,0,0,0,0,0,0,1]", "--k", "1", "--exact"])));
+    let id = hits[0]["id"].as_i64().unwrap();
+    let axis = if id >= 10_000 { (id - 10_000) % 8 } else { (id - 1) % 8 };
+    assert_eq!(axis, 7, "{hits:?}");
+}

@@ -1,0 +1,150 @@
+//! Reading and writing a vector table's files through the object store, with SHA-256
+//! verification of everything written.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::WriterProperties;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A table's folder in its object store.
+#[derive(Debug, Clone)]
+pub struct TableFiles {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    display: String,
+}
+
+impl TableFiles {
+    /// Files under `root` of `store`; `display` is the folder's URL for messages.
+    pub fn new(store: Arc<dyn ObjectStore>, root: Path, display: String) -> Self {
+        TableFiles { store, root, display }
+    }
+
+    fn path(&self, name: &str) -> Path {
+        Path::from(format!("{}/{name}", self.root.as_ref().trim_end_matches('/')))
+    }
+
+    /// URL of a file, for messages and listing tables.
+    pub fn url_of(&self, name: &str) -> String {
+        format!("{}/{name}", self.display.trim_end_matches('/'))
+    }
+
+    /// Write `bytes` to `name`, then read its size back; returns (sha256, size).
+    pub async fn put_verified(&self, name: &str, bytes: Vec<u8>) -> Result<(String, u64)> {
+        let sha = sha256_hex(&bytes);
+        let len = bytes.len() as u64;
+        let path = self.path(name);
+        self.store.put(&path, PutPayload::from(bytes)).await?;
+        let meta = self.store.head(&path).await?;
+        if meta.size != len {
+            return Err(Error::Storage(format!("{} was written with {} bytes, expected {len}", self.url_of(name), meta.size)));
+        }
+        Ok((sha, len))
+    }
+
+    /// Read `name` whole; when `expected_sha` is given, a mismatch is an error naming the file.
+    pub async fn get(&self, name: &str, expected_sha: Option<&str>) -> Result<Bytes> {
+        let bytes = self
+            .store
+            .get(&self.path(name))
+            .await
+            .map_err(|e| match e {
+                object_store::Error::NotFound { .. } => Error::NotFound { location: self.url_of(name) },
+                other => other.into(),
+            })?
+            .bytes()
+            .await?;
+        if let Some(expected) = expected_sha {
+            let actual = sha256_hex(&bytes);
+            if actual != expected {
+                return Err(Error::UnreadableData {
+                    location: self.url_of(name),
+                    format: "vector segment".into(),
+                    message: format!("sha256 {actual} does not match the manifest's {expected}"),
+                });
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// True when `name` exists.
+    pub async fn exists(&self, name: &str) -> Result<bool> {
+        match self.store.head(&self.path(name)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Delete every file of the table (idempotent).
+    pub async fn delete_all(&self) -> Result<()> {
+        self.delete_under(&self.root.clone()).await
+    }
+
+    /// Delete one file or folder of the table (idempotent).
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        let path = self.path(name);
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.delete_under(&path).await
+    }
+
+    async fn delete_under(&self, prefix: &Path) -> Result<()> {
+        use futures::TryStreamExt;
+        let files: Vec<Path> = self.store.list(Some(prefix)).map_ok(|m| m.location).try_collect().await?;
+        for file in files {
+            match self.store.delete(&file).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Encode batches as one zstd Parquet file.
+pub fn parquet_bytes(batches: &[RecordBatch]) -> Result<Vec<u8>> {
+    let schema = batches.first().map(|b| b.schema()).ok_or_else(|| Error::Query("no rows to write".into()))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(|e| Error::Storage(e.to_string()))?))
+        .build();
+    let mut buf = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut buf, schema, Some(props)).map_err(|e| Error::Storage(e.to_string()))?;
+    for batch in batches {
+        writer.write(batch).map_err(|e| Error::Storage(e.to_string()))?;
+    }
+    writer.close().map_err(|e| Error::Storage(e.to_string()))?;
+    Ok(buf)
+}
+
+/// Decode a Parquet file held in memory.
+pub fn read_parquet(bytes: Bytes, location: &str) -> Result<Vec<RecordBatch>> {
+    let unreadable = |e: &dyn std::fmt::Display| Error::UnreadableData {
+        location: location.to_string(),
+        format: "parquet".into(),
+        message: e.to_string(),
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|e| unreadable(&e))?
+        .with_batch_size(8192)
+        .build()
+        .map_err(|e| unreadable(&e))?;
+    reader.collect::<Result<Vec<_>, _>>().map_err(|e| unreadable(&e))
+}

@@ -1,0 +1,230 @@
+//! Validation of user data on import and append: everything is checked before anything is
+//! written, and every error names the column, the row id or the value at fault.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Float32Type, Schema, SchemaRef};
+
+use crate::error::{Error, Result};
+
+/// Names that the vector table's own columns use.
+const RESERVED: &[&str] = &["id", "embedding", "_distance", "_rank", "_key"];
+
+/// Validated rows in the table's canonical layout.
+#[derive(Debug)]
+pub struct PreparedRows {
+    /// `id`, payload columns, `embedding` (FixedSizeList<Float32, dims>).
+    pub batches: Vec<RecordBatch>,
+    /// Row-major vectors, as given (not normalised).
+    pub vectors: Vec<f32>,
+    /// Dimensions.
+    pub dims: usize,
+    /// Rows.
+    pub rows: usize,
+    /// Canonical schema.
+    pub schema: SchemaRef,
+}
+
+fn bad(table: &str, message: impl Into<String>) -> Error {
+    Error::InvalidVectors { table: table.to_string(), message: message.into() }
+}
+
+/// Check and convert `batches` read from the user's file.
+///
+/// `expected_dims` and `expected_schema` are given on append: the new rows must fit the table.
+pub fn prepare(
+    table: &str,
+    batches: &[RecordBatch],
+    id_column: &str,
+    vector_column: &str,
+    expected_dims: Option<usize>,
+    existing_ids: &HashSet<IdValue>,
+) -> Result<PreparedRows> {
+    let schema = batches.first().map(|b| b.schema()).ok_or_else(|| bad(table, "the input has no rows"))?;
+    let columns = || schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ");
+    let id_field = schema
+        .field_with_name(id_column)
+        .map_err(|_| bad(table, format!("id column '{id_column}' does not exist; columns are: {}", columns())))?;
+    let id_type = match id_field.data_type() {
+        t if t.is_integer() => DataType::Int64,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
+        other => {
+            return Err(bad(table, format!("id column '{id_column}' has type {other}; expected an integer or text type")))
+        }
+    };
+    let vector_field = schema
+        .field_with_name(vector_column)
+        .map_err(|_| bad(table, format!("vector column '{vector_column}' does not exist; columns are: {}", columns())))?;
+    let element_ok = |t: &DataType| matches!(t, DataType::Float32 | DataType::Float64 | DataType::Float16);
+    match vector_field.data_type() {
+        DataType::FixedSizeList(f, _) | DataType::List(f) | DataType::LargeList(f) if element_ok(f.data_type()) => {}
+        other => {
+            return Err(bad(
+                table,
+                format!("vector column '{vector_column}' has type {other}; expected FixedSizeList<Float32> or List<Float32>"),
+            ))
+        }
+    }
+    let payload: Vec<Arc<Field>> = schema
+        .fields()
+        .iter()
+        .filter(|f| f.name() != id_column && f.name() != vector_column)
+        .cloned()
+        .collect();
+    if let Some(clash) = payload.iter().find(|f| RESERVED.contains(&f.name().as_str())) {
+        return Err(bad(table, format!("payload column '{}' clashes with a vector-table column; rename it", clash.name())));
+    }
+
+    let mut dims = expected_dims;
+    let mut seen: HashSet<IdValue> = HashSet::new();
+    let mut vectors = Vec::new();
+    let mut out_batches = Vec::with_capacity(batches.len());
+    let mut out_schema: Option<SchemaRef> = None;
+    let mut rows = 0usize;
+    for batch in batches {
+        let ids = cast(batch.column(schema.index_of(id_column).unwrap_or(0)), &id_type)
+            .map_err(|e| bad(table, format!("id column '{id_column}': {e}")))?;
+        let id_at = |row: usize| -> IdValue { IdValue::from_array(&ids, row) };
+        if ids.null_count() > 0 {
+            return Err(bad(table, format!("id column '{id_column}' has NULL values; every row needs an id")));
+        }
+        for row in 0..batch.num_rows() {
+            let id = id_at(row);
+            if existing_ids.contains(&id) || !seen.insert(id.clone()) {
+                return Err(bad(table, format!("id {id} appears more than once; ids must be unique")));
+            }
+        }
+
+        let column = batch.column(schema.index_of(vector_column).unwrap_or(0));
+        let (lists_values, lengths) = list_parts(column, table, vector_column)?;
+        for row in 0..batch.num_rows() {
+            if column.is_null(row) {
+                return Err(bad(table, format!("row with id {} has a NULL vector", id_at(row))));
+            }
+            let (start, len) = lengths[row];
+            let expected = *dims.get_or_insert(len);
+            if len != expected {
+                return Err(bad(table, format!("row with id {} has {len} dimensions; expected {expected}", id_at(row))));
+            }
+            if len == 0 {
+                return Err(bad(table, format!("row with id {} has an empty vector", id_at(row))));
+            }
+            let values = &lists_values.values()[start..start + len];
+            if let Some(pos) = values.iter().position(|v| !v.is_finite()) {
+                let what = if values[pos].is_nan() { "NaN" } else { "an infinite value" };
+                return Err(bad(table, format!("row with id {} has {what} at dimension {pos}", id_at(row))));
+            }
+            vectors.extend_from_slice(values);
+        }
+        let dims_now = dims.unwrap_or(0);
+        let batch_vectors = &vectors[rows * dims_now..];
+        let embedding = FixedSizeListArray::try_new(
+            Arc::new(Field::new("item", DataType::Float32, false)),
+            dims_now as i32,
+            Arc::new(Float32Array::from(batch_vectors.to_vec())),
+            None,
+        )
+        .map_err(|e| bad(table, e.to_string()))?;
+        let mut fields = vec![Arc::new(Field::new("id", id_type.clone(), false))];
+        let mut arrays: Vec<ArrayRef> = vec![ids];
+        for f in &payload {
+            fields.push(Arc::clone(f));
+            arrays.push(Arc::clone(batch.column(schema.index_of(f.name()).unwrap_or(0))));
+        }
+        fields.push(Arc::new(Field::new("embedding", embedding.data_type().clone(), false)));
+        arrays.push(Arc::new(embedding));
+        let out_schema_now = out_schema.get_or_insert_with(|| Arc::new(Schema::new(fields.clone()))).clone();
+        out_batches.push(RecordBatch::try_new(out_schema_now, arrays).map_err(|e| bad(table, e.to_string()))?);
+        rows += batch.num_rows();
+    }
+    let dims = dims.ok_or_else(|| bad(table, "the input has no rows"))?;
+    if rows == 0 {
+        return Err(bad(table, "the input has no rows"));
+    }
+    Ok(PreparedRows { schema: out_schema.unwrap_or_else(|| Arc::new(Schema::empty())), batches: out_batches, vectors, dims, rows })
+}
+
+/// The float values of a list column (cast to f32) and each row's (start, len).
+fn list_parts(column: &ArrayRef, table: &str, name: &str) -> Result<(Float32Array, Vec<(usize, usize)>)> {
+    let err = |e: &dyn std::fmt::Display| bad(table, format!("vector column '{name}': {e}"));
+    let (values, spans): (ArrayRef, Vec<(usize, usize)>) = match column.data_type() {
+        DataType::FixedSizeList(_, size) => {
+            let list = column.as_fixed_size_list();
+            let size = *size as usize;
+            let base = list.offset() * size;
+            (Arc::clone(list.values()), (0..list.len()).map(|i| (base + i * size, size)).collect())
+        }
+        DataType::List(_) => {
+            let list = column.as_list::<i32>();
+            let offsets = list.value_offsets();
+            (Arc::clone(list.values()), (0..list.len()).map(|i| (offsets[i] as usize, (offsets[i + 1] - offsets[i]) as usize)).collect())
+        }
+        DataType::LargeList(_) => {
+            let list = column.as_list::<i64>();
+            let offsets = list.value_offsets();
+            (Arc::clone(list.values()), (0..list.len()).map(|i| (offsets[i] as usize, (offsets[i + 1] - offsets[i]) as usize)).collect())
+        }
+        other => return Err(err(&format!("unsupported type {other}"))),
+    };
+    let values = cast(&values, &DataType::Float32).map_err(|e| err(&e))?;
+    let values = values.as_primitive::<Float32Type>().clone();
+    if values.null_count() > 0 {
+        return Err(bad(table, format!("vector column '{name}' has NULL elements inside vectors")));
+    }
+    Ok((values, spans))
+}
+
+/// Every vector of column `column` (query files): one `Vec<f32>` per row.
+pub fn vectors_of(batches: &[RecordBatch], column: &str, location: &str) -> Result<Vec<Vec<f32>>> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let array = batch.column_by_name(column).ok_or_else(|| {
+            let names: Vec<_> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
+            bad(location, format!("query column '{column}' does not exist; columns are: {}", names.join(", ")))
+        })?;
+        let (values, spans) = list_parts(array, location, column)?;
+        for (row, (start, len)) in spans.into_iter().enumerate() {
+            if array.is_null(row) {
+                return Err(bad(location, format!("query row {} has a NULL vector", out.len())));
+            }
+            out.push(values.values()[start..start + len].to_vec());
+        }
+    }
+    Ok(out)
+}
+
+/// An id value, for duplicate detection and messages.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum IdValue {
+    /// Integer id.
+    Int(i64),
+    /// Text id.
+    Text(String),
+}
+
+impl IdValue {
+    /// The id at `row` of an Int64 or Utf8 array.
+    pub fn from_array(array: &ArrayRef, row: usize) -> IdValue {
+        if let Some(ints) = array.as_any().downcast_ref::<Int64Array>() {
+            IdValue::Int(ints.value(row))
+        } else if let Some(text) = array.as_any().downcast_ref::<StringArray>() {
+            IdValue::Text(text.value(row).to_string())
+        } else {
+            IdValue::Text(format!("#{row}"))
+        }
+    }
+}
+
+impl std::fmt::Display for IdValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IdValue::Int(i) => write!(f, "{i}"),
+            IdValue::Text(s) => write!(f, "'{s}'"),
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! A vector table in memory: per segment its prepared f32 vectors, its rows (id + payload)
+//! and its HNSW index; plus the table-wide row map, tombstones and id order. Loaded tables
+//! are kept in an LRU cache under a byte budget, so searches never reload from storage.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use parking_lot::Mutex;
+
+use super::files::{read_parquet, TableFiles};
+use super::index::SegmentIndex;
+use super::kernels::normalize;
+use super::spec::{parse_manifest, Manifest, Metric, SegmentMeta, VectorTableSpec};
+use crate::error::{Error, Result};
+
+/// A new, writer-unique manifest name for `generation`: two writers racing to the same
+/// generation never overwrite each other's file; the catalog's compare-and-swap picks one.
+pub fn new_manifest_name(generation: i64) -> String {
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    format!("manifest-{generation:06}-{}.json", &token[..12])
+}
+
+/// Read and parse the manifest `name` of a table.
+pub async fn read_manifest(files: &TableFiles, name: &str) -> Result<Manifest> {
+    let bytes = files.get(name, None).await?;
+    parse_manifest(&bytes, &files.url_of(name))
+}
+
+/// One segment in memory.
+#[derive(Debug)]
+pub struct LoadedSegment {
+    /// Its manifest entry.
+    pub meta: SegmentMeta,
+    /// Row-major vectors, unit length when the metric is cosine.
+    pub vectors: Vec<f32>,
+    /// `id` and payload columns (no embedding), row `i` = key `base_key + i`.
+    pub rows: RecordBatch,
+    /// The HNSW index.
+    pub index: SegmentIndex,
+}
+
+/// A whole table in memory.
+#[derive(Debug)]
+pub struct LoadedTable {
+    /// Catalog id.
+    pub table_id: String,
+    /// Generation loaded.
+    pub generation: i64,
+    /// Spec.
+    pub spec: VectorTableSpec,
+    /// Segments in key order.
+    pub segments: Vec<LoadedSegment>,
+    /// `deleted[key]`: tombstoned.
+    pub deleted: Vec<bool>,
+    /// `id_rank[key]`: position of the row's id in ascending id order.
+    pub id_rank: Vec<u64>,
+    /// Live rows.
+    pub live_rows: usize,
+    /// Approximate memory held.
+    pub bytes: usize,
+    /// Evaluated filters: predicate text → allowed keys.
+    pub(crate) filter_cache: Mutex<HashMap<String, Arc<Vec<bool>>>>,
+}
+
+impl LoadedTable {
+    /// Schema of the rows (`id` + payload).
+    pub fn row_schema(&self) -> SchemaRef {
+        match self.segments.first() {
+            Some(s) => s.rows.schema(),
+            None => Arc::new(without_embedding(&self.spec.schema)),
+        }
+    }
+
+    /// Segment holding `key`, and the row within it.
+    pub fn locate(&self, key: u64) -> Option<(&LoadedSegment, usize)> {
+        let idx = self.segments.partition_point(|s| s.meta.base_key <= key).checked_sub(1)?;
+        let seg = &self.segments[idx];
+        let row = (key - seg.meta.base_key) as usize;
+        (row < seg.meta.rows as usize).then_some((seg, row))
+    }
+
+    /// Every key slot (including deleted ones).
+    pub fn key_space(&self) -> usize {
+        self.deleted.len()
+    }
+}
+
+/// The schema minus the `embedding` column.
+pub fn without_embedding(schema: &datafusion::arrow::datatypes::Schema) -> datafusion::arrow::datatypes::Schema {
+    datafusion::arrow::datatypes::Schema::new(
+        schema.fields().iter().filter(|f| f.name() != "embedding").cloned().collect::<Vec<_>>(),
+    )
+}
+
+/// Flatten an `embedding` column into row-major f32s.
+pub fn flatten_embeddings(column: &ArrayRef, dims: usize, location: &str) -> Result<Vec<f32>> {
+    let list = column.as_any().downcast_ref::<FixedSizeListArray>().ok_or_else(|| Error::UnreadableData {
+        location: location.into(),
+        format: "vector segment".into(),
+        message: "embedding column is not a fixed-size list".into(),
+    })?;
+    let values = list.values().as_any().downcast_ref::<Float32Array>().ok_or_else(|| Error::UnreadableData {
+        location: location.into(),
+        format: "vector segment".into(),
+        message: "embedding values are not float32".into(),
+    })?;
+    let start = list.offset() * dims;
+    Ok(values.values()[start..start + list.len() * dims].to_vec())
+}
+
+/// Read one generation of a table from storage. A segment whose index file is missing is
+/// rebuilt from its data file (and written back), never served half-built.
+pub async fn load_table(
+    table_id: &str,
+    generation: i64,
+    spec: &VectorTableSpec,
+    files: &TableFiles,
+    manifest: &Manifest,
+) -> Result<LoadedTable> {
+    let mut segments = Vec::with_capacity(manifest.segments.len());
+    let mut bytes = 0usize;
+    for meta in &manifest.segments {
+        let SegmentData { all, embedding_idx, mut vectors } = read_segment(files, spec, meta).await?;
+        let index = segment_index(files, spec, meta, &vectors).await?;
+        if spec.metric == Metric::Cosine {
+            for row in vectors.chunks_exact_mut(spec.dims) {
+                normalize(row);
+            }
+        }
+        let mut keep: Vec<usize> = (0..all.num_columns()).collect();
+        keep.retain(|i| *i != embedding_idx);
+        let rows = all.project(&keep).map_err(|e| Error::Storage(e.to_string()))?;
+        bytes += vectors.len() * 4 + rows.get_array_memory_size() + index.len() * (spec.m * 8 + 16);
+        segments.push(LoadedSegment { meta: meta.clone(), vectors, rows, index });
+    }
+
+    let key_space = manifest.next_key as usize;
+    let mut deleted = vec![true; key_space];
+    for seg in &segments {
+        for k in seg.meta.base_key..seg.meta.base_key + seg.meta.rows {
+            deleted[k as usize] = false;
+        }
+    }
+    for t in &manifest.tombstones {
+        if let Some(slot) = deleted.get_mut(t.key as usize) {
+            *slot = true;
+        }
+    }
+    let live_rows = deleted.iter().filter(|d| !**d).count();
+    let id_rank = rank_ids(&segments, key_space)?;
+    Ok(LoadedTable {
+        table_id: table_id.to_string(),
+        generation,
+        spec: spec.clone(),
+        segments,
+        deleted,
+        id_rank,
+        live_rows,
+        bytes,
+        filter_cache: Mutex::new(HashMap::new()),
+    })
+}
+
+/// The segment's index from storage; rebuilt from `vectors` (and written back) when the
+/// file is missing, unreadable or does not hold one entry per row. The data file, not the
+/// index, is the source of truth.
+pub async fn segment_index(files: &TableFiles, spec: &VectorTableSpec, meta: &SegmentMeta, vectors: &[f32]) -> Result<SegmentIndex> {
+    let index_name = format!("{}/index.usearch", meta.name);
+    if files.exists(&index_name).await? {
+        let bytes = files.get(&index_name, None).await?;
+        match SegmentIndex::from_bytes(spec, &bytes) {
+            Ok(index) if index.len() as u64 == meta.rows => return Ok(index),
+            Ok(_) | Err(_) => tracing::warn!(segment = %meta.name, "vector index unusable; rebuilding from data"),
+        }
+    } else {
+        tracing::warn!(segment = %meta.name, "vector index missing; rebuilding from data");
+    }
+    let rebuilt = SegmentIndex::build(spec, vectors, meta.base_key, &|_| {})?;
+    files.put_verified(&index_name, rebuilt.to_bytes()?).await?;
+    Ok(rebuilt)
+}
+
+/// Startup repair of one segment: rebuild its index if the file is missing.
+pub async fn repair_segment(files: &TableFiles, spec: &VectorTableSpec, meta: &SegmentMeta) -> Result<()> {
+    if files.exists(&format!("{}/index.usearch", meta.name)).await? {
+        return Ok(());
+    }
+    let data = read_segment(files, spec, meta).await?;
+    segment_index(files, spec, meta, &data.vectors).await.map(|_| ())
+}
+
+/// A segment's data file, decoded and verified against the manifest's digest.
+pub struct SegmentData {
+    /// Every column, `embedding` included, as one batch.
+    pub all: RecordBatch,
+    /// Position of `embedding` in `all`.
+    pub embedding_idx: usize,
+    /// The embeddings, row-major, exactly as stored.
+    pub vectors: Vec<f32>,
+}
+
+/// Read and verify the data file of `meta`.
+pub async fn read_segment(files: &TableFiles, spec: &VectorTableSpec, meta: &SegmentMeta) -> Result<SegmentData> {
+    let data_name = format!("{}/data.parquet", meta.name);
+    let location = files.url_of(&data_name);
+    let batches = read_parquet(files.get(&data_name, Some(&meta.data_sha256)).await?, &location)?;
+    let schema = Arc::new(spec.schema.clone());
+    let unreadable = |message: String| Error::UnreadableData { location: location.clone(), format: "vector segment".into(), message };
+    let all = concat_batches(&schema, &batches).map_err(|e| unreadable(e.to_string()))?;
+    let embedding_idx = schema.index_of("embedding").map_err(|e| unreadable(e.to_string()))?;
+    let vectors = flatten_embeddings(all.column(embedding_idx), spec.dims, &location)?;
+    Ok(SegmentData { all, embedding_idx, vectors })
+}
+
+/// Rank every key by its id (ascending), for tie-breaking.
+fn rank_ids(segments: &[LoadedSegment], key_space: usize) -> Result<Vec<u64>> {
+    enum Ids<'a> {
+        Int(&'a Int64Array),
+        Str(&'a StringArray),
+    }
+    let mut keyed: Vec<(u64, usize, usize)> = Vec::new(); // (key, segment, row)
+    let mut columns = Vec::new();
+    for (s, seg) in segments.iter().enumerate() {
+        let col = seg.rows.column(0);
+        let ids = match col.data_type() {
+            DataType::Int64 => Ids::Int(col.as_any().downcast_ref::<Int64Array>().ok_or_else(|| Error::Storage("id column".into()))?),
+            _ => Ids::Str(col.as_any().downcast_ref::<StringArray>().ok_or_else(|| Error::Storage("id column".into()))?),
+        };
+        columns.push(ids);
+        for row in 0..seg.rows.num_rows() {
+            keyed.push((seg.meta.base_key + row as u64, s, row));
+        }
+    }
+    keyed.sort_by(|a, b| match (&columns[a.1], &columns[b.1]) {
+        (Ids::Int(x), Ids::Int(y)) => x.value(a.2).cmp(&y.value(b.2)),
+        (Ids::Str(x), Ids::Str(y)) => x.value(a.2).cmp(y.value(b.2)),
+        _ => a.0.cmp(&b.0),
+    });
+    let mut rank = vec![u64::MAX; key_space];
+    for (r, (key, _, _)) in keyed.iter().enumerate() {
+        rank[*key as usize] = r as u64;
+    }
+    Ok(rank)
+}
+
+/// Loaded tables under a memory budget, least recently used evicted first.
+#[derive(Debug)]
+pub struct VectorCache {
+    budget_bytes: usize,
+    inner: Mutex<CacheState>,
+}
+
+#[derive(Debug, Default)]
+struct CacheState {
+    tick: u64,
+    used: usize,
+    entries: HashMap<String, (Arc<LoadedTable>, u64)>,
+}
+
+impl VectorCache {
+    /// A cache holding at most `budget_bytes` (the most recent table is always kept).
+    pub fn new(budget_bytes: usize) -> Self {
+        VectorCache { budget_bytes, inner: Mutex::new(CacheState::default()) }
+    }
+
+    /// The cached table if it is at `generation`.
+    pub fn get(&self, table_id: &str, generation: i64) -> Option<Arc<LoadedTable>> {
+        let mut state = self.inner.lock();
+        state.tick += 1;
+        let tick = state.tick;
+        match state.entries.get_mut(table_id) {
+            Some((table, used)) if table.generation == generation => {
+                *used = tick;
+                Some(Arc::clone(table))
+            }
+            _ => None,
+        }
+    }
+
+    /// Insert, evicting least recently used tables beyond the budget.
+    pub fn insert(&self, table: Arc<LoadedTable>) {
+        let mut state = self.inner.lock();
+        state.tick += 1;
+        let tick = state.tick;
+        if let Some((old, _)) = state.entries.remove(&table.table_id) {
+            state.used -= old.bytes;
+        }
+        state.used += table.bytes;
+        state.entries.insert(table.table_id.clone(), (Arc::clone(&table), tick));
+        while state.used > self.budget_bytes && state.entries.len() > 1 {
+            let victim = state
+                .entries
+                .iter()
+                .filter(|(id, _)| **id != table.table_id)
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(id, _)| id.clone());
+            match victim.and_then(|id| state.entries.remove(&id)) {
+                Some((evicted, _)) => state.used -= evicted.bytes,
+                None => break,
+            }
+        }
+    }
+
+    /// Forget a table (dropped or changed).
+    pub fn remove(&self, table_id: &str) {
+        let mut state = self.inner.lock();
+        if let Some((old, _)) = state.entries.remove(table_id) {
+            state.used -= old.bytes;
+        }
+    }
+
+    /// Tables currently cached.
+    pub fn len(&self) -> usize {
+        self.inner.lock().entries.len()
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

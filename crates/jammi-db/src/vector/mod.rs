@@ -1,0 +1,570 @@
+//! Vector tables: immutable Parquet data plus HNSW index segments, searched exactly or
+//! approximately with pre-filtering, from Rust, the CLI and SQL.
+//!
+//! Parts, each in its own module: [`spec`] (persistent formats), [`input`] (validation of
+//! user data), [`files`] (object-store I/O with digests), [`index`] (usearch segments),
+//! [`loaded`] (tables in memory and their LRU cache), [`filter`] (predicate → allowed
+//! keys), [`search`] (the planner), [`kernels`] (distances, top-k), [`write`] (append,
+//! delete, compaction), [`recover`] (startup recovery), [`sql`] (the `vector_search` table
+//! function and the `vectors` catalog).
+//!
+//! Durability: an import writes the catalog row as `building`, then the data file, the
+//! index and the manifest, verifies them, and only then flips the row to `ready` (the commit
+//! point). Later changes write new files and move the catalog's manifest pointer with a
+//! compare-and-swap. Opening a session removes abandoned `building` tables and rebuilds any
+//! missing index from the data.
+
+pub mod files;
+pub mod filter;
+pub mod index;
+pub mod input;
+pub mod kernels;
+pub mod loaded;
+mod recover;
+pub mod search;
+pub mod spec;
+pub mod sql;
+mod write;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::prelude::SessionContext;
+use parking_lot::RwLock;
+
+pub use search::{SearchPath, SearchRequest};
+pub use spec::{Metric, Precision};
+pub use write::CompactionPolicy;
+pub(crate) use recover::recover;
+
+use crate::catalog::{now_millis, Catalog, VectorTableRecord, VectorTableStatus};
+use crate::error::{Error, Result};
+use crate::session::Session;
+use crate::source::{file as source_file, naming, FileFormatKind};
+use crate::storage::{StorageOptions, StorageUrl};
+use crate::tenant::{TenantId, TenantScope};
+use files::TableFiles;
+use loaded::{load_table, read_manifest, LoadedTable, VectorCache};
+use spec::{Manifest, VectorTableSpec, MANIFEST_VERSION, SPEC_VERSION};
+use write::Selection;
+
+/// Reports import and index-build progress (the CLI draws a bar).
+pub trait Progress: Send + Sync {
+    /// A phase starts with `total` units of work.
+    fn start(&self, phase: &str, total: u64);
+    /// `done` units of the current phase are finished.
+    fn set(&self, done: u64);
+    /// The current phase is over.
+    fn finish(&self);
+}
+
+/// Progress that goes nowhere.
+#[derive(Debug, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&self, _: &str, _: u64) {}
+    fn set(&self, _: u64) {}
+    fn finish(&self) {}
+}
+
+/// What `vectors import` asks for.
+#[derive(Debug, Clone)]
+pub struct ImportSpec {
+    /// Table name (`vectors.public.NAME`).
+    pub name: String,
+    /// Parquet file or directory (any storage URL).
+    pub url: String,
+    /// Column of unique ids (integer or text).
+    pub id_column: String,
+    /// Column of vectors (`FixedSizeList<Float32>` or `List<Float32>`).
+    pub vector_column: String,
+    /// Index precision.
+    pub precision: Precision,
+    /// Distance function.
+    pub metric: Metric,
+    /// HNSW connectivity.
+    pub m: usize,
+    /// HNSW build beam width.
+    pub ef_construction: usize,
+    /// Candidates per result before exact rescoring (default by precision).
+    pub oversample: Option<usize>,
+    /// Storage options for reading `url`.
+    pub options: StorageOptions,
+}
+
+impl ImportSpec {
+    /// Defaults: f32, cosine, m = 16, ef_construction = 128.
+    pub fn new(name: impl Into<String>, url: impl Into<String>, id_column: impl Into<String>, vector_column: impl Into<String>) -> Self {
+        ImportSpec {
+            name: name.into(),
+            url: url.into(),
+            id_column: id_column.into(),
+            vector_column: vector_column.into(),
+            precision: Precision::F32,
+            metric: Metric::Cosine,
+            m: 16,
+            ef_construction: 128,
+            oversample: None,
+            options: StorageOptions::new(),
+        }
+    }
+}
+
+/// A vector table as `vectors list` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorTableInfo {
+    /// Name.
+    pub name: String,
+    /// Owner (None = shared).
+    pub tenant: Option<TenantId>,
+    /// Live rows.
+    pub rows: u64,
+    /// Dimensions.
+    pub dims: usize,
+    /// Metric.
+    pub metric: Metric,
+    /// Precision.
+    pub precision: Precision,
+    /// Segments.
+    pub segments: usize,
+    /// Storage folder.
+    pub location: String,
+}
+
+/// A ready table known to this process.
+#[derive(Debug)]
+pub(crate) struct VectorEntry {
+    pub record: VectorTableRecord,
+    pub spec: VectorTableSpec,
+    pub manifest: Manifest,
+    pub files: TableFiles,
+    pub provider: Arc<dyn datafusion::catalog::TableProvider>,
+}
+
+/// Process-wide vector state: ready tables by owner and name, loaded tables, and what
+/// writes need (the catalog, the compaction policy).
+#[derive(Debug)]
+pub(crate) struct VectorState {
+    pub tables: RwLock<HashMap<(Option<TenantId>, String), Arc<VectorEntry>>>,
+    pub cache: VectorCache,
+    pub catalog: Catalog,
+    pub policy: CompactionPolicy,
+}
+
+impl VectorState {
+    pub(crate) fn new(cache_bytes: usize, catalog: Catalog, policy: CompactionPolicy) -> Self {
+        VectorState { tables: RwLock::new(HashMap::new()), cache: VectorCache::new(cache_bytes), catalog, policy }
+    }
+
+    /// The table `name` as `scope` resolves it: the tenant's own first, then shared.
+    pub(crate) fn resolve(&self, scope: TenantScope, name: &str) -> Option<Arc<VectorEntry>> {
+        let tables = self.tables.read();
+        if let Some(t) = scope.owner() {
+            if let Some(e) = tables.get(&(Some(t), name.to_string())) {
+                return Some(Arc::clone(e));
+            }
+        }
+        if let Some(e) = tables.get(&(None, name.to_string())) {
+            return Some(Arc::clone(e));
+        }
+        if scope == TenantScope::Admin {
+            return tables.iter().find(|((_, n), _)| n == name).map(|(_, e)| Arc::clone(e));
+        }
+        None
+    }
+
+    /// Names visible in `scope`.
+    pub(crate) fn visible_names(&self, scope: TenantScope) -> Vec<String> {
+        let tables = self.tables.read();
+        let mut names: Vec<String> = tables
+            .keys()
+            .filter(|(owner, _)| owner.is_none() || *owner == scope.owner() || scope == TenantScope::Admin)
+            .map(|(_, n)| n.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Load (or fetch from cache) the generation `entry` describes.
+    pub(crate) async fn loaded(&self, entry: &VectorEntry) -> Result<Arc<LoadedTable>> {
+        self.loaded_at(&entry.record, &entry.spec, &entry.files, &entry.manifest).await
+    }
+
+    /// Load (or fetch from cache) generation `record.generation`, described by `manifest`.
+    pub(crate) async fn loaded_at(
+        &self,
+        record: &VectorTableRecord,
+        spec: &VectorTableSpec,
+        files: &TableFiles,
+        manifest: &Manifest,
+    ) -> Result<Arc<LoadedTable>> {
+        if let Some(hit) = self.cache.get(&record.id, record.generation) {
+            return Ok(hit);
+        }
+        let table = Arc::new(load_table(&record.id, record.generation, spec, files, manifest).await?);
+        self.cache.insert(Arc::clone(&table));
+        Ok(table)
+    }
+
+    /// Re-read `old`'s catalog row after a write and publish the new generation.
+    pub(crate) async fn refresh(self: &Arc<Self>, old: &VectorEntry) -> Result<()> {
+        let key = (old.record.tenant, old.record.name.clone());
+        match self.catalog.vector_tables().get(&old.record.id).await? {
+            Some(record) if record.status == VectorTableStatus::Ready => {
+                let entry = build_entry(self, record, old.files.clone()).await?;
+                self.tables.write().insert(key, Arc::new(entry));
+            }
+            _ => {
+                self.tables.write().remove(&key);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// True when `scope` may change `entry`: its owner, or the admin scope.
+fn may_write(scope: TenantScope, entry: &VectorEntry) -> bool {
+    scope == TenantScope::Admin || entry.record.tenant == scope.owner()
+}
+
+pub(crate) fn write_denied(scope: TenantScope, entry: &VectorEntry) -> Error {
+    let owner = match entry.record.tenant {
+        Some(t) => format!("tenant {t}"),
+        None => "no tenant (it is shared)".to_string(),
+    };
+    Error::PermissionDenied {
+        message: format!(
+            "vector table '{}' belongs to {owner}; only its owner{} may change it",
+            entry.record.name,
+            if scope.owner().is_some() { " (or the admin scope)" } else { "" }
+        ),
+    }
+}
+
+/// Result of a search.
+#[derive(Debug)]
+pub struct SearchResult {
+    /// id, payload columns, `_distance`, `_rank` — best first.
+    pub batch: RecordBatch,
+    /// The path the planner chose.
+    pub path: SearchPath,
+}
+
+/// Pause point for crash tests: when `JAMMI_PAUSE_AT` names this point, announce it on
+/// stderr and wait (the test then kills the process with SIGKILL).
+pub(crate) fn pause_point(name: &str) {
+    if std::env::var("JAMMI_PAUSE_AT").as_deref() == Ok(name) {
+        eprintln!("jammi: paused at {name}");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+}
+
+/// The vector tables of one session: `session.vectors()`.
+#[derive(Debug)]
+pub struct Vectors<'a> {
+    session: &'a Session,
+}
+
+impl<'a> Vectors<'a> {
+    pub(crate) fn new(session: &'a Session) -> Self {
+        Vectors { session }
+    }
+
+    fn state(&self) -> &Arc<VectorState> {
+        self.session.vector_state()
+    }
+
+    /// Import a Parquet file or directory as a new vector table. Everything is validated
+    /// before anything is written; the table becomes visible only when complete.
+    pub async fn import(&self, spec: ImportSpec, progress: &dyn Progress) -> Result<VectorTableInfo> {
+        let invalid = |message: &str| Error::InvalidVectors { table: spec.name.clone(), message: message.to_string() };
+        naming::validate_source_name(&spec.name).map_err(|e| match e {
+            Error::InvalidName { name, message } => Error::InvalidName { name, message: message.replace("source", "vector table") },
+            other => other,
+        })?;
+        if spec.m < 2 || spec.m > 256 {
+            return Err(invalid("--m must be between 2 and 256"));
+        }
+        if spec.ef_construction == 0 {
+            return Err(invalid("--ef-construction must be at least 1"));
+        }
+        if spec.oversample == Some(0) {
+            return Err(invalid("the oversample factor must be at least 1"));
+        }
+        let scope = self.session.scope();
+        self.session.sync_catalog().await?;
+        if self.state().resolve(scope, &spec.name).filter(|e| e.record.tenant == scope.owner()).is_some() {
+            return Err(Error::InvalidName {
+                name: spec.name.clone(),
+                message: "a vector table with this name already exists; drop it first or pick another name".into(),
+            });
+        }
+
+        progress.start("reading", 0);
+        let batches = self.read_input(&spec.url, &spec.options, &spec.name).await?;
+        let rows = input::prepare(&spec.name, &batches, &spec.id_column, &spec.vector_column, None, &HashSet::new())?;
+        progress.finish();
+
+        let table_spec = VectorTableSpec {
+            version: SPEC_VERSION,
+            dims: rows.dims,
+            metric: spec.metric,
+            precision: spec.precision,
+            m: spec.m,
+            ef_construction: spec.ef_construction,
+            oversample: spec.oversample.unwrap_or_else(|| spec.precision.default_oversample()),
+            schema: rows.schema.as_ref().clone(),
+        };
+        let table_id = uuid::Uuid::new_v4().to_string();
+        let root = StorageUrl::parse(&self.session.config().storage_root())?.as_dir();
+        let location = format!("{}vectors/{table_id}/", root.url());
+        let files = table_files(self.session, &location)?;
+        let now = now_millis();
+        let record = VectorTableRecord {
+            id: table_id.clone(),
+            tenant: scope.owner(),
+            name: spec.name.clone(),
+            status: VectorTableStatus::Building,
+            location: location.clone(),
+            spec: serde_json::to_string(&table_spec).map_err(|e| Error::Storage(e.to_string()))?,
+            generation: 0,
+            manifest: String::new(),
+            created_at: now,
+            updated_at: now,
+        };
+
+        // The lock file tells recovery in other processes that this import is alive.
+        let lock = self.lock_file(&table_id)?;
+        self.session.catalog().vector_tables().insert_building(&record).await?;
+        pause_point("vectors.import.registered");
+        let written = async {
+            let segment = write::write_segment(&files, &table_spec, &rows.batches, &rows.vectors, 0, progress).await?;
+            let manifest = Manifest {
+                version: MANIFEST_VERSION,
+                generation: 1,
+                next_key: segment.rows,
+                segments: vec![segment],
+                tombstones: vec![],
+            };
+            let name = write::write_manifest(&files, &manifest).await?;
+            Ok::<_, Error>((manifest, name))
+        }
+        .await;
+        let (manifest, manifest_name) = match written {
+            Ok(m) => m,
+            Err(e) => {
+                // Best effort: leave nothing behind; recovery finishes the job if this fails.
+                let _ = files.delete_all().await;
+                let _ = self.session.catalog().vector_tables().delete(&table_id).await;
+                return Err(e);
+            }
+        };
+        pause_point("vectors.import.before_commit");
+        self.session.catalog().vector_tables().mark_ready(&table_id, &record.spec, manifest.generation, &manifest_name).await?;
+        drop(lock);
+        let _ = std::fs::remove_file(self.lock_path(&table_id));
+        self.session.sync_catalog().await?;
+        Ok(info_of(&record, &table_spec, &manifest))
+    }
+
+    /// Add the rows of a Parquet file or directory as a new segment. The rows are
+    /// searchable when this returns. Ids must be new; columns must match the table's.
+    pub async fn append(&self, name: &str, url: &str, id_column: &str, vector_column: &str, options: &StorageOptions, progress: &dyn Progress) -> Result<u64> {
+        let entry = self.writable(name).await?;
+        let batches = self.read_input(url, options, name).await?;
+        let added = write::append(self.state(), &entry, &batches, id_column, vector_column, progress).await?;
+        self.after_write(&entry, progress).await?;
+        Ok(added)
+    }
+
+    /// Delete rows by id (tombstones). Returns how many rows were deleted; unknown ids are
+    /// ignored.
+    pub async fn delete_ids(&self, name: &str, ids: &[String]) -> Result<u64> {
+        let entry = self.writable(name).await?;
+        let deleted = write::delete(self.state(), &entry, &Selection::Ids(ids.to_vec())).await?;
+        self.after_write(&entry, &NoProgress).await?;
+        Ok(deleted)
+    }
+
+    /// Rewrite the table into one segment without its deleted rows, even when the policy
+    /// would not yet do it.
+    pub async fn compact(&self, name: &str, progress: &dyn Progress) -> Result<()> {
+        let entry = self.writable(name).await?;
+        write::compact_if_due(self.state(), &entry, true, progress).await?;
+        self.session.sync_catalog().await
+    }
+
+    /// Ready tables visible in the current scope.
+    pub async fn list(&self) -> Result<Vec<VectorTableInfo>> {
+        self.session.sync_catalog().await?;
+        let scope = self.session.scope();
+        let tables = self.state().tables.read();
+        let mut out: Vec<VectorTableInfo> = tables
+            .values()
+            .filter(|e| e.record.tenant.is_none() || e.record.tenant == scope.owner() || scope == TenantScope::Admin)
+            .map(|e| info_of(&e.record, &e.spec, &e.manifest))
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name).then(a.tenant.cmp(&b.tenant)));
+        Ok(out)
+    }
+
+    /// Drop a table: the catalog row first (the commit point), then its files.
+    pub async fn drop(&self, name: &str) -> Result<()> {
+        let entry = self.writable(name).await?;
+        self.session.catalog().vector_tables().delete(&entry.record.id).await?;
+        self.state().cache.remove(&entry.record.id);
+        entry.files.delete_all().await?;
+        self.session.sync_catalog().await
+    }
+
+    /// Search `name` for the request's nearest neighbours.
+    pub async fn search(&self, name: &str, request: &SearchRequest) -> Result<SearchResult> {
+        self.session.sync_catalog().await?;
+        let entry = self.resolve(name)?;
+        search_entry(self.state(), &entry, request).await
+    }
+
+    /// Query vectors from column `column` of a Parquet file (any storage URL), in file order.
+    pub async fn read_query_vectors(&self, url: &str, column: &str, options: &StorageOptions) -> Result<Vec<Vec<f32>>> {
+        let batches = self.read_input(url, options, "queries").await?;
+        input::vectors_of(&batches, column, url)
+    }
+
+    /// Number of tables currently held in memory (for tests of the cache).
+    pub fn cached_tables(&self) -> usize {
+        self.state().cache.len()
+    }
+
+    fn resolve(&self, name: &str) -> Result<Arc<VectorEntry>> {
+        let scope = self.session.scope();
+        self.state().resolve(scope, name).ok_or_else(|| Error::UnknownVectorTable { name: name.to_string(), scope: scope.describe() })
+    }
+
+    async fn writable(&self, name: &str) -> Result<Arc<VectorEntry>> {
+        self.session.sync_catalog().await?;
+        let entry = self.resolve(name)?;
+        let scope = self.session.scope();
+        if !may_write(scope, &entry) {
+            return Err(write_denied(scope, &entry));
+        }
+        Ok(entry)
+    }
+
+    async fn after_write(&self, entry: &VectorEntry, progress: &dyn Progress) -> Result<()> {
+        write::compact_if_due(self.state(), entry, false, progress).await?;
+        self.session.sync_catalog().await
+    }
+
+    async fn read_input(&self, url: &str, options: &StorageOptions, name: &str) -> Result<Vec<RecordBatch>> {
+        let url = StorageUrl::parse(url)?;
+        let store = self.session.register_store(&url, options)?;
+        let state = self.session.base_state();
+        let table_spec =
+            source_file::inspect(&state, &store, &url, Some(FileFormatKind::Parquet), &Default::default(), name).await?;
+        let provider = source_file::build_table(&table_spec, &url)?;
+        let ctx = SessionContext::new_with_state(state);
+        Ok(ctx.read_table(provider)?.collect().await?)
+    }
+
+    fn lock_path(&self, table_id: &str) -> PathBuf {
+        lock_path(self.session, table_id)
+    }
+
+    fn lock_file(&self, table_id: &str) -> Result<std::fs::File> {
+        let path = self.lock_path(table_id);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+        file.lock().map_err(|e| Error::io(&path, e))?;
+        Ok(file)
+    }
+}
+
+/// The lock file an import holds while it runs.
+pub(crate) fn lock_path(session: &Session, table_id: &str) -> PathBuf {
+    session.config().data_dir.join("locks").join(format!("vector-{table_id}.lock"))
+}
+
+/// The files of a table at `location`, under the storage root (so with its options).
+pub(crate) fn table_files(session: &Session, location: &str) -> Result<TableFiles> {
+    let url = StorageUrl::parse(location)?;
+    let store = session.register_store(&url, &session.config().storage.options)?;
+    Ok(TableFiles::new(store, url.object_path()?, url.url().to_string()))
+}
+
+/// Search one resolved table.
+pub(crate) async fn search_entry(state: &VectorState, entry: &VectorEntry, request: &SearchRequest) -> Result<SearchResult> {
+    let table = state.loaded(entry).await?;
+    let allowed = match &request.filter {
+        Some(f) if !f.trim().is_empty() => Some(filter::allowed_keys(&table, f).await?),
+        _ => None,
+    };
+    let (scored, path) = search::search(&table, request, allowed.as_deref().map(|v| v.as_slice()))
+        .map_err(|e| match e {
+            Error::Query(message) => Error::InvalidVectors { table: entry.record.name.clone(), message },
+            other => other,
+        })?;
+    Ok(SearchResult { batch: search::result_batch(&table, &scored)?, path })
+}
+
+fn info_of(record: &VectorTableRecord, spec: &VectorTableSpec, manifest: &Manifest) -> VectorTableInfo {
+    VectorTableInfo {
+        name: record.name.clone(),
+        tenant: record.tenant,
+        rows: manifest.live_rows(),
+        dims: spec.dims,
+        metric: spec.metric,
+        precision: spec.precision,
+        segments: manifest.segments.len(),
+        location: record.location.clone(),
+    }
+}
+
+/// Build the in-memory entry of a ready table: read its manifest, make its SQL table.
+pub(crate) async fn build_entry(state: &Arc<VectorState>, record: VectorTableRecord, files: TableFiles) -> Result<VectorEntry> {
+    let spec = spec::parse_spec(&record.spec, &record.name)?;
+    let manifest = read_manifest(&files, &record.manifest).await?;
+    let provider = sql::rows_table(state, &record, &spec, &manifest, &files)?;
+    Ok(VectorEntry { record, spec, manifest, files, provider })
+}
+
+/// `vectors list` as a record batch (name, tenant, rows, dims, metric, precision, segments,
+/// location).
+pub fn tables_to_batch(tables: &[VectorTableInfo]) -> Result<RecordBatch> {
+    use datafusion::arrow::array::{ArrayRef, StringArray, UInt64Array};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let text = |f: &dyn Fn(&VectorTableInfo) -> String| -> ArrayRef { Arc::new(StringArray::from_iter_values(tables.iter().map(f))) };
+    let number = |f: &dyn Fn(&VectorTableInfo) -> u64| -> ArrayRef { Arc::new(UInt64Array::from_iter_values(tables.iter().map(f))) };
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("tenant", DataType::Utf8, true),
+        Field::new("rows", DataType::UInt64, false),
+        Field::new("dims", DataType::UInt64, false),
+        Field::new("metric", DataType::Utf8, false),
+        Field::new("precision", DataType::Utf8, false),
+        Field::new("segments", DataType::UInt64, false),
+        Field::new("location", DataType::Utf8, false),
+    ]));
+    let tenants: ArrayRef = Arc::new(StringArray::from(tables.iter().map(|t| t.tenant.map(|x| x.to_string())).collect::<Vec<_>>()));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            text(&|t| t.name.clone()),
+            tenants,
+            number(&|t| t.rows),
+            number(&|t| t.dims as u64),
+            text(&|t| t.metric.to_string()),
+            text(&|t| t.precision.to_string()),
+            number(&|t| t.segments as u64),
+            text(&|t| t.location.clone()),
+        ],
+    )
+    .map_err(|e| Error::Storage(e.to_string()))
+}

@@ -1,0 +1,168 @@
+//! The search planner: exact scan or HNSW, with pre-filtering and exact rescoring.
+//!
+//! With `n` candidate rows (all live rows, or those a filter allows), an exact scan costs
+//! `n` distance evaluations and a graph search roughly `ef · m · N / n` (the walk widens as
+//! the filter gets more selective). The planner picks exact when `n² < ef · m · N`, when the
+//! table is small, or when asked. Either way the result has exactly `min(k, n)` rows: if a
+//! filtered graph walk comes back short, the exact scan over the allowed rows finishes it.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Float32Array, Int64Array, RecordBatch};
+use datafusion::arrow::compute::interleave;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+use super::index::DEFAULT_EF_SEARCH;
+use super::kernels::{distance, normalize, Scored, TopK};
+use super::loaded::LoadedTable;
+use super::spec::Metric;
+use crate::error::{Error, Result};
+
+/// Tables up to this many rows are always scanned exactly.
+const SMALL_TABLE_ROWS: usize = 2048;
+
+/// What to search for.
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    /// The query vector.
+    pub vector: Vec<f32>,
+    /// Results wanted.
+    pub k: usize,
+    /// SQL predicate over payload columns (pre-filter).
+    pub filter: Option<String>,
+    /// HNSW beam width (default 64, at least the candidate count).
+    pub ef: Option<usize>,
+    /// Force an exact scan.
+    pub exact: bool,
+    /// Candidates per result before rescoring (default: the table's).
+    pub oversample: Option<usize>,
+}
+
+impl SearchRequest {
+    /// Top `k` neighbours of `vector` with defaults for everything else.
+    pub fn new(vector: Vec<f32>, k: usize) -> Self {
+        SearchRequest { vector, k, filter: None, ef: None, exact: false, oversample: None }
+    }
+}
+
+/// Which path a search took (reported for tests and EXPLAIN-like output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchPath {
+    /// Exact scan over every candidate row.
+    Exact,
+    /// HNSW walk, candidates rescored exactly.
+    Hnsw,
+}
+
+/// Search a loaded table; `allowed` is the pre-filter (None = every live row).
+pub fn search(table: &LoadedTable, request: &SearchRequest, allowed: Option<&[bool]>) -> Result<(Vec<Scored>, SearchPath)> {
+    let spec = &table.spec;
+    if request.vector.len() != spec.dims {
+        return Err(Error::Query(format!(
+            "query vector has {} dimensions; the table has {}",
+            request.vector.len(),
+            spec.dims
+        )));
+    }
+    if let Some(pos) = request.vector.iter().position(|v| !v.is_finite()) {
+        return Err(Error::Query(format!("query vector has a non-finite value at dimension {pos}")));
+    }
+    let mut query = request.vector.clone();
+    if spec.metric == Metric::Cosine {
+        normalize(&mut query);
+    }
+    let candidates = match allowed {
+        Some(a) => a.iter().filter(|x| **x).count(),
+        None => table.live_rows,
+    };
+    let k = request.k.min(candidates);
+    if k == 0 {
+        return Ok((Vec::new(), SearchPath::Exact));
+    }
+    let ef = request.ef.unwrap_or(DEFAULT_EF_SEARCH).max(1);
+    let total = table.live_rows.max(1);
+    let exact = request.exact
+        || total <= SMALL_TABLE_ROWS
+        || (candidates as f64) * (candidates as f64) < (ef * spec.m) as f64 * total as f64;
+    if exact {
+        return Ok((exact_scan(table, &query, k, allowed), SearchPath::Exact));
+    }
+
+    let oversample = request.oversample.unwrap_or(spec.oversample).max(1);
+    let want = (k * oversample).max(k);
+    let ef = ef.max(want);
+    let has_tombstones = table.live_rows < table.key_space();
+    let mut top = TopK::new(k);
+    for seg in &table.segments {
+        let keys = match allowed {
+            Some(a) => seg.index.search(&query, want, ef, Some(&|key: u64| a.get(key as usize).copied().unwrap_or(false)))?,
+            None if has_tombstones => {
+                seg.index.search(&query, want, ef, Some(&|key: u64| !table.deleted.get(key as usize).copied().unwrap_or(true)))?
+            }
+            None => seg.index.search(&query, want, ef, None)?,
+        };
+        for key in keys {
+            let row = (key - seg.meta.base_key) as usize;
+            let stored = &seg.vectors[row * spec.dims..(row + 1) * spec.dims];
+            top.push(Scored { distance: distance(spec.metric, &query, stored), id_rank: table.id_rank[key as usize], key });
+        }
+    }
+    let found = top.into_sorted();
+    if found.len() < k {
+        // Never return fewer than min(k, matching rows).
+        return Ok((exact_scan(table, &query, k, allowed), SearchPath::Exact));
+    }
+    Ok((found, SearchPath::Hnsw))
+}
+
+/// Streaming exact top-k over all live (or allowed) rows.
+pub fn exact_scan(table: &LoadedTable, query: &[f32], k: usize, allowed: Option<&[bool]>) -> Vec<Scored> {
+    let dims = table.spec.dims;
+    let metric = table.spec.metric;
+    let mut top = TopK::new(k);
+    for seg in &table.segments {
+        for (row, stored) in seg.vectors.chunks_exact(dims).enumerate() {
+            let key = seg.meta.base_key + row as u64;
+            let ok = match allowed {
+                Some(a) => a[key as usize],
+                None => !table.deleted[key as usize],
+            };
+            if !ok {
+                continue;
+            }
+            let d = distance(metric, query, stored);
+            if d <= top.threshold() {
+                top.push(Scored { distance: d, id_rank: table.id_rank[key as usize], key });
+            }
+        }
+    }
+    top.into_sorted()
+}
+
+/// Schema of search results: id, payload, `_distance`, `_rank`.
+pub fn result_schema(row_schema: &Schema) -> SchemaRef {
+    let mut fields: Vec<_> = row_schema.fields().iter().cloned().collect();
+    fields.push(Arc::new(Field::new("_distance", DataType::Float32, false)));
+    fields.push(Arc::new(Field::new("_rank", DataType::Int64, false)));
+    Arc::new(Schema::new(fields))
+}
+
+/// Turn scored keys into result rows (best first, `_rank` from 1).
+pub fn result_batch(table: &LoadedTable, scored: &[Scored]) -> Result<RecordBatch> {
+    let row_schema = table.row_schema();
+    let schema = result_schema(&row_schema);
+    let mut picks = Vec::with_capacity(scored.len());
+    for s in scored {
+        let seg_idx = table.segments.partition_point(|seg| seg.meta.base_key <= s.key) - 1;
+        picks.push((seg_idx, (s.key - table.segments[seg_idx].meta.base_key) as usize));
+    }
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for c in 0..row_schema.fields().len() {
+        let sources: Vec<&dyn datafusion::arrow::array::Array> =
+            table.segments.iter().map(|seg| seg.rows.column(c).as_ref()).collect();
+        columns.push(interleave(&sources, &picks).map_err(|e| Error::Query(e.to_string()))?);
+    }
+    columns.push(Arc::new(Float32Array::from_iter_values(scored.iter().map(|s| s.distance))));
+    columns.push(Arc::new(Int64Array::from_iter_values(1..=scored.len() as i64)));
+    RecordBatch::try_new(schema, columns).map_err(|e| Error::Query(e.to_string()))
+}

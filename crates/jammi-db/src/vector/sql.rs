@@ -1,0 +1,338 @@
+//! Vectors in SQL: the `vector_search(name, vector, k [, filter])` table function and the
+//! `vectors` catalog (`vectors.public.NAME` is an ordinary read-only table).
+
+use std::sync::{Arc, Weak};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
+use datafusion::catalog::{CatalogProvider, SchemaProvider, Session as DfSession, TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::{exec_err, plan_datafusion_err, plan_err, Column, DataFusionError, Result as DfResult, ScalarValue};
+use datafusion::datasource::empty::EmptyTable;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{lit, Expr, LogicalPlanBuilder, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::ExecutionPlan;
+
+use super::files::TableFiles;
+use super::search::{result_schema, SearchRequest};
+use super::spec::{Manifest, VectorTableSpec};
+use super::write::{self, Selection};
+use super::{search_entry, NoProgress, VectorEntry, VectorState};
+use crate::catalog::VectorTableRecord;
+use crate::error::Result;
+use crate::source::naming::DEFAULT_SCHEMA;
+use crate::tenant::{TenantScope, TenantScopeOption};
+
+fn scope_of(session: &dyn DfSession) -> TenantScope {
+    session.config_options().extensions.get::<TenantScopeOption>().map(|o| o.scope).unwrap_or_default()
+}
+
+/// `vector_search('NAME', [0.1, ...], k [, 'payload predicate'])`.
+#[derive(Debug)]
+pub struct VectorSearchFunction {
+    state: Arc<VectorState>,
+}
+
+impl VectorSearchFunction {
+    pub(crate) fn new(state: Arc<VectorState>) -> Self {
+        VectorSearchFunction { state }
+    }
+}
+
+impl TableFunctionImpl for VectorSearchFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
+        let exprs = args.exprs();
+        if !(3..=4).contains(&exprs.len()) {
+            return plan_err!("vector_search takes (table name, query vector, k [, filter]); got {} arguments", exprs.len());
+        }
+        let name = const_string(&exprs[0]).ok_or_else(|| plan_datafusion_err!("vector_search: the first argument is the table name as a string"))?;
+        let vector = const_vector(&exprs[1]).ok_or_else(|| {
+            plan_datafusion_err!("vector_search: the second argument is the query vector, e.g. [0.1, 0.2] or '[0.1, 0.2]'")
+        })?;
+        let k = const_f64(&exprs[2])
+            .filter(|k| *k >= 1.0 && k.fract() == 0.0)
+            .ok_or_else(|| plan_datafusion_err!("vector_search: k must be a positive integer"))? as usize;
+        let filter = match exprs.get(3) {
+            Some(e) => Some(const_string(e).ok_or_else(|| plan_datafusion_err!("vector_search: the filter is a SQL predicate in a string"))?),
+            None => None,
+        };
+        let scope = scope_of(args.session());
+        let entry = self
+            .state
+            .resolve(scope, &name)
+            .ok_or_else(|| plan_datafusion_err!("vector table '{name}' does not exist{}; see `jammi vectors list`", scope.describe()))?;
+        if vector.len() != entry.spec.dims {
+            return plan_err!("vector_search: the query vector has {} dimensions; '{name}' has {}", vector.len(), entry.spec.dims);
+        }
+        let row_schema = super::loaded::without_embedding(&entry.spec.schema);
+        let mut request = SearchRequest::new(vector, k);
+        request.filter = filter;
+        Ok(Arc::new(VectorSearchTable { state: Arc::clone(&self.state), entry, request, schema: result_schema(&row_schema) }))
+    }
+}
+
+/// The result of one `vector_search` call, computed when scanned.
+#[derive(Debug)]
+struct VectorSearchTable {
+    state: Arc<VectorState>,
+    entry: Arc<VectorEntry>,
+    request: SearchRequest,
+    schema: SchemaRef,
+}
+
+#[async_trait]
+impl TableProvider for VectorSearchTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn DfSession,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let result = search_entry(&self.state, &self.entry, &self.request)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let exec = MemorySourceConfig::try_new_exec(&[vec![result.batch]], Arc::clone(&self.schema), projection.cloned())?;
+        Ok(exec)
+    }
+}
+
+fn const_string(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)), _) => {
+            Some(s.clone())
+        }
+        Expr::Cast(c) => const_string(&c.expr),
+        _ => None,
+    }
+}
+
+fn const_f64(expr: &Expr) -> Option<f64> {
+    match expr {
+        Expr::Literal(v, _) if !v.is_null() => match v.cast_to(&DataType::Float64).ok()? {
+            ScalarValue::Float64(Some(f)) => Some(f),
+            _ => None,
+        },
+        Expr::Negative(inner) => const_f64(inner).map(|v| -v),
+        Expr::Cast(c) => const_f64(&c.expr),
+        Expr::TryCast(c) => const_f64(&c.expr),
+        _ => None,
+    }
+}
+
+/// A query vector written as `[0.1, -0.2]` (an array expression or literal) or as the
+/// string `'[0.1, -0.2]'`.
+pub(crate) fn const_vector(expr: &Expr) -> Option<Vec<f32>> {
+    match expr {
+        Expr::ScalarFunction(f) if f.name() == "make_array" => {
+            f.args.iter().map(|a| const_f64(a).map(|v| v as f32)).collect()
+        }
+        Expr::Literal(ScalarValue::List(list), _) => array_values(list.values()),
+        Expr::Literal(ScalarValue::LargeList(list), _) => array_values(list.values()),
+        Expr::Literal(ScalarValue::FixedSizeList(list), _) => array_values(list.values()),
+        Expr::Cast(c) => const_vector(&c.expr),
+        other => const_string(other).and_then(|s| parse_vector_text(&s)),
+    }
+}
+
+fn array_values(values: &Arc<dyn Array>) -> Option<Vec<f32>> {
+    let cast = datafusion::arrow::compute::cast(values, &DataType::Float64).ok()?;
+    let floats = cast.as_primitive::<Float64Type>();
+    (floats.null_count() == 0).then(|| floats.values().iter().map(|v| *v as f32).collect())
+}
+
+/// Parse `[0.1, 0.2, ...]` (brackets optional).
+pub fn parse_vector_text(text: &str) -> Option<Vec<f32>> {
+    let inner = text.trim().trim_start_matches('[').trim_end_matches(']');
+    if inner.trim().is_empty() {
+        return None;
+    }
+    inner.split(',').map(|v| v.trim().parse::<f32>().ok()).collect()
+}
+
+/// The `vectors` catalog as one scope sees it.
+#[derive(Debug)]
+pub(crate) struct VectorsCatalog {
+    schema: Arc<VectorsSchema>,
+}
+
+impl VectorsCatalog {
+    pub(crate) fn new(state: Arc<VectorState>, scope: TenantScope) -> Self {
+        VectorsCatalog { schema: Arc::new(VectorsSchema { state, scope }) }
+    }
+}
+
+impl CatalogProvider for VectorsCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        vec![DEFAULT_SCHEMA.to_string()]
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        (name == DEFAULT_SCHEMA).then(|| Arc::clone(&self.schema) as Arc<dyn SchemaProvider>)
+    }
+}
+
+#[derive(Debug)]
+struct VectorsSchema {
+    state: Arc<VectorState>,
+    scope: TenantScope,
+}
+
+#[async_trait]
+impl SchemaProvider for VectorsSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.state.visible_names(self.scope)
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        Ok(self.state.resolve(self.scope, name).map(|e| Arc::clone(&e.provider)))
+    }
+
+    fn register_table(&self, name: String, _table: Arc<dyn TableProvider>) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        exec_err!("cannot create vectors.public.{name} with SQL; use `jammi vectors import`")
+    }
+
+    fn deregister_table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        exec_err!("cannot drop vectors.public.{name} with SQL; use `jammi vectors drop {name}`")
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.state.resolve(self.scope, name).is_some()
+    }
+}
+
+
+/// `vectors.public.NAME`: the table's data files as an ordinary table, without deleted
+/// rows; `DELETE FROM` records tombstones.
+#[derive(Debug)]
+pub(crate) struct VectorRowsTable {
+    inner: Arc<dyn TableProvider>,
+    name: String,
+    table_id: String,
+    /// Ids of tombstoned rows, skipped by scans until a compaction drops them.
+    deleted_ids: Vec<ScalarValue>,
+    /// Weak: the state owns this table through its entry.
+    state: Weak<VectorState>,
+}
+
+/// Build the SQL table of one generation of a vector table.
+pub(crate) fn rows_table(
+    state: &Arc<VectorState>,
+    record: &VectorTableRecord,
+    spec: &VectorTableSpec,
+    manifest: &Manifest,
+    files: &TableFiles,
+) -> Result<Arc<dyn TableProvider>> {
+    let schema = Arc::new(spec.schema.clone());
+    let inner: Arc<dyn TableProvider> = if manifest.segments.is_empty() {
+        Arc::new(EmptyTable::new(Arc::clone(&schema)))
+    } else {
+        let urls = manifest
+            .segments
+            .iter()
+            .map(|s| ListingTableUrl::parse(files.url_of(&format!("{}/data.parquet", s.name))))
+            .collect::<DfResult<Vec<_>>>()?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(schema);
+        Arc::new(ListingTable::try_new(config)?)
+    };
+    let id_type = spec.schema.field(0).data_type().clone();
+    let deleted_ids = manifest
+        .tombstones
+        .iter()
+        .map(|t| match (&t.id, &id_type) {
+            (serde_json::Value::Number(n), _) => ScalarValue::Int64(n.as_i64()),
+            (serde_json::Value::String(s), _) => ScalarValue::Utf8(Some(s.clone())),
+            (other, _) => ScalarValue::Utf8(Some(other.to_string())),
+        })
+        .collect();
+    Ok(Arc::new(VectorRowsTable {
+        inner,
+        name: record.name.clone(),
+        table_id: record.id.clone(),
+        deleted_ids,
+        state: Arc::downgrade(state),
+    }))
+}
+
+impl VectorRowsTable {
+    fn entry(&self, state: &VectorState) -> Option<Arc<VectorEntry>> {
+        state.tables.read().values().find(|e| e.record.id == self.table_id).cloned()
+    }
+}
+
+#[async_trait]
+impl TableProvider for VectorRowsTable {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        // Inexact: the data files prune with them, and the engine still applies them.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn DfSession,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if self.deleted_ids.is_empty() {
+            return self.inner.scan(state, projection, filters, limit).await;
+        }
+        let schema = self.inner.schema();
+        let column = |i: usize| Expr::Column(Column::new_unqualified(schema.field(i).name()));
+        let deleted: Vec<Expr> = self.deleted_ids.iter().map(|v| Expr::Literal(v.clone(), None)).collect();
+        let mut plan = LogicalPlanBuilder::scan(format!("vectors_{}", self.name), provider_as_source(Arc::clone(&self.inner)), None)?
+            .filter(column(0).in_list(deleted, true))?;
+        if let Some(p) = projection {
+            plan = plan.project(p.iter().map(|i| column(*i)))?;
+        }
+        if limit.is_some() {
+            plan = plan.limit(0, limit)?;
+        }
+        state.create_physical_plan(&plan.build()?).await
+    }
+
+    async fn insert_into(&self, _state: &dyn DfSession, _input: Arc<dyn ExecutionPlan>, _op: InsertOp) -> DfResult<Arc<dyn ExecutionPlan>> {
+        plan_err!("cannot INSERT into vectors.public.{}; add rows with `jammi vectors append {} FILE`", self.name, self.name)
+    }
+
+    async fn delete_from(&self, session: &dyn DfSession, filters: Vec<Expr>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let external = |e: crate::error::Error| DataFusionError::External(Box::new(e));
+        let state = self.state.upgrade().ok_or_else(|| plan_datafusion_err!("the session is closed"))?;
+        let entry = self
+            .entry(&state)
+            .ok_or_else(|| external(crate::error::Error::UnknownVectorTable { name: self.name.clone(), scope: String::new() }))?;
+        let scope = scope_of(session);
+        if !super::may_write(scope, &entry) {
+            return Err(external(super::write_denied(scope, &entry)));
+        }
+        let predicate = conjunction(filters).unwrap_or_else(|| lit(true));
+        let deleted = write::delete(&state, &entry, &Selection::Predicate(predicate)).await.map_err(external)?;
+        write::compact_if_due(&state, &entry, false, &NoProgress).await.map_err(external)?;
+        state.refresh(&entry).await.map_err(external)?;
+        let schema = Arc::new(Schema::new(vec![Field::new("count", DataType::UInt64, false)]));
+        let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(UInt64Array::from(vec![deleted]))])?;
+        Ok(MemorySourceConfig::try_new_exec(&[vec![batch]], schema, None)?)
+    }
+}

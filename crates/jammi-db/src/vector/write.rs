@@ -1,0 +1,304 @@
+//! Changing a vector table. Every change writes new immutable files (a segment, a manifest
+//! with a writer-unique name) and then moves the catalog's pointer with a compare-and-swap
+//! on the generation: that update is the single commit point. A writer that loses the race
+//! removes its files and retries on the new generation; a writer that crashes leaves only
+//! unreferenced files behind, never a half-changed table.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{BooleanArray, RecordBatch};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+
+use super::files::{parquet_bytes, TableFiles};
+use super::index::SegmentIndex;
+use super::input::{self, IdValue};
+use super::loaded::{new_manifest_name, read_manifest, read_segment, LoadedTable};
+use super::spec::{Manifest, SegmentMeta, Tombstone, VectorTableSpec};
+use super::{pause_point, Progress, VectorEntry, VectorState};
+use crate::catalog::VectorTableRecord;
+use crate::error::{Error, Result};
+
+/// How often a writer retries after another writer committed first.
+const MAX_ATTEMPTS: usize = 8;
+
+/// When a table is rewritten into one segment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CompactionPolicy {
+    /// More segments than this trigger a compaction.
+    pub max_segments: usize,
+    /// A larger fraction of deleted rows triggers a compaction.
+    pub max_deleted_fraction: f64,
+}
+
+impl CompactionPolicy {
+    /// True when `manifest` has too many segments or too many tombstones.
+    pub fn due(&self, manifest: &Manifest) -> bool {
+        let total: u64 = manifest.segments.iter().map(|s| s.rows).sum();
+        manifest.segments.len() > self.max_segments
+            || (!manifest.tombstones.is_empty() && manifest.tombstones.len() as f64 > self.max_deleted_fraction * total as f64)
+    }
+}
+
+/// Write one segment (data file, then index) under a fresh folder; row `i` gets key
+/// `base_key + i`.
+pub(crate) async fn write_segment(
+    files: &TableFiles,
+    spec: &VectorTableSpec,
+    batches: &[RecordBatch],
+    vectors: &[f32],
+    base_key: u64,
+    progress: &dyn Progress,
+) -> Result<SegmentMeta> {
+    let rows = (vectors.len() / spec.dims) as u64;
+    let name = format!("seg-{}", uuid::Uuid::new_v4().simple());
+    progress.start("writing data", rows);
+    let (data_sha256, data_bytes) = files.put_verified(&format!("{name}/data.parquet"), parquet_bytes(batches)?).await?;
+    progress.finish();
+    pause_point("vectors.write.data_written");
+
+    progress.start("building index", rows);
+    let spec_for_build = spec.clone();
+    let vectors_owned = vectors.to_vec();
+    let relay = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let build_relay = Arc::clone(&relay);
+    let mut build = tokio::task::spawn_blocking(move || {
+        let report = move |n: u64| build_relay.store(n, std::sync::atomic::Ordering::Relaxed);
+        SegmentIndex::build(&spec_for_build, &vectors_owned, base_key, &report).and_then(|i| i.to_bytes())
+    });
+    // The build runs on a blocking thread; relay its progress to the caller meanwhile.
+    let index_bytes = loop {
+        tokio::select! {
+            done = &mut build => break done.map_err(|e| Error::Storage(format!("index build failed: {e}")))??,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {
+                progress.set(relay.load(std::sync::atomic::Ordering::Relaxed))
+            }
+        }
+    };
+    progress.set(rows);
+    progress.finish();
+    let (index_sha256, index_bytes) = files.put_verified(&format!("{name}/index.usearch"), index_bytes).await?;
+    pause_point("vectors.write.index_written");
+    Ok(SegmentMeta { name, rows, base_key, data_sha256, data_bytes, index_sha256, index_bytes })
+}
+
+/// Write `manifest` under a new unique name; returns the name.
+pub(crate) async fn write_manifest(files: &TableFiles, manifest: &Manifest) -> Result<String> {
+    let name = new_manifest_name(manifest.generation);
+    let bytes = serde_json::to_vec_pretty(manifest).map_err(|e| Error::Storage(e.to_string()))?;
+    files.put_verified(&name, bytes).await?;
+    pause_point("vectors.write.manifest_written");
+    Ok(name)
+}
+
+/// A table's state as committed in the catalog right now.
+struct Current {
+    record: VectorTableRecord,
+    manifest: Manifest,
+    table: Arc<LoadedTable>,
+}
+
+async fn current(state: &VectorState, entry: &VectorEntry) -> Result<Current> {
+    let record = state
+        .catalog
+        .vector_tables()
+        .get(&entry.record.id)
+        .await?
+        .ok_or_else(|| Error::UnknownVectorTable { name: entry.record.name.clone(), scope: String::new() })?;
+    let manifest = read_manifest(&entry.files, &record.manifest).await?;
+    let table = state.loaded_at(&record, &entry.spec, &entry.files, &manifest).await?;
+    Ok(Current { record, manifest, table })
+}
+
+/// Commit `next` (written as `name`) over `current`, or clean up and report a lost race.
+async fn commit(state: &VectorState, files: &TableFiles, current: &Current, next: &Manifest, name: &str, new_segment: Option<&str>) -> Result<bool> {
+    let committed = state.catalog.vector_tables().advance(&current.record.id, current.record.generation, next.generation, name).await?;
+    if !committed {
+        files.delete(name).await?;
+        if let Some(seg) = new_segment {
+            files.delete(seg).await?;
+        }
+    }
+    Ok(committed)
+}
+
+fn conflict(table: &str) -> Error {
+    Error::InvalidVectors {
+        table: table.to_string(),
+        message: format!("the table kept changing under this write ({MAX_ATTEMPTS} attempts); try again"),
+    }
+}
+
+/// Ids of live rows, mapped to their keys.
+pub(crate) fn live_ids(table: &LoadedTable) -> HashMap<IdValue, u64> {
+    let mut ids = HashMap::with_capacity(table.live_rows);
+    for seg in &table.segments {
+        let column = seg.rows.column(0);
+        for row in 0..seg.rows.num_rows() {
+            let key = seg.meta.base_key + row as u64;
+            if !table.deleted[key as usize] {
+                ids.insert(IdValue::from_array(column, row), key);
+            }
+        }
+    }
+    ids
+}
+
+/// Add the rows of `batches` as a new segment. Returns the rows added.
+pub(crate) async fn append(
+    state: &VectorState,
+    entry: &VectorEntry,
+    batches: &[RecordBatch],
+    id_column: &str,
+    vector_column: &str,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let name = &entry.record.name;
+    for _ in 0..MAX_ATTEMPTS {
+        let current = current(state, entry).await?;
+        let existing: HashSet<IdValue> = live_ids(&current.table).into_keys().collect();
+        let rows = input::prepare(name, batches, id_column, vector_column, Some(entry.spec.dims), &existing)?;
+        if rows.schema.as_ref() != &entry.spec.schema {
+            return Err(Error::InvalidVectors {
+                table: name.clone(),
+                message: format!(
+                    "the appended rows have columns ({}) but the table has ({}); append rows with the same columns and types",
+                    describe_fields(&rows.schema),
+                    describe_fields(&entry.spec.schema)
+                ),
+            });
+        }
+        let segment = write_segment(&entry.files, &entry.spec, &rows.batches, &rows.vectors, current.manifest.next_key, progress).await?;
+        let mut next = current.manifest.clone();
+        next.generation += 1;
+        next.next_key += segment.rows;
+        let segment_name = segment.name.clone();
+        next.segments.push(segment);
+        let manifest_name = write_manifest(&entry.files, &next).await?;
+        pause_point("vectors.append.before_commit");
+        if commit(state, &entry.files, &current, &next, &manifest_name, Some(&segment_name)).await? {
+            return Ok(rows.rows as u64);
+        }
+    }
+    Err(conflict(name))
+}
+
+fn describe_fields(schema: &datafusion::arrow::datatypes::Schema) -> String {
+    schema.fields().iter().map(|f| format!("{} {}", f.name(), f.data_type())).collect::<Vec<_>>().join(", ")
+}
+
+/// Which rows a delete removes.
+#[derive(Debug, Clone)]
+pub(crate) enum Selection {
+    /// Rows with these ids (as text; parsed by the table's id type).
+    Ids(Vec<String>),
+    /// Rows matching a predicate over the id and payload columns.
+    Predicate(datafusion::logical_expr::Expr),
+}
+
+/// Record tombstones for the selected live rows. Returns how many rows were deleted.
+pub(crate) async fn delete(state: &VectorState, entry: &VectorEntry, selection: &Selection) -> Result<u64> {
+    for _ in 0..MAX_ATTEMPTS {
+        let current = current(state, entry).await?;
+        let keys: Vec<u64> = match selection {
+            Selection::Ids(ids) => {
+                let live = live_ids(&current.table);
+                let int_ids = entry.spec.schema.field(0).data_type().is_integer();
+                let mut keys = Vec::new();
+                for text in ids {
+                    let id = if int_ids {
+                        IdValue::Int(text.trim().parse().map_err(|_| Error::InvalidVectors {
+                            table: entry.record.name.clone(),
+                            message: format!("'{text}' is not an integer id (the table's ids are integers)"),
+                        })?)
+                    } else {
+                        IdValue::Text(text.clone())
+                    };
+                    keys.extend(live.get(&id));
+                }
+                keys.sort_unstable();
+                keys.dedup();
+                keys
+            }
+            Selection::Predicate(expr) => super::filter::matching_keys(&current.table, expr.clone()).await?,
+        };
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let mut next = current.manifest.clone();
+        next.generation += 1;
+        for key in &keys {
+            let (seg, row) = current.table.locate(*key).ok_or_else(|| Error::Storage(format!("row key {key} is outside every segment")))?;
+            let id = match IdValue::from_array(seg.rows.column(0), row) {
+                IdValue::Int(i) => serde_json::Value::from(i),
+                IdValue::Text(s) => serde_json::Value::from(s),
+            };
+            next.tombstones.push(Tombstone { key: *key, id });
+        }
+        let manifest_name = write_manifest(&entry.files, &next).await?;
+        if commit(state, &entry.files, &current, &next, &manifest_name, None).await? {
+            return Ok(keys.len() as u64);
+        }
+    }
+    Err(conflict(&entry.record.name))
+}
+
+/// Rewrite the live rows into one segment when the policy says so. Returns true when a
+/// compaction was committed. Old files are removed after the commit.
+pub(crate) async fn compact_if_due(state: &VectorState, entry: &VectorEntry, force: bool, progress: &dyn Progress) -> Result<bool> {
+    for _ in 0..MAX_ATTEMPTS {
+        let current = current(state, entry).await?;
+        if !force && !state.policy.due(&current.manifest) {
+            return Ok(false);
+        }
+        let deleted: HashSet<u64> = current.manifest.tombstones.iter().map(|t| t.key).collect();
+        let mut kept = Vec::new();
+        let mut vectors = Vec::new();
+        let dims = entry.spec.dims;
+        for meta in &current.manifest.segments {
+            let data = read_segment(&entry.files, &entry.spec, meta).await?;
+            let keep: Vec<bool> = (0..meta.rows).map(|r| !deleted.contains(&(meta.base_key + r))).collect();
+            for (row, live) in keep.iter().enumerate() {
+                if *live {
+                    vectors.extend_from_slice(&data.vectors[row * dims..(row + 1) * dims]);
+                }
+            }
+            let batch = filter_record_batch(&data.all, &BooleanArray::from(keep)).map_err(|e| Error::Storage(e.to_string()))?;
+            if batch.num_rows() > 0 {
+                kept.push(batch);
+            }
+        }
+        let mut next = Manifest {
+            version: current.manifest.version,
+            generation: current.manifest.generation + 1,
+            segments: Vec::new(),
+            tombstones: Vec::new(),
+            next_key: 0,
+        };
+        let mut segment_name = None;
+        if !kept.is_empty() {
+            let schema = kept[0].schema();
+            let one = concat_batches(&schema, &kept).map_err(|e| Error::Storage(e.to_string()))?;
+            let segment = write_segment(&entry.files, &entry.spec, &[one], &vectors, 0, progress).await?;
+            next.next_key = segment.rows;
+            segment_name = Some(segment.name.clone());
+            next.segments.push(segment);
+        }
+        let manifest_name = write_manifest(&entry.files, &next).await?;
+        pause_point("vectors.compact.before_commit");
+        if commit(state, &entry.files, &current, &next, &manifest_name, segment_name.as_deref()).await? {
+            // The old generation is unreferenced now; readers that still hold it in memory
+            // keep working, since loaded tables never go back to storage.
+            for old in &current.manifest.segments {
+                if let Err(e) = entry.files.delete(&old.name).await {
+                    tracing::warn!(segment = %old.name, error = %e, "could not remove a compacted segment");
+                }
+            }
+            if let Err(e) = entry.files.delete(&current.record.manifest).await {
+                tracing::warn!(manifest = %current.record.manifest, error = %e, "could not remove an old manifest");
+            }
+            return Ok(true);
+        }
+    }
+    Err(conflict(&entry.record.name))
+}
