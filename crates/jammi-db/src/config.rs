@@ -387,4 +387,22 @@ mod tests {
             .to_string();
         assert!(err.contains("catalog.url"), "{err}");
     }
+
+    #[test]
+    fn vector_and_storage_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[vectors]\ncache_mb = 64\nmax_deleted_fraction = 0.5\n[storage]\nroot = \"s3://b/p\"\noptions = { region = \"eu-west-1\" }\n",
+        )
+        .unwrap();
+        let c = Config::load_with_env(dir.path(), Some(&file), &env(&[("JAMMI_VECTORS__MAX_SEGMENTS", "4")])).unwrap();
+        assert_eq!((c.vectors.cache_mb, c.vectors.max_segments, c.vectors.max_deleted_fraction), (64, 4, 0.5));
+        assert_eq!(c.storage.options.get("region").map(String::as_str), Some("eu-west-1"));
+        for (key, value) in [("JAMMI_VECTORS__MAX_SEGMENTS", "0"), ("JAMMI_VECTORS__MAX_DELETED_FRACTION", "1.5")] {
+            let err = Config::load_with_env(dir.path(), None, &env(&[(key, value)])).unwrap_err().to_string();
+            assert!(err.contains(&key["JAMMI_".len()..].to_ascii_lowercase().replace("__", ".")), "{err}");
+        }
+    }
 }

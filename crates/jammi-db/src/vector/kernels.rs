@@ -11,9 +11,9 @@ use super::spec::Metric;
 
 const LANES: usize = 16;
 
-/// Dot product.
-#[inline]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+/// Sum of `term(a_i, b_i)` over 16 independent lanes, so the compiler vectorises the loop.
+#[inline(always)]
+fn lane_sum(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0f32; LANES];
@@ -22,37 +22,26 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         let x = &a[i * LANES..(i + 1) * LANES];
         let y = &b[i * LANES..(i + 1) * LANES];
         for j in 0..LANES {
-            acc[j] += x[j] * y[j];
+            acc[j] += term(x[j], y[j]);
         }
     }
     let mut sum: f32 = acc.iter().sum();
     for i in blocks * LANES..n {
-        sum += a[i] * b[i];
+        sum += term(a[i], b[i]);
     }
     sum
+}
+
+/// Dot product.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    lane_sum(a, b, |x, y| x * y)
 }
 
 /// Squared Euclidean distance.
 #[inline]
 pub fn l2sq(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; LANES];
-    let blocks = n / LANES;
-    for i in 0..blocks {
-        let x = &a[i * LANES..(i + 1) * LANES];
-        let y = &b[i * LANES..(i + 1) * LANES];
-        for j in 0..LANES {
-            let d = x[j] - y[j];
-            acc[j] += d * d;
-        }
-    }
-    let mut sum: f32 = acc.iter().sum();
-    for i in blocks * LANES..n {
-        let d = a[i] - b[i];
-        sum += d * d;
-    }
-    sum
+    lane_sum(a, b, |x, y| (x - y) * (x - y))
 }
 
 /// Normalise in place to unit length (zero vectors stay zero).

@@ -47,20 +47,31 @@ impl VectorSearchFunction {
 impl TableFunctionImpl for VectorSearchFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
         let exprs = args.exprs();
-        if !(3..=4).contains(&exprs.len()) {
-            return plan_err!("vector_search takes (table name, query vector, k [, filter]); got {} arguments", exprs.len());
+        if !(3..=5).contains(&exprs.len()) {
+            return plan_err!(
+                "vector_search takes (table name, query vector, k [, filter [, ef]]); got {} arguments",
+                exprs.len()
+            );
         }
         let name = const_string(&exprs[0]).ok_or_else(|| plan_datafusion_err!("vector_search: the first argument is the table name as a string"))?;
         let vector = const_vector(&exprs[1]).ok_or_else(|| {
             plan_datafusion_err!("vector_search: the second argument is the query vector, e.g. [0.1, 0.2] or '[0.1, 0.2]'")
         })?;
-        let k = const_f64(&exprs[2])
-            .filter(|k| *k >= 1.0 && k.fract() == 0.0)
-            .ok_or_else(|| plan_datafusion_err!("vector_search: k must be a positive integer"))? as usize;
+        let positive = |e: &Expr, what: &str| {
+            const_f64(e)
+                .filter(|v| *v >= 1.0 && v.fract() == 0.0)
+                .map(|v| v as usize)
+                .ok_or_else(|| plan_datafusion_err!("vector_search: {what} must be a positive integer"))
+        };
+        let k = positive(&exprs[2], "k")?;
+        // The filter may be NULL or '' (no filter), so that ef can follow it.
         let filter = match exprs.get(3) {
+            Some(Expr::Literal(v, _)) if v.is_null() => None,
             Some(e) => Some(const_string(e).ok_or_else(|| plan_datafusion_err!("vector_search: the filter is a SQL predicate in a string"))?),
             None => None,
-        };
+        }
+        .filter(|f| !f.trim().is_empty());
+        let ef = exprs.get(4).map(|e| positive(e, "ef")).transpose()?;
         let scope = scope_of(args.session());
         let entry = self
             .state
@@ -72,6 +83,7 @@ impl TableFunctionImpl for VectorSearchFunction {
         let row_schema = super::loaded::without_embedding(&entry.spec.schema);
         let mut request = SearchRequest::new(vector, k);
         request.filter = filter;
+        request.ef = ef;
         Ok(Arc::new(VectorSearchTable { state: Arc::clone(&self.state), entry, request, schema: result_schema(&row_schema) }))
     }
 }
