@@ -260,64 +260,21 @@ async fn main() -> Result<()> {
     let mut sql = Vec::new();
     for &ef in &args.efs {
         eprintln!("ef {ef}: API");
-        api.push(
-            measure(&data, ef, false, |q| {
-                let mut request = SearchRequest::new(data.queries[q].clone(), K);
-                request.ef = Some(ef);
-                let session = &session;
-                async move { Ok(hits(&session.vectors().search("deb", &request).await?.batch)) }
-            })
-            .await?,
-        );
+        api.push(measure(&data, ef, false, |q| api_search(&session, &data.queries[q], Some(ef), None, false)).await?);
         eprintln!("ef {ef}: SQL");
-        sql.push(
-            measure(&data, ef, false, |q| {
-                let text = format!("SELECT id, _distance FROM vector_search('deb', '{}', {K}, NULL, {ef})", literals[q]);
-                let session = &session;
-                async move {
-                    let batches = session.sql(&text).await?.collect().await?;
-                    Ok(batches.iter().flat_map(hits).collect())
-                }
-            })
-            .await?,
-        );
+        sql.push(measure(&data, ef, false, |q| sql_search(&session, &literals[q], ef, None)).await?);
     }
     let mut api_filtered = Vec::new();
     let mut sql_filtered = Vec::new();
     for &ef in &args.filtered_efs {
         eprintln!("ef {ef}: filtered API");
-        api_filtered.push(
-            measure(&data, ef, true, |q| {
-                let mut request = SearchRequest::new(data.queries[q].clone(), K);
-                request.ef = Some(ef);
-                request.filter = Some(format!("section = '{}'", data.query_sections[q].replace('\'', "''")));
-                let session = &session;
-                async move { Ok(hits(&session.vectors().search("deb", &request).await?.batch)) }
-            })
-            .await?,
-        );
+        api_filtered
+            .push(measure(&data, ef, true, |q| api_search(&session, &data.queries[q], Some(ef), Some(section_filter(&data, q)), false)).await?);
         eprintln!("ef {ef}: filtered SQL");
-        sql_filtered.push(
-            measure(&data, ef, true, |q| {
-                let filter = format!("section = ''{}''", data.query_sections[q].replace('\'', "''''"));
-                let text = format!("SELECT id, _distance FROM vector_search('deb', '{}', {K}, '{filter}', {ef})", literals[q]);
-                let session = &session;
-                async move {
-                    let batches = session.sql(&text).await?.collect().await?;
-                    Ok(batches.iter().flat_map(hits).collect())
-                }
-            })
-            .await?,
-        );
+        sql_filtered.push(measure(&data, ef, true, |q| sql_search(&session, &literals[q], ef, Some(section_filter(&data, q)))).await?);
     }
     eprintln!("exact");
-    let exact = measure(&data, 0, false, |q| {
-        let mut request = SearchRequest::new(data.queries[q].clone(), K);
-        request.exact = true;
-        let session = &session;
-        async move { Ok(hits(&session.vectors().search("deb", &request).await?.batch)) }
-    })
-    .await?;
+    let exact = measure(&data, 0, false, |q| api_search(&session, &data.queries[q], None, None, true)).await?;
 
     eprintln!("usearch crate, directly");
     let (raw_build_s, raw) = raw_usearch(&data, &args.efs).await?;
@@ -344,6 +301,28 @@ async fn main() -> Result<()> {
     };
     println!("{}", markdown(&report, peers.as_ref()));
     Ok(())
+}
+
+/// The predicate "section = the query's section".
+fn section_filter(data: &Data, q: usize) -> String {
+    format!("section = '{}'", data.query_sections[q].replace('\'', "''"))
+}
+
+/// One search through the Rust API.
+async fn api_search(session: &Session, vector: &[f32], ef: Option<usize>, filter: Option<String>, exact: bool) -> Result<Vec<(i64, f32)>> {
+    let mut request = SearchRequest::new(vector.to_vec(), K);
+    request.ef = ef;
+    request.filter = filter;
+    request.exact = exact;
+    Ok(hits(&session.vectors().search("deb", &request).await?.batch))
+}
+
+/// One search through SQL `vector_search`, the query vector written as a literal.
+async fn sql_search(session: &Session, literal: &str, ef: usize, filter: Option<String>) -> Result<Vec<(i64, f32)>> {
+    let filter = filter.map(|f| format!("'{}'", f.replace('\'', "''"))).unwrap_or_else(|| "NULL".into());
+    let text = format!("SELECT id, _distance FROM vector_search('deb', '{literal}', {K}, {filter}, {ef})");
+    let batches = session.sql(&text).await?.collect().await?;
+    Ok(batches.iter().flat_map(hits).collect())
 }
 
 /// The same index parameters through the usearch crate with no jammi around it.

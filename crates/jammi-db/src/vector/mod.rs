@@ -368,7 +368,7 @@ impl<'a> Vectors<'a> {
         pause_point("vectors.import.before_commit");
         self.session.catalog().vector_tables().mark_ready(&table_id, &record.spec, manifest.generation, &manifest_name).await?;
         drop(lock);
-        let _ = std::fs::remove_file(self.lock_path(&table_id));
+        let _ = std::fs::remove_file(lock_path(self.session, &table_id));
         self.session.sync_catalog().await?;
         Ok(info_of(&record, &table_spec, &manifest))
     }
@@ -472,12 +472,8 @@ impl<'a> Vectors<'a> {
         Ok(ctx.read_table(provider)?.collect().await?)
     }
 
-    fn lock_path(&self, table_id: &str) -> PathBuf {
-        lock_path(self.session, table_id)
-    }
-
     fn lock_file(&self, table_id: &str) -> Result<std::fs::File> {
-        let path = self.lock_path(table_id);
+        let path = lock_path(self.session, table_id);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
@@ -527,10 +523,15 @@ fn info_of(record: &VectorTableRecord, spec: &VectorTableSpec, manifest: &Manife
     }
 }
 
-/// Build the in-memory entry of a ready table: read its manifest, make its SQL table.
+/// Build the in-memory entry of a ready table: read its manifest, rebuild any missing index
+/// from its data (the Parquet files are the source of truth), make its SQL table. Sessions
+/// do this once per table generation, starting with their first sync at open.
 pub(crate) async fn build_entry(state: &Arc<VectorState>, record: VectorTableRecord, files: TableFiles) -> Result<VectorEntry> {
     let spec = spec::parse_spec(&record.spec, &record.name)?;
     let manifest = read_manifest(&files, &record.manifest).await?;
+    for segment in &manifest.segments {
+        loaded::repair_segment(&files, &spec, segment).await?;
+    }
     let provider = sql::rows_table(state, &record, &spec, &manifest, &files)?;
     Ok(VectorEntry { record, spec, manifest, files, provider })
 }

@@ -1,9 +1,9 @@
-//! Startup recovery: imports whose process died are removed, and any missing index is
-//! rebuilt from its data file, so no half-written table is ever exposed.
+//! Startup recovery: imports whose process died are removed with their files, so no
+//! half-written table is ever exposed. (Missing indexes of ready tables are rebuilt when a
+//! session opens the table: see `build_entry`.)
 
-use super::loaded::{read_manifest, repair_segment};
-use super::{lock_path, spec, table_files};
-use crate::catalog::{now_millis, VectorTableRecord, VectorTableStatus};
+use super::{lock_path, table_files};
+use crate::catalog::{now_millis, VectorTableStatus};
 use crate::error::Result;
 use crate::session::Session;
 
@@ -30,25 +30,11 @@ pub(crate) async fn recover(session: &Session) -> Result<()> {
                     let _ = std::fs::remove_file(&lock);
                 }
             }
-            VectorTableStatus::Ready => {
-                // One damaged table must not keep the whole database from opening: it is
-                // reported and left out (searches name it), the others open.
-                if let Err(e) = repair_indexes(session, &record).await {
-                    tracing::warn!(table = %record.name, error = %e, "vector table could not be checked");
-                }
-            }
+            // Ready tables are checked when a session first opens them (`build_entry`),
+            // where their manifest is read anyway.
+            VectorTableStatus::Ready => {}
         }
     }
     Ok(())
 }
 
-/// Rebuild every missing index file of a ready table from its data files.
-async fn repair_indexes(session: &Session, record: &VectorTableRecord) -> Result<()> {
-    let spec = spec::parse_spec(&record.spec, &record.name)?;
-    let files = table_files(session, &record.location)?;
-    let manifest = read_manifest(&files, &record.manifest).await?;
-    for segment in &manifest.segments {
-        repair_segment(&files, &spec, segment).await?;
-    }
-    Ok(())
-}

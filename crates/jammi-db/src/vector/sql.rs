@@ -261,14 +261,13 @@ pub(crate) fn rows_table(
         let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(schema);
         Arc::new(ListingTable::try_new(config)?)
     };
-    let id_type = spec.schema.field(0).data_type().clone();
     let deleted_ids = manifest
         .tombstones
         .iter()
-        .map(|t| match (&t.id, &id_type) {
-            (serde_json::Value::Number(n), _) => ScalarValue::Int64(n.as_i64()),
-            (serde_json::Value::String(s), _) => ScalarValue::Utf8(Some(s.clone())),
-            (other, _) => ScalarValue::Utf8(Some(other.to_string())),
+        .map(|t| match &t.id {
+            serde_json::Value::Number(n) => ScalarValue::Int64(n.as_i64()),
+            serde_json::Value::String(s) => ScalarValue::Utf8(Some(s.clone())),
+            other => ScalarValue::Utf8(Some(other.to_string())),
         })
         .collect();
     Ok(Arc::new(VectorRowsTable {
