@@ -53,6 +53,14 @@ pub trait CatalogBackend: Send + Sync + fmt::Debug {
     /// read-check-write sequences (migrations, name uniqueness) are race-free across
     /// processes.
     async fn begin_serialized<'c>(&self, pool: &'c AnyPool) -> Result<Transaction<'c, Any>>;
+
+    /// A cheap fingerprint of the database's commit state, read without a query, or `None`
+    /// when the backend has none. When two reads return the same `Some`, no transaction
+    /// committed in between; a different value (or `None`) says nothing, and callers then
+    /// ask the database.
+    fn commit_fingerprint(&self) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// An open catalog: a backend plus its connection pool, migrated to the latest version.
@@ -122,6 +130,11 @@ impl Catalog {
             .await
             .map_err(|e| self.error(e))?;
         Ok(row.0)
+    }
+
+    /// See [`CatalogBackend::commit_fingerprint`].
+    pub fn commit_fingerprint(&self) -> Option<Vec<u8>> {
+        self.backend.commit_fingerprint()
     }
 
     /// Close the pool, waiting for connections to finish.
