@@ -9,7 +9,7 @@ use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Schema};
 use indicatif::{ProgressBar, ProgressStyle};
 use jammi_db::storage::StorageOptions;
-use jammi_db::vector::sql::parse_vector_text;
+use jammi_db::vector::parse_vector_text;
 use jammi_db::vector::{tables_to_batch, ImportSpec, Progress, SearchRequest};
 use jammi_db::Session;
 

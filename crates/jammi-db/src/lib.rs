@@ -28,7 +28,8 @@
 //!
 //! Layout: [`config`] (settings), [`catalog`] (metadata on SQLite or Postgres),
 //! [`storage`] (object stores), [`source`] (file sources), [`tenant`] (scopes and the
-//! row filter), [`session`] (wiring and SQL).
+//! row filter), [`session`] (wiring and SQL), [`prepared`] (statements planned once, run
+//! with parameters).
 
 #![warn(missing_docs, unreachable_pub, clippy::clone_on_ref_ptr)]
 
@@ -36,6 +37,7 @@ pub mod catalog;
 pub mod config;
 mod delegate;
 pub mod error;
+pub mod prepared;
 pub mod session;
 pub mod source;
 pub mod storage;
@@ -44,6 +46,7 @@ pub mod vector;
 
 pub use config::Config;
 pub use error::{Error, Result};
+pub use prepared::PreparedStatement;
 pub use session::{Session, SqlStatement};
 pub use tenant::{TenantId, TenantScope};
 

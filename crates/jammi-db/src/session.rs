@@ -16,6 +16,7 @@ use datafusion::catalog::CatalogProvider;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::{SessionConfig, SessionContext, SessionState};
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::{DFParser, Statement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use object_store::ObjectStore;
@@ -25,7 +26,8 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::catalog::VectorTableStatus;
 use crate::source::{self, EngineCatalog, EngineCatalogs, ScopedCatalogList, SourceCatalog, SourceCatalogs, Sources};
-use crate::vector::sql::{VectorSearchFunction, VectorsCatalog};
+use crate::vector::search_fn::VectorSearchFunction;
+use crate::vector::sql::VectorsCatalog;
 use crate::vector::{CompactionPolicy, VectorState, Vectors};
 use crate::storage::{StorageOptions, StorageRegistry, StorageUrl};
 use crate::tenant::{self, TenantFilterRule, TenantId, TenantScope, TenantScopeOption};
@@ -33,6 +35,12 @@ use crate::tenant::{self, TenantFilterRule, TenantId, TenantScope, TenantScopeOp
 /// One parsed SQL statement, ready to run with [`Session::run`].
 #[derive(Debug, Clone)]
 pub struct SqlStatement(Statement);
+
+impl SqlStatement {
+    pub(crate) fn inner(&self) -> &Statement {
+        &self.0
+    }
+}
 
 impl fmt::Display for SqlStatement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -212,12 +220,23 @@ impl Session {
         let scope = self.scope();
         let ctx = self.query_context(scope);
         let plan = ctx.state().statement_to_plan(statement.0.clone()).await?;
+        self.execute_plan(scope, &ctx, plan).await
+    }
+
+    /// Start a planned statement in `scope`'s context `ctx`.
+    pub(crate) async fn execute_plan(&self, scope: TenantScope, ctx: &SessionContext, plan: LogicalPlan) -> Result<DataFrame> {
         source::refuse_source_ddl(&plan, &self.shared.sources, scope)?;
-        if matches!(plan, datafusion::logical_expr::LogicalPlan::Statement(datafusion::logical_expr::Statement::SetVariable(_))) {
+        if matches!(plan, LogicalPlan::Statement(datafusion::logical_expr::Statement::SetVariable(_))) {
             // SET changes its own context's settings; it must not leak into the shared one.
             return Ok(self.new_query_context(scope).execute_logical_plan(plan).await?);
         }
         Ok(ctx.execute_logical_plan(plan).await?)
+    }
+
+    /// The catalog change counter this handle last synced to: plans made at an older
+    /// generation may name sources or tables that have changed since.
+    pub(crate) fn catalog_generation(&self) -> i64 {
+        self.shared.synced_counter.load(Ordering::Acquire)
     }
 
     /// Run every statement of `sql` in order and return the last one's frame (earlier
@@ -232,7 +251,7 @@ impl Session {
     }
 
     /// The DataFusion context whose catalogs and tenant rule are bound to `scope`.
-    fn query_context(&self, scope: TenantScope) -> SessionContext {
+    pub(crate) fn query_context(&self, scope: TenantScope) -> SessionContext {
         let mut contexts = self.shared.contexts.lock().unwrap_or_else(|p| p.into_inner());
         contexts.entry(scope).or_insert_with(|| self.new_query_context(scope)).clone()
     }

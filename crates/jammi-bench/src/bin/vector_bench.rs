@@ -19,12 +19,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray, ListArray, RecordBatch, StringArray};
 use arrow::datatypes::{Field, Float32Type, Int64Type, Schema};
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::ArrowWriter;
 use jammi_db::vector::{ImportSpec, Metric, NoProgress, Precision, SearchRequest};
-use jammi_db::{Config, Session};
+use jammi_db::datafusion::common::ScalarValue;
+use jammi_db::{Config, PreparedStatement, Session};
 use serde_json::{json, Value};
 
 /// Queries run untimed before each timed loop (page faults, caches, allocator).
@@ -41,6 +42,7 @@ struct Args {
     queries: usize,
     out: Option<PathBuf>,
     peers: Option<PathBuf>,
+    precisions: Vec<Precision>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -51,6 +53,7 @@ fn parse_args() -> Result<Args> {
         queries: 1000,
         out: None,
         peers: None,
+        precisions: vec![Precision::F32, Precision::Int8],
     };
     let list = |s: &str| s.split(',').map(|v| v.trim().parse::<usize>().map_err(|e| anyhow!("bad number '{v}': {e}"))).collect::<Result<Vec<_>>>();
     let mut it = std::env::args().skip(1);
@@ -63,7 +66,10 @@ fn parse_args() -> Result<Args> {
             "--queries" => args.queries = value()?.parse()?,
             "--out" => args.out = Some(PathBuf::from(value()?)),
             "--peers" => args.peers = Some(PathBuf::from(value()?)),
-            other => return Err(anyhow!("unknown flag {other}; flags: --dataset --ef --filtered-ef --queries --out --peers")),
+            "--precision" => {
+                args.precisions = value()?.split(',').map(|p| p.trim().parse::<Precision>().map_err(|e| anyhow!("{e}"))).collect::<Result<_>>()?
+            }
+            other => return Err(anyhow!("unknown flag {other}; flags: --dataset --ef --filtered-ef --queries --out --peers --precision")),
         }
     }
     Ok(args)
@@ -239,59 +245,30 @@ async fn main() -> Result<()> {
     eprintln!("loading {}", args.dataset.display());
     let data = load(&args.dataset, args.queries, scratch.path())?;
     let session = Session::open(Config::embedded(scratch.path().join("home"))).await?;
-
-    eprintln!("importing {} rows of {} dimensions", data.rows, data.dims);
-    let started = Instant::now();
-    let mut spec = ImportSpec::new("deb", data.base_file.display().to_string(), "id", "embedding");
-    spec.metric = Metric::Cosine;
-    spec.precision = Precision::F32;
-    spec.m = 16;
-    spec.ef_construction = 128;
-    session.vectors().import(spec, &NoProgress).await?;
-    let import_s = started.elapsed().as_secs_f64();
-    // First search loads the table into memory; report it apart from steady-state QPS.
-    let started = Instant::now();
-    session.vectors().search("deb", &SearchRequest::new(data.queries[0].clone(), K)).await?;
-    let load_s = started.elapsed().as_secs_f64();
-
     let literals: Vec<String> = data.queries.iter().map(|q| vector_literal(q)).collect();
-    let mut report = BTreeMap::new();
-    let mut api = Vec::new();
-    let mut sql = Vec::new();
-    for &ef in &args.efs {
-        eprintln!("ef {ef}: API");
-        api.push(measure(&data, ef, false, |q| api_search(&session, &data.queries[q], Some(ef), None, false)).await?);
-        eprintln!("ef {ef}: SQL");
-        sql.push(measure(&data, ef, false, |q| sql_search(&session, &literals[q], ef, None)).await?);
-    }
-    let mut api_filtered = Vec::new();
-    let mut sql_filtered = Vec::new();
-    for &ef in &args.filtered_efs {
-        eprintln!("ef {ef}: filtered API");
-        api_filtered
-            .push(measure(&data, ef, true, |q| api_search(&session, &data.queries[q], Some(ef), Some(section_filter(&data, q)), false)).await?);
-        eprintln!("ef {ef}: filtered SQL");
-        sql_filtered.push(measure(&data, ef, true, |q| sql_search(&session, &literals[q], ef, Some(section_filter(&data, q)))).await?);
+    let mut jammi = BTreeMap::new();
+    for &precision in &args.precisions {
+        jammi.insert(precision.to_string(), bench_precision(&session, &data, &args, &literals, precision).await?);
     }
     eprintln!("exact");
-    let exact = measure(&data, 0, false, |q| api_search(&session, &data.queries[q], None, None, true)).await?;
+    let table = table_name(args.precisions[0]);
+    let exact = measure(&data, 0, false, |q| api_search(&session, &table, &data.queries[q], None, None, true)).await?;
+    let mut raw = BTreeMap::new();
+    for (label, kind) in [("f32", usearch::ScalarKind::F32), ("i8", usearch::ScalarKind::I8)] {
+        eprintln!("usearch crate {label}, directly");
+        let (build_s, points) = raw_usearch(&data, &args.efs, kind).await?;
+        raw.insert(label, json!({"build_s": round(build_s), "unfiltered": points.iter().map(Point::json).collect::<Vec<_>>()}));
+    }
 
-    eprintln!("usearch crate, directly");
-    let (raw_build_s, raw) = raw_usearch(&data, &args.efs).await?;
-
-    report.insert("dataset", json!(args.dataset.display().to_string()));
-    report.insert("rows", json!(data.rows));
-    report.insert("dims", json!(data.dims));
-    report.insert("queries", json!(data.queries.len()));
-    report.insert("import_s", json!(round(import_s)));
-    report.insert("first_load_s", json!(round(load_s)));
-    report.insert("api", json!(api.iter().map(Point::json).collect::<Vec<_>>()));
-    report.insert("sql", json!(sql.iter().map(Point::json).collect::<Vec<_>>()));
-    report.insert("api_filtered", json!(api_filtered.iter().map(Point::json).collect::<Vec<_>>()));
-    report.insert("sql_filtered", json!(sql_filtered.iter().map(Point::json).collect::<Vec<_>>()));
-    report.insert("exact", json!({"ms_per_query": round(1000.0 / exact.qps), "recall10": round(exact.recall), "recall10_ties": round(exact.recall_ties)}));
-    report.insert("usearch_crate", json!({"build_s": round(raw_build_s), "unfiltered": raw.iter().map(Point::json).collect::<Vec<_>>()}));
-    let report = json!(report);
+    let report = json!({
+        "dataset": args.dataset.display().to_string(),
+        "rows": data.rows,
+        "dims": data.dims,
+        "queries": data.queries.len(),
+        "jammi": jammi,
+        "exact": {"ms_per_query": round(1000.0 / exact.qps), "recall10": round(exact.recall), "recall10_ties": round(exact.recall_ties)},
+        "usearch_crate": raw,
+    });
     if let Some(out) = &args.out {
         std::fs::write(out, serde_json::to_vec_pretty(&report)?)?;
     }
@@ -303,35 +280,86 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+fn table_name(precision: Precision) -> String {
+    format!("deb_{precision}")
+}
+
+/// Import the base at `precision` and measure it through the Rust API, SQL text and a
+/// prepared SQL statement, unfiltered and filtered.
+async fn bench_precision(session: &Session, data: &Data, args: &Args, literals: &[String], precision: Precision) -> Result<Value> {
+    let table = table_name(precision);
+    eprintln!("importing {} rows of {} dimensions at {precision}", data.rows, data.dims);
+    let started = Instant::now();
+    let mut spec = ImportSpec::new(&table, data.base_file.display().to_string(), "id", "embedding");
+    spec.metric = Metric::Cosine;
+    spec.precision = precision;
+    spec.m = 16;
+    spec.ef_construction = 128;
+    session.vectors().import(spec, &NoProgress).await?;
+    let import_s = started.elapsed().as_secs_f64();
+    // The first search loads the table into memory; report it apart from steady-state QPS.
+    let started = Instant::now();
+    session.vectors().search(&table, &SearchRequest::new(data.queries[0].clone(), K)).await?;
+    let load_s = started.elapsed().as_secs_f64();
+    let prepared = session.prepare(&format!("SELECT id, _distance FROM vector_search('{table}', $1, {K}, $2, $3)")).await?;
+
+    let mut out = BTreeMap::new();
+    let runs: [(&str, &[usize], bool); 2] = [("", &args.efs, false), ("_filtered", &args.filtered_efs, true)];
+    for (suffix, efs, filtered) in runs {
+        let (mut api, mut sql, mut prep) = (Vec::new(), Vec::new(), Vec::new());
+        let filter = |q: usize| filtered.then(|| section_filter(data, q));
+        for &ef in efs {
+            eprintln!("{precision} ef {ef}{suffix}: API, SQL text, SQL prepared");
+            api.push(measure(data, ef, filtered, |q| api_search(session, &table, &data.queries[q], Some(ef), filter(q), false)).await?.json());
+            sql.push(measure(data, ef, filtered, |q| sql_search(session, &table, &literals[q], ef, filter(q))).await?.json());
+            prep.push(measure(data, ef, filtered, |q| prepared_search(&prepared, &data.queries[q], ef, filter(q))).await?.json());
+        }
+        out.insert(format!("api{suffix}"), json!(api));
+        out.insert(format!("sql{suffix}"), json!(sql));
+        out.insert(format!("prepared{suffix}"), json!(prep));
+    }
+    out.insert("import_s".into(), json!(round(import_s)));
+    out.insert("first_load_s".into(), json!(round(load_s)));
+    Ok(json!(out))
+}
+
 /// The predicate "section = the query's section".
 fn section_filter(data: &Data, q: usize) -> String {
     format!("section = '{}'", data.query_sections[q].replace('\'', "''"))
 }
 
 /// One search through the Rust API.
-async fn api_search(session: &Session, vector: &[f32], ef: Option<usize>, filter: Option<String>, exact: bool) -> Result<Vec<(i64, f32)>> {
+async fn api_search(session: &Session, table: &str, vector: &[f32], ef: Option<usize>, filter: Option<String>, exact: bool) -> Result<Vec<(i64, f32)>> {
     let mut request = SearchRequest::new(vector.to_vec(), K);
     request.ef = ef;
     request.filter = filter;
     request.exact = exact;
-    Ok(hits(&session.vectors().search("deb", &request).await?.batch))
+    Ok(hits(&session.vectors().search(table, &request).await?.batch))
 }
 
 /// One search through SQL `vector_search`, the query vector written as a literal.
-async fn sql_search(session: &Session, literal: &str, ef: usize, filter: Option<String>) -> Result<Vec<(i64, f32)>> {
+async fn sql_search(session: &Session, table: &str, literal: &str, ef: usize, filter: Option<String>) -> Result<Vec<(i64, f32)>> {
     let filter = filter.map(|f| format!("'{}'", f.replace('\'', "''"))).unwrap_or_else(|| "NULL".into());
-    let text = format!("SELECT id, _distance FROM vector_search('deb', '{literal}', {K}, {filter}, {ef})");
+    let text = format!("SELECT id, _distance FROM vector_search('{table}', '{literal}', {K}, {filter}, {ef})");
     let batches = session.sql(&text).await?.collect().await?;
     Ok(batches.iter().flat_map(hits).collect())
 }
 
+/// One search through a prepared `vector_search` statement, the vector as a float-list
+/// parameter (what a driver sends for `$1`).
+async fn prepared_search(statement: &PreparedStatement, vector: &[f32], ef: usize, filter: Option<String>) -> Result<Vec<(i64, f32)>> {
+    let list = ListArray::from_iter_primitive::<Float32Type, _, _>([Some(vector.iter().map(|v| Some(*v)))]);
+    let params = vec![ScalarValue::List(Arc::new(list)), ScalarValue::Utf8(filter), ScalarValue::Int64(Some(ef as i64))];
+    Ok(statement.query(params).await?.iter().flat_map(hits).collect())
+}
+
 /// The same index parameters through the usearch crate with no jammi around it.
-async fn raw_usearch(data: &Data, efs: &[usize]) -> Result<(f64, Vec<Point>)> {
-    use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+async fn raw_usearch(data: &Data, efs: &[usize], quantization: usearch::ScalarKind) -> Result<(f64, Vec<Point>)> {
+    use usearch::{Index, IndexOptions, MetricKind};
     let options = IndexOptions {
         dimensions: data.dims,
         metric: MetricKind::Cos,
-        quantization: ScalarKind::F32,
+        quantization,
         connectivity: 16,
         expansion_add: 128,
         expansion_search: 64,
@@ -379,34 +407,78 @@ fn fmt_points(rows: &mut Vec<String>, system: &str, points: &[Value]) {
     }
 }
 
-fn qps_at(points: &Value, ef: u64) -> Option<f64> {
-    points.as_array()?.iter().find(|p| p["ef"].as_u64() == Some(ef))?["qps"].as_f64()
+fn points(v: &Value) -> &[Value] {
+    v.as_array().map(Vec::as_slice).unwrap_or(&[])
 }
 
+/// QPS at recall@10 (by id) `target` on a system's curve, interpolated linearly between
+/// its ef steps; None when no step reaches the target.
+fn qps_at_recall(points: &[Value], target: f64) -> Option<f64> {
+    let mut previous: Option<(f64, f64)> = None;
+    for p in points {
+        let (recall, qps) = (p["recall10"].as_f64()?, p["qps"].as_f64()?);
+        if recall >= target {
+            return Some(match previous {
+                Some((r0, q0)) if recall > r0 => q0 + (target - r0) / (recall - r0) * (qps - q0),
+                _ => qps,
+            });
+        }
+        previous = Some((recall, qps));
+    }
+    None
+}
+
+/// Recall levels the ratio table compares at.
+const RECALL_TARGETS: [f64; 3] = [0.90, 0.95, 0.97];
+
 fn markdown(report: &Value, peers: Option<&Value>) -> String {
+    let jammi = report["jammi"].as_object().cloned().unwrap_or_default();
+    let python = |kind: &str| -> Vec<(String, Vec<Value>)> {
+        peers
+            .and_then(|p| p["peers"].as_object())
+            .into_iter()
+            .flatten()
+            .map(|(name, peer)| (format!("{name} (Python)"), points(&peer[kind]).to_vec()))
+            .filter(|(_, p)| !p.is_empty())
+            .collect()
+    };
     let mut out = Vec::new();
+    let imports: Vec<String> = jammi.iter().map(|(p, r)| format!("{p} {:.1} s", r["import_s"].as_f64().unwrap_or(f64::NAN))).collect();
     out.push(format!(
-        "{} rows × {} dims, {} queries, k = 10, one thread, one query at a time. jammi import (Parquet + HNSW m=16, ef_construction=128): {:.1} s.\n",
-        report["rows"], report["dims"], report["queries"], report["import_s"].as_f64().unwrap_or(0.0)
+        "{} rows × {} dims, {} queries, k = 10, one thread, one query at a time. jammi import (Parquet + HNSW m=16, ef_construction=128): {}.\n",
+        report["rows"],
+        report["dims"],
+        report["queries"],
+        imports.join(", ")
     ));
     out.push("| system | ef | recall@10 | recall@10 (ties) | QPS |".into());
     out.push("|---|---:|---:|---:|---:|".into());
-    fmt_points(&mut out, "jammi, Rust API", report["api"].as_array().map(Vec::as_slice).unwrap_or(&[]));
-    fmt_points(&mut out, "jammi, SQL vector_search", report["sql"].as_array().map(Vec::as_slice).unwrap_or(&[]));
-    fmt_points(&mut out, "usearch crate (Rust, direct)", report["usearch_crate"]["unfiltered"].as_array().map(Vec::as_slice).unwrap_or(&[]));
-    if let Some(peers) = peers {
-        for (name, peer) in peers["peers"].as_object().into_iter().flatten() {
-            if let Some(points) = peer["unfiltered"].as_array() {
-                fmt_points(&mut out, &format!("{name} (Python)"), points);
-            }
+    let mut unfiltered: Vec<(String, Vec<Value>)> = Vec::new();
+    for (precision, r) in &jammi {
+        for (key, path) in [("api", "Rust API"), ("sql", "SQL text"), ("prepared", "SQL prepared")] {
+            unfiltered.push((format!("jammi {precision}, {path}"), points(&r[key]).to_vec()));
         }
+    }
+    for (kind, r) in report["usearch_crate"].as_object().into_iter().flatten() {
+        unfiltered.push((format!("usearch crate {kind} (Rust, direct)"), points(&r["unfiltered"]).to_vec()));
+    }
+    unfiltered.extend(python("unfiltered"));
+    for (system, p) in &unfiltered {
+        fmt_points(&mut out, system, p);
     }
     out.push(String::new());
     out.push("Filtered (section = the query's section; recall against the filtered ground truth):\n".into());
     out.push("| system | ef | recall@10 | recall@10 (ties) | worst section (ties) | QPS |".into());
     out.push("|---|---:|---:|---:|---:|---:|".into());
-    let mut filtered = |system: &str, points: &[Value]| {
-        for p in points {
+    let mut filtered: Vec<(String, Vec<Value>)> = Vec::new();
+    for (precision, r) in &jammi {
+        for (key, path) in [("api_filtered", "Rust API"), ("sql_filtered", "SQL text"), ("prepared_filtered", "SQL prepared")] {
+            filtered.push((format!("jammi {precision}, {path}"), points(&r[key]).to_vec()));
+        }
+    }
+    filtered.extend(python("filtered"));
+    for (system, ps) in &filtered {
+        for p in ps {
             out.push(format!(
                 "| {system} | {} | {:.4} | {:.4} | {:.4} | {:.0} |",
                 p["ef"],
@@ -415,15 +487,6 @@ fn markdown(report: &Value, peers: Option<&Value>) -> String {
                 p["min_section_recall10_ties"].as_f64().or(p["min_section_recall10"].as_f64()).unwrap_or(f64::NAN),
                 p["qps"].as_f64().unwrap_or(f64::NAN)
             ));
-        }
-    };
-    filtered("jammi, Rust API", report["api_filtered"].as_array().map(Vec::as_slice).unwrap_or(&[]));
-    filtered("jammi, SQL vector_search", report["sql_filtered"].as_array().map(Vec::as_slice).unwrap_or(&[]));
-    if let Some(peers) = peers {
-        for (name, peer) in peers["peers"].as_object().into_iter().flatten() {
-            if let Some(points) = peer["filtered"].as_array() {
-                filtered(&format!("{name} (Python)"), points);
-            }
         }
     }
     out.push(String::new());
@@ -434,22 +497,18 @@ fn markdown(report: &Value, peers: Option<&Value>) -> String {
         report["exact"]["recall10_ties"].as_f64().unwrap_or(f64::NAN),
         numpy_ms.map(|n| format!("; numpy matrix product {n:.2} ms/query; ratio {:.2}×", exact_ms / n)).unwrap_or_default()
     ));
-    out.push("Ratios at equal ef (QPS of jammi SQL ÷ QPS of the other):\n".into());
-    out.push("| ef | ÷ usearch crate | ÷ usearch (Python) | ÷ FAISS | ÷ hnswlib | ÷ LanceDB |".into());
-    out.push("|---:|---:|---:|---:|---:|---:|".into());
-    for p in report["sql"].as_array().into_iter().flatten() {
-        let ef = p["ef"].as_u64().unwrap_or(0);
-        let ours = p["qps"].as_f64().unwrap_or(f64::NAN);
-        let ratio = |other: Option<f64>| other.map(|o| format!("{:.2}", ours / o)).unwrap_or_else(|| "–".into());
-        let peer = |name: &str| peers.and_then(|p| qps_at(&p["peers"][name]["unfiltered"], ef));
-        out.push(format!(
-            "| {ef} | {} | {} | {} | {} | {} |",
-            ratio(qps_at(&report["usearch_crate"]["unfiltered"], ef)),
-            ratio(peer("usearch")),
-            ratio(peer("faiss")),
-            ratio(peer("hnswlib")),
-            ratio(peer("lancedb"))
-        ));
+    // Every system that is not jammi, compared at equal recall (interpolated QPS).
+    let others: Vec<&(String, Vec<Value>)> = unfiltered.iter().filter(|(name, _)| !name.starts_with("jammi")).collect();
+    out.push("QPS of jammi's SQL paths ÷ QPS of each other system at equal recall@10 (by id; QPS interpolated between ef steps, – where a system never reaches that recall):\n".into());
+    out.push(format!("| jammi path | recall@10 | jammi QPS | {} |", others.iter().map(|(n, _)| format!("÷ {n}")).collect::<Vec<_>>().join(" | ")));
+    out.push(format!("|---|---:|---:|{}", "---:|".repeat(others.len())));
+    for (system, ours) in unfiltered.iter().filter(|(name, _)| name.starts_with("jammi") && name.contains("SQL")) {
+        for target in RECALL_TARGETS {
+            let Some(q) = qps_at_recall(ours, target) else { continue };
+            let ratios: Vec<String> =
+                others.iter().map(|(_, p)| qps_at_recall(p, target).map(|o| format!("{:.2}", q / o)).unwrap_or_else(|| "–".into())).collect();
+            out.push(format!("| {system} | {target:.2} | {q:.0} | {} |", ratios.join(" | ")));
+        }
     }
     out.join("\n")
 }

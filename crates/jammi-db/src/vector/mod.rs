@@ -5,8 +5,8 @@
 //! user data), [`files`] (object-store I/O with digests), [`index`] (usearch segments),
 //! [`loaded`] (tables in memory and their LRU cache), [`filter`] (predicate → allowed
 //! keys), [`search`] (the planner), [`kernels`] (distances, top-k), [`write`] (append,
-//! delete, compaction), [`recover`] (startup recovery), [`sql`] (the `vector_search` table
-//! function and the `vectors` catalog).
+//! delete, compaction), [`recover`] (startup recovery), [`search_fn`] (the `vector_search`
+//! table function and its execution plan), [`sql`] (the `vectors` catalog).
 //!
 //! Durability: an import writes the catalog row as `building`, then the data file, the
 //! index and the manifest, verifies them, and only then flips the row to `ready` (the commit
@@ -22,6 +22,7 @@ pub mod kernels;
 pub mod loaded;
 mod recover;
 pub mod search;
+pub mod search_fn;
 pub mod spec;
 pub mod sql;
 mod write;
@@ -35,6 +36,7 @@ use datafusion::prelude::SessionContext;
 use parking_lot::RwLock;
 
 pub use search::{SearchPath, SearchRequest};
+pub use search_fn::parse_vector_text;
 pub use spec::{Metric, Precision};
 pub use write::CompactionPolicy;
 pub(crate) use recover::recover;

@@ -1,12 +1,12 @@
-//! Vectors in SQL: the `vector_search(name, vector, k [, filter])` table function and the
-//! `vectors` catalog (`vectors.public.NAME` is an ordinary read-only table).
+//! The `vectors` catalog: `vectors.public.NAME` is an ordinary table (without deleted rows)
+//! that also takes `DELETE`. The `vector_search` table function is in `search_fn`.
 
 use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt64Array};
-use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
-use datafusion::catalog::{CatalogProvider, SchemaProvider, Session as DfSession, TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::arrow::array::{RecordBatch, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{CatalogProvider, SchemaProvider, Session as DfSession, TableProvider};
 use datafusion::common::{exec_err, plan_datafusion_err, plan_err, Column, DataFusionError, Result as DfResult, ScalarValue};
 use datafusion::datasource::empty::EmptyTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -19,161 +19,14 @@ use datafusion::logical_expr::{lit, Expr, LogicalPlanBuilder, TableProviderFilte
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::files::TableFiles;
-use super::search::{result_schema, SearchRequest};
 use super::spec::{Manifest, VectorTableSpec};
 use super::write::{self, Selection};
-use super::{search_entry, NoProgress, VectorEntry, VectorState};
+use super::search_fn::scope_of;
+use super::{NoProgress, VectorEntry, VectorState};
 use crate::catalog::VectorTableRecord;
 use crate::error::Result;
 use crate::source::naming::DEFAULT_SCHEMA;
-use crate::tenant::{TenantScope, TenantScopeOption};
-
-fn scope_of(session: &dyn DfSession) -> TenantScope {
-    session.config_options().extensions.get::<TenantScopeOption>().map(|o| o.scope).unwrap_or_default()
-}
-
-/// `vector_search('NAME', [0.1, ...], k [, 'payload predicate'])`.
-#[derive(Debug)]
-pub struct VectorSearchFunction {
-    state: Arc<VectorState>,
-}
-
-impl VectorSearchFunction {
-    pub(crate) fn new(state: Arc<VectorState>) -> Self {
-        VectorSearchFunction { state }
-    }
-}
-
-impl TableFunctionImpl for VectorSearchFunction {
-    fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
-        let exprs = args.exprs();
-        if !(3..=5).contains(&exprs.len()) {
-            return plan_err!(
-                "vector_search takes (table name, query vector, k [, filter [, ef]]); got {} arguments",
-                exprs.len()
-            );
-        }
-        let name = const_string(&exprs[0]).ok_or_else(|| plan_datafusion_err!("vector_search: the first argument is the table name as a string"))?;
-        let vector = const_vector(&exprs[1]).ok_or_else(|| {
-            plan_datafusion_err!("vector_search: the second argument is the query vector, e.g. [0.1, 0.2] or '[0.1, 0.2]'")
-        })?;
-        let positive = |e: &Expr, what: &str| {
-            const_f64(e)
-                .filter(|v| *v >= 1.0 && v.fract() == 0.0)
-                .map(|v| v as usize)
-                .ok_or_else(|| plan_datafusion_err!("vector_search: {what} must be a positive integer"))
-        };
-        let k = positive(&exprs[2], "k")?;
-        // The filter may be NULL or '' (no filter), so that ef can follow it.
-        let filter = match exprs.get(3) {
-            Some(Expr::Literal(v, _)) if v.is_null() => None,
-            Some(e) => Some(const_string(e).ok_or_else(|| plan_datafusion_err!("vector_search: the filter is a SQL predicate in a string"))?),
-            None => None,
-        }
-        .filter(|f| !f.trim().is_empty());
-        let ef = exprs.get(4).map(|e| positive(e, "ef")).transpose()?;
-        let scope = scope_of(args.session());
-        let entry = self
-            .state
-            .resolve(scope, &name)
-            .ok_or_else(|| plan_datafusion_err!("vector table '{name}' does not exist{}; see `jammi vectors list`", scope.describe()))?;
-        if vector.len() != entry.spec.dims {
-            return plan_err!("vector_search: the query vector has {} dimensions; '{name}' has {}", vector.len(), entry.spec.dims);
-        }
-        let row_schema = super::loaded::without_embedding(&entry.spec.schema);
-        let mut request = SearchRequest::new(vector, k);
-        request.filter = filter;
-        request.ef = ef;
-        Ok(Arc::new(VectorSearchTable { state: Arc::clone(&self.state), entry, request, schema: result_schema(&row_schema) }))
-    }
-}
-
-/// The result of one `vector_search` call, computed when scanned.
-#[derive(Debug)]
-struct VectorSearchTable {
-    state: Arc<VectorState>,
-    entry: Arc<VectorEntry>,
-    request: SearchRequest,
-    schema: SchemaRef,
-}
-
-#[async_trait]
-impl TableProvider for VectorSearchTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Temporary
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn DfSession,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let result = search_entry(&self.state, &self.entry, &self.request)
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let exec = MemorySourceConfig::try_new_exec(&[vec![result.batch]], Arc::clone(&self.schema), projection.cloned())?;
-        Ok(exec)
-    }
-}
-
-fn const_string(expr: &Expr) -> Option<String> {
-    match expr {
-        Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)), _) => {
-            Some(s.clone())
-        }
-        Expr::Cast(c) => const_string(&c.expr),
-        _ => None,
-    }
-}
-
-fn const_f64(expr: &Expr) -> Option<f64> {
-    match expr {
-        Expr::Literal(v, _) if !v.is_null() => match v.cast_to(&DataType::Float64).ok()? {
-            ScalarValue::Float64(Some(f)) => Some(f),
-            _ => None,
-        },
-        Expr::Negative(inner) => const_f64(inner).map(|v| -v),
-        Expr::Cast(c) => const_f64(&c.expr),
-        Expr::TryCast(c) => const_f64(&c.expr),
-        _ => None,
-    }
-}
-
-/// A query vector written as `[0.1, -0.2]` (an array expression or literal) or as the
-/// string `'[0.1, -0.2]'`.
-pub(crate) fn const_vector(expr: &Expr) -> Option<Vec<f32>> {
-    match expr {
-        Expr::ScalarFunction(f) if f.name() == "make_array" => {
-            f.args.iter().map(|a| const_f64(a).map(|v| v as f32)).collect()
-        }
-        Expr::Literal(ScalarValue::List(list), _) => array_values(list.values()),
-        Expr::Literal(ScalarValue::LargeList(list), _) => array_values(list.values()),
-        Expr::Literal(ScalarValue::FixedSizeList(list), _) => array_values(list.values()),
-        Expr::Cast(c) => const_vector(&c.expr),
-        other => const_string(other).and_then(|s| parse_vector_text(&s)),
-    }
-}
-
-fn array_values(values: &Arc<dyn Array>) -> Option<Vec<f32>> {
-    let cast = datafusion::arrow::compute::cast(values, &DataType::Float64).ok()?;
-    let floats = cast.as_primitive::<Float64Type>();
-    (floats.null_count() == 0).then(|| floats.values().iter().map(|v| *v as f32).collect())
-}
-
-/// Parse `[0.1, 0.2, ...]` (brackets optional).
-pub fn parse_vector_text(text: &str) -> Option<Vec<f32>> {
-    let inner = text.trim().trim_start_matches('[').trim_end_matches(']');
-    if inner.trim().is_empty() {
-        return None;
-    }
-    inner.split(',').map(|v| v.trim().parse::<f32>().ok()).collect()
-}
+use crate::tenant::TenantScope;
 
 /// The `vectors` catalog as one scope sees it.
 #[derive(Debug)]

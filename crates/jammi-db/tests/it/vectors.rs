@@ -136,7 +136,7 @@ fn recall(got: &[(i64, f32)], truth: &[(i64, f64)]) -> f64 {
     got.iter().filter(|g| want.contains(&g.0)).count() as f64 / truth.len().max(1) as f64
 }
 
-async fn import(session: &Session, name: &str, path: &Path, metric: Metric, precision: Precision) {
+pub async fn import(session: &Session, name: &str, path: &Path, metric: Metric, precision: Precision) {
     let mut spec = ImportSpec::new(name, path.display().to_string(), "id", "embedding");
     spec.metric = metric;
     spec.precision = precision;

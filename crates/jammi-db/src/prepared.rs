@@ -1,0 +1,155 @@
+//! Prepared statements: parse and plan once, run many times with parameters (`$1`, `$2`).
+//!
+//! What a run reuses depends on the plan:
+//! - every leaf re-executable (today: `vector_search` calls): the physical plan itself, with
+//!   the new values bound into it — a repeated vector query skips parsing and planning;
+//! - other queries: the logical plan, with the values substituted and the physical plan
+//!   made afresh (file listings and pushed-down scans then see current data);
+//! - DDL, DML and other statements: the logical plan, run through the session's statement
+//!   path each time.
+//!
+//! A plan is made again when the catalog has changed since (a source or vector table was
+//! added, changed or dropped) or the statement runs in a different tenant scope.
+
+use std::sync::{Arc, Mutex};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::common::ParamValues;
+use datafusion::execution::context::{SessionContext, SessionState};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::{collect, execute_stream, ExecutionPlan};
+
+use crate::error::{Error, Result};
+use crate::session::{Session, SqlStatement};
+use crate::tenant::TenantScope;
+use crate::vector::search_fn::{bind_parameters, reusable_plan};
+
+/// One statement planned ahead; see the module docs. Cheap to share behind an `Arc`.
+pub struct PreparedStatement {
+    session: Session,
+    statement: SqlStatement,
+    planned: Mutex<Option<Arc<Planned>>>,
+}
+
+impl std::fmt::Debug for PreparedStatement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedStatement").field("sql", &self.sql()).field("session", &self.session).finish()
+    }
+}
+
+struct Planned {
+    generation: i64,
+    scope: TenantScope,
+    ctx: SessionContext,
+    state: SessionState,
+    logical: LogicalPlan,
+    kind: PlanKind,
+}
+
+enum PlanKind {
+    /// The physical plan runs again with new values bound into it.
+    Reusable { physical: Arc<dyn ExecutionPlan>, task: Arc<TaskContext> },
+    /// A query: physical plan per run, from the logical plan with values substituted.
+    Query { task: Arc<TaskContext> },
+    /// DDL, DML, SET and the like: through [`Session::execute_plan`].
+    Statement,
+}
+
+impl Session {
+    /// Plan one SQL statement with `$n` parameters for repeated runs. Unknown tables,
+    /// syntax errors and bad constant arguments are reported here, before any run.
+    pub async fn prepare(&self, sql: &str) -> Result<PreparedStatement> {
+        let mut statements = self.parse(sql)?;
+        if statements.len() != 1 {
+            return Err(Error::Query(format!("a prepared statement is one SQL statement; got {}", statements.len())));
+        }
+        let prepared = PreparedStatement { session: self.clone(), statement: statements.remove(0), planned: Mutex::new(None) };
+        prepared.planned().await?;
+        Ok(prepared)
+    }
+}
+
+impl PreparedStatement {
+    /// The statement's SQL text (normalised).
+    pub fn sql(&self) -> String {
+        self.statement.to_string()
+    }
+
+    /// Run with `params` (`vec![ScalarValue::…]` for `$1, $2, …`) and stream the result.
+    pub async fn execute(&self, params: impl Into<ParamValues>) -> Result<SendableRecordBatchStream> {
+        let params = params.into();
+        let planned = self.planned().await?;
+        match &planned.kind {
+            PlanKind::Reusable { physical, task } => {
+                let plan = bind_parameters(Arc::clone(physical), &params)?;
+                Ok(execute_stream(plan, Arc::clone(task))?)
+            }
+            PlanKind::Query { task } => {
+                let logical = planned.logical.clone().with_param_values(params.clone())?;
+                let physical = planned.state.create_physical_plan(&logical).await?;
+                let plan = bind_parameters(physical, &params)?;
+                Ok(execute_stream(plan, Arc::clone(task))?)
+            }
+            PlanKind::Statement => {
+                let logical = planned.logical.clone().with_param_values(params)?;
+                let frame = self.session.execute_plan(planned.scope, &planned.ctx, logical).await?;
+                Ok(frame.execute_stream().await?)
+            }
+        }
+    }
+
+    /// Run with `params` and collect every batch.
+    pub async fn query(&self, params: impl Into<ParamValues>) -> Result<Vec<RecordBatch>> {
+        let params = params.into();
+        let planned = self.planned().await?;
+        if let PlanKind::Reusable { physical, task } = &planned.kind {
+            // The hot path of repeated vector queries: no stream plumbing beyond the plan's.
+            let plan = bind_parameters(Arc::clone(physical), &params)?;
+            return Ok(collect(plan, Arc::clone(task)).await?);
+        }
+        use futures::TryStreamExt;
+        let stream = self.execute(params).await?;
+        Ok(stream.try_collect().await?)
+    }
+
+    /// The current plan, made again if the catalog or the scope changed since.
+    async fn planned(&self) -> Result<Arc<Planned>> {
+        self.session.sync_catalog().await?;
+        let generation = self.session.catalog_generation();
+        let scope = self.session.scope();
+        if let Some(planned) = self.planned.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            if planned.generation == generation && planned.scope == scope {
+                return Ok(Arc::clone(planned));
+            }
+        }
+        let planned = Arc::new(self.plan(generation, scope).await?);
+        *self.planned.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&planned));
+        Ok(planned)
+    }
+
+    async fn plan(&self, generation: i64, scope: TenantScope) -> Result<Planned> {
+        let ctx = self.session.query_context(scope);
+        let state = ctx.state();
+        let logical = state.statement_to_plan(self.statement.inner().clone()).await?;
+        let is_statement = matches!(logical, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_));
+        let kind = if is_statement {
+            PlanKind::Statement
+        } else {
+            let task = Arc::new(TaskContext::from(&state));
+            // Placeholders in the plan's own expressions need the logical substitution; those
+            // in `vector_search` arguments are bound into the physical plan.
+            if logical.get_parameter_types()?.is_empty() {
+                let physical = state.create_physical_plan(&logical).await?;
+                if reusable_plan(&physical) {
+                    PlanKind::Reusable { physical, task }
+                } else {
+                    PlanKind::Query { task }
+                }
+            } else {
+                PlanKind::Query { task }
+            }
+        };
+        Ok(Planned { generation, scope, ctx, state, logical, kind })
+    }
+}

@@ -1,0 +1,134 @@
+//! Prepared statements: parameters in `vector_search` and in ordinary queries, fresh data
+//! after appends and catalog changes, statements (DML), tenancy and clear errors.
+
+use std::sync::Arc;
+
+use jammi_db::datafusion::arrow::array::{ListArray, RecordBatch};
+use jammi_db::datafusion::arrow::datatypes::Float32Type;
+use jammi_db::datafusion::common::ScalarValue;
+use jammi_db::vector::{Metric, NoProgress, Precision};
+use jammi_db::{Session, TenantId};
+
+use crate::support::*;
+use crate::vectors::{brute_force, clustered, hits, import, rows_from, write_rows};
+
+fn vector_param(v: &[f32]) -> ScalarValue {
+    ScalarValue::List(Arc::new(ListArray::from_iter_primitive::<Float32Type, _, _>([Some(v.iter().map(|x| Some(*x)))])))
+}
+
+fn all_hits(batches: &[RecordBatch]) -> Vec<(i64, f32)> {
+    batches.iter().flat_map(hits).collect()
+}
+
+async fn prepare_error(session: &Session, sql: &str) -> String {
+    session.prepare(sql).await.err().unwrap_or_else(|| panic!("expected preparing {sql} to fail")).to_string()
+}
+
+#[tokio::test]
+async fn prepared_vector_search_binds_each_run_and_matches_brute_force() {
+    let (session, dir) = temp_session().await;
+    let rows = rows_from(clustered(400, 8, 21), 1);
+    let file = dir.path().join("v.parquet");
+    write_rows(&file, &rows, true);
+    import(&session, "v", &file, Metric::L2, Precision::F32).await;
+
+    let statement = session.prepare("SELECT id, _distance FROM vector_search('v', $1, $2, $3)").await.unwrap();
+    for (i, q) in [3usize, 77, 150, 399].iter().enumerate() {
+        let k = 3 + i;
+        let vector = &rows[*q].vector;
+        // Unfiltered, then filtered, through the same plan.
+        for filter in [None, Some("score >= 50".to_string())] {
+            let got = all_hits(&statement.query(vec![vector_param(vector), ScalarValue::Int64(Some(k as i64)), ScalarValue::Utf8(filter.clone())]).await.unwrap());
+            let keep: &dyn Fn(&crate::vectors::Row) -> bool = if filter.is_some() { &|r| r.score >= 50 } else { &|_| true };
+            let want: Vec<i64> = brute_force(&rows, Metric::L2, vector, k, keep).into_iter().map(|(id, _)| id).collect();
+            assert_eq!(got.iter().map(|h| h.0).collect::<Vec<_>>(), want, "query {q}, filter {filter:?}");
+        }
+        // The vector may also come as text, as a text-only driver would send it.
+        let text = format!("[{}]", vector.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","));
+        let got = all_hits(&statement.query(vec![ScalarValue::Utf8(Some(text)), ScalarValue::Int64(Some(1)), ScalarValue::Utf8(None)]).await.unwrap());
+        assert_eq!(got[0].0, rows[*q].id);
+    }
+
+    // Bad values are errors naming the problem; the statement stays usable.
+    let err = statement.query(vec![vector_param(&[1.0, 2.0]), ScalarValue::Int64(Some(3)), ScalarValue::Utf8(None)]).await.unwrap_err().to_string();
+    assert!(err.contains("2 dimensions") && err.contains('8'), "{err}");
+    let err = statement.query(vec![vector_param(&rows[0].vector), ScalarValue::Int64(Some(0)), ScalarValue::Utf8(None)]).await.unwrap_err().to_string();
+    assert!(err.contains("k must be a positive integer"), "{err}");
+    let err = statement.query(vec![vector_param(&rows[0].vector)]).await.unwrap_err().to_string();
+    assert!(err.contains("$2"), "{err}");
+    let got = all_hits(&statement.query(vec![vector_param(&rows[5].vector), ScalarValue::Int64(Some(1)), ScalarValue::Utf8(None)]).await.unwrap());
+    assert_eq!(got[0].0, rows[5].id);
+
+    // Preparing checks what it can: unknown tables, syntax, and more than one statement.
+    assert!(prepare_error(&session, "SELECT * FROM vector_search('ghost', $1, 3)").await.contains("ghost"));
+    assert!(prepare_error(&session, "SELEC 1").await.contains("syntax"));
+    assert!(prepare_error(&session, "SELECT 1; SELECT 2").await.contains("one SQL statement"));
+}
+
+#[tokio::test]
+async fn prepared_statements_see_appends_deletes_and_catalog_changes() {
+    let (session, dir) = temp_session().await;
+    let rows = rows_from(clustered(300, 8, 22), 1);
+    let first = dir.path().join("a.parquet");
+    write_rows(&first, &rows[..200], true);
+    import(&session, "v", &first, Metric::L2, Precision::F32).await;
+    let search = session.prepare("SELECT id FROM vector_search('v', $1, 1)").await.unwrap();
+    let count = session.prepare("SELECT count(*) AS n FROM vectors.public.v WHERE score >= $1").await.unwrap();
+    let count_of = |batches: Vec<RecordBatch>| {
+        let column = batches[0].column(0).as_any().downcast_ref::<jammi_db::datafusion::arrow::array::Int64Array>().unwrap().value(0);
+        column
+    };
+    let target = &rows[250];
+    let before = search.query(vec![vector_param(&target.vector)]).await.unwrap();
+    assert_ne!(hits_ids(&before), vec![target.id]);
+    assert_eq!(count_of(count.query(vec![ScalarValue::Int64(Some(0))]).await.unwrap()), 200);
+
+    // An append is visible to both statements on their next run.
+    let second = dir.path().join("b.parquet");
+    write_rows(&second, &rows[200..], true);
+    session.vectors().append("v", &second.display().to_string(), "id", "embedding", &Default::default(), &NoProgress).await.unwrap();
+    assert_eq!(hits_ids(&search.query(vec![vector_param(&target.vector)]).await.unwrap()), vec![target.id]);
+    assert_eq!(count_of(count.query(vec![ScalarValue::Int64(Some(0))]).await.unwrap()), 300);
+    let expected = rows.iter().filter(|r| r.score >= 90).count() as i64;
+    assert_eq!(count_of(count.query(vec![ScalarValue::Int64(Some(90))]).await.unwrap()), expected);
+
+    // A prepared DELETE runs once per execution with its own value.
+    let delete = session.prepare("DELETE FROM vectors.public.v WHERE id = $1").await.unwrap();
+    delete.query(vec![ScalarValue::Int64(Some(target.id))]).await.unwrap();
+    assert_ne!(hits_ids(&search.query(vec![vector_param(&target.vector)]).await.unwrap()), vec![target.id]);
+    assert_eq!(count_of(count.query(vec![ScalarValue::Int64(Some(0))]).await.unwrap()), 299);
+
+    // Dropping the table: the next run says so instead of returning stale rows.
+    session.vectors().drop("v").await.unwrap();
+    let err = search.query(vec![vector_param(&target.vector)]).await.unwrap_err().to_string();
+    assert!(err.contains("'v'") && err.contains("does not exist"), "{err}");
+}
+
+fn hits_ids(batches: &[RecordBatch]) -> Vec<i64> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let ids = b.column_by_name("id").unwrap().as_any().downcast_ref::<jammi_db::datafusion::arrow::array::Int64Array>().unwrap();
+            ids.values().to_vec()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn prepared_statements_keep_their_tenant_scope() {
+    let (session, dir) = temp_session().await;
+    let a: TenantId = "0b7e8a52-1c59-4a39-8d7e-6a1b2c3d4e5f".parse().unwrap();
+    let b: TenantId = "7f000000-0000-4000-8000-000000000002".parse().unwrap();
+    let rows = rows_from(clustered(50, 4, 23), 1);
+    let file = dir.path().join("t.parquet");
+    write_rows(&file, &rows, true);
+    let as_a = session.with_tenant(Some(a));
+    import(&as_a, "private", &file, Metric::Cosine, Precision::F32).await;
+    let statement = as_a.prepare("SELECT id FROM vector_search('private', $1, 2)").await.unwrap();
+    assert_eq!(statement.query(vec![vector_param(&rows[7].vector)]).await.unwrap().iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+    let err = prepare_error(&session.with_tenant(Some(b)), "SELECT id FROM vector_search('private', $1, 2)").await;
+    assert!(err.contains("private"), "{err}");
+    // The admin scope (task-local) plans the statement again in its own scope.
+    let admin_rows = session.admin(|s| async move { s.prepare("SELECT id FROM vector_search('private', $1, 2)").await.map(|_| ()) }).await;
+    assert!(admin_rows.is_ok());
+}
