@@ -113,6 +113,9 @@ pub(crate) async fn run_sql(session: &Session, sql: &str, format: OutputFormat, 
             let ms = started.elapsed().as_secs_f64() * 1000.0;
             writeln!(out, "({rows} row{}, {ms:.1} ms)", if rows == 1 { "" } else { "s" })?;
         }
+        // A statement's result is out before the next one starts: a reader (or a crash
+        // test) that saw it knows the statement committed.
+        out.flush()?;
     }
     Ok(())
 }

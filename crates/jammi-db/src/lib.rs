@@ -37,6 +37,7 @@ pub mod catalog;
 pub mod config;
 mod delegate;
 pub mod error;
+pub mod mutable;
 pub mod prepared;
 pub mod session;
 pub mod source;

@@ -64,6 +64,9 @@ impl Session {
         if statements.len() != 1 {
             return Err(Error::Query(format!("a prepared statement is one SQL statement; got {}", statements.len())));
         }
+        if crate::mutable::statement::claim(statements[0].inner())?.is_some() {
+            return Err(Error::Query("statements on mutable tables and transaction control cannot be prepared yet; run them with sql()".into()));
+        }
         let prepared = PreparedStatement { session: self.clone(), statement: statements.remove(0), planned: Mutex::new(None) };
         prepared.planned().await?;
         Ok(prepared)

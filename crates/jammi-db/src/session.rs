@@ -29,6 +29,7 @@ use crate::source::{self, EngineCatalog, EngineCatalogs, ScopedCatalogList, Sour
 use crate::vector::search_fn::VectorSearchFunction;
 use crate::vector::sql::VectorsCatalog;
 use crate::vector::{CompactionPolicy, VectorState, Vectors};
+use crate::mutable::{self, provider::Mode, txn::{TxnOption, WriteTxn}, MutableCatalog, MutableState};
 use crate::storage::{StorageOptions, StorageRegistry, StorageUrl};
 use crate::tenant::{self, TenantFilterRule, TenantId, TenantScope, TenantScopeOption};
 
@@ -68,6 +69,7 @@ struct Shared {
     synced_fingerprint: Mutex<Option<Vec<u8>>>,
     sync_lock: tokio::sync::Mutex<()>,
     vectors: Arc<VectorState>,
+    mutable: Arc<MutableState>,
 }
 
 /// The `vectors` catalog, per scope.
@@ -86,6 +88,9 @@ impl EngineCatalog for VectorsEngineCatalog {
 pub struct Session {
     shared: Arc<Shared>,
     sticky: TenantScope,
+    /// The transaction opened by `BEGIN` on this handle (and its clones), until `COMMIT`
+    /// or `ROLLBACK`.
+    txn: Arc<Mutex<Option<Arc<WriteTxn>>>>,
 }
 
 impl fmt::Debug for Session {
@@ -139,6 +144,11 @@ impl Session {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert("vectors".to_string(), Arc::new(VectorsEngineCatalog(Arc::clone(&vectors))) as Arc<dyn EngineCatalog>);
+        let mutable = Arc::new(MutableState::new(catalog.clone()));
+        engine_catalogs
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(mutable::CATALOG.to_string(), Arc::new(MutableCatalog::new(Arc::clone(&mutable), Mode::Read)) as Arc<dyn EngineCatalog>);
 
         let shared = Arc::new(Shared {
             config,
@@ -153,8 +163,9 @@ impl Session {
             synced_fingerprint: Mutex::new(None),
             sync_lock: tokio::sync::Mutex::new(()),
             vectors,
+            mutable,
         });
-        let session = Session { shared, sticky: TenantScope::Unbound };
+        let session = Session { shared, sticky: TenantScope::Unbound, txn: Arc::new(Mutex::new(None)) };
         crate::vector::recover(&session).await?;
         session.sync_catalog().await?;
         Ok(session)
@@ -178,7 +189,7 @@ impl Session {
     /// A handle bound (sticky) to `tenant`, or unbound for `None`.
     pub fn with_tenant(&self, tenant: Option<TenantId>) -> Session {
         let sticky = tenant.map(TenantScope::Tenant).unwrap_or(TenantScope::Unbound);
-        Session { shared: Arc::clone(&self.shared), sticky }
+        Session { shared: Arc::clone(&self.shared), sticky, txn: Arc::new(Mutex::new(None)) }
     }
 
     /// Bind this handle to `tenant` (sticky), or unbind it with `None`.
@@ -218,6 +229,9 @@ impl Session {
     pub async fn run(&self, statement: &SqlStatement) -> Result<DataFrame> {
         self.sync_catalog().await?;
         let scope = self.scope();
+        if let Some(claimed) = mutable::statement::claim(&statement.0)? {
+            return mutable::statement::run(self, scope, claimed).await;
+        }
         let ctx = self.query_context(scope);
         let plan = ctx.state().statement_to_plan(statement.0.clone()).await?;
         self.execute_plan(scope, &ctx, plan).await
@@ -250,23 +264,72 @@ impl Session {
         self.run(&statements[last]).await
     }
 
-    /// The DataFusion context whose catalogs and tenant rule are bound to `scope`.
+    /// The DataFusion context whose catalogs and tenant rule are bound to `scope` (and to
+    /// this handle's open transaction, if any).
     pub(crate) fn query_context(&self, scope: TenantScope) -> SessionContext {
+        if let Some(txn) = self.open_transaction() {
+            return self.build_context(scope, Some(&txn), false);
+        }
         let mut contexts = self.shared.contexts.lock().unwrap_or_else(|p| p.into_inner());
         contexts.entry(scope).or_insert_with(|| self.new_query_context(scope)).clone()
     }
 
     fn new_query_context(&self, scope: TenantScope) -> SessionContext {
+        self.build_context(scope, self.open_transaction().as_ref(), false)
+    }
+
+    /// The context that plans a write on mutable tables inside `txn`: reads go through the
+    /// transaction, and the writable rows are reachable through the write catalog.
+    pub(crate) fn write_context(&self, scope: TenantScope, txn: &Arc<WriteTxn>) -> SessionContext {
+        self.build_context(scope, Some(txn), true)
+    }
+
+    fn build_context(&self, scope: TenantScope, txn: Option<&Arc<WriteTxn>>, write_catalog: bool) -> SessionContext {
         let mut state = self.shared.base.clone();
         state.config_mut().options_mut().extensions.insert(TenantScopeOption { scope });
-        let list = ScopedCatalogList::new(
-            scope,
-            Arc::clone(&self.shared.sources),
-            Arc::clone(&self.shared.engine_catalogs),
-            self.scratch_catalogs(scope),
-        );
+        state.config_mut().options_mut().extensions.insert(TxnOption { txn: txn.cloned() });
+        let engine = if write_catalog {
+            let mut catalogs = self.shared.engine_catalogs.read().unwrap_or_else(|p| p.into_inner()).clone();
+            catalogs.insert(
+                mutable::WRITE_CATALOG.to_string(),
+                Arc::new(MutableCatalog::new(Arc::clone(&self.shared.mutable), Mode::Write)) as Arc<dyn EngineCatalog>,
+            );
+            Arc::new(EngineCatalogs::new(catalogs))
+        } else {
+            Arc::clone(&self.shared.engine_catalogs)
+        };
+        let list = ScopedCatalogList::new(scope, Arc::clone(&self.shared.sources), engine, self.scratch_catalogs(scope));
         state.register_catalog_list(Arc::new(list));
         SessionContext::new_with_state(state)
+    }
+
+    /// The transaction `BEGIN` opened on this handle, if it is still open.
+    pub(crate) fn open_transaction(&self) -> Option<Arc<WriteTxn>> {
+        self.txn.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// `BEGIN`: statements on this handle share one transaction until `COMMIT`/`ROLLBACK`.
+    pub(crate) async fn begin_transaction(&self) -> Result<()> {
+        if self.open_transaction().is_some() {
+            return Err(Error::Query("a transaction is already open on this session; COMMIT or ROLLBACK it first".into()));
+        }
+        let txn = self.shared.mutable.begin().await?;
+        *self.txn.lock().unwrap_or_else(|p| p.into_inner()) = Some(txn);
+        Ok(())
+    }
+
+    /// `COMMIT` (or `ROLLBACK` when `commit` is false) the open transaction.
+    pub(crate) async fn end_transaction(&self, commit: bool) -> Result<()> {
+        let txn = self.txn.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match txn {
+            Some(txn) if commit => txn.commit().await,
+            Some(txn) => txn.rollback().await,
+            None => Err(Error::Query(format!("no transaction is open; {} needs a BEGIN first", if commit { "COMMIT" } else { "ROLLBACK" }))),
+        }
+    }
+
+    pub(crate) fn mutable_state(&self) -> &Arc<MutableState> {
+        &self.shared.mutable
     }
 
     fn scratch_catalogs(&self, scope: TenantScope) -> Arc<MemoryCatalogProviderList> {
@@ -312,6 +375,7 @@ impl Session {
         }
         self.shared.sources.replace_all(entries);
         self.sync_vector_tables().await?;
+        self.shared.mutable.sync().await?;
         self.shared.synced_counter.store(counter, Ordering::Release);
         remember(fingerprint);
         Ok(())

@@ -4,6 +4,7 @@ mod support;
 
 mod commands;
 mod demo;
+mod mutable;
 mod processes;
 mod streaming;
 mod vectors;

@@ -77,6 +77,24 @@ Migration {
         // other's manifest.
         "ALTER TABLE jammi_vector_tables ADD COLUMN manifest TEXT NOT NULL DEFAULT ''",
     ],
+},
+Migration {
+    version: 4,
+    name: "mutable_tables",
+    statements: &[
+        // One row per `mutable.public.NAME`; its rows live in the storage table `storage`
+        // (each row stamped with its tenant). tenant_id: who created the table (NULL =
+        // unbound); only they (or the admin scope) may change or drop it. Names are global.
+        // spec: JSON owned by the mutable module (columns, primary key, indexes).
+        "CREATE TABLE jammi_mutable_tables (
+            id TEXT PRIMARY KEY,
+            tenant_id TEXT NULL,
+            name TEXT NOT NULL UNIQUE,
+            storage TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            created_at BIGINT NOT NULL
+        )",
+    ],
 }];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS jammi_migrations (

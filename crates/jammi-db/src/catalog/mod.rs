@@ -7,6 +7,7 @@
 
 pub mod conformance;
 mod migrations;
+mod mutable;
 mod postgres;
 mod sources;
 mod sqlite;
@@ -23,6 +24,7 @@ use crate::config::CatalogConfig;
 use crate::error::{Error, Result};
 
 pub use migrations::{Migration, MIGRATIONS};
+pub use mutable::{MutableTableRecord, MutableTableRepo};
 pub use postgres::PostgresBackend;
 pub use sources::{SourceRecord, SourceRepo};
 pub use sqlite::SqliteBackend;
@@ -117,6 +119,11 @@ impl Catalog {
         VectorTableRepo::new(self)
     }
 
+    /// Repository of mutable tables.
+    pub fn mutable_tables(&self) -> MutableTableRepo<'_> {
+        MutableTableRepo::new(self)
+    }
+
     /// Version numbers of the migrations recorded in the ledger, in order.
     pub async fn applied_migrations(&self) -> Result<Vec<i64>> {
         migrations::applied(self).await
@@ -125,11 +132,18 @@ impl Catalog {
     /// A counter bumped by every change to registered objects; sessions compare it to decide
     /// whether another process changed the catalog since they last looked.
     pub async fn change_counter(&self) -> Result<i64> {
-        let row: (i64,) = sqlx::query_as("SELECT counter FROM jammi_change_counter WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(row.0)
+        let mut attempt = 0;
+        loop {
+            match sqlx::query_as::<_, (i64,)>("SELECT counter FROM jammi_change_counter WHERE id = 1").fetch_one(&self.pool).await {
+                Ok(row) => return Ok(row.0),
+                // Another process rebuilding SQLite's WAL index makes a read fail for a moment.
+                Err(e) if is_transient(&e) && attempt < 7 => {
+                    attempt += 1;
+                    backoff(attempt).await;
+                }
+                Err(e) => return Err(self.error(e)),
+            }
+        }
     }
 
     /// See [`CatalogBackend::commit_fingerprint`].
@@ -146,6 +160,25 @@ impl Catalog {
     pub(crate) fn error(&self, e: sqlx::Error) -> Error {
         Error::Catalog { backend: self.backend.display_url(), message: crate::error::one_line(&e.to_string()) }
     }
+}
+
+/// SQLite errors that say "try again": the database was busy or its WAL index was being
+/// rebuilt by another process (`SQLITE_BUSY`, `SQLITE_LOCKED`, `SQLITE_PROTOCOL` and their
+/// extended codes), or no pooled connection came free in time.
+pub(crate) fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(db) => {
+            let code: i64 = db.code().and_then(|c| c.parse().ok()).unwrap_or(0);
+            matches!(code & 0xff, 5 | 6 | 15)
+        }
+        _ => false,
+    }
+}
+
+/// Wait before retry `attempt` (exponential, 10 ms to 640 ms).
+pub(crate) async fn backoff(attempt: u32) {
+    tokio::time::sleep(std::time::Duration::from_millis(5u64 << attempt.clamp(1, 7))).await;
 }
 
 /// Bump the change counter inside a write transaction.

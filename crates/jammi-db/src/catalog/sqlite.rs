@@ -66,7 +66,9 @@ impl CatalogBackend for SqliteBackend {
         let url = format!("sqlite://{}?mode=rwc", self.path.display());
         AnyPoolOptions::new()
             .max_connections(config.max_connections)
-            .acquire_timeout(std::time::Duration::from_millis(config.connect_timeout_ms))
+            // Opening a connection runs pragmas that wait (up to the busy timeout) while
+            // another process holds the write lock.
+            .acquire_timeout(std::time::Duration::from_millis(config.connect_timeout_ms + busy_ms))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     // busy_timeout first: the other pragmas may wait on another process.

@@ -3,6 +3,7 @@
 mod support;
 
 mod catalog;
+mod mutable;
 mod prepared;
 mod s3;
 mod sources;

@@ -1,0 +1,195 @@
+//! `CREATE TABLE`, `DROP TABLE`, `ALTER TABLE ... ADD COLUMN` and `CREATE [UNIQUE] INDEX`
+//! on mutable tables. Each is one catalog transaction covering the catalog row and the
+//! storage table, so a crash leaves either the old or the new definition.
+
+use datafusion::sql::sqlparser::ast::{self, AlterTableOperation};
+
+use super::dml::evaluate_constant;
+use super::spec::{column_spec, IndexSpec, TableSpec};
+use super::store;
+use crate::catalog::MutableTableRecord;
+use crate::error::{Error, Result};
+use crate::session::Session;
+use crate::tenant::TenantScope;
+
+fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty() && name.len() <= 63 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.starts_with(|c: char| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidName { name: name.to_string(), message: "mutable table names use letters, digits and '_' (not first), at most 63 characters".into() })
+    }
+}
+
+fn catalog_err(session: &Session) -> impl Fn(sqlx::Error) -> Error + '_ {
+    move |e| session.catalog().error(e)
+}
+
+/// `CREATE TABLE mutable.public.NAME (...)`.
+pub async fn create_table(session: &Session, scope: TenantScope, create: &ast::CreateTable, name: &str) -> Result<()> {
+    check_name(name)?;
+    let display = format!("mutable.public.{name}");
+    if create.query.is_some() {
+        return Err(Error::Query(format!("CREATE TABLE {display} AS SELECT is not supported; CREATE TABLE with columns, then INSERT ... SELECT")));
+    }
+    let spec = TableSpec::from_create(&display, create)?;
+    // Defaults are checked now, so a bad one fails the CREATE rather than a later INSERT.
+    for c in &spec.columns {
+        if let Some(default) = &c.default {
+            evaluate_constant(session, scope, default, c.ty, &c.name).await?;
+        }
+    }
+    let catalog = session.catalog();
+    let mut tx = catalog.begin_serialized().await?;
+    if catalog.mutable_tables().get_in(&mut tx, name).await?.is_some() {
+        if create.if_not_exists {
+            return Ok(());
+        }
+        return Err(Error::Query(format!("table {display} already exists; DROP TABLE {display} first or use CREATE TABLE IF NOT EXISTS")));
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let storage = format!("jammi_m_{}", &id[..16]);
+    for sql in store::create_table_sql(catalog.backend().kind(), &storage, &spec) {
+        sqlx::query(&sql).execute(&mut *tx).await.map_err(catalog_err(session))?;
+    }
+    let spec_json = serde_json::to_string(&spec).map_err(|e| Error::Query(e.to_string()))?;
+    let record = MutableTableRecord { id, owner: scope.owner(), name: name.to_string(), storage, spec: spec_json, created_at: 0 };
+    catalog.mutable_tables().insert_in(&mut tx, &record).await?;
+    tx.commit().await.map_err(catalog_err(session))
+}
+
+/// `DROP TABLE [IF EXISTS] mutable.public.A, ...`: all or nothing.
+pub async fn drop_tables(session: &Session, scope: TenantScope, names: &[String], if_exists: bool) -> Result<()> {
+    let catalog = session.catalog();
+    let mut tx = catalog.begin_serialized().await?;
+    for name in names {
+        match catalog.mutable_tables().get_in(&mut tx, name).await? {
+            Some(record) => {
+                check_owner(scope, &record)?;
+                sqlx::query(&format!("DROP TABLE {}", store::quote(&record.storage))).execute(&mut *tx).await.map_err(catalog_err(session))?;
+                catalog.mutable_tables().delete_in(&mut tx, &record.id).await?;
+            }
+            None if if_exists => {}
+            None => return Err(Error::Query(format!("table mutable.public.{name} does not exist; use DROP TABLE IF EXISTS to ignore that"))),
+        }
+    }
+    tx.commit().await.map_err(catalog_err(session))
+}
+
+/// Whether `scope` may change or drop a table created by `owner`.
+fn check_owner(scope: TenantScope, record: &MutableTableRecord) -> Result<()> {
+    let allowed = match (scope, record.owner) {
+        (TenantScope::Admin, _) => true,
+        (TenantScope::Unbound, None) => true,
+        (TenantScope::Tenant(t), Some(owner)) => t == owner,
+        _ => false,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(Error::Query(format!(
+            "permission denied: mutable.public.{} was created {}; only its creator (or the admin scope) may change or drop it",
+            record.name,
+            record.owner.map(|t| format!("by tenant {t}")).unwrap_or_else(|| "without a tenant".into())
+        )))
+    }
+}
+
+/// Read a table's definition inside `tx`, checking `scope` may change it.
+async fn spec_in(session: &Session, scope: TenantScope, tx: &mut sqlx::Transaction<'_, sqlx::Any>, name: &str) -> Result<(MutableTableRecord, TableSpec)> {
+    let record = session
+        .catalog()
+        .mutable_tables()
+        .get_in(tx, name)
+        .await?
+        .ok_or_else(|| Error::Query(format!("table mutable.public.{name} does not exist")))?;
+    check_owner(scope, &record)?;
+    let spec = serde_json::from_str(&record.spec).map_err(|e| Error::Query(format!("mutable.public.{name}: unreadable definition: {e}")))?;
+    Ok((record, spec))
+}
+
+/// `ALTER TABLE mutable.public.NAME ADD COLUMN c type [NOT NULL] [DEFAULT x]`.
+pub async fn alter_table(session: &Session, scope: TenantScope, alter: &ast::AlterTable, name: &str) -> Result<()> {
+    let display = format!("mutable.public.{name}");
+    let catalog = session.catalog();
+    let mut tx = catalog.begin_serialized().await?;
+    let (record, mut spec) = spec_in(session, scope, &mut tx, name).await?;
+    for operation in &alter.operations {
+        let AlterTableOperation::AddColumn { column_def, if_not_exists, .. } = operation else {
+            return Err(Error::Query(format!("ALTER TABLE {display}: only ADD COLUMN is supported, not '{operation}'")));
+        };
+        if spec.column(&column_def.name.value).is_some() {
+            if *if_not_exists {
+                continue;
+            }
+            return Err(Error::Query(format!("ALTER TABLE {display}: column '{}' already exists", column_def.name.value)));
+        }
+        let mut extra = TableSpec { columns: vec![], primary_key: vec![], indexes: vec![] };
+        let column = column_spec(&display, column_def, &mut extra)?;
+        if !extra.primary_key.is_empty() || !extra.indexes.is_empty() {
+            return Err(Error::Query(format!("ALTER TABLE {display}: a new column cannot be a key; add it, then CREATE UNIQUE INDEX")));
+        }
+        if column.name.eq_ignore_ascii_case(super::spec::TENANT_COLUMN) {
+            return Err(Error::Query(format!("ALTER TABLE {display}: the column name '{}' is reserved for tenancy", column.name)));
+        }
+        let fill = match &column.default {
+            Some(default) => Some(evaluate_constant(session, scope, default, column.ty, &column.name).await?),
+            None if !column.nullable => {
+                return Err(Error::Query(format!(
+                    "ALTER TABLE {display}: new NOT NULL column '{}' needs a DEFAULT for the existing rows",
+                    column.name
+                )))
+            }
+            None => None,
+        };
+        let mut sql = store::add_column_sql(catalog.backend().kind(), &record.storage, &column, fill.as_ref());
+        if !column.nullable {
+            sql.push_str(" NOT NULL");
+        }
+        sqlx::query(&sql).execute(&mut *tx).await.map_err(catalog_err(session))?;
+        spec.columns.push(column);
+    }
+    let spec_json = serde_json::to_string(&spec).map_err(|e| Error::Query(e.to_string()))?;
+    catalog.mutable_tables().update_spec_in(&mut tx, &record.id, &spec_json).await?;
+    tx.commit().await.map_err(catalog_err(session))
+}
+
+/// `CREATE [UNIQUE] INDEX [name] ON mutable.public.NAME (a, b)`.
+pub async fn create_index(session: &Session, scope: TenantScope, create: &ast::CreateIndex, name: &str) -> Result<()> {
+    let display = format!("mutable.public.{name}");
+    let catalog = session.catalog();
+    let mut tx = catalog.begin_serialized().await?;
+    let (record, mut spec) = spec_in(session, scope, &mut tx, name).await?;
+    let mut columns = Vec::new();
+    for c in &create.columns {
+        match &c.column.expr {
+            ast::Expr::Identifier(id) if spec.column(&id.value).is_some() => columns.push(id.value.clone()),
+            other => return Err(Error::Query(format!("CREATE INDEX on {display}: '{other}' is not a column of the table"))),
+        }
+    }
+    let index_name = match &create.name {
+        Some(n) => n.0.last().and_then(|p| p.as_ident()).map(|i| i.value.clone()).unwrap_or_default(),
+        None => format!("{name}_{}", columns.join("_")),
+    };
+    check_name(&index_name)?;
+    if spec.indexes.iter().any(|i| i.name == index_name) {
+        if create.if_not_exists {
+            return Ok(());
+        }
+        return Err(Error::Query(format!("CREATE INDEX on {display}: an index named '{index_name}' already exists")));
+    }
+    let sql = store::create_index_sql(&record.storage, &index_name, &columns, create.unique);
+    if let Err(e) = sqlx::query(&sql).execute(&mut *tx).await {
+        return Err(match store::write_error(e, &record.storage, &spec) {
+            store::WriteError::Duplicate(_) => Error::Query(format!(
+                "CREATE UNIQUE INDEX on {display} ({}): existing rows already repeat a value",
+                columns.join(", ")
+            )),
+            store::WriteError::Other(m) => Error::Query(format!("CREATE INDEX on {display}: {m}")),
+        });
+    }
+    spec.indexes.push(IndexSpec { name: index_name, columns, unique: create.unique });
+    let spec_json = serde_json::to_string(&spec).map_err(|e| Error::Query(e.to_string()))?;
+    catalog.mutable_tables().update_spec_in(&mut tx, &record.id, &spec_json).await?;
+    tx.commit().await.map_err(catalog_err(session))
+}

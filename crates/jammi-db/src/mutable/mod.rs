@@ -1,0 +1,165 @@
+//! Mutable companion tables: small changing tables (labels, review state, feedback) kept in
+//! the catalog database and changed with plain SQL.
+//!
+//! Parts: [`types`] (column types and their stored form), [`spec`] (table definitions),
+//! [`store`] (the storage tables' SQL, shared by SQLite and Postgres), [`provider`]
+//! (`mutable.public.NAME` in queries, with pushdown), [`txn`] (write transactions),
+//! [`ddl`] and [`dml`] (the statements), [`statement`] (which statements are ours).
+//!
+//! Writes: every statement computes its rows with DataFusion (so `INSERT ... SELECT`, `SET`
+//! expressions and `WHERE` subqueries may use any table) while holding the table's write
+//! lock, then writes them in the same catalog transaction. Registering a table is one
+//! transaction covering its catalog row and its storage table.
+
+pub mod ddl;
+pub mod dml;
+pub mod provider;
+pub mod spec;
+pub mod statement;
+pub mod store;
+pub mod txn;
+pub mod types;
+mod upsert;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::common::{exec_err, Result as DfResult};
+use parking_lot::RwLock;
+
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::source::naming::DEFAULT_SCHEMA;
+use crate::source::EngineCatalog;
+use crate::tenant::TenantScope;
+use provider::{Mode, MutableProvider};
+use spec::TableSpec;
+
+/// The SQL catalog name of mutable tables.
+pub const CATALOG: &str = "mutable";
+/// The catalog through which writes are planned (writable rows plus the tenant column);
+/// registered only in the contexts that plan writes.
+pub(crate) const WRITE_CATALOG: &str = "jammi_write";
+
+/// One table as the engine holds it.
+#[derive(Debug)]
+pub struct MutableTable {
+    /// Catalog id.
+    pub id: String,
+    /// SQL name.
+    pub name: String,
+    /// Storage table in the catalog database.
+    pub storage: String,
+    /// Columns, key, indexes.
+    pub spec: TableSpec,
+}
+
+/// Every mutable table, kept in step with the catalog by the session's sync.
+#[derive(Debug)]
+pub struct MutableState {
+    catalog: Catalog,
+    tables: RwLock<HashMap<String, Arc<MutableTable>>>,
+    /// This process's writers queue here before they take a connection and the database's
+    /// write lock, so waiting writers never starve the pool.
+    writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl MutableState {
+    pub(crate) fn new(catalog: Catalog) -> Self {
+        MutableState { catalog, tables: RwLock::new(HashMap::new()), writer: Arc::new(tokio::sync::Mutex::new(())) }
+    }
+
+    /// Reload the table list from the catalog.
+    pub(crate) async fn sync(&self) -> Result<()> {
+        let records = self.catalog.mutable_tables().list_all().await?;
+        let mut tables = HashMap::with_capacity(records.len());
+        for r in records {
+            let spec: TableSpec = serde_json::from_str(&r.spec)
+                .map_err(|e| Error::Query(format!("mutable table '{}' has an unreadable definition in the catalog: {e}", r.name)))?;
+            tables.insert(r.name.clone(), Arc::new(MutableTable { id: r.id, name: r.name, storage: r.storage, spec }));
+        }
+        *self.tables.write() = tables;
+        Ok(())
+    }
+
+    /// The table named `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<MutableTable>> {
+        self.tables.read().get(name).cloned()
+    }
+
+    /// The table named `name`, or an error saying it does not exist.
+    pub fn require(&self, name: &str) -> Result<Arc<MutableTable>> {
+        self.get(name).ok_or_else(|| Error::Query(format!("mutable table 'mutable.public.{name}' does not exist; create it with CREATE TABLE mutable.public.{name} (...)")))
+    }
+
+    /// Begin a write transaction (see [`txn::WriteTxn`]).
+    pub(crate) async fn begin(&self) -> Result<Arc<txn::WriteTxn>> {
+        txn::WriteTxn::begin(&self.catalog, Arc::clone(&self.writer)).await
+    }
+
+    fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.tables.read().keys().cloned().collect();
+        names.sort();
+        names
+    }
+}
+
+/// `mutable` (reads) or `jammi_write` (write planning) as a DataFusion catalog.
+#[derive(Debug)]
+pub(crate) struct MutableCatalog {
+    state: Arc<MutableState>,
+    mode: Mode,
+}
+
+impl MutableCatalog {
+    pub(crate) fn new(state: Arc<MutableState>, mode: Mode) -> Self {
+        MutableCatalog { state, mode }
+    }
+}
+
+impl EngineCatalog for MutableCatalog {
+    fn for_scope(&self, _scope: TenantScope) -> Arc<dyn CatalogProvider> {
+        // Scans read the scope from the query's config, so one catalog serves every scope.
+        Arc::new(MutableCatalog { state: Arc::clone(&self.state), mode: self.mode })
+    }
+}
+
+impl CatalogProvider for MutableCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        vec![DEFAULT_SCHEMA.to_string()]
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        (name == DEFAULT_SCHEMA).then(|| Arc::new(MutableSchema { state: Arc::clone(&self.state), mode: self.mode }) as Arc<dyn SchemaProvider>)
+    }
+}
+
+#[derive(Debug)]
+struct MutableSchema {
+    state: Arc<MutableState>,
+    mode: Mode,
+}
+
+#[async_trait::async_trait]
+impl SchemaProvider for MutableSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.state.names()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        Ok(self.state.get(name).map(|t| Arc::new(MutableProvider::new(self.state.catalog.clone(), t, self.mode)) as Arc<dyn TableProvider>))
+    }
+
+    fn register_table(&self, name: String, _table: Arc<dyn TableProvider>) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        exec_err!("create mutable tables with CREATE TABLE mutable.public.{name} (column type, ..., PRIMARY KEY (...))")
+    }
+
+    fn deregister_table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        exec_err!("drop mutable tables with DROP TABLE mutable.public.{name}")
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.state.get(name).is_some()
+    }
+}
