@@ -94,7 +94,7 @@ async fn query(ctx: &SessionContext, statement: Statement) -> Result<RecordBatch
     let plan = ctx.state().statement_to_plan(DfStatement::Statement(Box::new(statement))).await?;
     let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
     let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
-    Ok(concat_batches(&schema, &batches).map_err(|e| Error::Query(e.to_string()))?)
+    concat_batches(&schema, &batches).map_err(|e| Error::Query(e.to_string()))
 }
 
 async fn query_sql(ctx: &SessionContext, sql: &str) -> Result<RecordBatch> {
@@ -334,6 +334,16 @@ async fn update(ctx: &SessionContext, txn: &WriteTxn, table: &Arc<MutableTable>,
         let (tenant, key) = keys_of(&batch, table, row)?;
         writes.push((tenant, key, values));
     }
+    write_updates(txn, table, set_columns, writes).await
+}
+
+/// Set `set_columns` of each (tenant, key) row to its values; returns rows changed.
+pub(super) async fn write_updates(
+    txn: &WriteTxn,
+    table: &Arc<MutableTable>,
+    set_columns: Vec<usize>,
+    writes: Vec<(String, Vec<Stored>, Vec<Stored>)>,
+) -> Result<u64> {
     let t = Arc::clone(table);
     txn.with(move |conn| {
         Box::pin(async move {

@@ -69,7 +69,7 @@ impl WriteTxn {
     ) -> Result<T> {
         let mut slot = self.conn.lock().await;
         let conn = slot.as_mut().ok_or_else(|| Error::Query("the transaction has already ended".to_string()))?;
-        f(&mut **conn).await
+        f(conn).await
     }
 
     /// Make concurrent writers of `storage` wait for this transaction (Postgres; SQLite's

@@ -103,7 +103,7 @@ impl ColumnType {
             D::Double(_) | D::DoublePrecision | D::Float8 | D::Float64 => ColumnType::Double,
             D::Decimal(info) | D::Numeric(info) | D::Dec(info) => {
                 let (precision, scale) = match info {
-                    ExactNumberInfo::PrecisionAndScale(p, s) => (*p, *s as i64),
+                    ExactNumberInfo::PrecisionAndScale(p, s) => (*p, *s),
                     ExactNumberInfo::Precision(p) => (*p, 0),
                     ExactNumberInfo::None => (38, 10),
                 };

@@ -13,10 +13,9 @@ use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::{col, Expr, JoinType, LogicalPlanBuilder};
 use datafusion::sql::sqlparser::ast::{self, AssignmentTarget, Ident};
 
-use super::dml::{conform, write_insert};
+use super::dml::{conform, write_insert, write_updates};
 use super::provider::{Mode, MutableProvider};
 use super::spec::TENANT_COLUMN;
-use super::store::{self};
 use super::txn::WriteTxn;
 use super::types::Stored;
 use super::MutableTable;
@@ -68,7 +67,7 @@ pub(super) async fn run(
     let joined = LogicalPlanBuilder::scan(alias.clone(), provider_as_source(Arc::new(target)), None)?
         .join(LogicalPlanBuilder::scan("excluded", provider_as_source(Arc::new(excluded)), None)?.build()?, JoinType::Inner, (left, right), None)?
         .build()?;
-    let schema = joined.schema().clone();
+    let schema = Arc::clone(joined.schema());
     let parse = |e: &ast::Expr| -> Result<Expr> { Ok(ctx.parse_sql_expr(&qualify(e, &alias).to_string(), &schema)?) };
 
     let mut set_columns = Vec::new();
@@ -113,20 +112,7 @@ pub(super) async fn run(
         }
         writes.push((tenant, key_values, values));
     }
-    let t = Arc::clone(table);
-    let updated = txn
-        .with(move |conn| {
-            Box::pin(async move {
-                let mut changed = 0;
-                for (tenant, key, values) in writes {
-                    changed += store::update_row(conn, &t.storage, &t.spec, &set_columns, values, &tenant, key)
-                        .await
-                        .map_err(|e| Error::Query(format!("mutable.public.{}: {e:?}", t.name)))?;
-                }
-                Ok(changed)
-            })
-        })
-        .await?;
+    let updated = write_updates(txn, table, set_columns, writes).await?;
     Ok(inserted + updated)
 }
 

@@ -144,6 +144,15 @@ async fn dml_counts_subqueries_and_upserts(session: &Session, dir: &std::path::P
         .await,
         2
     );
+    // INSERT ... SELECT from a vector search.
+    let vectors = crate::vectors::rows_from(crate::vectors::clustered(50, 4, 5), 1);
+    let file = dir.join("v.parquet");
+    crate::vectors::write_rows(&file, &vectors, true);
+    crate::vectors::import(session, "v", &file, jammi_db::vector::Metric::L2, jammi_db::vector::Precision::F32).await;
+    exec(session, "CREATE TABLE mutable.public.hits (id BIGINT PRIMARY KEY, distance REAL NOT NULL, rank BIGINT)").await;
+    let q = format!("[{}]", vectors[7].vector.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","));
+    assert_eq!(exec(session, &format!("INSERT INTO mutable.public.hits SELECT id, _distance, _rank FROM vector_search('v', '{q}', 3)")).await, 3);
+    assert_eq!(rows(session, "SELECT id, distance FROM mutable.public.hits WHERE rank = 1").await, vec![vec![vectors[7].id.to_string(), "0.0".to_string()]]);
     // Update then read back: INSERT ... SELECT from a mutable table into another.
     exec(session, "CREATE TABLE mutable.public.copy (doc BIGINT PRIMARY KEY, label TEXT)").await;
     assert_eq!(exec(session, "INSERT INTO mutable.public.copy SELECT doc, label FROM mutable.public.labels WHERE votes > 0").await, 4);
