@@ -72,6 +72,70 @@ pub enum Command {
     Vectors(VectorsCommand),
     /// Search a vector table for the nearest neighbours of a vector.
     Search(SearchArgs),
+    /// Topics: create, list, drop, publish, subscribe.
+    #[command(subcommand)]
+    Topic(TopicCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// Create topic NAME (`topics.public.NAME`).
+    Create {
+        /// Topic name (lower-case letters, digits, '_').
+        name: String,
+        /// Columns: 'col:type[:nullable],...' with types bool, int16, int32, int64, float32,
+        /// float64, string, json, date, timestamp.
+        #[arg(long, required_unless_present = "from_table")]
+        schema: Option<String>,
+        /// Make the topic the change feed of a mutable table (mutable.public.T).
+        #[arg(long, conflicts_with = "schema")]
+        from_table: Option<String>,
+        /// Remove events older than this many seconds.
+        #[arg(long)]
+        max_age_seconds: Option<i64>,
+        /// Keep at most this many events.
+        #[arg(long)]
+        max_events: Option<i64>,
+    },
+    /// List topics with their offsets and consumer groups (lag, pending).
+    List,
+    /// Drop a topic with its events.
+    Drop {
+        /// Topic name.
+        name: String,
+    },
+    /// Publish events: a JSON object, a JSON array of objects, or NDJSON (from --data, or
+    /// standard input). All or nothing.
+    Publish {
+        /// Topic name.
+        name: String,
+        /// The events; read from standard input when absent.
+        #[arg(long)]
+        data: Option<String>,
+    },
+    /// Print events as NDJSON, one a line, with `_offset` and `_produced_at`.
+    Subscribe {
+        /// Topic name.
+        name: String,
+        /// Start at this offset (replay, then live).
+        #[arg(long, conflicts_with = "from_beginning")]
+        from_offset: Option<i64>,
+        /// Start at the lowest retained offset.
+        #[arg(long)]
+        from_beginning: bool,
+        /// Only events matching this SQL predicate.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Share the topic with the other members of this consumer group.
+        #[arg(long)]
+        group: Option<String>,
+        /// Stop after this many events.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// A group member's unacknowledged events go to another member after this many seconds.
+        #[arg(long, default_value_t = 30)]
+        ack_timeout_seconds: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,6 +4,7 @@
 mod cli;
 mod demo;
 mod print;
+mod topics;
 mod vectors;
 
 use std::collections::BTreeMap;
@@ -89,6 +90,7 @@ async fn run_command(session: &Session, command: Command, format: OutputFormat, 
         }
         Command::Vectors(command) => vectors::run(session, command, format, out).await,
         Command::Search(args) => vectors::search(session, args, format, out).await,
+        Command::Topic(command) => topics::run(session, command, format, out).await,
         Command::Source(SourceCommand::Remove { name }) => {
             let info = session.sources().remove(&name).await?;
             if format == OutputFormat::Table {

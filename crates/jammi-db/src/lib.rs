@@ -43,6 +43,7 @@ pub mod session;
 pub mod source;
 pub mod storage;
 pub mod tenant;
+pub mod topic;
 pub mod vector;
 
 pub use config::Config;

@@ -29,7 +29,8 @@ use crate::source::{self, EngineCatalog, EngineCatalogs, ScopedCatalogList, Sour
 use crate::vector::search_fn::VectorSearchFunction;
 use crate::vector::sql::VectorsCatalog;
 use crate::vector::{CompactionPolicy, VectorState, Vectors};
-use crate::mutable::{self, provider::Mode, txn::{TxnOption, WriteTxn}, MutableCatalog, MutableState};
+use crate::mutable::{self, provider::Mode, txn::{TxnOption, WriteTxn, Writer}, MutableCatalog, MutableState};
+use crate::topic::{broker::InProcessBroker, sql::TopicsCatalog, TopicState, Topics};
 use crate::storage::{StorageOptions, StorageRegistry, StorageUrl};
 use crate::tenant::{self, TenantFilterRule, TenantId, TenantScope, TenantScopeOption};
 
@@ -64,12 +65,10 @@ struct Shared {
     contexts: Mutex<HashMap<TenantScope, SessionContext>>,
     /// Catalog change counter at the last sync with the catalog.
     synced_counter: AtomicI64,
-    /// The catalog's commit fingerprint when `synced_counter` was last confirmed: while it
-    /// is unchanged, nothing committed and the counter need not be read.
-    synced_fingerprint: Mutex<Option<Vec<u8>>>,
     sync_lock: tokio::sync::Mutex<()>,
     vectors: Arc<VectorState>,
     mutable: Arc<MutableState>,
+    topics: Arc<TopicState>,
 }
 
 /// The `vectors` catalog, per scope.
@@ -144,7 +143,13 @@ impl Session {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert("vectors".to_string(), Arc::new(VectorsEngineCatalog(Arc::clone(&vectors))) as Arc<dyn EngineCatalog>);
-        let mutable = Arc::new(MutableState::new(catalog.clone()));
+        let writer = Arc::new(Writer::new(catalog.clone()));
+        let mutable = Arc::new(MutableState::new(catalog.clone(), Arc::clone(&writer)));
+        let topics = Arc::new(TopicState::new(catalog.clone(), Arc::new(InProcessBroker::default()), writer));
+        engine_catalogs
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert("topics".to_string(), Arc::new(TopicsCatalog::new(Arc::clone(&topics))) as Arc<dyn EngineCatalog>);
         engine_catalogs
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -160,10 +165,10 @@ impl Session {
             scratch: Mutex::new(HashMap::new()),
             contexts: Mutex::new(HashMap::new()),
             synced_counter: AtomicI64::new(i64::MIN),
-            synced_fingerprint: Mutex::new(None),
             sync_lock: tokio::sync::Mutex::new(()),
             vectors,
             mutable,
+            topics,
         });
         let session = Session { shared, sticky: TenantScope::Unbound, txn: Arc::new(Mutex::new(None)) };
         crate::vector::recover(&session).await?;
@@ -332,6 +337,15 @@ impl Session {
         &self.shared.mutable
     }
 
+    pub(crate) fn topic_state(&self) -> &Arc<TopicState> {
+        &self.shared.topics
+    }
+
+    /// Topics: create, list, drop, publish, subscribe.
+    pub fn topics(&self) -> Topics<'_> {
+        Topics::new(self)
+    }
+
     fn scratch_catalogs(&self, scope: TenantScope) -> Arc<MemoryCatalogProviderList> {
         let mut map = self.shared.scratch.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(map.entry(scope).or_insert_with(|| {
@@ -345,22 +359,12 @@ impl Session {
 
     /// Reload sources if another process (or handle) changed the catalog since last time.
     pub async fn sync_catalog(&self) -> Result<()> {
-        // Read before the counter: a commit after this read changes the next fingerprint.
-        let fingerprint = self.shared.catalog.commit_fingerprint();
-        let remember = |fingerprint: Option<Vec<u8>>| {
-            *self.shared.synced_fingerprint.lock().unwrap_or_else(|p| p.into_inner()) = fingerprint;
-        };
-        if fingerprint.is_some() && *self.shared.synced_fingerprint.lock().unwrap_or_else(|p| p.into_inner()) == fingerprint {
-            return Ok(());
-        }
         let counter = self.shared.catalog.change_counter().await?;
         if counter == self.shared.synced_counter.load(Ordering::Acquire) {
-            remember(fingerprint);
             return Ok(());
         }
         let _guard = self.shared.sync_lock.lock().await;
         if counter == self.shared.synced_counter.load(Ordering::Acquire) {
-            remember(fingerprint);
             return Ok(());
         }
         let records = self.shared.catalog.sources().list_all().await?;
@@ -376,8 +380,8 @@ impl Session {
         self.shared.sources.replace_all(entries);
         self.sync_vector_tables().await?;
         self.shared.mutable.sync().await?;
+        self.shared.topics.sync().await?;
         self.shared.synced_counter.store(counter, Ordering::Release);
-        remember(fingerprint);
         Ok(())
     }
 

@@ -7,4 +7,5 @@ mod demo;
 mod mutable;
 mod processes;
 mod streaming;
+mod topics;
 mod vectors;

@@ -95,6 +95,54 @@ Migration {
             created_at BIGINT NOT NULL
         )",
     ],
+},
+Migration {
+    version: 5,
+    name: "topics",
+    statements: &[
+        // A topic: its schema and settings (spec, JSON owned by the topic module), the next
+        // offset to assign and the lowest one retention kept. tenant_id NULL = shared topic.
+        "CREATE TABLE jammi_topics (
+            id TEXT PRIMARY KEY,
+            tenant_id TEXT NULL,
+            name TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            next_offset BIGINT NOT NULL,
+            low_offset BIGINT NOT NULL,
+            created_at BIGINT NOT NULL
+        )",
+        "CREATE UNIQUE INDEX jammi_topics_tenant_name ON jammi_topics (COALESCE(tenant_id, ''), name)",
+        // The durable log: one row per event, offsets assigned at commit. tenant_id: the
+        // publisher's tenant (NULL = shared event).
+        "CREATE TABLE jammi_topic_events (
+            topic_id TEXT NOT NULL,
+            event_offset BIGINT NOT NULL,
+            tenant_id TEXT NULL,
+            produced_at BIGINT NOT NULL,
+            payload TEXT NOT NULL,
+            PRIMARY KEY (topic_id, event_offset)
+        )",
+        // Consumer groups: the next offset not yet handed to any member.
+        "CREATE TABLE jammi_topic_groups (
+            topic_id TEXT NOT NULL,
+            tenant_id TEXT NULL,
+            group_name TEXT NOT NULL,
+            next_offset BIGINT NOT NULL,
+            PRIMARY KEY (topic_id, group_name)
+        )",
+        // Events handed to a group member and not yet acknowledged; redelivered after the
+        // deadline.
+        "CREATE TABLE jammi_topic_pending (
+            topic_id TEXT NOT NULL,
+            tenant_id TEXT NULL,
+            group_name TEXT NOT NULL,
+            event_offset BIGINT NOT NULL,
+            consumer TEXT NOT NULL,
+            deadline BIGINT NOT NULL,
+            deliveries BIGINT NOT NULL,
+            PRIMARY KEY (topic_id, group_name, event_offset)
+        )",
+    ],
 }];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS jammi_migrations (

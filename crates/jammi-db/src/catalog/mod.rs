@@ -11,6 +11,7 @@ mod mutable;
 mod postgres;
 mod sources;
 mod sqlite;
+mod topics;
 mod vectors;
 
 use std::fmt;
@@ -28,6 +29,7 @@ pub use mutable::{MutableTableRecord, MutableTableRepo};
 pub use postgres::PostgresBackend;
 pub use sources::{SourceRecord, SourceRepo};
 pub use sqlite::SqliteBackend;
+pub use topics::{GroupRecord, TopicRecord, TopicRepo};
 pub use vectors::{VectorTableRecord, VectorTableRepo, VectorTableStatus};
 
 /// Which database family a backend talks to.
@@ -55,14 +57,6 @@ pub trait CatalogBackend: Send + Sync + fmt::Debug {
     /// read-check-write sequences (migrations, name uniqueness) are race-free across
     /// processes.
     async fn begin_serialized<'c>(&self, pool: &'c AnyPool) -> Result<Transaction<'c, Any>>;
-
-    /// A cheap fingerprint of the database's commit state, read without a query, or `None`
-    /// when the backend has none. When two reads return the same `Some`, no transaction
-    /// committed in between; a different value (or `None`) says nothing, and callers then
-    /// ask the database.
-    fn commit_fingerprint(&self) -> Option<Vec<u8>> {
-        None
-    }
 }
 
 /// An open catalog: a backend plus its connection pool, migrated to the latest version.
@@ -119,6 +113,11 @@ impl Catalog {
         VectorTableRepo::new(self)
     }
 
+    /// Repository of topics.
+    pub fn topics(&self) -> TopicRepo<'_> {
+        TopicRepo::new(self)
+    }
+
     /// Repository of mutable tables.
     pub fn mutable_tables(&self) -> MutableTableRepo<'_> {
         MutableTableRepo::new(self)
@@ -144,11 +143,6 @@ impl Catalog {
                 Err(e) => return Err(self.error(e)),
             }
         }
-    }
-
-    /// See [`CatalogBackend::commit_fingerprint`].
-    pub fn commit_fingerprint(&self) -> Option<Vec<u8>> {
-        self.backend.commit_fingerprint()
     }
 
     /// Close the pool, waiting for connections to finish.

@@ -12,7 +12,6 @@ use crate::config::CatalogConfig;
 use crate::error::{Error, Result};
 
 /// Size of one copy of the WAL-index header at the start of the `-shm` file.
-const WAL_INDEX_HEADER_BYTES: usize = 48;
 
 /// The embedded catalog.
 #[derive(Debug, Clone)]
@@ -86,20 +85,6 @@ impl CatalogBackend for SqliteBackend {
                 backend: self.display_url(),
                 message: format!("cannot open: {}", crate::error::one_line(&e.to_string())),
             })
-    }
-
-    /// The first copy of the WAL-index header in `<db>-shm`: SQLite bumps its change
-    /// counter (`iChange`) and frame count on every commit, in shared memory every
-    /// connection of every process maps. Reading 48 bytes costs a few microseconds where a
-    /// query through the pool costs tens; a torn read only looks like a change.
-    fn commit_fingerprint(&self) -> Option<Vec<u8>> {
-        use std::io::Read;
-        let mut shm = self.path.clone().into_os_string();
-        shm.push("-shm");
-        let mut header = vec![0u8; WAL_INDEX_HEADER_BYTES];
-        std::fs::File::open(shm).ok()?.read_exact(&mut header).ok()?;
-        // isInit (byte 12) is 0 until a connection has built the index: no fingerprint yet.
-        (header[12] != 0).then_some(header)
     }
 
     async fn begin_serialized<'c>(&self, pool: &'c AnyPool) -> Result<Transaction<'c, Any>> {

@@ -21,6 +21,8 @@ use super::types::Stored;
 use super::txn::WriteTxn;
 use super::types::ColumnType;
 use super::{MutableTable, WRITE_CATALOG};
+use crate::topic::feed::{self, Change};
+use crate::topic::log::rows_to_json;
 use crate::error::{Error, Result};
 use crate::session::Session;
 use crate::tenant::TenantScope;
@@ -49,23 +51,38 @@ pub async fn run(session: &Session, scope: TenantScope, name: &str, write: Write
     if explicit.is_some() {
         execute(&txn, "SAVEPOINT jammi_statement").await?;
     }
+    // Change feeds of this table get their events in the statement's own transaction.
+    let feeds = session.topic_state().feeds_of(&table.name);
+    let track = !feeds.is_empty();
     let result = async {
         txn.lock_table(&table.storage).await?;
         let ctx = session.write_context(scope, &txn);
-        match write {
-            Write::Insert(i) => insert(session, scope, &ctx, &txn, &table, i).await,
-            Write::Update(u) => update(&ctx, &txn, &table, u).await,
-            Write::Delete(d) => delete(&ctx, &txn, &table, d).await,
-        }
+        let (count, changes) = match write {
+            Write::Insert(i) => insert(session, scope, &ctx, &txn, &table, i, track).await?,
+            Write::Update(u) => update(&ctx, &txn, &table, u, track).await?,
+            Write::Delete(d) => delete(&ctx, &txn, &table, d, track).await?,
+        };
+        let woken = feed::append(&txn, &feeds, scope.owner().map(|t| t.to_string()), &changes).await?;
+        Ok::<_, Error>((count, woken))
     }
     .await;
+    let wake = |woken: Vec<(String, i64)>| {
+        for (topic, next) in woken {
+            session.topic_state().broker().notify(&topic, next);
+        }
+    };
     match (result, explicit.is_some()) {
-        (Ok(n), false) => txn.commit().await.map(|_| n),
+        (Ok((n, woken)), false) => {
+            txn.commit().await?;
+            wake(woken);
+            Ok(n)
+        }
         (Err(e), false) => {
             let _ = txn.rollback().await;
             Err(e)
         }
-        (Ok(n), true) => execute(&txn, "RELEASE SAVEPOINT jammi_statement").await.map(|_| n),
+        // Subscribers see these events once the transaction commits (their next poll).
+        (Ok((n, _)), true) => execute(&txn, "RELEASE SAVEPOINT jammi_statement").await.map(|_| n),
         (Err(e), true) => {
             execute(&txn, "ROLLBACK TO SAVEPOINT jammi_statement").await?;
             Err(e)
@@ -211,7 +228,23 @@ fn last_ident(name: &ast::ObjectName) -> String {
     name.0.last().and_then(|p| p.as_ident()).map(|i| i.value.clone()).unwrap_or_default()
 }
 
-async fn insert(session: &Session, scope: TenantScope, ctx: &SessionContext, txn: &WriteTxn, table: &Arc<MutableTable>, insert: &ast::Insert) -> Result<u64> {
+/// Each row of `columns` (all of the table's, in order) and its key as JSON objects.
+pub(super) fn row_images(table: &MutableTable, columns: Vec<ArrayRef>) -> Result<(Vec<String>, Vec<String>)> {
+    let batch = RecordBatch::try_new(table.spec.schema(), columns).map_err(|e| Error::Query(e.to_string()))?;
+    let key = batch.project(&table.spec.key_positions()).map_err(|e| Error::Query(e.to_string()))?;
+    Ok((rows_to_json(&batch)?, rows_to_json(&key)?))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert(
+    session: &Session,
+    scope: TenantScope,
+    ctx: &SessionContext,
+    txn: &WriteTxn,
+    table: &Arc<MutableTable>,
+    insert: &ast::Insert,
+    track: bool,
+) -> Result<(u64, Vec<Change>)> {
     let source = insert
         .source
         .as_ref()
@@ -250,8 +283,18 @@ async fn insert(session: &Session, scope: TenantScope, ctx: &SessionContext, txn
     let all: Vec<usize> = (0..table.spec.columns.len()).collect();
     let stored = encode_rows(table, &columns, &all, rows)?;
     let tenant = tenant_of(scope);
+    let images = if track { Some(row_images(table, columns.clone())?) } else { None };
+    let inserted = |rows: &[usize]| -> Vec<Change> {
+        images
+            .as_ref()
+            .map(|(new, keys)| rows.iter().map(|&r| Change { op: "insert", key: keys[r].clone(), new: Some(new[r].clone()), old: None }).collect())
+            .unwrap_or_default()
+    };
     match &insert.on {
-        None => write_insert(txn, table, tenant, stored, false).await,
+        None => {
+            let n = write_insert(txn, table, tenant, stored, false).await?;
+            Ok((n, inserted(&(0..rows).collect::<Vec<_>>())))
+        }
         Some(OnInsert::OnConflict(on)) => {
             if let Some(ast::ConflictTarget::Columns(cols)) = &on.conflict_target {
                 let named: Vec<String> = cols.iter().map(|c| c.value.clone()).collect();
@@ -264,8 +307,23 @@ async fn insert(session: &Session, scope: TenantScope, ctx: &SessionContext, txn
                 }
             }
             match &on.action {
-                OnConflictAction::DoNothing => write_insert(txn, table, tenant, stored, true).await,
-                OnConflictAction::DoUpdate(update) => super::upsert::run(ctx, session.catalog(), txn, table, tenant, &columns, stored, update).await,
+                OnConflictAction::DoNothing if !track => Ok((write_insert(txn, table, tenant, stored, true).await?, Vec::new())),
+                OnConflictAction::DoNothing => {
+                    // Row by row, so the feed knows which rows went in.
+                    let mut written = Vec::new();
+                    for (r, row) in stored.into_iter().enumerate() {
+                        if write_insert(txn, table, tenant.clone(), vec![row], true).await? == 1 {
+                            written.push(r);
+                        }
+                    }
+                    Ok((written.len() as u64, inserted(&written)))
+                }
+                OnConflictAction::DoUpdate(update) => {
+                    let (n, new_rows, mut changes) = super::upsert::run(ctx, session.catalog(), txn, table, tenant, &columns, stored, update, track).await?;
+                    let mut all = inserted(&new_rows);
+                    all.append(&mut changes);
+                    Ok((n, all))
+                }
             }
         }
         Some(other) => Err(Error::Query(format!("INSERT INTO {}: '{other}' is not supported; use ON CONFLICT (key) DO ...", display(table)))),
@@ -282,7 +340,8 @@ pub(super) async fn write_insert(txn: &WriteTxn, table: &Arc<MutableTable>, tena
 
 /// What an UPDATE or DELETE touches: `SELECT tenant, key..., extra... FROM <writable rows>
 /// AS alias WHERE selection`, planned by DataFusion.
-async fn touched(ctx: &SessionContext, table: &MutableTable, relation: &TableFactor, extra: &[String], selection: Option<&ast::Expr>) -> Result<RecordBatch> {
+/// With `old`, every column of the row follows, as it was before the statement.
+async fn touched(ctx: &SessionContext, table: &MutableTable, relation: &TableFactor, extra: &[String], selection: Option<&ast::Expr>, old: bool) -> Result<RecordBatch> {
     let alias = match relation {
         TableFactor::Table { alias: Some(a), .. } => a.name.to_string(),
         _ => quote(&table.name),
@@ -290,6 +349,9 @@ async fn touched(ctx: &SessionContext, table: &MutableTable, relation: &TableFac
     let mut items = vec![quote(TENANT_COLUMN)];
     items.extend(table.spec.primary_key.iter().map(|k| format!("{alias}.{}", quote(k))));
     items.extend(extra.iter().cloned());
+    if old {
+        items.extend(table.spec.columns.iter().enumerate().map(|(i, c)| format!("{alias}.{} AS jammi_old_{i}", quote(&c.name))));
+    }
     let mut sql = format!("SELECT {} FROM {WRITE_CATALOG}.public.{} AS {alias}", items.join(", "), quote(&table.name));
     if let Some(selection) = selection {
         sql.push_str(&format!(" WHERE {selection}"));
@@ -308,7 +370,7 @@ fn keys_of(batch: &RecordBatch, table: &MutableTable, row: usize) -> Result<(Str
     Ok((tenant, key))
 }
 
-async fn update(ctx: &SessionContext, txn: &WriteTxn, table: &Arc<MutableTable>, update: &ast::Update) -> Result<u64> {
+async fn update(ctx: &SessionContext, txn: &WriteTxn, table: &Arc<MutableTable>, update: &ast::Update, track: bool) -> Result<(u64, Vec<Change>)> {
     if !update.table.joins.is_empty() || update.from.is_some() {
         return Err(Error::Query(format!("UPDATE {}: FROM and JOIN are not supported; use a subquery in WHERE", display(table))));
     }
@@ -319,9 +381,9 @@ async fn update(ctx: &SessionContext, txn: &WriteTxn, table: &Arc<MutableTable>,
             return Err(Error::Query(format!("UPDATE {}: assign one column at a time", display(table))));
         };
         set_columns.push(column_position(table, &last_ident(name))?);
-        values.push(format!("{}", a.value));
+        values.push(format!("{} AS jammi_set_{}", a.value, values.len()));
     }
-    let batch = touched(ctx, table, &update.table.relation, &values, update.selection.as_ref()).await?;
+    let batch = touched(ctx, table, &update.table.relation, &values, update.selection.as_ref(), track).await?;
     let first_value = 1 + table.spec.primary_key.len();
     let conformed = set_columns
         .iter()
@@ -329,12 +391,25 @@ async fn update(ctx: &SessionContext, txn: &WriteTxn, table: &Arc<MutableTable>,
         .map(|(i, &c)| conform(batch.column(first_value + i), table.spec.columns[c].ty, &table.spec.columns[c].name, &display(table)))
         .collect::<Result<Vec<_>>>()?;
     let new_values = encode_rows(table, &conformed, &set_columns, batch.num_rows())?;
+    let changes = if track {
+        let first_old = first_value + set_columns.len();
+        let old: Vec<ArrayRef> = (0..table.spec.columns.len()).map(|i| Arc::clone(batch.column(first_old + i))).collect();
+        let mut new = old.clone();
+        for (i, &c) in set_columns.iter().enumerate() {
+            new[c] = Arc::clone(&conformed[i]);
+        }
+        let (old_rows, keys) = row_images(table, old)?;
+        let (new_rows, _) = row_images(table, new)?;
+        (0..batch.num_rows()).map(|r| Change { op: "update", key: keys[r].clone(), new: Some(new_rows[r].clone()), old: Some(old_rows[r].clone()) }).collect()
+    } else {
+        Vec::new()
+    };
     let mut writes = Vec::with_capacity(batch.num_rows());
     for (row, values) in new_values.into_iter().enumerate() {
         let (tenant, key) = keys_of(&batch, table, row)?;
         writes.push((tenant, key, values));
     }
-    write_updates(txn, table, set_columns, writes).await
+    Ok((write_updates(txn, table, set_columns, writes).await?, changes))
 }
 
 /// Set `set_columns` of each (tenant, key) row to its values; returns rows changed.
@@ -357,27 +432,37 @@ pub(super) async fn write_updates(
     .await
 }
 
-async fn delete(ctx: &SessionContext, txn: &WriteTxn, table: &Arc<MutableTable>, delete: &ast::Delete) -> Result<u64> {
+async fn delete(ctx: &SessionContext, txn: &WriteTxn, table: &Arc<MutableTable>, delete: &ast::Delete, track: bool) -> Result<(u64, Vec<Change>)> {
     let tables = match &delete.from {
         ast::FromTable::WithFromKeyword(t) | ast::FromTable::WithoutKeyword(t) => t,
     };
     if tables.len() != 1 || !tables[0].joins.is_empty() || delete.using.is_some() || delete.limit.is_some() {
         return Err(Error::Query(format!("DELETE FROM {}: one table only; use a subquery in WHERE", display(table))));
     }
-    let batch = touched(ctx, table, &tables[0].relation, &[], delete.selection.as_ref()).await?;
+    let batch = touched(ctx, table, &tables[0].relation, &[], delete.selection.as_ref(), track).await?;
+    let changes = if track {
+        let first_old = 1 + table.spec.primary_key.len();
+        let old: Vec<ArrayRef> = (0..table.spec.columns.len()).map(|i| Arc::clone(batch.column(first_old + i))).collect();
+        let (old_rows, keys) = row_images(table, old)?;
+        (0..batch.num_rows()).map(|r| Change { op: "delete", key: keys[r].clone(), new: None, old: Some(old_rows[r].clone()) }).collect()
+    } else {
+        Vec::new()
+    };
     let mut keys = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
         keys.push(keys_of(&batch, table, row)?);
     }
     let t = Arc::clone(table);
-    txn.with(move |conn| {
-        Box::pin(async move {
-            let mut deleted = 0;
-            for (tenant, key) in keys {
-                deleted += store::delete_row(conn, &t.storage, &t.spec, &tenant, key).await.map_err(|e| duplicate(&t, e))?;
-            }
-            Ok(deleted)
+    let deleted = txn
+        .with(move |conn| {
+            Box::pin(async move {
+                let mut deleted = 0;
+                for (tenant, key) in keys {
+                    deleted += store::delete_row(conn, &t.storage, &t.spec, &tenant, key).await.map_err(|e| duplicate(&t, e))?;
+                }
+                Ok(deleted)
+            })
         })
-    })
-    .await
+        .await?;
+    Ok((deleted, changes))
 }

@@ -62,12 +62,12 @@ pub struct MutableState {
     tables: RwLock<HashMap<String, Arc<MutableTable>>>,
     /// This process's writers queue here before they take a connection and the database's
     /// write lock, so waiting writers never starve the pool.
-    writer: Arc<tokio::sync::Mutex<()>>,
+    writer: Arc<txn::Writer>,
 }
 
 impl MutableState {
-    pub(crate) fn new(catalog: Catalog) -> Self {
-        MutableState { catalog, tables: RwLock::new(HashMap::new()), writer: Arc::new(tokio::sync::Mutex::new(())) }
+    pub(crate) fn new(catalog: Catalog, writer: Arc<txn::Writer>) -> Self {
+        MutableState { catalog, tables: RwLock::new(HashMap::new()), writer }
     }
 
     /// Reload the table list from the catalog.
@@ -95,7 +95,7 @@ impl MutableState {
 
     /// Begin a write transaction (see [`txn::WriteTxn`]).
     pub(crate) async fn begin(&self) -> Result<Arc<txn::WriteTxn>> {
-        txn::WriteTxn::begin(&self.catalog, Arc::clone(&self.writer)).await
+        self.writer.begin().await
     }
 
     fn names(&self) -> Vec<String> {

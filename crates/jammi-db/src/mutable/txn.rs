@@ -18,6 +18,26 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use crate::catalog::{backoff, is_transient, BackendKind, Catalog};
 use crate::error::{Error, Result};
 
+/// Starts write transactions on the catalog database; one per engine, shared by every part
+/// that writes (mutable tables, topics), so this process's writers queue in one place.
+#[derive(Debug)]
+pub struct Writer {
+    catalog: Catalog,
+    mutex: Arc<Mutex<()>>,
+}
+
+impl Writer {
+    /// A writer for `catalog`.
+    pub fn new(catalog: Catalog) -> Self {
+        Writer { catalog, mutex: Arc::new(Mutex::new(())) }
+    }
+
+    /// Begin a write transaction (see [`WriteTxn`]).
+    pub async fn begin(&self) -> Result<Arc<WriteTxn>> {
+        WriteTxn::begin(&self.catalog, Arc::clone(&self.mutex)).await
+    }
+}
+
 /// An open write transaction: a pooled connection inside `BEGIN` that we end ourselves, so
 /// that a contended SQLite `COMMIT` can be retried and its outcome known.
 #[derive(Debug)]
@@ -45,9 +65,9 @@ impl WriteTxn {
         let mut attempt = 0;
         let conn = loop {
             let result = async {
-                let mut conn = catalog.pool().acquire().await?;
-                conn.execute(begin).await?;
-                Ok::<_, sqlx::Error>(conn)
+                let mut conn = InFlight(Some(catalog.pool().acquire().await?));
+                conn.get().execute(begin).await?;
+                Ok::<_, sqlx::Error>(conn.finish())
             }
             .await;
             match result {
@@ -91,34 +111,60 @@ impl WriteTxn {
     /// Commit; the transaction is then over. A contended SQLite `COMMIT` is retried; when a
     /// retry finds no transaction, the earlier attempt had committed.
     pub async fn commit(&self) -> Result<()> {
-        let mut conn = self.conn.lock().await.take().ok_or_else(|| Error::Query("the transaction has already ended".to_string()))?;
+        let conn = self.conn.lock().await.take().ok_or_else(|| Error::Query("the transaction has already ended".to_string()))?;
+        let mut conn = InFlight(Some(conn));
         let mut attempt = 0;
         loop {
-            match conn.execute("COMMIT").await {
-                Ok(_) => return Ok(()),
-                Err(e) if attempt > 0 && e.to_string().contains("no transaction is active") => return Ok(()),
+            match conn.get().execute("COMMIT").await {
+                Ok(_) => {
+                    conn.finish();
+                    return Ok(());
+                }
+                Err(e) if attempt > 0 && e.to_string().contains("no transaction is active") => {
+                    conn.finish();
+                    return Ok(());
+                }
                 Err(e) if self.kind == BackendKind::Sqlite && is_transient(&e) && attempt + 1 < ATTEMPTS => {
                     attempt += 1;
                     backoff(attempt).await;
                 }
-                Err(e) => {
-                    // Unknown state: close the connection rather than return it to the pool.
-                    conn.close_on_drop();
-                    return Err(Error::Query(format!("commit failed: {}", crate::error::one_line(&e.to_string()))));
-                }
+                // Unknown state: `conn` closes rather than going back to the pool.
+                Err(e) => return Err(Error::Query(format!("commit failed: {}", crate::error::one_line(&e.to_string())))),
             }
         }
     }
 
     /// Roll back; the transaction is then over.
     pub async fn rollback(&self) -> Result<()> {
-        if let Some(mut conn) = self.conn.lock().await.take() {
-            if let Err(e) = conn.execute("ROLLBACK").await {
-                conn.close_on_drop();
-                return Err(Error::Query(format!("rollback failed: {}", crate::error::one_line(&e.to_string()))));
-            }
+        if let Some(conn) = self.conn.lock().await.take() {
+            let mut conn = InFlight(Some(conn));
+            conn.get().execute("ROLLBACK").await.map_err(|e| Error::Query(format!("rollback failed: {}", crate::error::one_line(&e.to_string()))))?;
+            conn.finish();
         }
         Ok(())
+    }
+}
+
+/// A connection between `BEGIN` and its end, outside any [`WriteTxn`]: if the task is
+/// cancelled (or the step fails) before [`InFlight::finish`], the connection is closed —
+/// which ends the transaction — instead of going back to the pool inside it.
+struct InFlight(Option<PoolConnection<Any>>);
+
+impl InFlight {
+    fn get(&mut self) -> &mut PoolConnection<Any> {
+        self.0.as_mut().expect("connection present until finish")
+    }
+
+    fn finish(mut self) -> PoolConnection<Any> {
+        self.0.take().expect("connection present until finish")
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.as_mut() {
+            conn.close_on_drop();
+        }
     }
 }
 

@@ -13,7 +13,8 @@ use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::{col, Expr, JoinType, LogicalPlanBuilder};
 use datafusion::sql::sqlparser::ast::{self, AssignmentTarget, Ident};
 
-use super::dml::{conform, write_insert, write_updates};
+use super::dml::{conform, row_images, write_insert, write_updates};
+use crate::topic::feed::Change;
 use super::provider::{Mode, MutableProvider};
 use super::spec::TENANT_COLUMN;
 use super::txn::WriteTxn;
@@ -22,7 +23,8 @@ use super::MutableTable;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 
-/// Apply the upsert; returns rows inserted plus rows updated.
+/// Apply the upsert; returns rows inserted plus rows updated, the positions of the inserted
+/// rows, and (with `track`) the updates as change-feed events.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
     ctx: &SessionContext,
@@ -33,20 +35,22 @@ pub(super) async fn run(
     columns: &[ArrayRef],
     rows: Vec<Vec<Stored>>,
     update: &ast::DoUpdate,
-) -> Result<u64> {
+    track: bool,
+) -> Result<(u64, Vec<usize>, Vec<Change>)> {
     let display = format!("mutable.public.{}", table.name);
     // Insert row by row, skipping existing keys: the skipped ones are the conflicts.
     let mut conflicts = Vec::new();
-    let mut inserted = 0;
+    let mut new_rows = Vec::new();
     for (i, row) in rows.into_iter().enumerate() {
-        let n = write_insert(txn, table, tenant.clone(), vec![row], true).await?;
-        if n == 0 {
+        if write_insert(txn, table, tenant.clone(), vec![row], true).await? == 0 {
             conflicts.push(i as u32);
+        } else {
+            new_rows.push(i);
         }
-        inserted += n;
     }
+    let inserted = new_rows.len() as u64;
     if conflicts.is_empty() {
-        return Ok(inserted);
+        return Ok((inserted, new_rows, Vec::new()));
     }
 
     // The proposed rows that conflicted, as the relation `excluded`.
@@ -84,6 +88,8 @@ pub(super) async fn run(
         set_columns.push(pos);
         projection.push(parse(&a.value)?.alias(format!("set_{}", set_columns.len())));
     }
+    // The existing row, for the change feed's old image.
+    projection.extend(table.spec.columns.iter().enumerate().map(|(i, c)| col(datafusion::common::Column::new(Some(alias.clone()), &c.name)).alias(format!("jammi_old_{i}"))));
     let mut builder = LogicalPlanBuilder::from(joined);
     if let Some(selection) = &update.selection {
         builder = builder.filter(parse(selection)?)?;
@@ -112,8 +118,22 @@ pub(super) async fn run(
         }
         writes.push((tenant, key_values, values));
     }
+    let changes = if track && batch.num_rows() > 0 {
+        let first_old = key.len() + set_columns.len();
+        let old: Vec<ArrayRef> = (0..table.spec.columns.len()).map(|i| Arc::clone(batch.column(first_old + i))).collect();
+        let mut new = old.clone();
+        for (i, &c) in set_columns.iter().enumerate() {
+            let spec = &table.spec.columns[c];
+            new[c] = conform(batch.column(key.len() + i), spec.ty, &spec.name, &display)?;
+        }
+        let (old_rows, keys) = row_images(table, old)?;
+        let (new_rows_json, _) = row_images(table, new)?;
+        (0..batch.num_rows()).map(|r| Change { op: "update", key: keys[r].clone(), new: Some(new_rows_json[r].clone()), old: Some(old_rows[r].clone()) }).collect()
+    } else {
+        Vec::new()
+    };
     let updated = write_updates(txn, table, set_columns, writes).await?;
-    Ok(inserted + updated)
+    Ok((inserted + updated, new_rows, changes))
 }
 
 /// `expr` with bare column names qualified by `alias` (the existing row), so that they are

@@ -8,4 +8,5 @@ mod prepared;
 mod s3;
 mod sources;
 mod tenancy;
+mod topics;
 mod vectors;

@@ -1,0 +1,78 @@
+//! `jammi topic ...`: argument conversion and printing; subscriptions print NDJSON.
+
+use std::io::{Read, Write};
+
+use anyhow::{anyhow, Result};
+use arrow::array::RecordBatch;
+use jammi_db::topic::{topics_to_batch, Retention, StartAt, SubscribeOptions, TopicDefinition, TopicSpec};
+use jammi_db::Session;
+
+use crate::cli::{OutputFormat, TopicCommand};
+use crate::print;
+
+pub async fn run(session: &Session, command: TopicCommand, format: OutputFormat, out: &mut dyn Write) -> Result<()> {
+    let topics = session.topics();
+    match command {
+        TopicCommand::Create { name, schema, from_table, max_age_seconds, max_events } => {
+            let columns = match &schema {
+                Some(text) => TopicSpec::parse_schema(text)?,
+                None => Vec::new(),
+            };
+            let retention = Retention { max_age_ms: max_age_seconds.map(|s| s.saturating_mul(1000)), max_events };
+            let info = topics.create(TopicDefinition { name, columns, source_table: from_table, retention }).await?;
+            print::print_batch(&topics_to_batch(&[info])?, format, out)
+        }
+        TopicCommand::List => print::print_batch(&topics_to_batch(&topics.list().await?)?, format, out),
+        TopicCommand::Drop { name } => {
+            topics.drop(&name).await?;
+            writeln!(out, "dropped topic {name}")?;
+            Ok(())
+        }
+        TopicCommand::Publish { name, data } => {
+            let text = match data {
+                Some(d) => d,
+                None => {
+                    let mut s = String::new();
+                    std::io::stdin().read_to_string(&mut s)?;
+                    s
+                }
+            };
+            let published = topics.publish_json(&name, &text).await?;
+            writeln!(out, "published {} event{} at offsets {}..{}", published.count, if published.count == 1 { "" } else { "s" }, published.first_offset, published.first_offset + published.count)?;
+            Ok(())
+        }
+        TopicCommand::Subscribe { name, from_offset, from_beginning, filter, group, limit, ack_timeout_seconds } => {
+            let from = match (from_offset, from_beginning) {
+                (Some(n), _) => StartAt::Offset(n),
+                (None, true) => StartAt::Beginning,
+                (None, false) => StartAt::Live,
+            };
+            let options = SubscribeOptions { from, filter, group, ack_timeout: std::time::Duration::from_secs(ack_timeout_seconds), ..Default::default() };
+            let mut subscription = topics.subscribe(&name, options).await?;
+            let mut printed = 0u64;
+            while let Some(batch) = subscription.next().await {
+                let batch = batch?;
+                let batch = match limit {
+                    Some(l) if printed + batch.num_rows() as u64 > l => batch.slice(0, (l - printed) as usize),
+                    _ => batch,
+                };
+                write_ndjson(&batch, out)?;
+                out.flush()?;
+                // Acknowledged once printed: a crash before this line redelivers the events.
+                subscription.ack(&batch).await?;
+                printed += batch.num_rows() as u64;
+                if limit.is_some_and(|l| printed >= l) {
+                    return Ok(());
+                }
+            }
+            Err(anyhow!("the subscription ended"))
+        }
+    }
+}
+
+fn write_ndjson(batch: &RecordBatch, out: &mut dyn Write) -> Result<()> {
+    let mut writer = arrow::json::LineDelimitedWriter::new(out);
+    writer.write(batch)?;
+    writer.finish()?;
+    Ok(())
+}

@@ -1,0 +1,198 @@
+//! The durable log of a topic, in the catalog database: appends that assign offsets at
+//! commit, reads by offset, retention, and the JSON form each event's row is stored in.
+//!
+//! Offsets: an append moves the topic row's `next_offset` forward in the same transaction
+//! that inserts the events. The row lock (Postgres) or the database write lock (SQLite)
+//! makes appends to one topic commit one after another in offset order, so the committed
+//! offsets are always a gap-free prefix: a reader at offset N never finds N+1 before N.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, TimestampMillisecondArray};
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::json::{LineDelimitedWriter, ReaderBuilder};
+use sqlx::{AnyConnection, AnyPool, Row};
+
+use super::spec::{Retention, TopicSpec};
+use crate::catalog::now_millis;
+use crate::error::{Error, Result};
+use crate::tenant::TenantScope;
+
+/// One stored event.
+#[derive(Debug, Clone)]
+pub struct LogEvent {
+    /// Offset.
+    pub offset: i64,
+    /// Commit time, ms since the epoch.
+    pub produced_at: i64,
+    /// The row as a JSON object.
+    pub payload: String,
+}
+
+fn sql_err(e: sqlx::Error) -> Error {
+    Error::Query(format!("topic log: {}", crate::error::one_line(&e.to_string())))
+}
+
+/// Append `payloads` (stamped with `tenant`) inside the caller's transaction and apply the
+/// topic's retention. Returns the first offset assigned.
+pub async fn append(conn: &mut AnyConnection, topic_id: &str, retention: &Retention, tenant: Option<String>, payloads: Vec<String>) -> Result<i64> {
+    let n = payloads.len() as i64;
+    let moved = sqlx::query("UPDATE jammi_topics SET next_offset = next_offset + $1 WHERE id = $2")
+        .bind(n)
+        .bind(topic_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(sql_err)?
+        .rows_affected();
+    if moved == 0 {
+        return Err(Error::Query("the topic was dropped while publishing; nothing was written".into()));
+    }
+    let next: i64 = sqlx::query("SELECT next_offset FROM jammi_topics WHERE id = $1")
+        .bind(topic_id)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(sql_err)?
+        .try_get(0)
+        .map_err(sql_err)?;
+    let first = next - n;
+    let now = now_millis();
+    for (chunk_index, chunk) in payloads.chunks(1000).enumerate() {
+        let tuples: Vec<String> = (0..chunk.len()).map(|i| format!("(${}, ${}, ${}, ${}, ${})", i * 5 + 1, i * 5 + 2, i * 5 + 3, i * 5 + 4, i * 5 + 5)).collect();
+        let sql = format!("INSERT INTO jammi_topic_events (topic_id, event_offset, tenant_id, produced_at, payload) VALUES {}", tuples.join(", "));
+        let mut query = sqlx::query(&sql);
+        for (i, payload) in chunk.iter().enumerate() {
+            query = query.bind(topic_id).bind(first + (chunk_index * 1000 + i) as i64).bind(tenant.clone()).bind(now).bind(payload.clone());
+        }
+        query.execute(&mut *conn).await.map_err(sql_err)?;
+    }
+    if retention.max_events.is_some() || retention.max_age_ms.is_some() {
+        if let Some(max) = retention.max_events {
+            sqlx::query("DELETE FROM jammi_topic_events WHERE topic_id = $1 AND event_offset < $2")
+                .bind(topic_id)
+                .bind(next - max)
+                .execute(&mut *conn)
+                .await
+                .map_err(sql_err)?;
+        }
+        if let Some(age) = retention.max_age_ms {
+            sqlx::query("DELETE FROM jammi_topic_events WHERE topic_id = $1 AND produced_at < $2")
+                .bind(topic_id)
+                .bind(now - age)
+                .execute(&mut *conn)
+                .await
+                .map_err(sql_err)?;
+        }
+        let low: i64 = sqlx::query("SELECT COALESCE(MIN(event_offset), $1) FROM jammi_topic_events WHERE topic_id = $2")
+            .bind(next)
+            .bind(topic_id)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(sql_err)?
+            .try_get(0)
+            .map_err(sql_err)?;
+        sqlx::query("UPDATE jammi_topics SET low_offset = $1 WHERE id = $2 AND low_offset < $1")
+            .bind(low)
+            .bind(topic_id)
+            .execute(&mut *conn)
+            .await
+            .map_err(sql_err)?;
+    }
+    Ok(first)
+}
+
+/// The condition on `tenant_id` for events `scope` may see, and its bind.
+fn visibility(scope: TenantScope) -> (&'static str, Option<String>) {
+    match scope {
+        TenantScope::Admin => ("", None),
+        TenantScope::Unbound => (" AND tenant_id IS NULL", None),
+        TenantScope::Tenant(t) => (" AND (tenant_id = $3 OR tenant_id IS NULL)", Some(t.to_string())),
+    }
+}
+
+/// Up to `limit` events with offset ≥ `from` that `scope` may see, in offset order.
+pub async fn read(conn: &mut AnyConnection, topic_id: &str, from: i64, limit: i64, scope: TenantScope) -> Result<Vec<LogEvent>> {
+    let (condition, tenant) = visibility(scope);
+    let sql = format!(
+        "SELECT event_offset, produced_at, payload FROM jammi_topic_events WHERE topic_id = $1 AND event_offset >= $2{condition} \
+         ORDER BY event_offset LIMIT {limit}"
+    );
+    let mut query = sqlx::query(&sql).bind(topic_id).bind(from);
+    if let Some(t) = tenant {
+        query = query.bind(t);
+    }
+    let rows = query.fetch_all(&mut *conn).await.map_err(sql_err)?;
+    rows.iter()
+        .map(|r| Ok(LogEvent { offset: r.try_get(0).map_err(sql_err)?, produced_at: r.try_get(1).map_err(sql_err)?, payload: r.try_get(2).map_err(sql_err)? }))
+        .collect()
+}
+
+/// The events at exactly these offsets that `scope` may see (for consumer groups).
+pub async fn read_offsets(pool: &AnyPool, topic_id: &str, offsets: &[i64]) -> Result<Vec<LogEvent>> {
+    let mut out = Vec::with_capacity(offsets.len());
+    for chunk in offsets.chunks(500) {
+        let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT event_offset, produced_at, payload FROM jammi_topic_events WHERE topic_id = $1 AND event_offset IN ({}) ORDER BY event_offset",
+            marks.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(topic_id);
+        for o in chunk {
+            query = query.bind(*o);
+        }
+        for r in query.fetch_all(pool).await.map_err(sql_err)? {
+            out.push(LogEvent { offset: r.try_get(0).map_err(sql_err)?, produced_at: r.try_get(1).map_err(sql_err)?, payload: r.try_get(2).map_err(sql_err)? });
+        }
+    }
+    Ok(out)
+}
+
+/// (lowest retained offset, next offset) of a topic.
+pub async fn bounds(pool: &AnyPool, topic_id: &str) -> Result<(i64, i64)> {
+    let row = sqlx::query("SELECT low_offset, next_offset FROM jammi_topics WHERE id = $1")
+        .bind(topic_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(sql_err)?
+        .ok_or_else(|| Error::Query("the topic no longer exists".into()))?;
+    Ok((row.try_get(0).map_err(sql_err)?, row.try_get(1).map_err(sql_err)?))
+}
+
+/// Each row of `batch` as one JSON object.
+pub fn rows_to_json(batch: &RecordBatch) -> Result<Vec<String>> {
+    let mut buf = Vec::new();
+    {
+        let mut writer = LineDelimitedWriter::new(&mut buf);
+        writer.write(batch).map_err(|e| Error::Query(e.to_string()))?;
+        writer.finish().map_err(|e| Error::Query(e.to_string()))?;
+    }
+    let text = String::from_utf8(buf).map_err(|e| Error::Query(e.to_string()))?;
+    Ok(text.lines().map(str::to_string).collect())
+}
+
+/// Stored events as a batch of the topic's event schema (columns, `_offset`, `_produced_at`).
+pub fn events_to_batch(spec: &TopicSpec, events: &[LogEvent]) -> Result<RecordBatch> {
+    let payload_schema = spec.payload_schema();
+    let payloads = decode(&payload_schema, events.iter().map(|e| e.payload.as_str()))?;
+    let mut columns: Vec<ArrayRef> = payloads.columns().to_vec();
+    columns.push(Arc::new(Int64Array::from(events.iter().map(|e| e.offset).collect::<Vec<_>>())));
+    columns.push(Arc::new(TimestampMillisecondArray::from(events.iter().map(|e| e.produced_at).collect::<Vec<_>>()).with_timezone("UTC")));
+    RecordBatch::try_new(spec.event_schema(), columns).map_err(|e| Error::Query(e.to_string()))
+}
+
+/// Parse JSON objects (one per item) into a batch of `schema`.
+pub fn decode<'a>(schema: &SchemaRef, rows: impl Iterator<Item = &'a str>) -> Result<RecordBatch> {
+    let mut text = String::new();
+    for r in rows {
+        text.push_str(r);
+        text.push('\n');
+    }
+    let reader = ReaderBuilder::new(SchemaRef::clone(schema))
+        .with_batch_size(8192)
+        .with_strict_mode(true)
+        .build(Cursor::new(text.into_bytes()))
+        .map_err(|e| Error::Query(e.to_string()))?;
+    let batches = reader.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| Error::Query(format!("events do not match the topic's columns: {e}")))?;
+    concat_batches(schema, &batches).map_err(|e| Error::Query(e.to_string()))
+}

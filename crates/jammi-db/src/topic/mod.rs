@@ -1,0 +1,408 @@
+//! The trigger broker: topics with an Arrow schema, a durable log in the catalog database,
+//! subscriptions that replay then follow live with no gap, consumer groups, change feeds from
+//! mutable tables, and `topics.public.NAME` in SQL.
+//!
+//! Parts: [`spec`] (definitions), [`log`] (appends, offsets, retention, reads), [`broker`]
+//! (live wake-ups), [`filter`] (subscription filters), [`subscribe`] (subscriptions and
+//! groups), [`sql`] (the `topics` catalog), [`feed`] (change feeds of mutable tables).
+
+pub mod broker;
+pub mod feed;
+pub mod filter;
+pub mod log;
+pub mod spec;
+pub mod sql;
+pub mod subscribe;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::compute::{cast_with_options, CastOptions};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use parking_lot::RwLock;
+
+use crate::catalog::{Catalog, TopicRecord};
+use crate::error::{Error, Result};
+use crate::mutable::txn::Writer;
+use crate::session::Session;
+use crate::tenant::{TenantId, TenantScope};
+use broker::Broker;
+pub use spec::{Retention, TopicColumn, TopicSpec, TopicType};
+pub use subscribe::{StartAt, SubscribeOptions, Subscription};
+
+/// One topic as the engine holds it.
+#[derive(Debug)]
+pub struct TopicEntry {
+    /// The catalog row (offsets as of the last sync; read the log for current ones).
+    pub record: TopicRecord,
+    /// Columns, source table, retention.
+    pub spec: TopicSpec,
+}
+
+/// Every topic, kept in step with the catalog by the session's sync.
+#[derive(Debug)]
+pub struct TopicState {
+    catalog: Catalog,
+    topics: RwLock<HashMap<(Option<TenantId>, String), Arc<TopicEntry>>>,
+    broker: Arc<dyn Broker>,
+    writer: Arc<Writer>,
+}
+
+impl TopicState {
+    pub(crate) fn new(catalog: Catalog, broker: Arc<dyn Broker>, writer: Arc<Writer>) -> Self {
+        TopicState { catalog, topics: RwLock::new(HashMap::new()), broker, writer }
+    }
+
+    pub(crate) async fn sync(&self) -> Result<()> {
+        let mut topics = HashMap::new();
+        for record in self.catalog.topics().list_all().await? {
+            let spec: TopicSpec = serde_json::from_str(&record.spec)
+                .map_err(|e| Error::Query(format!("topic '{}' has an unreadable definition in the catalog: {e}", record.name)))?;
+            topics.insert((record.tenant, record.name.clone()), Arc::new(TopicEntry { record, spec }));
+        }
+        *self.topics.write() = topics;
+        Ok(())
+    }
+
+    /// The topic `name` as `scope` sees it: its own first, then a shared one.
+    pub(crate) fn resolve(&self, scope: TenantScope, name: &str) -> Option<Arc<TopicEntry>> {
+        let topics = self.topics.read();
+        if let Some(t) = scope.owner() {
+            if let Some(e) = topics.get(&(Some(t), name.to_string())) {
+                return Some(Arc::clone(e));
+            }
+        }
+        if let Some(e) = topics.get(&(None, name.to_string())) {
+            return Some(Arc::clone(e));
+        }
+        if scope == TenantScope::Admin {
+            return topics.iter().find(|((_, n), _)| n == name).map(|(_, e)| Arc::clone(e));
+        }
+        None
+    }
+
+    pub(crate) fn visible(&self, scope: TenantScope) -> Vec<Arc<TopicEntry>> {
+        let mut out: Vec<Arc<TopicEntry>> = self
+            .topics
+            .read()
+            .values()
+            .filter(|e| e.record.tenant.is_none() || e.record.tenant == scope.owner() || scope == TenantScope::Admin)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.record.name.cmp(&b.record.name));
+        out
+    }
+
+    /// Change-feed topics of `mutable.public.NAME`.
+    pub(crate) fn feeds_of(&self, table: &str) -> Vec<Arc<TopicEntry>> {
+        let source = format!("mutable.public.{table}");
+        self.topics.read().values().filter(|e| e.spec.source_table.as_deref() == Some(source.as_str())).cloned().collect()
+    }
+
+    pub(crate) fn broker(&self) -> &Arc<dyn Broker> {
+        &self.broker
+    }
+}
+
+/// What to create.
+#[derive(Debug, Clone)]
+pub struct TopicDefinition {
+    /// SQL name.
+    pub name: String,
+    /// Columns (ignored for change feeds, whose columns are fixed).
+    pub columns: Vec<TopicColumn>,
+    /// `mutable.public.T` to make a change feed of T.
+    pub source_table: Option<String>,
+    /// Retention.
+    pub retention: Retention,
+}
+
+/// A consumer group's position, for `topic list`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupInfo {
+    /// Group name.
+    pub name: String,
+    /// Events committed but not yet handed to any member.
+    pub lag: i64,
+    /// Events handed out and not yet acknowledged.
+    pub pending: i64,
+}
+
+/// A topic, for `topic list`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicInfo {
+    /// Name.
+    pub name: String,
+    /// Owner; `None` when shared.
+    pub tenant: Option<TenantId>,
+    /// `col:type[:nullable]` list.
+    pub schema: String,
+    /// Change-feed source.
+    pub source_table: Option<String>,
+    /// Lowest retained offset.
+    pub low_offset: i64,
+    /// Next offset to assign.
+    pub next_offset: i64,
+    /// Consumer groups of the caller's scope.
+    pub groups: Vec<GroupInfo>,
+}
+
+/// Result of a publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Offset of the first event.
+    pub first_offset: i64,
+    /// Events appended.
+    pub count: i64,
+}
+
+/// Topic operations of one session (`session.topics()`).
+#[derive(Debug)]
+pub struct Topics<'a> {
+    session: &'a Session,
+}
+
+impl<'a> Topics<'a> {
+    pub(crate) fn new(session: &'a Session) -> Self {
+        Topics { session }
+    }
+
+    fn state(&self) -> &Arc<TopicState> {
+        self.session.topic_state()
+    }
+
+    fn resolve(&self, name: &str) -> Result<Arc<TopicEntry>> {
+        let scope = self.session.scope();
+        self.state().resolve(scope, name).ok_or_else(|| Error::Query(format!("topic '{name}' does not exist{}; see `jammi topic list`", scope.describe())))
+    }
+
+    /// Create a topic owned by the session's tenant (shared when unbound).
+    pub async fn create(&self, definition: TopicDefinition) -> Result<TopicInfo> {
+        check_name(&definition.name)?;
+        let columns = match &definition.source_table {
+            Some(table) => {
+                let name = table.strip_prefix("mutable.public.").unwrap_or(table);
+                self.session.sync_catalog().await?;
+                self.session.mutable_state().require(name)?;
+                TopicSpec::change_feed_columns()
+            }
+            None if definition.columns.is_empty() => return Err(Error::Query("a topic needs columns (--schema) or a source table (--from-table)".into())),
+            None => definition.columns.clone(),
+        };
+        for (what, v) in [("max age", definition.retention.max_age_ms), ("max events", definition.retention.max_events)] {
+            if v.is_some_and(|v| v <= 0) {
+                return Err(Error::Query(format!("retention {what} must be positive")));
+            }
+        }
+        let source_table = definition.source_table.as_ref().map(|t| if t.starts_with("mutable.") { t.clone() } else { format!("mutable.public.{t}") });
+        let spec = TopicSpec { columns, source_table, retention: definition.retention };
+        let record = TopicRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            tenant: self.session.scope().owner(),
+            name: definition.name.clone(),
+            spec: serde_json::to_string(&spec).map_err(|e| Error::Query(e.to_string()))?,
+            next_offset: 0,
+            low_offset: 0,
+        };
+        self.session.catalog().topics().insert(&record).await?;
+        self.session.sync_catalog().await?;
+        Ok(self.info(&TopicEntry { record, spec }).await?)
+    }
+
+    async fn info(&self, entry: &TopicEntry) -> Result<TopicInfo> {
+        let (low, next) = log::bounds(self.session.catalog().pool(), &entry.record.id).await?;
+        let prefix = subscribe::group_prefix(self.session.scope());
+        let groups = self
+            .session
+            .catalog()
+            .topics()
+            .groups(&entry.record.id, &prefix)
+            .await?
+            .into_iter()
+            .map(|g| GroupInfo { name: g.name, lag: (next - g.next_offset).max(0), pending: g.pending })
+            .collect();
+        let schema = entry
+            .spec
+            .columns
+            .iter()
+            .map(|c| format!("{}:{}{}", c.name, serde_json::to_value(c.ty).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(), if c.nullable { ":nullable" } else { "" }))
+            .collect::<Vec<_>>()
+            .join(",");
+        Ok(TopicInfo { name: entry.record.name.clone(), tenant: entry.record.tenant, schema, source_table: entry.spec.source_table.clone(), low_offset: low, next_offset: next, groups })
+    }
+
+    /// Every topic the session's scope sees, with offsets and its groups' lag.
+    pub async fn list(&self) -> Result<Vec<TopicInfo>> {
+        self.session.sync_catalog().await?;
+        let mut out = Vec::new();
+        for entry in self.state().visible(self.session.scope()) {
+            out.push(self.info(&entry).await?);
+        }
+        Ok(out)
+    }
+
+    /// Drop a topic with its events and groups (owner or admin only).
+    pub async fn drop(&self, name: &str) -> Result<()> {
+        self.session.sync_catalog().await?;
+        let entry = self.resolve(name)?;
+        self.check_owner(&entry)?;
+        self.session.catalog().topics().delete(&entry.record.id).await?;
+        self.session.sync_catalog().await
+    }
+
+    fn check_owner(&self, entry: &TopicEntry) -> Result<()> {
+        let scope = self.session.scope();
+        match entry.record.tenant {
+            Some(owner) if scope != TenantScope::Admin && scope.owner() != Some(owner) => Err(Error::Query(format!(
+                "permission denied: topic '{}' belongs to another tenant; only its owner may publish to or drop it",
+                entry.record.name
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Publish `batch`: all its rows or none, offsets assigned at commit. Columns are
+    /// matched by name and converted to the topic's types; a mismatch rejects the batch.
+    pub async fn publish(&self, name: &str, batch: &RecordBatch) -> Result<Published> {
+        self.session.sync_catalog().await?;
+        let entry = self.resolve(name)?;
+        self.check_owner(&entry)?;
+        if entry.spec.source_table.is_some() {
+            return Err(Error::Query(format!("topic '{name}' is the change feed of {}; it is written by that table's changes only", entry.spec.source_table.as_deref().unwrap_or_default())));
+        }
+        let conformed = conform(&entry.spec, batch, name)?;
+        if conformed.num_rows() == 0 {
+            let (_, next) = log::bounds(self.session.catalog().pool(), &entry.record.id).await?;
+            return Ok(Published { first_offset: next, count: 0 });
+        }
+        let payloads = log::rows_to_json(&conformed)?;
+        let count = payloads.len() as i64;
+        let tenant = self.session.scope().owner().map(|t| t.to_string());
+        let txn = self.state().writer.begin().await?;
+        let (id, retention) = (entry.record.id.clone(), entry.spec.retention);
+        let appended = txn.with(move |conn| Box::pin(async move { log::append(conn, &id, &retention, tenant, payloads).await })).await;
+        let first = match appended {
+            Ok(first) => first,
+            Err(e) => {
+                let _ = txn.rollback().await;
+                return Err(e);
+            }
+        };
+        txn.commit().await?;
+        // After the commit: a wake-up only; a lost one delays delivery, never loses events.
+        self.state().broker.notify(&entry.record.id, first + count);
+        Ok(Published { first_offset: first, count })
+    }
+
+    /// Publish JSON: one object, an array of objects, or NDJSON (one object per line).
+    pub async fn publish_json(&self, name: &str, text: &str) -> Result<Published> {
+        self.session.sync_catalog().await?;
+        let entry = self.resolve(name)?;
+        let trimmed = text.trim();
+        let objects: Vec<String> = if trimmed.starts_with('[') {
+            let values: Vec<serde_json::Value> = serde_json::from_str(trimmed).map_err(|e| Error::Query(format!("publish to '{name}': not a JSON array of objects: {e}")))?;
+            values.iter().map(|v| v.to_string()).collect()
+        } else {
+            let mut out = Vec::new();
+            for (i, line) in trimmed.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                let value: serde_json::Value = serde_json::from_str(line).map_err(|e| Error::Query(format!("publish to '{name}': line {}: not JSON: {e}", i + 1)))?;
+                out.push(value.to_string());
+            }
+            out
+        };
+        for (i, o) in objects.iter().enumerate() {
+            if !o.starts_with('{') {
+                return Err(Error::Query(format!("publish to '{name}': event {} is not a JSON object", i + 1)));
+            }
+        }
+        let batch = log::decode(&entry.spec.payload_schema(), objects.iter().map(String::as_str)).map_err(|e| Error::Query(format!("publish to '{name}': {e}; nothing was published")))?;
+        self.publish(name, &batch).await
+    }
+
+    /// Subscribe; see [`SubscribeOptions`].
+    pub async fn subscribe(&self, name: &str, options: SubscribeOptions) -> Result<Subscription> {
+        self.session.sync_catalog().await?;
+        let entry = self.resolve(name)?;
+        let scope = self.session.scope();
+        let ctx = self.session.query_context(scope);
+        subscribe::subscribe(self.state(), &ctx, entry, scope, options).await
+    }
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidName { name: name.into(), message: "topic names use lower-case letters, digits and '_' (not first), at most 63 characters".into() })
+    }
+}
+
+/// `batch` with the topic's columns, in order and types; the whole batch or an error.
+fn conform(spec: &TopicSpec, batch: &RecordBatch, topic: &str) -> Result<RecordBatch> {
+    for field in batch.schema().fields() {
+        if !spec.columns.iter().any(|c| &c.name == field.name()) {
+            return Err(Error::Query(format!(
+                "publish to '{topic}': column '{}' is not in the topic; its columns are {}; nothing was published",
+                field.name(),
+                spec.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(spec.columns.len());
+    for c in &spec.columns {
+        let target = c.ty.arrow_type();
+        let array = match batch.column_by_name(&c.name) {
+            Some(a) if a.data_type() == &target => Arc::clone(a),
+            Some(a) => cast_with_options(a, &target, &CastOptions { safe: false, ..Default::default() }).map_err(|e| {
+                Error::Query(format!("publish to '{topic}': column '{}' ({:?}): {e}; nothing was published", c.name, c.ty))
+            })?,
+            None => datafusion::arrow::array::new_null_array(&target, batch.num_rows()),
+        };
+        if !c.nullable && array.null_count() > 0 {
+            return Err(Error::Query(format!("publish to '{topic}': column '{}' is required but missing or NULL in some events; nothing was published", c.name)));
+        }
+        if c.ty == TopicType::Json {
+            let text = array.as_any().downcast_ref::<StringArray>();
+            for v in text.into_iter().flatten().flatten() {
+                serde_json::from_str::<serde_json::Value>(v).map_err(|e| Error::Query(format!("publish to '{topic}': column '{}': '{v}' is not JSON: {e}", c.name)))?;
+            }
+        }
+        columns.push(array);
+    }
+    RecordBatch::try_new(spec.payload_schema(), columns).map_err(|e| Error::Query(e.to_string()))
+}
+
+/// `topic list` as a table.
+pub fn topics_to_batch(topics: &[TopicInfo]) -> Result<RecordBatch> {
+    let text = |f: &dyn Fn(&TopicInfo) -> Option<String>| Arc::new(StringArray::from(topics.iter().map(f).collect::<Vec<_>>())) as ArrayRef;
+    let schema = Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("schema", DataType::Utf8, false),
+        Field::new("source_table", DataType::Utf8, true),
+        Field::new("low_offset", DataType::Int64, false),
+        Field::new("next_offset", DataType::Int64, false),
+        Field::new("groups", DataType::Utf8, true),
+        Field::new("tenant", DataType::Utf8, true),
+    ]);
+    let groups = |t: &TopicInfo| {
+        (!t.groups.is_empty()).then(|| t.groups.iter().map(|g| format!("{} (lag {}, pending {})", g.name, g.lag, g.pending)).collect::<Vec<_>>().join("; "))
+    };
+    RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            text(&|t| Some(t.name.clone())),
+            text(&|t| Some(t.schema.clone())),
+            text(&|t| t.source_table.clone()),
+            Arc::new(Int64Array::from(topics.iter().map(|t| t.low_offset).collect::<Vec<_>>())),
+            Arc::new(Int64Array::from(topics.iter().map(|t| t.next_offset).collect::<Vec<_>>())),
+            text(&groups),
+            text(&|t| t.tenant.map(|x| x.to_string())),
+        ],
+    )
+    .map_err(|e| Error::Query(e.to_string()))
+}

@@ -1,0 +1,382 @@
+//! Subscriptions: replay from an offset, then live events, with no gap and no duplicate
+//! across the switch (both read the same log by offset); and consumer groups, whose members
+//! share a topic through leases on individual events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{Int64Type, SchemaRef};
+use sqlx::{AnyConnection, Row};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::filter::EventFilter;
+use super::log::{self, LogEvent};
+use super::{TopicEntry, TopicState};
+use crate::catalog::{now_millis, Catalog};
+use crate::error::{Error, Result};
+use crate::tenant::TenantScope;
+
+/// How often an idle subscriber looks at the log even without a wake-up (publishers in
+/// other processes do not reach this process's broker).
+const POLL: Duration = Duration::from_millis(100);
+
+/// Where a subscription starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartAt {
+    /// Only events committed after subscribing.
+    #[default]
+    Live,
+    /// The lowest retained offset.
+    Beginning,
+    /// This offset (an error if retention already removed it).
+    Offset(i64),
+}
+
+/// How to subscribe.
+#[derive(Debug, Clone)]
+pub struct SubscribeOptions {
+    /// Start position (for a new consumer group: where the group starts).
+    pub from: StartAt,
+    /// SQL predicate over the topic's columns.
+    pub filter: Option<String>,
+    /// Share the topic with the other members of this group.
+    pub group: Option<String>,
+    /// A group member's unacknowledged events go to another member after this long.
+    pub ack_timeout: Duration,
+    /// Most events per delivered batch.
+    pub batch_size: usize,
+}
+
+impl Default for SubscribeOptions {
+    fn default() -> Self {
+        SubscribeOptions { from: StartAt::Live, filter: None, group: None, ack_timeout: Duration::from_secs(30), batch_size: 1000 }
+    }
+}
+
+/// A running subscription: batches of events (topic columns, `_offset`, `_produced_at`) in
+/// offset order. Dropping it stops it.
+#[derive(Debug)]
+pub struct Subscription {
+    schema: SchemaRef,
+    rx: mpsc::Receiver<Result<RecordBatch>>,
+    task: JoinHandle<()>,
+    group: Option<GroupMember>,
+}
+
+#[derive(Debug, Clone)]
+struct GroupMember {
+    catalog: Catalog,
+    topic_id: String,
+    group_key: String,
+    member: String,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Subscription {
+    /// The schema of delivered batches.
+    pub fn schema(&self) -> SchemaRef {
+        SchemaRef::clone(&self.schema)
+    }
+
+    /// The next batch; `None` only when the subscription ended.
+    pub async fn next(&mut self) -> Option<Result<RecordBatch>> {
+        self.rx.recv().await
+    }
+
+    /// Acknowledge a delivered batch (consumer groups; a no-op otherwise). Unacknowledged
+    /// events are delivered again, to any member, after the ack timeout.
+    pub async fn ack(&self, batch: &RecordBatch) -> Result<()> {
+        let Some(g) = &self.group else { return Ok(()) };
+        let offsets: Vec<i64> = batch
+            .column_by_name(super::spec::OFFSET_COLUMN)
+            .map(|c| c.as_primitive::<Int64Type>().values().to_vec())
+            .unwrap_or_default();
+        ack(&g.catalog, &g.topic_id, &g.group_key, &g.member, &offsets).await
+    }
+}
+
+async fn ack(catalog: &Catalog, topic_id: &str, group_key: &str, member: &str, offsets: &[i64]) -> Result<()> {
+    for chunk in offsets.chunks(500) {
+        let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 4)).collect();
+        let sql = format!(
+            "DELETE FROM jammi_topic_pending WHERE topic_id = $1 AND group_name = $2 AND consumer = $3 AND event_offset IN ({})",
+            marks.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(topic_id).bind(group_key).bind(member);
+        for o in chunk {
+            query = query.bind(*o);
+        }
+        query.execute(catalog.pool()).await.map_err(|e| catalog.error(e))?;
+    }
+    Ok(())
+}
+
+/// Start a subscription to `entry` in `scope`.
+pub(crate) async fn subscribe(state: &Arc<TopicState>, ctx: &datafusion::prelude::SessionContext, entry: Arc<TopicEntry>, scope: TenantScope, options: SubscribeOptions) -> Result<Subscription> {
+    let schema = entry.spec.event_schema();
+    let filter = match &options.filter {
+        Some(text) if !text.trim().is_empty() => {
+            let df_schema = datafusion::common::DFSchema::try_from(SchemaRef::clone(&schema)).map_err(|e| Error::Query(e.to_string()))?;
+            Some(EventFilter::new(ctx, text, &df_schema)?)
+        }
+        _ => None,
+    };
+    let (low, top) = log::bounds(state.catalog.pool(), &entry.record.id).await?;
+    let start = match options.from {
+        StartAt::Live => top,
+        StartAt::Beginning => low,
+        StartAt::Offset(n) if n < low => {
+            return Err(Error::Query(format!(
+                "topic '{}': offset {n} is no longer available (retention removed older events); the lowest available offset is {low}",
+                entry.record.name
+            )))
+        }
+        StartAt::Offset(n) if n < 0 => return Err(Error::Query(format!("offset {n} is negative"))),
+        StartAt::Offset(n) => n,
+    };
+    let (tx, rx) = mpsc::channel(4);
+    let worker = Worker { state: Arc::clone(state), entry: Arc::clone(&entry), scope, filter, tx, batch_size: options.batch_size.max(1) as i64 };
+    let (task, group) = match &options.group {
+        None => (tokio::spawn(worker.run_plain(start)), None),
+        Some(group) => {
+            let prefix = group_prefix(scope);
+            let member = GroupMember {
+                catalog: state.catalog.clone(),
+                topic_id: entry.record.id.clone(),
+                group_key: format!("{prefix}{group}"),
+                member: uuid::Uuid::new_v4().to_string(),
+            };
+            ensure_group(&state.catalog, &member, scope, start).await?;
+            (tokio::spawn(worker.run_group(member.clone(), options.ack_timeout)), Some(member))
+        }
+    };
+    Ok(Subscription { schema, rx, task, group })
+}
+
+/// Group names are per scope: `<tenant or "">:<name>` (`*:` for the admin scope).
+pub(crate) fn group_prefix(scope: TenantScope) -> String {
+    match scope {
+        TenantScope::Tenant(t) => format!("{t}:"),
+        TenantScope::Unbound => ":".into(),
+        TenantScope::Admin => "*:".into(),
+    }
+}
+
+async fn ensure_group(catalog: &Catalog, member: &GroupMember, scope: TenantScope, start: i64) -> Result<()> {
+    sqlx::query("INSERT INTO jammi_topic_groups (topic_id, tenant_id, group_name, next_offset) VALUES ($1, $2, $3, $4) ON CONFLICT (topic_id, group_name) DO NOTHING")
+        .bind(&member.topic_id)
+        .bind(scope.owner().map(|t| t.to_string()))
+        .bind(&member.group_key)
+        .bind(start)
+        .execute(catalog.pool())
+        .await
+        .map_err(|e| catalog.error(e))?;
+    Ok(())
+}
+
+struct Worker {
+    state: Arc<TopicState>,
+    entry: Arc<TopicEntry>,
+    scope: TenantScope,
+    filter: Option<EventFilter>,
+    tx: mpsc::Sender<Result<RecordBatch>>,
+    batch_size: i64,
+}
+
+impl Worker {
+    /// Deliver `events` (after the filter); false when the subscriber is gone.
+    async fn deliver(&self, events: &[LogEvent]) -> Result<Option<RecordBatch>> {
+        let batch = log::events_to_batch(&self.entry.spec, events)?;
+        let batch = match &self.filter {
+            Some(f) => f.apply(&batch)?,
+            None => batch,
+        };
+        Ok((batch.num_rows() > 0).then_some(batch))
+    }
+
+    async fn wait(&self, watch: &mut tokio::sync::watch::Receiver<i64>) {
+        tokio::select! {
+            _ = watch.changed() => {}
+            _ = tokio::time::sleep(POLL) => {}
+        }
+    }
+
+    async fn run_plain(self, mut next: i64) {
+        let mut watch = self.state.broker.watch(&self.entry.record.id);
+        loop {
+            let step = async {
+                let mut conn = self.state.catalog.pool().acquire().await.map_err(|e| self.state.catalog.error(e))?;
+                let events = log::read(&mut conn, &self.entry.record.id, next, self.batch_size, self.scope).await?;
+                if events.is_empty() {
+                    let (low, _) = log::bounds(self.state.catalog.pool(), &self.entry.record.id).await?;
+                    if low > next {
+                        return Err(Error::Query(format!(
+                            "topic '{}': the subscriber fell behind retention at offset {next}; the lowest available offset is {low}",
+                            self.entry.record.name
+                        )));
+                    }
+                }
+                Ok::<_, Error>(events)
+            }
+            .await;
+            match step {
+                Ok(events) if events.is_empty() => self.wait(&mut watch).await,
+                Ok(events) => {
+                    next = events[events.len() - 1].offset + 1;
+                    match self.deliver(&events).await {
+                        Ok(Some(batch)) => {
+                            if self.tx.send(Ok(batch)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            let _ = self.tx.send(Err(e)).await;
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = self.tx.send(Err(e)).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn run_group(self, member: GroupMember, ack_timeout: Duration) {
+        let mut watch = self.state.broker.watch(&self.entry.record.id);
+        loop {
+            let claimed = claim(&self.state, &member, self.scope, self.batch_size, ack_timeout).await;
+            let events = match claimed {
+                Ok(offsets) if offsets.is_empty() => {
+                    self.wait(&mut watch).await;
+                    continue;
+                }
+                Ok(offsets) => log::read_offsets(self.state.catalog.pool(), &member.topic_id, &offsets).await,
+                Err(e) => Err(e),
+            };
+            let result = match events {
+                Ok(events) => self.deliver(&events).await.map(|b| (b, events)),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok((Some(batch), events)) => {
+                    // Events the filter dropped are done: acknowledge them now.
+                    let kept: std::collections::HashSet<i64> = batch.column(batch.num_columns() - 2).as_primitive::<Int64Type>().values().iter().copied().collect();
+                    let dropped: Vec<i64> = events.iter().map(|e| e.offset).filter(|o| !kept.contains(o)).collect();
+                    let _ = ack(&member.catalog, &member.topic_id, &member.group_key, &member.member, &dropped).await;
+                    if self.tx.send(Ok(batch)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok((None, events)) => {
+                    let all: Vec<i64> = events.iter().map(|e| e.offset).collect();
+                    let _ = ack(&member.catalog, &member.topic_id, &member.group_key, &member.member, &all).await;
+                }
+                Err(e) => {
+                    let _ = self.tx.send(Err(e)).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Hand up to `limit` events to `member`: expired leases first (redelivery), then events
+/// no member has had. One write transaction, so two members never get the same event.
+async fn claim(state: &TopicState, member: &GroupMember, scope: TenantScope, limit: i64, ack_timeout: Duration) -> Result<Vec<i64>> {
+    let txn = state.writer.begin().await?;
+    let (topic_id, group, consumer) = (member.topic_id.clone(), member.group_key.clone(), member.member.clone());
+    let deadline_ms = ack_timeout.as_millis() as i64;
+    let result = txn
+        .with(move |conn| {
+            Box::pin(async move { claim_in(conn, &topic_id, &group, &consumer, scope, limit, deadline_ms).await })
+        })
+        .await;
+    match result {
+        Ok(offsets) => {
+            txn.commit().await?;
+            Ok(offsets)
+        }
+        Err(e) => {
+            let _ = txn.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+async fn claim_in(conn: &mut AnyConnection, topic_id: &str, group: &str, consumer: &str, scope: TenantScope, limit: i64, ack_ms: i64) -> Result<Vec<i64>> {
+    let err = |e: sqlx::Error| Error::Query(format!("consumer group: {}", crate::error::one_line(&e.to_string())));
+    let now = now_millis();
+    let expired: Vec<i64> = sqlx::query(&format!(
+        "SELECT event_offset FROM jammi_topic_pending WHERE topic_id = $1 AND group_name = $2 AND deadline < $3 ORDER BY event_offset LIMIT {limit}"
+    ))
+    .bind(topic_id)
+    .bind(group)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(err)?
+    .iter()
+    .map(|r| r.try_get(0))
+    .collect::<std::result::Result<_, _>>()
+    .map_err(err)?;
+    for o in &expired {
+        sqlx::query("UPDATE jammi_topic_pending SET consumer = $1, deadline = $2, deliveries = deliveries + 1 WHERE topic_id = $3 AND group_name = $4 AND event_offset = $5")
+            .bind(consumer)
+            .bind(now + ack_ms)
+            .bind(topic_id)
+            .bind(group)
+            .bind(*o)
+            .execute(&mut *conn)
+            .await
+            .map_err(err)?;
+    }
+    let mut offsets = expired;
+    let room = limit - offsets.len() as i64;
+    if room > 0 {
+        let next: i64 = sqlx::query("SELECT next_offset FROM jammi_topic_groups WHERE topic_id = $1 AND group_name = $2")
+            .bind(topic_id)
+            .bind(group)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(err)?
+            .try_get(0)
+            .map_err(err)?;
+        let fresh = log::read(conn, topic_id, next, room, scope).await?;
+        if let Some(last) = fresh.last() {
+            for e in &fresh {
+                sqlx::query(
+                    "INSERT INTO jammi_topic_pending (topic_id, tenant_id, group_name, event_offset, consumer, deadline, deliveries) VALUES ($1, $2, $3, $4, $5, $6, 1)",
+                )
+                .bind(topic_id)
+                .bind(scope.owner().map(|t| t.to_string()))
+                .bind(group)
+                .bind(e.offset)
+                .bind(consumer)
+                .bind(now + ack_ms)
+                .execute(&mut *conn)
+                .await
+                .map_err(err)?;
+            }
+            sqlx::query("UPDATE jammi_topic_groups SET next_offset = $1 WHERE topic_id = $2 AND group_name = $3")
+                .bind(last.offset + 1)
+                .bind(topic_id)
+                .bind(group)
+                .execute(&mut *conn)
+                .await
+                .map_err(err)?;
+            offsets.extend(fresh.iter().map(|e| e.offset));
+        }
+    }
+    offsets.sort_unstable();
+    Ok(offsets)
+}
