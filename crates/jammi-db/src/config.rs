@@ -28,6 +28,29 @@ pub struct Config {
     pub query: QueryConfig,
     /// Vector table settings.
     pub vectors: VectorsConfig,
+    /// Topic broker settings.
+    pub broker: BrokerConfig,
+}
+
+/// Which broker carries topic wake-ups between publishers and live subscribers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BrokerKind {
+    /// Within this process; subscribers in other processes poll the log (the default).
+    #[default]
+    InProcess,
+    /// NATS JetStream at `broker.url`: wake-ups reach every process at once.
+    Jetstream,
+}
+
+/// `[broker]`: topic fan-out.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// `in_process` or `jetstream`.
+    pub kind: BrokerKind,
+    /// NATS server URL for `jetstream`, e.g. `nats://127.0.0.1:4222`.
+    pub url: Option<String>,
 }
 
 /// `[vectors]`: vector search settings.
@@ -103,6 +126,7 @@ struct FileConfig {
     storage: StorageConfig,
     query: QueryConfig,
     vectors: VectorsConfig,
+    broker: BrokerConfig,
 }
 
 impl Config {
@@ -114,6 +138,7 @@ impl Config {
             storage: StorageConfig::default(),
             query: QueryConfig::default(),
             vectors: VectorsConfig::default(),
+            broker: BrokerConfig::default(),
         }
     }
 
@@ -169,6 +194,7 @@ impl Config {
             storage: parsed.storage,
             query: parsed.query,
             vectors: parsed.vectors,
+            broker: parsed.broker,
         };
         config.validate()?;
         Ok(config)
@@ -195,6 +221,9 @@ impl Config {
         }
         if !(self.vectors.max_deleted_fraction > 0.0 && self.vectors.max_deleted_fraction <= 1.0) {
             return Err(Error::config("vectors.max_deleted_fraction", "must be greater than 0 and at most 1"));
+        }
+        if self.broker.kind == BrokerKind::Jetstream && !self.broker.url.as_deref().is_some_and(|u| u.starts_with("nats://") || u.starts_with("tls://")) {
+            return Err(Error::config("broker.url", "broker.kind = \"jetstream\" needs broker.url = \"nats://host:port\""));
         }
         Ok(())
     }
@@ -301,6 +330,7 @@ fn is_known_key(section: &str, key: &str) -> bool {
             | ("storage", "root")
             | ("query", "target_partitions" | "batch_size")
             | ("vectors", "cache_mb" | "max_segments" | "max_deleted_fraction")
+            | ("broker", "kind" | "url")
     )
 }
 

@@ -30,7 +30,9 @@ use crate::vector::search_fn::VectorSearchFunction;
 use crate::vector::sql::VectorsCatalog;
 use crate::vector::{CompactionPolicy, VectorState, Vectors};
 use crate::mutable::{self, provider::Mode, txn::{TxnOption, WriteTxn, Writer}, MutableCatalog, MutableState};
-use crate::topic::{broker::InProcessBroker, sql::TopicsCatalog, TopicState, Topics};
+use crate::config::BrokerKind;
+use crate::topic::broker::{Broker, InProcessBroker, JetStreamBroker};
+use crate::topic::{sql::TopicsCatalog, TopicState, Topics};
 use crate::storage::{StorageOptions, StorageRegistry, StorageUrl};
 use crate::tenant::{self, TenantFilterRule, TenantId, TenantScope, TenantScopeOption};
 
@@ -145,7 +147,11 @@ impl Session {
             .insert("vectors".to_string(), Arc::new(VectorsEngineCatalog(Arc::clone(&vectors))) as Arc<dyn EngineCatalog>);
         let writer = Arc::new(Writer::new(catalog.clone()));
         let mutable = Arc::new(MutableState::new(catalog.clone(), Arc::clone(&writer)));
-        let topics = Arc::new(TopicState::new(catalog.clone(), Arc::new(InProcessBroker::default()), writer));
+        let broker: Arc<dyn Broker> = match config.broker.kind {
+            BrokerKind::InProcess => Arc::new(InProcessBroker::default()),
+            BrokerKind::Jetstream => Arc::new(JetStreamBroker::connect(config.broker.url.as_deref().unwrap_or_default()).await?),
+        };
+        let topics = Arc::new(TopicState::new(catalog.clone(), broker, writer));
         engine_catalogs
             .write()
             .unwrap_or_else(|p| p.into_inner())

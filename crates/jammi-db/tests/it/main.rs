@@ -2,6 +2,7 @@
 
 mod support;
 
+mod broker;
 mod catalog;
 mod mutable;
 mod prepared;

@@ -11,15 +11,19 @@ use std::time::Duration;
 use jammi_db::datafusion::arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray};
 use jammi_db::datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use jammi_db::topic::{Retention, StartAt, SubscribeOptions, Subscription, TopicDefinition, TopicSpec};
+use jammi_db::config::{BrokerConfig, BrokerKind};
 use jammi_db::{Config, Session, TenantId};
 
 use crate::support::*;
 
-async fn backend_session(pg: bool) -> (Session, tempfile::TempDir) {
+async fn backend_session(pg: bool, jetstream: bool) -> (Session, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::embedded(dir.path().join("home"));
     if pg {
         config.catalog.url = Some(fresh_pg_database().await);
+    }
+    if jetstream {
+        config.broker = BrokerConfig { kind: BrokerKind::Jetstream, url: Some(require_env("JAMMI_TEST_NATS_URL")) };
     }
     (Session::open(config).await.expect("open session"), dir)
 }
@@ -223,8 +227,8 @@ async fn retention_and_tenancy(session: &Session) {
     assert!(topics.subscribe("recent", SubscribeOptions::default()).await.is_err());
 }
 
-async fn suite(pg: bool) {
-    let (session, _dir) = backend_session(pg).await;
+async fn suite(pg: bool, jetstream: bool) {
+    let (session, _dir) = backend_session(pg, jetstream).await;
     offsets_and_replay(&session).await;
     consumer_groups(&session).await;
     change_feeds(&session).await;
@@ -233,10 +237,16 @@ async fn suite(pg: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn topics_on_sqlite() {
-    suite(false).await;
+    suite(false, false).await;
+}
+
+/// The same suite with the JetStream broker carrying the wake-ups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn topics_on_sqlite_with_jetstream() {
+    suite(false, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn topics_on_postgres() {
-    suite(true).await;
+    suite(true, false).await;
 }
