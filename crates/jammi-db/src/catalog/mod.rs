@@ -175,6 +175,17 @@ pub(crate) async fn backoff(attempt: u32) {
     tokio::time::sleep(std::time::Duration::from_millis(5u64 << attempt.clamp(1, 7))).await;
 }
 
+/// Whether `owner` (`None`: shared) already has a row named `name` in `table` (a table with
+/// `tenant_id` and `name` columns), as seen inside `tx`.
+pub(crate) async fn name_taken(tx: &mut Transaction<'_, Any>, table: &str, owner: Option<&str>, name: &str) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(&format!("SELECT id FROM {table} WHERE COALESCE(tenant_id, '') = $1 AND name = $2"))
+        .bind(owner.unwrap_or_default().to_string())
+        .bind(name.to_string())
+        .fetch_optional(&mut **tx)
+        .await?
+        .is_some())
+}
+
 /// Bump the change counter inside a write transaction.
 pub(crate) async fn bump_change_counter(tx: &mut Transaction<'_, Any>) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE jammi_change_counter SET counter = counter + 1 WHERE id = 1")

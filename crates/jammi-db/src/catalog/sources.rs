@@ -76,14 +76,7 @@ impl<'a> SourceRepo<'a> {
         };
         let tenant = record.tenant.map(|t| t.to_string());
         let mut tx = c.begin_serialized().await?;
-        let exists = sqlx::query("SELECT id FROM jammi_sources WHERE COALESCE(tenant_id, '') = $1 AND name = $2")
-            .bind(tenant.clone().unwrap_or_default())
-            .bind(&record.name)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| c.error(e))?
-            .is_some();
-        if exists {
+        if super::name_taken(&mut tx, "jammi_sources", tenant.as_deref(), &record.name).await.map_err(|e| c.error(e))? {
             return Err(Error::DuplicateSource { name: record.name.clone(), scope: scope_text });
         }
         let options = serde_json::to_string(&record.options).map_err(|e| Error::Query(e.to_string()))?;

@@ -89,14 +89,7 @@ impl<'a> TopicRepo<'a> {
         let c = self.catalog;
         let owner = record.tenant.map(|t| t.to_string());
         let mut tx = c.begin_serialized().await?;
-        let taken = sqlx::query("SELECT id FROM jammi_topics WHERE COALESCE(tenant_id, '') = $1 AND name = $2")
-            .bind(owner.clone().unwrap_or_default())
-            .bind(&record.name)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| c.error(e))?
-            .is_some();
-        if taken {
+        if super::name_taken(&mut tx, "jammi_topics", owner.as_deref(), &record.name).await.map_err(|e| c.error(e))? {
             return Err(Error::InvalidName { name: record.name.clone(), message: "a topic with this name already exists; drop it first or pick another name".into() });
         }
         sqlx::query("INSERT INTO jammi_topics (id, tenant_id, name, spec, next_offset, low_offset, created_at) VALUES ($1, $2, $3, $4, 0, 0, $5)")

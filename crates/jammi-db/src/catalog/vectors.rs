@@ -68,14 +68,7 @@ impl<'a> VectorTableRepo<'a> {
         let c = self.catalog;
         let owner = record.tenant.map(|t| t.to_string());
         let mut tx = c.begin_serialized().await?;
-        let taken = sqlx::query("SELECT id FROM jammi_vector_tables WHERE COALESCE(tenant_id, '') = $1 AND name = $2")
-            .bind(owner.clone().unwrap_or_default())
-            .bind(&record.name)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| c.error(e))?
-            .is_some();
-        if taken {
+        if super::name_taken(&mut tx, "jammi_vector_tables", owner.as_deref(), &record.name).await.map_err(|e| c.error(e))? {
             return Err(Error::InvalidName {
                 name: record.name.clone(),
                 message: "a vector table with this name already exists; drop it first or pick another name".into(),

@@ -91,3 +91,20 @@ impl TenantScope {
         }
     }
 }
+
+/// Objects named per owner (`None` = shared), as `scope` resolves `name`: the tenant's own
+/// first, then a shared one; the admin scope takes any owner's.
+pub(crate) fn resolve_scoped<V: Clone>(map: &std::collections::HashMap<(Option<TenantId>, String), V>, scope: TenantScope, name: &str) -> Option<V> {
+    if let Some(t) = scope.owner() {
+        if let Some(v) = map.get(&(Some(t), name.to_string())) {
+            return Some(v.clone());
+        }
+    }
+    if let Some(v) = map.get(&(None, name.to_string())) {
+        return Some(v.clone());
+    }
+    if scope == TenantScope::Admin {
+        return map.iter().find(|((_, n), _)| n == name).map(|(_, v)| v.clone());
+    }
+    None
+}

@@ -102,6 +102,11 @@ pub async fn append(conn: &mut AnyConnection, topic_id: &str, retention: &Retent
     Ok(first)
 }
 
+/// A row of `SELECT event_offset, produced_at, payload`.
+fn event_of(row: &sqlx::any::AnyRow) -> Result<LogEvent> {
+    Ok(LogEvent { offset: row.try_get(0).map_err(sql_err)?, produced_at: row.try_get(1).map_err(sql_err)?, payload: row.try_get(2).map_err(sql_err)? })
+}
+
 /// The condition on `tenant_id` for events `scope` may see, and its bind.
 fn visibility(scope: TenantScope) -> (&'static str, Option<String>) {
     match scope {
@@ -123,9 +128,7 @@ pub async fn read(conn: &mut AnyConnection, topic_id: &str, from: i64, limit: i6
         query = query.bind(t);
     }
     let rows = query.fetch_all(&mut *conn).await.map_err(sql_err)?;
-    rows.iter()
-        .map(|r| Ok(LogEvent { offset: r.try_get(0).map_err(sql_err)?, produced_at: r.try_get(1).map_err(sql_err)?, payload: r.try_get(2).map_err(sql_err)? }))
-        .collect()
+    rows.iter().map(event_of).collect()
 }
 
 /// The events at exactly these offsets that `scope` may see (for consumer groups).
@@ -142,7 +145,7 @@ pub async fn read_offsets(pool: &AnyPool, topic_id: &str, offsets: &[i64]) -> Re
             query = query.bind(*o);
         }
         for r in query.fetch_all(pool).await.map_err(sql_err)? {
-            out.push(LogEvent { offset: r.try_get(0).map_err(sql_err)?, produced_at: r.try_get(1).map_err(sql_err)?, payload: r.try_get(2).map_err(sql_err)? });
+            out.push(event_of(&r)?);
         }
     }
     Ok(out)

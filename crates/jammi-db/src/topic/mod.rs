@@ -67,19 +67,7 @@ impl TopicState {
 
     /// The topic `name` as `scope` sees it: its own first, then a shared one.
     pub(crate) fn resolve(&self, scope: TenantScope, name: &str) -> Option<Arc<TopicEntry>> {
-        let topics = self.topics.read();
-        if let Some(t) = scope.owner() {
-            if let Some(e) = topics.get(&(Some(t), name.to_string())) {
-                return Some(Arc::clone(e));
-            }
-        }
-        if let Some(e) = topics.get(&(None, name.to_string())) {
-            return Some(Arc::clone(e));
-        }
-        if scope == TenantScope::Admin {
-            return topics.iter().find(|((_, n), _)| n == name).map(|(_, e)| Arc::clone(e));
-        }
-        None
+        crate::tenant::resolve_scoped(&self.topics.read(), scope, name)
     }
 
     pub(crate) fn visible(&self, scope: TenantScope) -> Vec<Arc<TopicEntry>> {

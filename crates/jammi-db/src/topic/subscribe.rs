@@ -315,6 +315,14 @@ async fn claim(state: &TopicState, member: &GroupMember, scope: TenantScope, lim
 
 async fn claim_in(conn: &mut AnyConnection, topic_id: &str, group: &str, consumer: &str, scope: TenantScope, limit: i64, ack_ms: i64) -> Result<Vec<i64>> {
     let err = |e: sqlx::Error| Error::Query(format!("consumer group: {}", crate::error::one_line(&e.to_string())));
+    // Lock the group's row first: members claiming at once then take turns (Postgres runs
+    // this transaction without a database-wide lock).
+    sqlx::query("UPDATE jammi_topic_groups SET next_offset = next_offset WHERE topic_id = $1 AND group_name = $2")
+        .bind(topic_id)
+        .bind(group)
+        .execute(&mut *conn)
+        .await
+        .map_err(err)?;
     let now = now_millis();
     let expired: Vec<i64> = sqlx::query(&format!(
         "SELECT event_offset FROM jammi_topic_pending WHERE topic_id = $1 AND group_name = $2 AND deadline < $3 ORDER BY event_offset LIMIT {limit}"

@@ -163,19 +163,7 @@ impl VectorState {
 
     /// The table `name` as `scope` resolves it: the tenant's own first, then shared.
     pub(crate) fn resolve(&self, scope: TenantScope, name: &str) -> Option<Arc<VectorEntry>> {
-        let tables = self.tables.read();
-        if let Some(t) = scope.owner() {
-            if let Some(e) = tables.get(&(Some(t), name.to_string())) {
-                return Some(Arc::clone(e));
-            }
-        }
-        if let Some(e) = tables.get(&(None, name.to_string())) {
-            return Some(Arc::clone(e));
-        }
-        if scope == TenantScope::Admin {
-            return tables.iter().find(|((_, n), _)| n == name).map(|(_, e)| Arc::clone(e));
-        }
-        None
+        crate::tenant::resolve_scoped(&self.tables.read(), scope, name)
     }
 
     /// Names visible in `scope`.
