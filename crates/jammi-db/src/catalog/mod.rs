@@ -175,6 +175,16 @@ pub(crate) async fn backoff(attempt: u32) {
     tokio::time::sleep(std::time::Duration::from_millis(5u64 << attempt.clamp(1, 7))).await;
 }
 
+/// Placeholder number `n` (1-based) of a statement with many parameters: `?` on SQLite,
+/// `$n` on Postgres. (sqlx binds SQLite's `$n` by looking each name up in a list, which is
+/// quadratic in the number of parameters: most of a 1,000-row insert's time.)
+pub(crate) fn placeholder(kind: BackendKind, n: usize) -> String {
+    match kind {
+        BackendKind::Sqlite => "?".to_string(),
+        BackendKind::Postgres => format!("${n}"),
+    }
+}
+
 /// Whether `owner` (`None`: shared) already has a row named `name` in `table` (a table with
 /// `tenant_id` and `name` columns), as seen inside `tx`.
 pub(crate) async fn name_taken(tx: &mut Transaction<'_, Any>, table: &str, owner: Option<&str>, name: &str) -> Result<bool, sqlx::Error> {

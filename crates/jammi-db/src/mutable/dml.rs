@@ -331,9 +331,9 @@ async fn insert(
 }
 
 pub(super) async fn write_insert(txn: &WriteTxn, table: &Arc<MutableTable>, tenant: String, rows: Vec<Vec<Stored>>, skip_conflicts: bool) -> Result<u64> {
-    let t = Arc::clone(table);
+    let (t, kind) = (Arc::clone(table), txn.kind());
     txn.with(move |conn| {
-        Box::pin(async move { store::insert(conn, &t.storage, &t.spec, &tenant, &rows, skip_conflicts).await.map_err(|e| duplicate(&t, e)) })
+        Box::pin(async move { store::insert(conn, kind, &t.storage, &t.spec, &tenant, &rows, skip_conflicts).await.map_err(|e| duplicate(&t, e)) })
     })
     .await
 }

@@ -143,8 +143,10 @@ pub fn write_error(e: sqlx::Error, storage: &str, spec: &TableSpec) -> WriteErro
 
 /// Insert the rows of `columns` (stored values, column-major, in `spec` order) stamped with
 /// `tenant`. `on_conflict_do_nothing` skips rows whose key exists. Returns rows written.
+#[allow(clippy::too_many_arguments)]
 pub async fn insert(
     conn: &mut AnyConnection,
+    kind: BackendKind,
     storage: &str,
     spec: &TableSpec,
     tenant: &str,
@@ -168,10 +170,12 @@ pub async fn insert(
         let tuples: Vec<String> = chunk
             .iter()
             .map(|_| {
-                let params: Vec<String> = (0..width).map(|_| {
-                    n += 1;
-                    format!("${n}")
-                }).collect();
+                let params: Vec<String> = (0..width)
+                    .map(|_| {
+                        n += 1;
+                        crate::catalog::placeholder(kind, n)
+                    })
+                    .collect();
                 format!("({})", params.join(", "))
             })
             .collect();

@@ -82,6 +82,11 @@ impl WriteTxn {
         Ok(Arc::new(WriteTxn { conn: Mutex::new(Some(conn)), kind, locked: Mutex::new(Vec::new()), _writer: guard }))
     }
 
+    /// The database family the transaction runs on.
+    pub fn kind(&self) -> BackendKind {
+        self.kind
+    }
+
     /// Run `f` on the transaction's connection.
     pub async fn with<T>(
         &self,

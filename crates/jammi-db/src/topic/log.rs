@@ -16,7 +16,7 @@ use datafusion::arrow::json::{LineDelimitedWriter, ReaderBuilder};
 use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::spec::{Retention, TopicSpec};
-use crate::catalog::now_millis;
+use crate::catalog::{now_millis, placeholder, BackendKind};
 use crate::error::{Error, Result};
 use crate::tenant::TenantScope;
 
@@ -37,7 +37,7 @@ fn sql_err(e: sqlx::Error) -> Error {
 
 /// Append `payloads` (stamped with `tenant`) inside the caller's transaction and apply the
 /// topic's retention. Returns the first offset assigned.
-pub async fn append(conn: &mut AnyConnection, topic_id: &str, retention: &Retention, tenant: Option<String>, payloads: Vec<String>) -> Result<i64> {
+pub async fn append(conn: &mut AnyConnection, kind: BackendKind, topic_id: &str, retention: &Retention, tenant: Option<String>, payloads: Vec<String>) -> Result<i64> {
     let n = payloads.len() as i64;
     let moved = sqlx::query("UPDATE jammi_topics SET next_offset = next_offset + $1 WHERE id = $2")
         .bind(n)
@@ -59,7 +59,9 @@ pub async fn append(conn: &mut AnyConnection, topic_id: &str, retention: &Retent
     let first = next - n;
     let now = now_millis();
     for (chunk_index, chunk) in payloads.chunks(1000).enumerate() {
-        let tuples: Vec<String> = (0..chunk.len()).map(|i| format!("(${}, ${}, ${}, ${}, ${})", i * 5 + 1, i * 5 + 2, i * 5 + 3, i * 5 + 4, i * 5 + 5)).collect();
+        let tuples: Vec<String> = (0..chunk.len())
+            .map(|i| format!("({})", (1..=5).map(|j| placeholder(kind, i * 5 + j)).collect::<Vec<_>>().join(", ")))
+            .collect();
         let sql = format!("INSERT INTO jammi_topic_events (topic_id, event_offset, tenant_id, produced_at, payload) VALUES {}", tuples.join(", "));
         let mut query = sqlx::query(&sql);
         for (i, payload) in chunk.iter().enumerate() {

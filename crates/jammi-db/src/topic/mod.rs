@@ -269,7 +269,8 @@ impl<'a> Topics<'a> {
         let tenant = self.session.scope().owner().map(|t| t.to_string());
         let txn = self.state().writer.begin().await?;
         let (id, retention) = (entry.record.id.clone(), entry.spec.retention);
-        let appended = txn.with(move |conn| Box::pin(async move { log::append(conn, &id, &retention, tenant, payloads).await })).await;
+        let kind = txn.kind();
+        let appended = txn.with(move |conn| Box::pin(async move { log::append(conn, kind, &id, &retention, tenant, payloads).await })).await;
         let first = match appended {
             Ok(first) => first,
             Err(e) => {
