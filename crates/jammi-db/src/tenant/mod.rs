@@ -92,9 +92,12 @@ impl TenantScope {
     }
 }
 
+/// Objects keyed by (owner, name); owner `None` = shared.
+pub(crate) type ScopedNames<V> = std::collections::HashMap<(Option<TenantId>, String), V>;
+
 /// Objects named per owner (`None` = shared), as `scope` resolves `name`: the tenant's own
 /// first, then a shared one; the admin scope takes any owner's.
-pub(crate) fn resolve_scoped<V: Clone>(map: &std::collections::HashMap<(Option<TenantId>, String), V>, scope: TenantScope, name: &str) -> Option<V> {
+pub(crate) fn resolve_scoped<V: Clone>(map: &ScopedNames<V>, scope: TenantScope, name: &str) -> Option<V> {
     if let Some(t) = scope.owner() {
         if let Some(v) = map.get(&(Some(t), name.to_string())) {
             return Some(v.clone());

@@ -26,7 +26,7 @@ use crate::catalog::{Catalog, TopicRecord};
 use crate::error::{Error, Result};
 use crate::mutable::txn::Writer;
 use crate::session::Session;
-use crate::tenant::{TenantId, TenantScope};
+use crate::tenant::{ScopedNames, TenantId, TenantScope};
 use broker::Broker;
 pub use spec::{Retention, TopicColumn, TopicSpec, TopicType};
 pub use subscribe::{StartAt, SubscribeOptions, Subscription};
@@ -44,7 +44,7 @@ pub struct TopicEntry {
 #[derive(Debug)]
 pub struct TopicState {
     catalog: Catalog,
-    topics: RwLock<HashMap<(Option<TenantId>, String), Arc<TopicEntry>>>,
+    topics: RwLock<ScopedNames<Arc<TopicEntry>>>,
     broker: Arc<dyn Broker>,
     writer: Arc<Writer>,
 }
@@ -195,7 +195,7 @@ impl<'a> Topics<'a> {
         };
         self.session.catalog().topics().insert(&record).await?;
         self.session.sync_catalog().await?;
-        Ok(self.info(&TopicEntry { record, spec }).await?)
+        self.info(&TopicEntry { record, spec }).await
     }
 
     async fn info(&self, entry: &TopicEntry) -> Result<TopicInfo> {
