@@ -70,18 +70,12 @@ pub async fn append(conn: &mut AnyConnection, kind: BackendKind, topic_id: &str,
         query.execute(&mut *conn).await.map_err(sql_err)?;
     }
     if retention.max_events.is_some() || retention.max_age_ms.is_some() {
-        if let Some(max) = retention.max_events {
-            sqlx::query("DELETE FROM jammi_topic_events WHERE topic_id = $1 AND event_offset < $2")
+        let cuts = [("event_offset", retention.max_events.map(|max| next - max)), ("produced_at", retention.max_age_ms.map(|age| now - age))];
+        for (column, bound) in cuts {
+            let Some(bound) = bound else { continue };
+            sqlx::query(&format!("DELETE FROM jammi_topic_events WHERE topic_id = $1 AND {column} < $2"))
                 .bind(topic_id)
-                .bind(next - max)
-                .execute(&mut *conn)
-                .await
-                .map_err(sql_err)?;
-        }
-        if let Some(age) = retention.max_age_ms {
-            sqlx::query("DELETE FROM jammi_topic_events WHERE topic_id = $1 AND produced_at < $2")
-                .bind(topic_id)
-                .bind(now - age)
+                .bind(bound)
                 .execute(&mut *conn)
                 .await
                 .map_err(sql_err)?;
@@ -102,6 +96,11 @@ pub async fn append(conn: &mut AnyConnection, kind: BackendKind, topic_id: &str,
             .map_err(sql_err)?;
     }
     Ok(first)
+}
+
+/// `$first, $first+1, …` for `n` values of an `IN` list.
+pub(crate) fn in_list(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
 /// A row of `SELECT event_offset, produced_at, payload`.
@@ -137,10 +136,9 @@ pub async fn read(conn: &mut AnyConnection, topic_id: &str, from: i64, limit: i6
 pub async fn read_offsets(pool: &AnyPool, topic_id: &str, offsets: &[i64]) -> Result<Vec<LogEvent>> {
     let mut out = Vec::with_capacity(offsets.len());
     for chunk in offsets.chunks(500) {
-        let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
         let sql = format!(
             "SELECT event_offset, produced_at, payload FROM jammi_topic_events WHERE topic_id = $1 AND event_offset IN ({}) ORDER BY event_offset",
-            marks.join(", ")
+            in_list(2, chunk.len())
         );
         let mut query = sqlx::query(&sql).bind(topic_id);
         for o in chunk {

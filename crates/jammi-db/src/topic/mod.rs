@@ -255,7 +255,12 @@ impl<'a> Topics<'a> {
     pub async fn publish(&self, name: &str, batch: &RecordBatch) -> Result<Published> {
         self.session.sync_catalog().await?;
         let entry = self.resolve(name)?;
-        self.check_owner(&entry)?;
+        self.publish_to(&entry, batch).await
+    }
+
+    async fn publish_to(&self, entry: &TopicEntry, batch: &RecordBatch) -> Result<Published> {
+        let name = entry.record.name.as_str();
+        self.check_owner(entry)?;
         if entry.spec.source_table.is_some() {
             return Err(Error::Query(format!("topic '{name}' is the change feed of {}; it is written by that table's changes only", entry.spec.source_table.as_deref().unwrap_or_default())));
         }
@@ -306,7 +311,7 @@ impl<'a> Topics<'a> {
             }
         }
         let batch = log::decode(&entry.spec.payload_schema(), objects.iter().map(String::as_str)).map_err(|e| Error::Query(format!("publish to '{name}': {e}; nothing was published")))?;
-        self.publish(name, &batch).await
+        self.publish_to(&entry, &batch).await
     }
 
     /// Subscribe; see [`SubscribeOptions`].

@@ -104,10 +104,9 @@ impl Subscription {
 
 async fn ack(catalog: &Catalog, topic_id: &str, group_key: &str, member: &str, offsets: &[i64]) -> Result<()> {
     for chunk in offsets.chunks(500) {
-        let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 4)).collect();
         let sql = format!(
             "DELETE FROM jammi_topic_pending WHERE topic_id = $1 AND group_name = $2 AND consumer = $3 AND event_offset IN ({})",
-            marks.join(", ")
+            log::in_list(4, chunk.len())
         );
         let mut query = sqlx::query(&sql).bind(topic_id).bind(group_key).bind(member);
         for o in chunk {
