@@ -75,6 +75,16 @@ pub enum Command {
     /// Topics: create, list, drop, publish, subscribe.
     #[command(subcommand)]
     Topic(TopicCommand),
+    /// Artifact bundles on object storage: put, fetch, rm.
+    #[command(subcommand)]
+    Artifact(crate::artifacts::ArtifactCommand),
+    /// The model registry: register, list, describe, alias, rm.
+    #[command(subcommand)]
+    Model(crate::models::ModelCommand),
+    /// The training-job queue: enqueue, list, and the worker side (claim, heartbeat, fail,
+    /// finalize, gc).
+    #[command(subcommand)]
+    Job(crate::models::JobCommand),
 }
 
 #[derive(Debug, Subcommand)]

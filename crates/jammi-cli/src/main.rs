@@ -1,8 +1,10 @@
 //! The `jammi` binary: argument parsing, printing and exit codes only. Everything else is
 //! the `jammi-db` engine.
 
+mod artifacts;
 mod cli;
 mod demo;
+mod models;
 mod print;
 mod topics;
 mod vectors;
@@ -91,6 +93,9 @@ async fn run_command(session: &Session, command: Command, format: OutputFormat, 
         Command::Vectors(command) => vectors::run(session, command, format, out).await,
         Command::Search(args) => vectors::search(session, args, format, out).await,
         Command::Topic(command) => topics::run(session, command, format, out).await,
+        Command::Artifact(command) => artifacts::run(session, command, out).await,
+        Command::Model(command) => models::run_model(session, command, format, out).await,
+        Command::Job(command) => models::run_job(session, command, format, out).await,
         Command::Source(SourceCommand::Remove { name }) => {
             let info = session.sources().remove(&name).await?;
             if format == OutputFormat::Table {

@@ -170,9 +170,41 @@ pub enum Error {
         message: String,
     },
 
+    /// An artifact prefix is incomplete, damaged or already taken; the message names the
+    /// file and the fix.
+    #[error("artifact {prefix}: {message}")]
+    Artifact {
+        /// The prefix URL.
+        prefix: String,
+        /// What is wrong (naming the file) and how to fix it.
+        message: String,
+    },
+
     /// An object-store operation failed.
     #[error("storage: {0}")]
     Storage(String),
+
+    /// A worker asked to change a job whose lease it no longer holds.
+    #[error("job {job}: this worker no longer holds the job's lease (it expired and the job went back to the queue or to another worker, or the job already finished); nothing was changed")]
+    LeaseLost {
+        /// The job.
+        job: String,
+    },
+
+    /// A model name/version or alias that is not registered.
+    #[error("model {name}:{version} is not registered{scope}; see `jammi model list`")]
+    UnknownModel {
+        /// Model name.
+        name: String,
+        /// Version or alias asked for.
+        version: String,
+        /// " for tenant …" or "".
+        scope: String,
+    },
+
+    /// A topic was dropped while an append to it was under way; nothing was written.
+    #[error("the topic was dropped while publishing; nothing was written")]
+    TopicGone,
 
     /// Local I/O failed.
     #[error("I/O error on {path}: {source}")]

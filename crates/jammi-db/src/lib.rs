@@ -33,6 +33,7 @@
 
 #![warn(missing_docs, unreachable_pub, clippy::clone_on_ref_ptr)]
 
+pub mod artifact;
 pub mod catalog;
 pub mod config;
 mod delegate;

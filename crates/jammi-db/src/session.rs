@@ -352,6 +352,24 @@ impl Session {
         Topics::new(self)
     }
 
+    /// Artifacts: put, fetch, verify and delete bundles on object storage with `options`
+    /// (endpoint, region, credentials of the cloud store), cached under
+    /// `<data_dir>/cache/artifacts`.
+    pub fn artifacts(&self, options: StorageOptions) -> crate::artifact::ArtifactStore {
+        let cache = self.shared.config.data_dir.join("cache").join("artifacts");
+        crate::artifact::ArtifactStore::new(StorageRegistry::new(), options, cache)
+    }
+
+    /// The model registry, in the session's tenant scope.
+    pub fn models(&self) -> crate::artifact::Models<'_> {
+        crate::artifact::Models::new(self)
+    }
+
+    /// The training-job queue, in the session's tenant scope.
+    pub fn jobs(&self) -> crate::artifact::Jobs<'_> {
+        crate::artifact::Jobs::new(self)
+    }
+
     fn scratch_catalogs(&self, scope: TenantScope) -> Arc<MemoryCatalogProviderList> {
         let mut map = self.shared.scratch.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(map.entry(scope).or_insert_with(|| {

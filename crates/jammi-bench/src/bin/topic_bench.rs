@@ -31,7 +31,7 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args> {
-    let mut args = Args { nats: None, latency_events: 1000, batches: 50, batch: 1000 };
+    let mut args = Args { nats: None, latency_events: 3000, batches: 50, batch: 1000 };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| anyhow!("{flag} needs a value"));
@@ -66,6 +66,8 @@ fn batch_of(first: i64, n: usize, sent_us: i64) -> RecordBatch {
 struct Measured {
     p50_ms: f64,
     p99_ms: f64,
+    /// Time until `publish` returned (the durable commit), p50 and p99.
+    commit_ms: Option<(f64, f64)>,
     events_per_s: f64,
 }
 
@@ -77,8 +79,11 @@ async fn bench_jammi(session: &Session, name: &str, args: &Args, clock: Instant)
     // Latency: one event at a time.
     let mut sub = session.topics().subscribe(name, SubscribeOptions { from: StartAt::Live, ..Default::default() }).await?;
     let mut latencies = Vec::with_capacity(args.latency_events);
+    let mut commits = Vec::with_capacity(args.latency_events);
     for i in 0..args.latency_events {
-        session.topics().publish(name, &batch_of(i as i64, 1, now_us())).await?;
+        let sent = now_us();
+        session.topics().publish(name, &batch_of(i as i64, 1, sent)).await?;
+        commits.push((now_us() - sent) as f64 / 1000.0);
         let batch = tokio::time::timeout(Duration::from_secs(10), sub.next()).await.context("delivery timed out")?.ok_or_else(|| anyhow!("ended"))??;
         let arrived = now_us();
         for sent in batch.column(1).as_primitive::<Int64Type>().values() {
@@ -86,6 +91,8 @@ async fn bench_jammi(session: &Session, name: &str, args: &Args, clock: Instant)
         }
     }
     latencies.sort_by(f64::total_cmp);
+    commits.sort_by(f64::total_cmp);
+    let commit_ms = Some((percentile(&commits, 0.5), percentile(&commits, 0.99)));
 
     // Throughput: batches back to back, the subscriber draining concurrently.
     let total = args.batches * args.batch;
@@ -107,7 +114,7 @@ async fn bench_jammi(session: &Session, name: &str, args: &Args, clock: Instant)
     }
     let seconds = started.elapsed().as_secs_f64();
     publisher.await??;
-    Ok(Measured { p50_ms: percentile(&latencies, 0.5), p99_ms: percentile(&latencies, 0.99), events_per_s: total as f64 / seconds })
+    Ok(Measured { p50_ms: percentile(&latencies, 0.5), p99_ms: percentile(&latencies, 0.99), commit_ms, events_per_s: total as f64 / seconds })
 }
 
 /// The same two measurements with async-nats alone: JetStream publish (awaiting the ack),
@@ -156,7 +163,7 @@ async fn bench_raw_nats(url: &str, args: &Args, clock: Instant) -> Result<Measur
     }
     let seconds = started.elapsed().as_secs_f64();
     publisher.await??;
-    Ok(Measured { p50_ms: percentile(&latencies, 0.5), p99_ms: percentile(&latencies, 0.99), events_per_s: total as f64 / seconds })
+    Ok(Measured { p50_ms: percentile(&latencies, 0.5), p99_ms: percentile(&latencies, 0.99), commit_ms: None, events_per_s: total as f64 / seconds })
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -181,9 +188,10 @@ async fn main() -> Result<()> {
         "{} latency events (one per publish), {} batches × {} events for throughput; one machine, loopback.\n",
         args.latency_events, args.batches, args.batch
     );
-    println!("| system | publish→deliver p50 | p99 | events/s (batched) |\n|---|---:|---:|---:|");
+    println!("| system | publish→deliver p50 | p99 | publish returned p50 / p99 | events/s (batched) |\n|---|---:|---:|---:|---:|");
     for (name, m) in &rows {
-        println!("| {name} | {:.2} ms | {:.2} ms | {:.0} |", m.p50_ms, m.p99_ms, m.events_per_s);
+        let commit = m.commit_ms.map_or("–".to_string(), |(p50, p99)| format!("{p50:.2} / {p99:.2} ms"));
+        println!("| {name} | {:.2} ms | {:.2} ms | {commit} | {:.0} |", m.p50_ms, m.p99_ms, m.events_per_s);
     }
     if rows.len() == 3 {
         println!("\njammi on JetStream ÷ raw async-nats: {:.2}× events/s.", rows[1].1.events_per_s / rows[2].1.events_per_s);

@@ -2,8 +2,10 @@
 
 mod support;
 
+mod artifacts;
 mod commands;
 mod demo;
+mod jobs;
 mod mutable;
 mod processes;
 mod streaming;

@@ -143,6 +143,72 @@ Migration {
             PRIMARY KEY (topic_id, group_name, event_offset)
         )",
     ],
+},
+Migration {
+    version: 6,
+    name: "models_and_jobs",
+    statements: &[
+        // artifact_prefix: the served artifact, set only by a job's finalize (job_id).
+        "CREATE TABLE jammi_models (
+            id TEXT PRIMARY KEY,
+            tenant_id TEXT NULL,
+            name TEXT NOT NULL,
+            version TEXT NOT NULL,
+            task TEXT NOT NULL,
+            dimensions BIGINT NULL,
+            metadata TEXT NOT NULL,
+            artifact_prefix TEXT NULL,
+            job_id TEXT NULL,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL
+        )",
+        "CREATE UNIQUE INDEX jammi_models_tenant_name_version ON jammi_models (COALESCE(tenant_id, ''), name, version)",
+        // An alias names one version of a model (`champion` → v3), per owner.
+        "CREATE TABLE jammi_model_aliases (
+            tenant_id TEXT NULL,
+            name TEXT NOT NULL,
+            alias TEXT NOT NULL,
+            model_id TEXT NOT NULL,
+            updated_at BIGINT NOT NULL
+        )",
+        "CREATE UNIQUE INDEX jammi_model_aliases_key ON jammi_model_aliases (COALESCE(tenant_id, ''), name, alias)",
+        // state: queued | running | succeeded | failed. A running job's lease is
+        // (lease_token, lease_expires_at); a new claim replaces the token, so a former holder
+        // can no longer heartbeat, fail or finalize.
+        "CREATE TABLE jammi_jobs (
+            id TEXT PRIMARY KEY,
+            tenant_id TEXT NULL,
+            model_id TEXT NOT NULL,
+            artifact_root TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            priority BIGINT NOT NULL,
+            state TEXT NOT NULL,
+            attempts BIGINT NOT NULL,
+            max_attempts BIGINT NOT NULL,
+            worker TEXT NULL,
+            lease_token TEXT NULL,
+            lease_expires_at BIGINT NULL,
+            last_error TEXT NULL,
+            artifact_prefix TEXT NULL,
+            enqueued_at BIGINT NOT NULL,
+            finished_at BIGINT NULL
+        )",
+        "CREATE INDEX jammi_jobs_queue ON jammi_jobs (state, priority, enqueued_at)",
+        // One row per claim; the artifact prefixes of attempts that did not win are
+        // collected after the job finishes.
+        "CREATE TABLE jammi_job_attempts (
+            job_id TEXT NOT NULL,
+            tenant_id TEXT NULL,
+            attempt BIGINT NOT NULL,
+            worker TEXT NOT NULL,
+            lease_token TEXT NOT NULL,
+            artifact_prefix TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            collected BIGINT NOT NULL,
+            started_at BIGINT NOT NULL,
+            PRIMARY KEY (job_id, attempt)
+        )",
+    ],
 }];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS jammi_migrations (

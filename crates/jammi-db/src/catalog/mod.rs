@@ -6,7 +6,9 @@
 //! and how to serialise writers. The shared [`conformance`] suite runs against both.
 
 pub mod conformance;
+mod jobs;
 mod migrations;
+mod models;
 mod mutable;
 mod postgres;
 mod sources;
@@ -23,8 +25,11 @@ use sqlx::{Any, Transaction};
 
 use crate::config::CatalogConfig;
 use crate::error::{Error, Result};
+use crate::tenant::{TenantId, TenantScope};
 
+pub use jobs::{state as job_state, ClaimRecord, JobRecord, JobRepo, LosingAttempt};
 pub use migrations::{Migration, MIGRATIONS};
+pub use models::{AliasRecord, ModelRecord, ModelRepo};
 pub use mutable::{MutableTableRecord, MutableTableRepo};
 pub use postgres::PostgresBackend;
 pub use sources::{SourceRecord, SourceRepo};
@@ -118,6 +123,16 @@ impl Catalog {
         TopicRepo::new(self)
     }
 
+    /// Registered models and aliases.
+    pub fn models(&self) -> ModelRepo<'_> {
+        ModelRepo::new(self)
+    }
+
+    /// The training-job queue.
+    pub fn jobs(&self) -> JobRepo<'_> {
+        JobRepo::new(self)
+    }
+
     /// Repository of mutable tables.
     pub fn mutable_tables(&self) -> MutableTableRepo<'_> {
         MutableTableRepo::new(self)
@@ -194,6 +209,32 @@ pub(crate) async fn name_taken(tx: &mut Transaction<'_, Any>, table: &str, owner
         .fetch_optional(&mut **tx)
         .await?
         .is_some())
+}
+
+/// The nullable `tenant_id` column of a row.
+pub(crate) fn tenant_of(row: &sqlx::any::AnyRow) -> Result<Option<TenantId>, sqlx::Error> {
+    use sqlx::Row;
+    row.try_get::<Option<String>, _>("tenant_id")?
+        .map(|t| t.parse::<TenantId>().map_err(|e| sqlx::Error::Decode(Box::new(e))))
+        .transpose()
+}
+
+/// The condition (` AND …`, on table alias `table`) for rows `scope` may see — its own and
+/// shared rows — and the tenant to bind as parameter `$n` when the condition has one.
+pub(crate) fn visible_rows(table: &str, scope: TenantScope, n: usize) -> (String, Option<String>) {
+    match scope {
+        TenantScope::Admin => (String::new(), None),
+        TenantScope::Unbound => (format!(" AND {table}.tenant_id IS NULL"), None),
+        TenantScope::Tenant(t) => (format!(" AND ({table}.tenant_id = ${n} OR {table}.tenant_id IS NULL)"), Some(t.to_string())),
+    }
+}
+
+/// Bind `value` when present (the tenant of [`visible_rows`]).
+pub(crate) fn bind_opt<'q>(query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>, value: Option<String>) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    match value {
+        Some(v) => query.bind(v),
+        None => query,
+    }
 }
 
 /// Bump the change counter inside a write transaction.

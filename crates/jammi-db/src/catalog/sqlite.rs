@@ -65,6 +65,9 @@ impl CatalogBackend for SqliteBackend {
         let url = format!("sqlite://{}?mode=rwc", self.path.display());
         AnyPoolOptions::new()
             .max_connections(config.max_connections)
+            // A local file has no connection to go stale; the default ping before every
+            // acquire is one more trip to the connection's worker thread on every statement.
+            .test_before_acquire(false)
             // Opening a connection runs pragmas that wait (up to the busy timeout) while
             // another process holds the write lock.
             .acquire_timeout(std::time::Duration::from_millis(config.connect_timeout_ms + busy_ms))

@@ -47,10 +47,7 @@ const COLUMNS: &str = "id, tenant_id, name, spec, next_offset, low_offset";
 fn record(row: &AnyRow) -> std::result::Result<TopicRecord, sqlx::Error> {
     Ok(TopicRecord {
         id: row.try_get("id")?,
-        tenant: row
-            .try_get::<Option<String>, _>("tenant_id")?
-            .map(|t| t.parse::<TenantId>().map_err(|e| sqlx::Error::Decode(Box::new(e))))
-            .transpose()?,
+        tenant: super::tenant_of(row)?,
         name: row.try_get("name")?,
         spec: row.try_get("spec")?,
         next_offset: row.try_get("next_offset")?,

@@ -37,8 +37,8 @@ pub(crate) async fn append(txn: &WriteTxn, feeds: &[Arc<TopicEntry>], tenant: Op
         let (id, retention, tenant, payloads) = (feed.record.id.clone(), feed.spec.retention, tenant.clone(), payloads.clone());
         let n = payloads.len() as i64;
         let kind = txn.kind();
-        let first = txn.with(move |conn| Box::pin(async move { log::append(conn, kind, &id, &retention, tenant, payloads).await })).await?;
-        out.push((feed.record.id.clone(), first + n));
+        let appended = txn.with(move |conn| Box::pin(async move { log::append(conn, kind, &id, &retention, tenant, payloads).await })).await?;
+        out.push((feed.record.id.clone(), appended.first_offset + n));
     }
     Ok(out)
 }

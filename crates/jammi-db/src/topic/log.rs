@@ -35,25 +35,27 @@ fn sql_err(e: sqlx::Error) -> Error {
     Error::Query(format!("topic log: {}", crate::error::one_line(&e.to_string())))
 }
 
+/// Where an append landed.
+#[derive(Debug, Clone, Copy)]
+pub struct Appended {
+    /// The first offset assigned.
+    pub first_offset: i64,
+    /// The `produced_at` stamped on the events.
+    pub produced_at: i64,
+}
+
 /// Append `payloads` (stamped with `tenant`) inside the caller's transaction and apply the
-/// topic's retention. Returns the first offset assigned.
-pub async fn append(conn: &mut AnyConnection, kind: BackendKind, topic_id: &str, retention: &Retention, tenant: Option<String>, payloads: Vec<String>) -> Result<i64> {
+/// topic's retention. [`Error::TopicGone`] when the topic no longer exists.
+pub async fn append(conn: &mut AnyConnection, kind: BackendKind, topic_id: &str, retention: &Retention, tenant: Option<String>, payloads: Vec<String>) -> Result<Appended> {
     let n = payloads.len() as i64;
-    let moved = sqlx::query("UPDATE jammi_topics SET next_offset = next_offset + $1 WHERE id = $2")
+    // Moving the counter takes the topic row's lock (Postgres) for the rest of the transaction.
+    let next: i64 = sqlx::query("UPDATE jammi_topics SET next_offset = next_offset + $1 WHERE id = $2 RETURNING next_offset")
         .bind(n)
         .bind(topic_id)
-        .execute(&mut *conn)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(sql_err)?
-        .rows_affected();
-    if moved == 0 {
-        return Err(Error::Query("the topic was dropped while publishing; nothing was written".into()));
-    }
-    let next: i64 = sqlx::query("SELECT next_offset FROM jammi_topics WHERE id = $1")
-        .bind(topic_id)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(sql_err)?
+        .ok_or(Error::TopicGone)?
         .try_get(0)
         .map_err(sql_err)?;
     let first = next - n;
@@ -95,7 +97,7 @@ pub async fn append(conn: &mut AnyConnection, kind: BackendKind, topic_id: &str,
             .await
             .map_err(sql_err)?;
     }
-    Ok(first)
+    Ok(Appended { first_offset: first, produced_at: now })
 }
 
 /// `$first, $first+1, …` for `n` values of an `IN` list.

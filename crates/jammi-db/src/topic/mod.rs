@@ -10,6 +10,7 @@ pub mod broker;
 pub mod feed;
 pub mod filter;
 pub mod log;
+mod recent;
 pub mod spec;
 pub mod sql;
 pub mod subscribe;
@@ -47,11 +48,12 @@ pub struct TopicState {
     topics: RwLock<ScopedNames<Arc<TopicEntry>>>,
     broker: Arc<dyn Broker>,
     writer: Arc<Writer>,
+    recent: recent::RecentBatches,
 }
 
 impl TopicState {
     pub(crate) fn new(catalog: Catalog, broker: Arc<dyn Broker>, writer: Arc<Writer>) -> Self {
-        TopicState { catalog, topics: RwLock::new(HashMap::new()), broker, writer }
+        TopicState { catalog, topics: RwLock::new(HashMap::new()), broker, writer, recent: Default::default() }
     }
 
     pub(crate) async fn sync(&self) -> Result<()> {
@@ -236,6 +238,7 @@ impl<'a> Topics<'a> {
         let entry = self.resolve(name)?;
         self.check_owner(&entry)?;
         self.session.catalog().topics().delete(&entry.record.id).await?;
+        self.state().recent.forget(&entry.record.id);
         self.session.sync_catalog().await
     }
 
@@ -253,9 +256,28 @@ impl<'a> Topics<'a> {
     /// Publish `batch`: all its rows or none, offsets assigned at commit. Columns are
     /// matched by name and converted to the topic's types; a mismatch rejects the batch.
     pub async fn publish(&self, name: &str, batch: &RecordBatch) -> Result<Published> {
+        let entry = self.resolve_for_publish(name).await?;
+        match self.publish_to(&entry, batch).await {
+            // Another process dropped (and maybe re-created) the topic since this process
+            // last looked: look again and publish to what the name means now.
+            Err(Error::TopicGone) => {
+                self.session.sync_catalog().await?;
+                let entry = self.resolve(name)?;
+                self.publish_to(&entry, batch).await.map_err(gone_to_query)
+            }
+            other => other,
+        }
+    }
+
+    /// Topics never change once created, so a known topic is published to without first
+    /// asking the catalog what changed (one query less on the hot path); an unknown name
+    /// syncs first, and a topic dropped meanwhile is caught by the append itself.
+    async fn resolve_for_publish(&self, name: &str) -> Result<Arc<TopicEntry>> {
+        if let Some(entry) = self.state().resolve(self.session.scope(), name) {
+            return Ok(entry);
+        }
         self.session.sync_catalog().await?;
-        let entry = self.resolve(name)?;
-        self.publish_to(&entry, batch).await
+        self.resolve(name)
     }
 
     async fn publish_to(&self, entry: &TopicEntry, batch: &RecordBatch) -> Result<Published> {
@@ -273,17 +295,20 @@ impl<'a> Topics<'a> {
         let count = payloads.len() as i64;
         let tenant = self.session.scope().owner().map(|t| t.to_string());
         let txn = self.state().writer.begin().await?;
-        let (id, retention) = (entry.record.id.clone(), entry.spec.retention);
+        let (id, retention, owner) = (entry.record.id.clone(), entry.spec.retention, tenant.clone());
         let kind = txn.kind();
-        let appended = txn.with(move |conn| Box::pin(async move { log::append(conn, kind, &id, &retention, tenant, payloads).await })).await;
-        let first = match appended {
-            Ok(first) => first,
+        let appended = txn.with(move |conn| Box::pin(async move { log::append(conn, kind, &id, &retention, owner, payloads).await })).await;
+        let appended = match appended {
+            Ok(appended) => appended,
             Err(e) => {
                 let _ = txn.rollback().await;
                 return Err(e);
             }
         };
         txn.commit().await?;
+        let first = appended.first_offset;
+        let committed = recent::Committed { first_offset: first, produced_at: appended.produced_at, tenant, payload: conformed };
+        self.state().recent.record(&entry.record.id, committed);
         // After the commit: a wake-up only; a lost one delays delivery, never loses events.
         self.state().broker.notify(&entry.record.id, first + count);
         Ok(Published { first_offset: first, count })
@@ -321,6 +346,14 @@ impl<'a> Topics<'a> {
         let scope = self.session.scope();
         let ctx = self.session.query_context(scope);
         subscribe::subscribe(self.state(), &ctx, entry, scope, options).await
+    }
+}
+
+/// A retried publish that still finds the topic gone: the user-facing message.
+fn gone_to_query(e: Error) -> Error {
+    match e {
+        Error::TopicGone => Error::Query("the topic was dropped while publishing; nothing was written".into()),
+        other => other,
     }
 }
 

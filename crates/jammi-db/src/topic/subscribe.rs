@@ -63,6 +63,8 @@ pub struct Subscription {
     rx: mpsc::Receiver<Result<RecordBatch>>,
     task: JoinHandle<()>,
     group: Option<GroupMember>,
+    /// Tells a group member's worker to leave (see [`Worker::run_group`]).
+    leave: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 #[derive(Debug, Clone)]
@@ -75,7 +77,14 @@ struct GroupMember {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.task.abort();
+        match &self.leave {
+            // A group member leaves in its own time: it finishes the claim in flight, then
+            // hands its unacknowledged events back to the group.
+            Some(leave) => {
+                let _ = leave.send(true);
+            }
+            None => self.task.abort(),
+        }
     }
 }
 
@@ -141,7 +150,8 @@ pub(crate) async fn subscribe(state: &Arc<TopicState>, ctx: &datafusion::prelude
         StartAt::Offset(n) => n,
     };
     let (tx, rx) = mpsc::channel(4);
-    let worker = Worker { state: Arc::clone(state), entry: Arc::clone(&entry), scope, filter, tx, batch_size: options.batch_size.max(1) as i64 };
+    let (leave_tx, leave) = tokio::sync::watch::channel(false);
+    let worker = Worker { state: Arc::clone(state), entry: Arc::clone(&entry), scope, filter, tx, batch_size: options.batch_size.max(1) as i64, leave };
     let (task, group) = match &options.group {
         None => (tokio::spawn(worker.run_plain(start)), None),
         Some(group) => {
@@ -156,7 +166,8 @@ pub(crate) async fn subscribe(state: &Arc<TopicState>, ctx: &datafusion::prelude
             (tokio::spawn(worker.run_group(member.clone(), options.ack_timeout)), Some(member))
         }
     };
-    Ok(Subscription { schema, rx, task, group })
+    let leave = group.is_some().then_some(leave_tx);
+    Ok(Subscription { schema, rx, task, group, leave })
 }
 
 /// Group names are per scope: `<tenant or "">:<name>` (`*:` for the admin scope).
@@ -187,61 +198,89 @@ struct Worker {
     filter: Option<EventFilter>,
     tx: mpsc::Sender<Result<RecordBatch>>,
     batch_size: i64,
+    leave: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Worker {
-    /// Deliver `events` (after the filter); false when the subscriber is gone.
-    async fn deliver(&self, events: &[LogEvent]) -> Result<Option<RecordBatch>> {
-        let batch = log::events_to_batch(&self.entry.spec, events)?;
+    /// `events` (a batch of the event schema) after the filter; `None` when nothing is left.
+    fn filtered(&self, events: RecordBatch) -> Result<Option<RecordBatch>> {
         let batch = match &self.filter {
-            Some(f) => f.apply(&batch)?,
-            None => batch,
+            Some(f) => f.apply(&events)?,
+            None => events,
         };
         Ok((batch.num_rows() > 0).then_some(batch))
     }
 
+    /// Stored events after the filter.
+    fn deliver(&self, events: &[LogEvent]) -> Result<Option<RecordBatch>> {
+        self.filtered(log::events_to_batch(&self.entry.spec, events)?)
+    }
+
     async fn wait(&self, watch: &mut tokio::sync::watch::Receiver<i64>) {
+        let mut leave = self.leave.clone();
         tokio::select! {
             _ = watch.changed() => {}
             _ = tokio::time::sleep(POLL) => {}
+            _ = leave.wait_for(|l| *l) => {}
         }
+    }
+
+    fn leaving(&self) -> bool {
+        *self.leave.borrow()
+    }
+
+    /// Send a batch unless the member is leaving; false when it should stop.
+    async fn send_or_leave(&self, batch: RecordBatch) -> bool {
+        let mut leave = self.leave.clone();
+        tokio::select! {
+            sent = self.tx.send(Ok(batch)) => sent.is_ok(),
+            _ = leave.wait_for(|l| *l) => false,
+        }
+    }
+
+    /// The next events from offset `next`: from this process's recent commits when they
+    /// hold it, otherwise from the log. Returns the events (none when nothing is visible)
+    /// and the offset after them; an empty log read returns `next` unchanged.
+    async fn next_events(&self, next: i64) -> Result<(Option<RecordBatch>, i64)> {
+        let id = &self.entry.record.id;
+        if let Some(committed) = self.state.recent.holding(id, next) {
+            let events = committed.events_from(&self.entry.spec, next, self.batch_size as usize)?;
+            let after = next + events.num_rows() as i64;
+            return Ok((committed.visible_to(self.scope).then_some(events), after));
+        }
+        let mut conn = self.state.catalog.pool().acquire().await.map_err(|e| self.state.catalog.error(e))?;
+        let events = log::read(&mut conn, id, next, self.batch_size, self.scope).await?;
+        drop(conn);
+        let Some(last) = events.last() else {
+            let (low, _) = log::bounds(self.state.catalog.pool(), id).await?;
+            if low > next {
+                return Err(Error::Query(format!(
+                    "topic '{}': the subscriber fell behind retention at offset {next}; the lowest available offset is {low}",
+                    self.entry.record.name
+                )));
+            }
+            return Ok((None, next));
+        };
+        let after = last.offset + 1;
+        Ok((Some(log::events_to_batch(&self.entry.spec, &events)?), after))
     }
 
     async fn run_plain(self, mut next: i64) {
         let mut watch = self.state.broker.watch(&self.entry.record.id);
         loop {
-            let step = async {
-                let mut conn = self.state.catalog.pool().acquire().await.map_err(|e| self.state.catalog.error(e))?;
-                let events = log::read(&mut conn, &self.entry.record.id, next, self.batch_size, self.scope).await?;
-                if events.is_empty() {
-                    let (low, _) = log::bounds(self.state.catalog.pool(), &self.entry.record.id).await?;
-                    if low > next {
-                        return Err(Error::Query(format!(
-                            "topic '{}': the subscriber fell behind retention at offset {next}; the lowest available offset is {low}",
-                            self.entry.record.name
-                        )));
-                    }
-                }
-                Ok::<_, Error>(events)
-            }
-            .await;
+            let step = self.next_events(next).await.and_then(|(events, after)| {
+                let moved = after > next;
+                next = after;
+                Ok((events.map(|e| self.filtered(e)).transpose()?.flatten(), moved))
+            });
             match step {
-                Ok(events) if events.is_empty() => self.wait(&mut watch).await,
-                Ok(events) => {
-                    next = events[events.len() - 1].offset + 1;
-                    match self.deliver(&events).await {
-                        Ok(Some(batch)) => {
-                            if self.tx.send(Ok(batch)).await.is_err() {
-                                return;
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            let _ = self.tx.send(Err(e)).await;
-                            return;
-                        }
+                Ok((_, false)) => self.wait(&mut watch).await,
+                Ok((Some(batch), true)) => {
+                    if self.tx.send(Ok(batch)).await.is_err() {
+                        return;
                     }
                 }
+                Ok((None, true)) => {}
                 Err(e) => {
                     let _ = self.tx.send(Err(e)).await;
                     return;
@@ -252,7 +291,7 @@ impl Worker {
 
     async fn run_group(self, member: GroupMember, ack_timeout: Duration) {
         let mut watch = self.state.broker.watch(&self.entry.record.id);
-        loop {
+        while !self.leaving() {
             let claimed = claim(&self.state, &member, self.scope, self.batch_size, ack_timeout).await;
             let events = match claimed {
                 Ok(offsets) if offsets.is_empty() => {
@@ -263,7 +302,7 @@ impl Worker {
                 Err(e) => Err(e),
             };
             let result = match events {
-                Ok(events) => self.deliver(&events).await.map(|b| (b, events)),
+                Ok(events) => self.deliver(&events).map(|b| (b, events)),
                 Err(e) => Err(e),
             };
             match result {
@@ -272,8 +311,8 @@ impl Worker {
                     let kept: std::collections::HashSet<i64> = batch.column(batch.num_columns() - 2).as_primitive::<Int64Type>().values().iter().copied().collect();
                     let dropped: Vec<i64> = events.iter().map(|e| e.offset).filter(|o| !kept.contains(o)).collect();
                     let _ = ack(&member.catalog, &member.topic_id, &member.group_key, &member.member, &dropped).await;
-                    if self.tx.send(Ok(batch)).await.is_err() {
-                        return;
+                    if !self.send_or_leave(batch).await {
+                        break;
                     }
                 }
                 Ok((None, events)) => {
@@ -282,11 +321,27 @@ impl Worker {
                 }
                 Err(e) => {
                     let _ = self.tx.send(Err(e)).await;
-                    return;
+                    break;
                 }
             }
         }
+        // Leaving: what this member holds and has not acknowledged goes back to the group at
+        // once, instead of after the ack timeout.
+        if let Err(e) = release(&member).await {
+            tracing::warn!(group = %member.group_key, error = %e, "could not hand a leaving member's events back; they return after the ack timeout");
+        }
     }
+}
+
+async fn release(member: &GroupMember) -> Result<()> {
+    sqlx::query("UPDATE jammi_topic_pending SET deadline = 0 WHERE topic_id = $1 AND group_name = $2 AND consumer = $3")
+        .bind(&member.topic_id)
+        .bind(&member.group_key)
+        .bind(&member.member)
+        .execute(member.catalog.pool())
+        .await
+        .map_err(|e| member.catalog.error(e))?;
+    Ok(())
 }
 
 /// Hand up to `limit` events to `member`: expired leases first (redelivery), then events

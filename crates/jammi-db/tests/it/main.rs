@@ -2,8 +2,10 @@
 
 mod support;
 
+mod artifacts;
 mod broker;
 mod catalog;
+mod jobs;
 mod mutable;
 mod prepared;
 mod s3;

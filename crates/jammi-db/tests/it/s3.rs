@@ -1,23 +1,12 @@
 //! Object storage: sources on a real S3-compatible server, and the storage conformance
 //! suite on file, memory and S3.
 
-use std::collections::BTreeMap;
 
 use jammi_db::source::SourceSpec;
 use jammi_db::storage::{conformance, StorageOptions, StorageRegistry, StorageUrl};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::support::*;
-
-fn s3_options() -> StorageOptions {
-    BTreeMap::from([
-        ("endpoint".to_string(), require_env("JAMMI_TEST_S3_ENDPOINT")),
-        ("allow_http".to_string(), "true".to_string()),
-        ("region".to_string(), "us-east-1".to_string()),
-        ("access_key_id".to_string(), "test".to_string()),
-        ("secret_access_key".to_string(), "test".to_string()),
-    ])
-}
 
 fn bucket() -> String {
     require_env("JAMMI_TEST_S3_BUCKET")

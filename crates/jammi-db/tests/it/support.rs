@@ -148,3 +148,14 @@ pub async fn sql_error(session: &Session, sql: &str) -> String {
         },
     }
 }
+
+/// Options for the S3-compatible server scripts/test.sh starts.
+pub fn s3_options() -> jammi_db::storage::StorageOptions {
+    std::collections::BTreeMap::from([
+        ("endpoint".to_string(), require_env("JAMMI_TEST_S3_ENDPOINT")),
+        ("allow_http".to_string(), "true".to_string()),
+        ("region".to_string(), "us-east-1".to_string()),
+        ("access_key_id".to_string(), "test".to_string()),
+        ("secret_access_key".to_string(), "test".to_string()),
+    ])
+}

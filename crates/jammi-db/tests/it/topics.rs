@@ -217,6 +217,11 @@ async fn retention_and_tenancy(session: &Session) {
     let mut sub_b = as_b.topics().subscribe("shared_ev", SubscribeOptions { from: StartAt::Beginning, ..Default::default() }).await.unwrap();
     assert_eq!(collect(&mut sub_b, 3, false).await, vec![3, 4, 5], "B sees its own and shared events only");
     assert_eq!(scalar(&as_a, "SELECT count(*) FROM topics.public.shared_ev").await, "4");
+    // Live delivery from this process's recent commits keeps the same visibility.
+    let mut live_b = as_b.topics().subscribe("shared_ev", SubscribeOptions::default()).await.unwrap();
+    as_a.topics().publish("shared_ev", &events(6..8)).await.unwrap();
+    topics.publish("shared_ev", &events(8..9)).await.unwrap();
+    assert_eq!(collect(&mut live_b, 1, false).await, vec![8], "live: A's events never reach B");
     as_a.topics().create(definition("private_ev", "id:int64")).await.unwrap();
     assert!(as_b.topics().publish("private_ev", &events(0..1)).await.is_err(), "B cannot even see A's topic");
     let err = session.topics().publish_json("private_ev", r#"{"id": 1}"#).await.unwrap_err().to_string();

@@ -1,0 +1,278 @@
+//! `jammi model ...` and `jammi job ...`: the model registry and the training-job queue
+//! (see `docs/artifacts.md`). Argument conversion and printing only. The `job claim`,
+//! `heartbeat`, `fail` and `finalize` commands let a shell script be a worker.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use clap::Subcommand;
+use jammi_db::artifact::{JobInfo, JobRequest, ModelDefinition, ModelInfo};
+use jammi_db::Session;
+
+use crate::cli::OutputFormat;
+use crate::print;
+
+/// `jammi model ...`
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Register a model version (its artifact pointer is set later by a job's finalize).
+    Register {
+        /// Model name.
+        name: String,
+        /// Version label.
+        version: String,
+        /// What the model does, e.g. embedding or classification.
+        #[arg(long)]
+        task: String,
+        /// Output dimensions.
+        #[arg(long)]
+        dimensions: Option<u32>,
+        /// Metadata, a JSON object.
+        #[arg(long)]
+        metadata: Option<String>,
+    },
+    /// Every model version with its aliases and served artifact.
+    List,
+    /// One model: every version, or the one a version label or alias names.
+    Describe {
+        /// Model name.
+        name: String,
+        /// Version label or alias.
+        version: Option<String>,
+    },
+    /// Point NAME@ALIAS at VERSION.
+    Alias {
+        /// Model name.
+        name: String,
+        /// Alias, e.g. champion.
+        alias: String,
+        /// Version label.
+        version: String,
+    },
+    /// Delete a model version and its aliases (its artifacts stay; see `artifact rm`).
+    Rm {
+        /// Model name.
+        name: String,
+        /// Version label.
+        version: String,
+    },
+}
+
+/// `jammi job ...`
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Queue a job that produces an artifact for MODEL:VERSION.
+    Enqueue {
+        /// Model name.
+        model: String,
+        /// Model version.
+        version: String,
+        /// Storage root under which each attempt writes its own prefix.
+        #[arg(long)]
+        root: String,
+        /// Higher runs first.
+        #[arg(long, default_value_t = 0)]
+        priority: i64,
+        /// Claims allowed before the job fails for good.
+        #[arg(long, default_value_t = 3)]
+        max_attempts: u32,
+        /// Payload handed to the worker, a JSON value.
+        #[arg(long)]
+        payload: Option<String>,
+    },
+    /// Every job: state, attempts, lease holder, served artifact.
+    List,
+    /// Claim the next job; prints the lease as one JSON line (nothing when no job waits).
+    Claim {
+        /// Worker name.
+        #[arg(long)]
+        worker: String,
+        /// Lease length.
+        #[arg(long, default_value_t = 60)]
+        lease_seconds: u64,
+    },
+    /// Extend a lease.
+    Heartbeat {
+        /// Job id.
+        job: String,
+        /// The lease token `job claim` printed.
+        #[arg(long)]
+        token: String,
+        /// New lease length from now.
+        #[arg(long, default_value_t = 60)]
+        lease_seconds: u64,
+    },
+    /// Give up an attempt: the job is queued again while attempts remain.
+    Fail {
+        /// Job id.
+        job: String,
+        /// The lease token.
+        #[arg(long)]
+        token: String,
+        /// Why.
+        #[arg(long)]
+        error: String,
+        /// Storage option K=V for collecting the attempt's artifact.
+        #[arg(long = "option", value_name = "K=V")]
+        options: Vec<String>,
+    },
+    /// Complete a job: verify the attempt's artifact and point the model at it.
+    Finalize {
+        /// Job id.
+        job: String,
+        /// The lease token.
+        #[arg(long)]
+        token: String,
+        /// Storage option K=V.
+        #[arg(long = "option", value_name = "K=V")]
+        options: Vec<String>,
+    },
+    /// Delete the artifacts of attempts that can no longer win.
+    Gc {
+        /// Storage option K=V.
+        #[arg(long = "option", value_name = "K=V")]
+        options: Vec<String>,
+    },
+}
+
+fn text<'a>(values: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
+    Arc::new(StringArray::from(values.collect::<Vec<_>>()))
+}
+
+fn models_batch(models: &[ModelInfo]) -> Result<RecordBatch> {
+    let fields = ["name", "version", "task", "dimensions", "aliases", "artifact", "metadata"];
+    let schema = Schema::new(fields.iter().map(|f| Field::new(*f, if *f == "dimensions" { DataType::Int64 } else { DataType::Utf8 }, true)).collect::<Vec<_>>());
+    let aliases: Vec<String> = models.iter().map(|m| m.aliases.join(",")).collect();
+    let metadata: Vec<String> = models.iter().map(|m| m.metadata.to_string()).collect();
+    let columns: Vec<ArrayRef> = vec![
+        text(models.iter().map(|m| Some(m.name.as_str()))),
+        text(models.iter().map(|m| Some(m.version.as_str()))),
+        text(models.iter().map(|m| Some(m.task.as_str()))),
+        Arc::new(Int64Array::from(models.iter().map(|m| m.dimensions.map(i64::from)).collect::<Vec<_>>())),
+        text(aliases.iter().map(|a| Some(a.as_str()))),
+        text(models.iter().map(|m| m.artifact_prefix.as_deref())),
+        text(metadata.iter().map(|m| Some(m.as_str()))),
+    ];
+    Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
+}
+
+fn jobs_batch(jobs: &[JobInfo]) -> Result<RecordBatch> {
+    let schema = Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("state", DataType::Utf8, false),
+        Field::new("priority", DataType::Int64, false),
+        Field::new("attempts", DataType::Utf8, false),
+        Field::new("worker", DataType::Utf8, true),
+        Field::new("last_error", DataType::Utf8, true),
+        Field::new("artifact", DataType::Utf8, true),
+    ]);
+    let attempts: Vec<String> = jobs.iter().map(|j| format!("{}/{}", j.attempts, j.max_attempts)).collect();
+    let columns: Vec<ArrayRef> = vec![
+        text(jobs.iter().map(|j| Some(j.id.as_str()))),
+        text(jobs.iter().map(|j| Some(j.state.as_str()))),
+        Arc::new(Int64Array::from(jobs.iter().map(|j| j.priority).collect::<Vec<_>>())),
+        text(attempts.iter().map(|a| Some(a.as_str()))),
+        text(jobs.iter().map(|j| j.worker.as_deref())),
+        text(jobs.iter().map(|j| j.last_error.as_deref())),
+        text(jobs.iter().map(|j| j.artifact_prefix.as_deref())),
+    ];
+    Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
+}
+
+fn json_arg(what: &str, value: Option<String>) -> Result<serde_json::Value> {
+    match value {
+        None => Ok(serde_json::json!({})),
+        Some(text) => serde_json::from_str(&text).map_err(|e| anyhow!("{what} is not valid JSON: {e}")),
+    }
+}
+
+pub async fn run_model(session: &Session, command: ModelCommand, format: OutputFormat, out: &mut dyn Write) -> Result<()> {
+    let models = session.models();
+    match command {
+        ModelCommand::Register { name, version, task, dimensions, metadata } => {
+            let metadata = json_arg("--metadata", metadata)?;
+            let info = models.register(ModelDefinition { name, version, task, dimensions, metadata }).await?;
+            print::print_batch(&models_batch(&[info])?, format, out)
+        }
+        ModelCommand::List => print::print_batch(&models_batch(&models.list().await?)?, format, out),
+        ModelCommand::Describe { name, version } => {
+            let found = match version {
+                Some(v) => vec![models.describe(&name, &v).await?],
+                None => {
+                    let all: Vec<ModelInfo> = models.list().await?.into_iter().filter(|m| m.name == name).collect();
+                    if all.is_empty() {
+                        return Err(anyhow!("model {name} is not registered; see `jammi model list`"));
+                    }
+                    all
+                }
+            };
+            print::print_batch(&models_batch(&found)?, format, out)
+        }
+        ModelCommand::Alias { name, alias, version } => {
+            let info = models.set_alias(&name, &alias, &version).await?;
+            writeln!(out, "{name}@{alias} -> {}", info.version)?;
+            Ok(())
+        }
+        ModelCommand::Rm { name, version } => {
+            models.delete(&name, &version).await?;
+            writeln!(out, "deleted model {name}:{version}")?;
+            Ok(())
+        }
+    }
+}
+
+pub async fn run_job(session: &Session, command: JobCommand, format: OutputFormat, out: &mut dyn Write) -> Result<()> {
+    let jobs = session.jobs();
+    match command {
+        JobCommand::Enqueue { model, version, root, priority, max_attempts, payload } => {
+            let request = JobRequest { model, version, artifact_root: root, priority, max_attempts, payload: json_arg("--payload", payload)? };
+            let info = jobs.enqueue(request).await?;
+            print::print_batch(&jobs_batch(&[info])?, format, out)
+        }
+        JobCommand::List => print::print_batch(&jobs_batch(&jobs.list().await?)?, format, out),
+        JobCommand::Claim { worker, lease_seconds } => {
+            if let Some(lease) = jobs.claim(&worker, Duration::from_secs(lease_seconds)).await? {
+                let line = serde_json::json!({
+                    "job_id": lease.job_id,
+                    "attempt": lease.attempt,
+                    "token": lease.token,
+                    "worker": lease.worker,
+                    "artifact_root": lease.artifact_root,
+                    "segments": lease.segments().join("/"),
+                    "artifact_prefix": lease.artifact_prefix,
+                    "expires_at_ms": lease.expires_at_ms,
+                    "payload": lease.payload,
+                });
+                writeln!(out, "{line}")?;
+            }
+            Ok(())
+        }
+        JobCommand::Heartbeat { job, token, lease_seconds } => {
+            let until = jobs.heartbeat(&job, &token, Duration::from_secs(lease_seconds)).await?;
+            writeln!(out, "lease of job {job} extended to {until} ms")?;
+            Ok(())
+        }
+        JobCommand::Fail { job, token, error, options } => {
+            let store = session.artifacts(crate::parse_options(&options)?);
+            let state = jobs.fail(&job, &token, &error, &store).await?;
+            writeln!(out, "job {job} is {}", state.as_str())?;
+            Ok(())
+        }
+        JobCommand::Finalize { job, token, options } => {
+            let store = session.artifacts(crate::parse_options(&options)?);
+            let prefix = jobs.finalize(&job, &token, &store).await?;
+            writeln!(out, "job {job} succeeded; the model serves {prefix}")?;
+            Ok(())
+        }
+        JobCommand::Gc { options } => {
+            let store = session.artifacts(crate::parse_options(&options)?);
+            let n = jobs.collect(&store).await?;
+            writeln!(out, "collected {n} attempt artifact{}", if n == 1 { "" } else { "s" })?;
+            Ok(())
+        }
+    }
+}

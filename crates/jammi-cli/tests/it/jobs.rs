@@ -1,0 +1,144 @@
+//! `jammi model` and `jammi job`: the registry through the CLI, and worker *processes* —
+//! every claim, put and finalize a separate `jammi` process on one catalog — completing
+//! every job exactly once, with a crashed worker's job taken over after its lease.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use crate::support::*;
+
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    let value: serde_json::Value = serde_json::from_str(text).unwrap();
+    value.as_array().unwrap().clone()
+}
+
+#[test]
+fn model_registry_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    ok(jammi(&home).args(["model", "register", "encoder", "v1", "--task", "embedding", "--dimensions", "384", "--metadata", r#"{"base":"minilm"}"#]));
+    ok(jammi(&home).args(["model", "register", "encoder", "v2", "--task", "embedding"]));
+    let dup = fails(jammi(&home).args(["model", "register", "encoder", "v1", "--task", "embedding"]));
+    assert!(dup.contains("encoder:v1") && dup.contains("already registered"), "{dup}");
+    let bad = fails(jammi(&home).args(["model", "register", "encoder", "v3", "--task", "embedding", "--metadata", "{oops"]));
+    assert!(bad.contains("--metadata"), "{bad}");
+    assert_eq!(ok(jammi(&home).args(["model", "alias", "encoder", "champion", "v1"])).trim(), "encoder@champion -> v1");
+    let described = json_lines(&ok(jammi(&home).args(["--format", "json", "model", "describe", "encoder", "champion"])));
+    assert_eq!((described.len(), described[0]["version"].as_str(), described[0]["aliases"].as_str()), (1, Some("v1"), Some("champion")));
+    assert_eq!(described[0]["dimensions"], 384);
+    let all = json_lines(&ok(jammi(&home).args(["--format", "json", "model", "list"])));
+    assert_eq!(all.len(), 2);
+    let missing = fails(jammi(&home).args(["model", "describe", "encoder", "nope"]));
+    assert!(missing.contains("encoder:nope"), "{missing}");
+    ok(jammi(&home).args(["model", "rm", "encoder", "v2"]));
+    assert_eq!(json_lines(&ok(jammi(&home).args(["--format", "json", "model", "list"]))).len(), 1);
+    let lost = fails(jammi(&home).args(["job", "heartbeat", "no-such-job", "--token", "x"]));
+    assert!(lost.contains("no longer holds"), "{lost}");
+}
+
+/// One worker process step: claim, put the artifact where the lease says, finalize.
+/// Returns the job it finalized, or None when nothing was claimable.
+fn work_once(home: &Path, worker: &str, files: &Path, crash: bool) -> Option<(String, bool)> {
+    let claimed = ok(jammi(home).args(["job", "claim", "--worker", worker, "--lease-seconds", if crash { "1" } else { "30" }]));
+    if claimed.trim().is_empty() {
+        return None;
+    }
+    let lease: serde_json::Value = serde_json::from_str(claimed.trim()).unwrap();
+    let (job, token) = (lease["job_id"].as_str().unwrap().to_string(), lease["token"].as_str().unwrap().to_string());
+    let weights = files.join(format!("{worker}-{}.bin", lease["attempt"]));
+    std::fs::write(&weights, format!("{job} by {worker}")).unwrap();
+    let prefix = ok(jammi(home).arg("artifact").arg("put").arg(lease["artifact_root"].as_str().unwrap()).arg(lease["segments"].as_str().unwrap()).arg(&weights));
+    assert_eq!(prefix.trim(), lease["artifact_prefix"].as_str().unwrap());
+    if crash {
+        // The worker dies here: no finalize, no fail. Its lease runs out.
+        return Some((job, false));
+    }
+    let out = jammi(home).args(["job", "finalize", &job, "--token", &token]).output().unwrap();
+    Some((job, out.status.success()))
+}
+
+#[test]
+fn worker_processes_complete_every_job_once_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    worker_processes(dir.path(), None);
+}
+
+/// The same with the catalog on the real PostgreSQL server from scripts/test.sh.
+#[test]
+fn worker_processes_complete_every_job_once_on_postgres() {
+    let admin = std::env::var("JAMMI_TEST_PG_URL").expect("JAMMI_TEST_PG_URL is not set: run the tests through scripts/test.sh");
+    let db = format!("jammi_cli_{}", std::process::id());
+    let created = std::process::Command::new("psql").arg(&admin).args(["-q", "-c", &format!("CREATE DATABASE {db}")]).status().expect("run psql");
+    assert!(created.success(), "create the test database");
+    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+    let dir = tempfile::tempdir().unwrap();
+    worker_processes(dir.path(), Some(&url));
+}
+
+/// Worker processes on the catalog of `home/jammi.toml` (SQLite when `catalog_url` is None).
+fn worker_processes(dir: &Path, catalog_url: Option<&str>) {
+    const JOBS: usize = 10;
+    let home = dir.join("home");
+    if let Some(url) = catalog_url {
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::write(home.join("jammi.toml"), format!("[catalog]\nurl = \"{url}\"\n")).unwrap();
+    }
+    let root = dir.join("artifacts");
+    let files = dir.join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    for j in 0..JOBS {
+        let version = format!("v{j}");
+        ok(jammi(&home).args(["model", "register", "m", &version, "--task", "classification"]));
+        ok(jammi(&home).args(["job", "enqueue", "m", &version, "--root"]).arg(&root).args(["--priority", &(j % 2).to_string()]));
+    }
+    // A worker that claims one job and crashes.
+    let (crashed_job, _) = work_once(&home, "crasher", &files, true).unwrap();
+
+    let wins: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let threads: Vec<_> = (0..3)
+        .map(|w| {
+            let (home, files, wins) = (home.clone(), files.clone(), Arc::clone(&wins));
+            std::thread::spawn(move || {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+                loop {
+                    assert!(std::time::Instant::now() < deadline, "workers did not finish");
+                    match work_once(&home, &format!("worker-{w}"), &files, false) {
+                        Some((job, true)) => *wins.lock().unwrap().entry(job).or_default() += 1,
+                        Some((_, false)) => {}
+                        None => {
+                            let jobs = json_lines(&ok(jammi(&home).args(["--format", "json", "job", "list"])));
+                            if jobs.iter().all(|j| j["state"] == "succeeded") {
+                                return;
+                            }
+                            std::thread::sleep(std::time::Duration::from_millis(200));
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let wins = wins.lock().unwrap().clone();
+    let jobs = json_lines(&ok(jammi(&home).args(["--format", "json", "job", "list"])));
+    assert_eq!(jobs.len(), JOBS);
+    for job in &jobs {
+        let id = job["id"].as_str().unwrap();
+        assert_eq!(job["state"], "succeeded", "{job}");
+        assert_eq!(wins.get(id), Some(&1), "job {id} finalized exactly once");
+        if id == crashed_job {
+            assert_eq!(job["attempts"], "2/3", "the crashed attempt's job was taken over");
+        }
+    }
+    // Every served pointer names a complete artifact; fetch verifies every digest.
+    for model in json_lines(&ok(jammi(&home).args(["--format", "json", "model", "list"]))) {
+        let prefix = model["artifact"].as_str().expect("served");
+        let local = ok(jammi(&home).args(["artifact", "fetch", prefix]));
+        assert!(Path::new(local.trim()).join("manifest.json").exists());
+    }
+    // The crashed attempt's artifact was collected when its job finished.
+    let crashed = root.join("shared").join(&crashed_job).join("crasher").join("attempt-1");
+    assert!(!crashed.join("manifest.json").exists() && !crashed.join("crasher-1.bin").exists(), "the crashed attempt's files are collected");
+}

@@ -1,0 +1,197 @@
+//! The model registry: named, versioned models with aliases (`champion` → a version), each
+//! pointing at the artifact its last finalized job produced.
+
+use crate::catalog::{ModelRecord, ModelRepo};
+use crate::error::{Error, Result};
+use crate::session::Session;
+use crate::tenant::TenantId;
+
+/// What to register.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelDefinition {
+    /// Model name.
+    pub name: String,
+    /// Version label, unique per name.
+    pub version: String,
+    /// What the model does (`embedding`, `classification`, …).
+    pub task: String,
+    /// Output dimensions, when meaningful.
+    pub dimensions: Option<u32>,
+    /// Free-form metadata (a JSON object).
+    pub metadata: serde_json::Value,
+}
+
+/// A registered model version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    /// Model name.
+    pub name: String,
+    /// Version label.
+    pub version: String,
+    /// Task.
+    pub task: String,
+    /// Output dimensions.
+    pub dimensions: Option<u32>,
+    /// Metadata (a JSON object).
+    pub metadata: serde_json::Value,
+    /// The served artifact prefix; `None` until a job finalizes.
+    pub artifact_prefix: Option<String>,
+    /// The job that produced the served artifact.
+    pub job_id: Option<String>,
+    /// Aliases naming this version.
+    pub aliases: Vec<String>,
+    /// Owning tenant (`None`: shared).
+    pub tenant: Option<TenantId>,
+    /// Registration time, ms since the epoch.
+    pub created_at_ms: i64,
+    /// Last change, ms since the epoch.
+    pub updated_at_ms: i64,
+}
+
+impl ModelInfo {
+    pub(crate) fn from_record(record: ModelRecord, aliases: Vec<String>) -> Self {
+        ModelInfo {
+            name: record.name,
+            version: record.version,
+            task: record.task,
+            dimensions: record.dimensions.map(|d| d as u32),
+            metadata: serde_json::from_str(&record.metadata).unwrap_or(serde_json::Value::Null),
+            artifact_prefix: record.artifact_prefix,
+            job_id: record.job_id,
+            aliases,
+            tenant: record.tenant,
+            created_at_ms: record.created_at,
+            updated_at_ms: record.updated_at,
+        }
+    }
+}
+
+/// Model names, versions and aliases: letters, digits, `_`, `-`, `.`; at most 128 bytes.
+pub(crate) fn check_label(what: &str, value: &str) -> Result<()> {
+    let ok = !value.is_empty() && value.len() <= 128 && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidName { name: value.to_string(), message: format!("a model {what} uses letters, digits, '_', '-' and '.' (1 to 128 of them)") })
+    }
+}
+
+/// The model registry of a session, in its tenant scope. Get one with [`Session::models`].
+#[derive(Debug)]
+pub struct Models<'a> {
+    session: &'a Session,
+}
+
+impl<'a> Models<'a> {
+    pub(crate) fn new(session: &'a Session) -> Self {
+        Models { session }
+    }
+
+    fn repo(&self) -> ModelRepo<'a> {
+        self.session.catalog().models()
+    }
+
+    fn unknown(&self, name: &str, version: &str) -> Error {
+        Error::UnknownModel { name: name.into(), version: version.into(), scope: self.session.scope().describe() }
+    }
+
+    /// Register a model version, owned by the session's tenant (shared when unbound). Its
+    /// artifact pointer starts empty; only a job's finalize sets it.
+    pub async fn register(&self, definition: ModelDefinition) -> Result<ModelInfo> {
+        check_label("name", &definition.name)?;
+        check_label("version", &definition.version)?;
+        if definition.task.trim().is_empty() {
+            return Err(Error::Query("a model needs a task (for example embedding or classification)".into()));
+        }
+        if !definition.metadata.is_object() && !definition.metadata.is_null() {
+            return Err(Error::Query("model metadata must be a JSON object".into()));
+        }
+        let metadata = if definition.metadata.is_null() { serde_json::json!({}) } else { definition.metadata };
+        let record = ModelRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            tenant: self.session.scope().owner(),
+            name: definition.name,
+            version: definition.version,
+            task: definition.task,
+            dimensions: definition.dimensions.map(i64::from),
+            metadata: metadata.to_string(),
+            artifact_prefix: None,
+            job_id: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        self.repo().insert(&record).await?;
+        self.get(&record.name, &record.version).await
+    }
+
+    /// Every model version the session may see, with its aliases.
+    pub async fn list(&self) -> Result<Vec<ModelInfo>> {
+        let scope = self.session.scope();
+        let aliases = self.repo().aliases(scope).await?;
+        let records = self.repo().list(scope).await?;
+        Ok(records
+            .into_iter()
+            .map(|r| {
+                let names = aliases.iter().filter(|a| a.model_id == r.id).map(|a| a.alias.clone()).collect();
+                ModelInfo::from_record(r, names)
+            })
+            .collect())
+    }
+
+    async fn with_aliases(&self, record: ModelRecord) -> Result<ModelInfo> {
+        let aliases = self.repo().aliases(self.session.scope()).await?;
+        let names = aliases.iter().filter(|a| a.model_id == record.id).map(|a| a.alias.clone()).collect();
+        Ok(ModelInfo::from_record(record, names))
+    }
+
+    pub(crate) async fn record(&self, name: &str, version: &str) -> Result<ModelRecord> {
+        self.repo().get(self.session.scope(), name, version).await?.ok_or_else(|| self.unknown(name, version))
+    }
+
+    /// One version.
+    pub async fn get(&self, name: &str, version: &str) -> Result<ModelInfo> {
+        let record = self.record(name, version).await?;
+        self.with_aliases(record).await
+    }
+
+    /// The version an alias names, in one catalog read (the returned `aliases` holds just
+    /// the one asked for).
+    pub async fn resolve(&self, name: &str, alias: &str) -> Result<ModelInfo> {
+        let record = self.repo().resolve_alias(self.session.scope(), name, alias).await?.ok_or_else(|| self.unknown(name, alias))?;
+        Ok(ModelInfo::from_record(record, vec![alias.to_string()]))
+    }
+
+    /// A version by its label, or else by an alias.
+    pub async fn describe(&self, name: &str, version_or_alias: &str) -> Result<ModelInfo> {
+        match self.repo().get(self.session.scope(), name, version_or_alias).await? {
+            Some(record) => self.with_aliases(record).await,
+            None => {
+                let record = self.repo().resolve_alias(self.session.scope(), name, version_or_alias).await?.ok_or_else(|| self.unknown(name, version_or_alias))?;
+                self.with_aliases(record).await
+            }
+        }
+    }
+
+    /// Point `name@alias` at `version` (moving it if it named another version).
+    pub async fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<ModelInfo> {
+        check_label("alias", alias)?;
+        let record = self.record(name, version).await?;
+        let scope = self.session.scope();
+        if record.tenant.is_some() && record.tenant != scope.owner() && scope != crate::tenant::TenantScope::Admin {
+            return Err(Error::PermissionDenied { message: format!("model {name}:{version} belongs to another tenant") });
+        }
+        self.repo().set_alias(scope.owner(), name, alias, &record.id).await?;
+        self.get(name, version).await
+    }
+
+    /// Delete a version with its aliases (refused while a job for it is queued or running).
+    /// Its artifacts stay on storage; delete them with `jammi artifact rm`.
+    pub async fn delete(&self, name: &str, version: &str) -> Result<()> {
+        let record = self.record(name, version).await?;
+        let scope = self.session.scope();
+        if record.tenant != scope.owner() && scope != crate::tenant::TenantScope::Admin {
+            return Err(Error::PermissionDenied { message: format!("model {name}:{version} is not owned by this session's tenant; only its owner may delete it") });
+        }
+        self.repo().delete(&record).await
+    }
+}
