@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one test command: starts the real services tests need on loopback (PostgreSQL, an
-# S3-compatible server, nats-server with JetStream), runs every test, stops the services, and exits non-zero on any
+# S3-compatible server, nats-server with JetStream, MariaDB), runs every test, stops the services, and exits non-zero on any
 # failure. Tests that need a service read its address from the JAMMI_TEST_* variables below
 # and fail (never skip) when one is missing.
 set -euo pipefail
@@ -90,6 +90,28 @@ export JAMMI_TEST_NATS_URL="nats://127.0.0.1:$NATS_PORT"
 # The restart test runs its own server from the same binary.
 export JAMMI_TEST_NATS_SERVER="$(command -v nats-server)"
 log "nats-server (JetStream) on 127.0.0.1:$NATS_PORT"
+
+# --- MariaDB (Debian package mariadb-server) ----------------------------------------------
+if [[ ! -x /usr/sbin/mariadbd ]]; then
+    log "installing MariaDB"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q mariadb-server >/dev/null
+fi
+MY_DATA="$WORK/mysql"
+mkdir -p "$MY_DATA/data"
+mariadb-install-db --no-defaults --datadir="$MY_DATA/data" --user="$(id -un)" --auth-root-authentication-method=normal >"$WORK/mysql-install.log" 2>&1
+MY_PORT="$(free_port)"
+/usr/sbin/mariadbd --no-defaults --datadir="$MY_DATA/data" --port="$MY_PORT" --bind-address=127.0.0.1 \
+    --socket="$MY_DATA/mysql.sock" --user="$(id -un)" --innodb-flush-log-at-trx-commit=2 >"$WORK/mysql.log" 2>&1 &
+PIDS+=($!)
+wait_for 60 "MariaDB" mariadb --no-defaults --socket="$MY_DATA/mysql.sock" -u root -e "SELECT 1"
+# One user for every host form a loopback client may match (an anonymous ''@localhost
+# would otherwise win over 'jammi'@'%').
+for host in '%' localhost 127.0.0.1; do
+    mariadb --no-defaults --socket="$MY_DATA/mysql.sock" -u root \
+        -e "CREATE USER 'jammi'@'$host' IDENTIFIED BY 'jammi'; GRANT ALL ON *.* TO 'jammi'@'$host' WITH GRANT OPTION;"
+done
+export JAMMI_TEST_MYSQL_URL="mysql://jammi:jammi@127.0.0.1:$MY_PORT/mysql"
+log "MariaDB on 127.0.0.1:$MY_PORT"
 
 # --- Tests --------------------------------------------------------------------------------
 log "running the test suite"

@@ -252,11 +252,13 @@ pub struct SearchArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum SourceCommand {
-    /// Register a source: NAME becomes the SQL catalog `NAME.public.TABLE`.
+    /// Register a source: NAME becomes the SQL catalog `NAME.public.TABLE` (files) or
+    /// `NAME.<schema>.TABLE` (databases).
     Add {
         /// Source name (lower-case letters, digits, '_').
         name: String,
-        /// Local path, file:// URL, directory, or s3:// gs:// azure:// r2:// memory:// URL.
+        /// Local path, file:// URL, directory, s3:// gs:// azure:// r2:// memory:// URL, or a
+        /// database: postgres://user:pass@host:port/db, mysql://user:pass@host:port/db.
         url: String,
         /// Column holding each row's tenant UUID (NULL = shared row).
         #[arg(long)]
@@ -269,6 +271,11 @@ pub enum SourceCommand {
     List,
     /// Unregister a source (its data is not touched).
     Remove {
+        /// Source name.
+        name: String,
+    },
+    /// Read a database source's tables and columns again.
+    Refresh {
         /// Source name.
         name: String,
     },

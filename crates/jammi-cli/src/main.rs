@@ -96,6 +96,10 @@ async fn run_command(session: &Session, command: Command, format: OutputFormat, 
         Command::Artifact(command) => artifacts::run(session, command, out).await,
         Command::Model(command) => models::run_model(session, command, format, out).await,
         Command::Job(command) => models::run_job(session, command, format, out).await,
+        Command::Source(SourceCommand::Refresh { name }) => {
+            let info = session.sources().refresh(&name).await?;
+            print::print_batch(&sources_to_batch(&[info])?, format, out)
+        }
         Command::Source(SourceCommand::Remove { name }) => {
             let info = session.sources().remove(&name).await?;
             if format == OutputFormat::Table {

@@ -133,6 +133,9 @@ impl Session {
             .with_config(df_config)
             .with_default_features()
             .with_analyzer_rules(rules)
+            // After DataFusion's own rules: hand whole parts of plans to database sources.
+            .with_optimizer_rule(Arc::new(crate::source::remote::pushdown::RemotePushdown))
+            .with_query_planner(Arc::new(crate::source::remote::FederatedQueryPlanner))
             .build();
         let policy = CompactionPolicy {
             max_segments: config.vectors.max_segments,
@@ -179,7 +182,21 @@ impl Session {
         let session = Session { shared, sticky: TenantScope::Unbound, txn: Arc::new(Mutex::new(None)) };
         crate::vector::recover(&session).await?;
         session.sync_catalog().await?;
+        session.refresh_databases().await;
         Ok(session)
+    }
+
+    /// Opening reads database sources' tables again, so new tables and columns appear. A
+    /// database that does not answer keeps its last known tables (`source list` says why).
+    async fn refresh_databases(&self) {
+        let Ok(records) = self.shared.catalog.sources().list_all().await else { return };
+        for record in records {
+            let Some(kind) = crate::source::remote::kind_of_url(&record.url) else { continue };
+            let refreshed = tokio::time::timeout(std::time::Duration::from_secs(5), crate::source::refresh_record(self, &record, kind)).await;
+            if !matches!(refreshed, Ok(Ok(()))) {
+                tracing::warn!(source = %record.name, "could not refresh the database source's tables at open; serving the last known ones");
+            }
+        }
     }
 
     /// The configuration in use.
@@ -446,6 +463,9 @@ impl Session {
     }
 
     pub(crate) fn build_source_catalog(&self, record: &SourceRecord) -> Result<Arc<SourceCatalog>> {
+        if source::remote::kind_of_url(&record.url).is_some() {
+            return source::build_catalog(record);
+        }
         let url = StorageUrl::parse(&record.url)?;
         let (_, storage_options) = source::split_options(&record.options);
         self.register_store(&url, &storage_options)?;

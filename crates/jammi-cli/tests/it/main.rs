@@ -5,6 +5,7 @@ mod support;
 mod artifacts;
 mod commands;
 mod demo;
+mod federation;
 mod jobs;
 mod mutable;
 mod processes;

@@ -66,6 +66,16 @@ impl<'a> SourceRepo<'a> {
         SourceRepo { catalog }
     }
 
+    /// Replace what the engine learned about a source's data (a refresh of a database
+    /// source). Other engines pick it up through the change counter.
+    pub async fn update_spec(&self, id: &str, table_spec: &str) -> Result<()> {
+        let c = self.catalog;
+        let mut tx = c.begin_serialized().await?;
+        sqlx::query("UPDATE jammi_sources SET table_spec = $1 WHERE id = $2").bind(table_spec).bind(id).execute(&mut *tx).await.map_err(|e| c.error(e))?;
+        super::bump_change_counter(&mut tx).await.map_err(|e| c.error(e))?;
+        tx.commit().await.map_err(|e| c.error(e))
+    }
+
     /// Register `record`. Fails with [`Error::DuplicateSource`] when its owner already has a
     /// source of that name; nothing is written then.
     pub async fn insert(&self, record: &SourceRecord) -> Result<()> {

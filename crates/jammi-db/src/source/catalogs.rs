@@ -18,33 +18,40 @@ use datafusion::common::{exec_err, Result as DfResult};
 use super::naming::DEFAULT_SCHEMA;
 use crate::tenant::{TenantId, TenantScope};
 
-/// One source seen as a catalog with one schema, `public`, holding its tables.
+/// One source seen as a catalog: file sources have one schema, `public`; database sources
+/// keep their database's schema names.
 #[derive(Debug)]
 pub struct SourceCatalog {
     name: String,
-    schema: Arc<SourceSchema>,
+    schemas: BTreeMap<String, Arc<SourceSchema>>,
 }
 
 impl SourceCatalog {
-    /// A catalog for source `name` with `tables`.
+    /// A catalog for source `name` with `tables` in schema `public`.
     pub fn new(name: impl Into<String>, tables: BTreeMap<String, Arc<dyn TableProvider>>) -> Self {
-        let name = name.into();
-        SourceCatalog { schema: Arc::new(SourceSchema { source: name.clone(), tables }), name }
+        Self::with_schemas(name, BTreeMap::from([(DEFAULT_SCHEMA.to_string(), tables)]))
     }
 
-    /// Table names.
+    /// A catalog for source `name` with these schemas and their tables.
+    pub fn with_schemas(name: impl Into<String>, schemas: BTreeMap<String, BTreeMap<String, Arc<dyn TableProvider>>>) -> Self {
+        let name = name.into();
+        let schemas = schemas.into_iter().map(|(schema, tables)| (schema, Arc::new(SourceSchema { source: name.clone(), tables }))).collect();
+        SourceCatalog { schemas, name }
+    }
+
+    /// `schema.table` of every table.
     pub fn table_names(&self) -> Vec<String> {
-        self.schema.tables.keys().cloned().collect()
+        self.schemas.iter().flat_map(|(schema, s)| s.tables.keys().map(move |t| format!("{schema}.{t}"))).collect()
     }
 }
 
 impl CatalogProvider for SourceCatalog {
     fn schema_names(&self) -> Vec<String> {
-        vec![DEFAULT_SCHEMA.to_string()]
+        self.schemas.keys().cloned().collect()
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        (name == DEFAULT_SCHEMA).then(|| Arc::clone(&self.schema) as Arc<dyn SchemaProvider>)
+        self.schemas.get(name).map(|s| Arc::clone(s) as Arc<dyn SchemaProvider>)
     }
 
     fn register_schema(&self, name: &str, _schema: Arc<dyn SchemaProvider>) -> DfResult<Option<Arc<dyn SchemaProvider>>> {
@@ -52,7 +59,7 @@ impl CatalogProvider for SourceCatalog {
     }
 }
 
-/// The `public` schema of a source.
+/// One schema of a source.
 #[derive(Debug)]
 struct SourceSchema {
     source: String,

@@ -8,6 +8,7 @@ mod catalogs;
 pub mod file;
 pub mod naming;
 mod read_only;
+pub mod remote;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -106,6 +107,9 @@ impl<'a> Sources<'a> {
     pub async fn add(&self, spec: SourceSpec) -> Result<SourceInfo> {
         let scope = self.session.scope();
         naming::validate_source_name(&spec.name)?;
+        if let Some(kind) = remote::kind_of_url(&spec.url) {
+            return self.add_database(spec, kind).await;
+        }
         let url = StorageUrl::parse(&spec.url)?;
         let (format_options, storage_options) = split_options(&spec.options);
         let store = self.session.register_store(&url, &storage_options)?;
@@ -133,19 +137,70 @@ impl<'a> Sources<'a> {
         Ok(info(&record, "ok"))
     }
 
-    /// Sources visible in the current scope.
+    /// Register a database: read its tables, check the options, then write the catalog.
+    async fn add_database(&self, spec: SourceSpec, kind: remote::RemoteKind) -> Result<SourceInfo> {
+        if spec.format.is_some() {
+            return Err(Error::InvalidOption { source_name: spec.name.clone(), key: "format".into(), message: "database sources have no file format".into() });
+        }
+        if let Some(key) = spec.options.keys().find(|k| k.as_str() != "schemas") {
+            return Err(Error::InvalidOption { source_name: spec.name.clone(), key: key.clone(), message: "database sources take one option: schemas=a,b".into() });
+        }
+        let source = remote_source(&spec.name, &spec.url, kind)?;
+        let tables = source.introspect(&schemas_option(&spec.options)).await?;
+        if let Some(column) = &spec.tenant_column {
+            check_remote_tenant_column(&tables, column, &spec.name)?;
+        }
+        let mut record = SourceRecord::new(self.session.scope().owner(), &spec.name, kind.as_str(), spec.url.as_str());
+        record.tenant_column = spec.tenant_column.clone();
+        record.options = spec.options.clone();
+        record.table_spec = serde_json::to_string(&tables).map_err(|e| Error::Query(e.to_string()))?;
+        let catalog = build_catalog(&record)?;
+        self.session.catalog().sources().insert(&record).await?;
+        self.session.source_catalogs().insert(record.tenant, catalog);
+        Ok(info(&record, "ok"))
+    }
+
+    /// Read a database source's tables and columns again (new tables, new columns).
+    pub async fn refresh(&self, name: &str) -> Result<SourceInfo> {
+        let scope = self.session.scope();
+        let record = self
+            .session
+            .catalog()
+            .sources()
+            .get_visible(scope, name)
+            .await?
+            .ok_or_else(|| Error::UnknownSource { name: name.to_string(), scope: scope.describe() })?;
+        let Some(kind) = remote::kind_of_url(&record.url) else {
+            return Err(Error::Query(format!("source '{name}' is a file source: its schema is read when it is added; remove and add it again")));
+        };
+        refresh_record(self.session, &record, kind).await?;
+        let record = self.session.catalog().sources().get_visible(scope, name).await?.unwrap_or(record);
+        Ok(info(&record, "ok"))
+    }
+
+    /// Sources visible in the current scope, each with its status (a database source is
+    /// asked whether it answers).
     pub async fn list(&self) -> Result<Vec<SourceInfo>> {
         let records = self.session.catalog().sources().list_visible(self.session.scope()).await?;
-        Ok(records
-            .iter()
-            .map(|r| {
-                let status = match self.session.build_source_catalog(r) {
-                    Ok(_) => "ok".to_string(),
-                    Err(e) => format!("unavailable: {e}"),
-                };
-                info(r, &status)
-            })
-            .collect())
+        let mut out = Vec::with_capacity(records.len());
+        for r in &records {
+            let status = match self.session.build_source_catalog(r) {
+                Err(e) => format!("unavailable: {e}"),
+                Ok(_) => match remote::kind_of_url(&r.url) {
+                    None => "ok".to_string(),
+                    Some(kind) => match remote_source(&r.name, &r.url, kind) {
+                        Err(e) => format!("unavailable: {e}"),
+                        Ok(source) => match tokio::time::timeout(std::time::Duration::from_secs(5), source.pool.ping()).await {
+                            Ok(Ok(())) => "ok".to_string(),
+                            Ok(Err(e)) => format!("unavailable: {}", source.error(&e)),
+                            Err(_) => "unavailable: the database did not answer within 5 s".to_string(),
+                        },
+                    },
+                },
+            };
+            out.push(info(r, &status));
+        }
+        Ok(out)
     }
 
     /// Unregister `name` (the caller's own source; shared ones only when unbound).
@@ -181,8 +236,86 @@ pub fn sources_to_batch(sources: &[SourceInfo]) -> Result<RecordBatch> {
         .map_err(|e| Error::Query(e.to_string()))
 }
 
+/// The connection pool of a database source, shared by every catalog built for it in this
+/// process (rebuilding catalogs after a sync must not open new connections).
+fn remote_source(name: &str, url: &str, kind: remote::RemoteKind) -> Result<Arc<remote::RemoteSource>> {
+    use std::sync::{Mutex, OnceLock};
+    static SOURCES: OnceLock<Mutex<std::collections::HashMap<(String, String), Arc<remote::RemoteSource>>>> = OnceLock::new();
+    let mut sources = SOURCES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    let key = (name.to_string(), url.to_string());
+    if let Some(s) = sources.get(&key) {
+        return Ok(Arc::clone(s));
+    }
+    let source = remote::RemoteSource::connect(name, url, kind)?;
+    sources.insert(key, Arc::clone(&source));
+    Ok(source)
+}
+
+fn schemas_option(options: &BTreeMap<String, String>) -> Vec<String> {
+    options.get("schemas").map(|s| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()).unwrap_or_default()
+}
+
+/// Re-read a database source's tables; the catalog row changes only when they did.
+pub(crate) async fn refresh_record(session: &Session, record: &SourceRecord, kind: remote::RemoteKind) -> Result<()> {
+    let source = remote_source(&record.name, &record.url, kind)?;
+    let tables = source.introspect(&schemas_option(&record.options)).await?;
+    let spec = serde_json::to_string(&tables).map_err(|e| Error::Query(e.to_string()))?;
+    if spec != record.table_spec {
+        session.catalog().sources().update_spec(&record.id, &spec).await?;
+        session.sync_catalog().await?;
+    }
+    Ok(())
+}
+
+fn check_remote_tenant_column(tables: &remote::RemoteTables, column: &str, source: &str) -> Result<()> {
+    let found: Vec<&remote::RemoteColumn> = tables.schemas.values().flat_map(|t| t.values()).flatten().filter(|c| c.name == column).collect();
+    if found.is_empty() {
+        return Err(Error::InvalidOption { source_name: source.to_string(), key: "tenant-column".into(), message: format!("no table of the database has a column '{column}'") });
+    }
+    if let Some(bad) = found.iter().find(|c| c.arrow != DataType::Utf8) {
+        return Err(Error::InvalidOption {
+            source_name: source.to_string(),
+            key: "tenant-column".into(),
+            message: format!("column '{column}' has type {}; a tenant column holds UUID text", bad.remote_type),
+        });
+    }
+    Ok(())
+}
+
+/// The catalog of a database source from its stored tables (no I/O).
+fn build_remote_catalog(record: &SourceRecord, kind: remote::RemoteKind) -> Result<Arc<SourceCatalog>> {
+    let tables: remote::RemoteTables = serde_json::from_str(&record.table_spec).map_err(|e| Error::Catalog {
+        backend: "catalog".to_string(),
+        message: format!("source '{}' has an unreadable table list ({e}); run `jammi source refresh {}`", record.name, record.name),
+    })?;
+    let source = remote_source(&record.name, &record.url, kind)?;
+    let schemas = source
+        .providers(&tables)
+        .into_iter()
+        .map(|(schema, tables)| {
+            let tables = tables
+                .into_iter()
+                .map(|(name, table)| {
+                    let has_tenant = record.tenant_column.as_ref().is_some_and(|c| table.schema().field_with_name(c).is_ok());
+                    let provider: Arc<dyn TableProvider> = Arc::new(table);
+                    let provider = match (&record.tenant_column, has_tenant) {
+                        (Some(column), true) => Arc::new(TenantScopedTable::new(provider, column.clone())) as Arc<dyn TableProvider>,
+                        _ => provider,
+                    };
+                    (name, provider)
+                })
+                .collect();
+            (schema, tables)
+        })
+        .collect();
+    Ok(Arc::new(SourceCatalog::with_schemas(record.name.clone(), schemas)))
+}
+
 /// Build the DataFusion catalog for a stored source record (no I/O).
 pub(crate) fn build_catalog(record: &SourceRecord) -> Result<Arc<SourceCatalog>> {
+    if let Some(kind) = remote::kind_of_url(&record.url) {
+        return build_remote_catalog(record, kind);
+    }
     let spec: TableSpec = serde_json::from_str(&record.table_spec).map_err(|e| Error::Catalog {
         backend: "catalog".to_string(),
         message: format!("source '{}' has an unreadable table spec ({e}); remove and add it again", record.name),
@@ -257,14 +390,21 @@ fn check_tenant_column(spec: &TableSpec, column: &str, source: &str) -> Result<(
 }
 
 fn info(record: &SourceRecord, status: &str) -> SourceInfo {
-    let table = serde_json::from_str::<TableSpec>(&record.table_spec).map(|s| s.table).ok();
+    let tables = match remote::kind_of_url(&record.url) {
+        Some(_) => serde_json::from_str::<remote::RemoteTables>(&record.table_spec)
+            .map(|t| t.schemas.iter().flat_map(|(schema, tables)| tables.keys().map(move |table| format!("{}.{schema}.{table}", record.name))).collect())
+            .unwrap_or_default(),
+        None => serde_json::from_str::<TableSpec>(&record.table_spec)
+            .map(|s| vec![format!("{}.{}.{}", record.name, naming::DEFAULT_SCHEMA, s.table)])
+            .unwrap_or_default(),
+    };
     SourceInfo {
         name: record.name.clone(),
         tenant: record.tenant,
         kind: record.kind.clone(),
         url: crate::catalog::redact_url(&record.url),
         format: record.format.clone(),
-        tables: table.map(|t| vec![format!("{}.{}.{t}", record.name, naming::DEFAULT_SCHEMA)]).unwrap_or_default(),
+        tables,
         tenant_column: record.tenant_column.clone(),
         options: record.options.iter().map(|(k, v)| (k.clone(), mask_secret(k, v))).collect(),
         status: status.to_string(),

@@ -34,6 +34,11 @@ impl TenantScopedTable {
         TenantScopedTable { inner, tenant_column: tenant_column.into() }
     }
 
+    /// The table whose rows are filtered.
+    pub fn inner(&self) -> &Arc<dyn TableProvider> {
+        &self.inner
+    }
+
     /// The column holding the owning tenant.
     pub fn tenant_column(&self) -> &str {
         &self.tenant_column

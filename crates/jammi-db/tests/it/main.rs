@@ -5,6 +5,7 @@ mod support;
 mod artifacts;
 mod broker;
 mod catalog;
+mod federation;
 mod jobs;
 mod mutable;
 mod prepared;

@@ -1,0 +1,111 @@
+//! Federation benchmark: a pgbench-style set of queries (full-scan aggregate, filtered
+//! aggregate, point lookup, join) through jammi-db's Postgres source and sent straight to
+//! Postgres with sqlx, in the same run. Prints the Markdown table of docs/BENCHMARKS.md.
+//!
+//! Usage: federation-bench --pg postgres://user@host:port/db [--scale N] [--reps N]
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use jammi_db::source::SourceSpec;
+use jammi_db::{Config, Session};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::Row;
+
+struct Args {
+    pg: String,
+    scale: i64,
+    reps: usize,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut args = Args { pg: String::new(), scale: 10, reps: 200 };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| anyhow!("{flag} needs a value"));
+        match flag.as_str() {
+            "--pg" => args.pg = value()?,
+            "--scale" => args.scale = value()?.parse()?,
+            "--reps" => args.reps = value()?.parse()?,
+            other => return Err(anyhow!("unknown flag {other}; flags: --pg URL --scale N --reps N")),
+        }
+    }
+    if args.pg.is_empty() {
+        return Err(anyhow!("--pg URL is required"));
+    }
+    Ok(args)
+}
+
+/// (name, SQL with `{t}` for the schema-qualified table prefix, repetitions multiplier).
+const QUERIES: &[(&str, &str, usize)] = &[
+    ("full scan aggregate", "SELECT count(*), sum(abalance) FROM {t}accounts", 1),
+    ("filtered aggregate", "SELECT bid, count(*), avg(abalance) FROM {t}accounts WHERE aid BETWEEN 10000 AND 60000 GROUP BY bid ORDER BY bid", 4),
+    ("point lookup", "SELECT aid, bid, abalance FROM {t}accounts WHERE aid = {k}", 40),
+    ("join", "SELECT b.bid, count(*) FROM {t}accounts a JOIN {t}branches b ON a.bid = b.bid WHERE a.aid < 20000 GROUP BY b.bid ORDER BY b.bid", 4),
+];
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let args = parse_args()?;
+    let pool = PgPoolOptions::new().max_connections(4).connect(&args.pg).await.context("connect to Postgres")?;
+    let accounts = args.scale * 100_000;
+    eprintln!("loading {accounts} accounts");
+    sqlx::raw_sql(&format!(
+        "DROP TABLE IF EXISTS accounts, branches; \
+         CREATE TABLE branches (bid int PRIMARY KEY, bbalance int NOT NULL, filler char(88)); \
+         CREATE TABLE accounts (aid bigint PRIMARY KEY, bid int NOT NULL, abalance int NOT NULL, filler char(84)); \
+         INSERT INTO branches SELECT g, 0, '' FROM generate_series(1, {scale}) g; \
+         INSERT INTO accounts SELECT g, 1 + (g - 1) / 100000, (g * 7919) % 10000, '' FROM generate_series(1, {accounts}) g; \
+         VACUUM ANALYZE accounts; VACUUM ANALYZE branches;",
+        scale = args.scale
+    ))
+    .execute(&pool)
+    .await?;
+
+    let dir = tempfile::tempdir()?;
+    let session = Session::open(Config::embedded(dir.path())).await?;
+    session.sources().add(SourceSpec::new("pg", args.pg.clone())).await?;
+
+    println!("pgbench-style tables at scale {} ({} accounts), {} base repetitions; Postgres on loopback, same machine.\n", args.scale, accounts, args.reps);
+    println!("| query | direct (sqlx) median | jammi median | jammi ÷ direct | pushed down whole |\n|---|---:|---:|---:|---|");
+    for (name, template, mult) in QUERIES {
+        let reps = (args.reps * mult / 10).max(5);
+        let sql_for = |t: &str, k: i64| template.replace("{t}", t).replace("{k}", &k.to_string());
+        let plan = session.sql(&format!("EXPLAIN {}", sql_for("pg.public.", 1))).await?.collect().await?;
+        let plan_text = jammi_db::datafusion::arrow::util::pretty::pretty_format_batches(&plan)?.to_string();
+        let physical = plan_text.split("physical_plan").nth(1).unwrap_or_default();
+        let whole = physical.matches("RemoteQueryExec").count() == 1 && !["AggregateExec", "HashJoinExec", "SortExec", "FilterExec"].iter().any(|n| physical.contains(n));
+        let (mut direct, mut jammi) = (Vec::new(), Vec::new());
+        for i in 0..reps {
+            let k = 1 + (i as i64 * 7919) % accounts;
+            // Alternate who goes first, so caches favour neither.
+            for turn in 0..2 {
+                if (i + turn) % 2 == 0 {
+                    let started = Instant::now();
+                    let rows = sqlx::query(&sql_for("", k)).fetch_all(&pool).await?;
+                    let _: Vec<i64> = rows.iter().map(|r| r.try_get::<i64, _>(0).unwrap_or_default()).collect();
+                    direct.push(started.elapsed());
+                } else {
+                    let started = Instant::now();
+                    let batches = session.sql(&sql_for("pg.public.", k)).await?.collect().await?;
+                    std::hint::black_box(batches);
+                    jammi.push(started.elapsed());
+                }
+            }
+        }
+        let (d, j) = (median(direct), median(jammi));
+        println!(
+            "| {name} | {:.3} ms | {:.3} ms | {:.2}× | {} |",
+            d.as_secs_f64() * 1e3,
+            j.as_secs_f64() * 1e3,
+            j.as_secs_f64() / d.as_secs_f64(),
+            if whole { "yes" } else { "no" }
+        );
+    }
+    Ok(())
+}

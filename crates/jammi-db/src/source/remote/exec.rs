@@ -1,0 +1,104 @@
+//! [`RemoteQueryExec`]: runs one SQL statement on a database source and streams its rows as
+//! Arrow batches. Its `output_rows` metric is the number of rows the remote sent, so
+//! `EXPLAIN ANALYZE` shows what crossed the wire.
+
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, SendableRecordBatchStream};
+use futures::StreamExt;
+
+use super::RemoteSource;
+
+/// One remote statement.
+#[derive(Debug)]
+pub struct RemoteQueryExec {
+    source: Arc<RemoteSource>,
+    sql: String,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl RemoteQueryExec {
+    /// Run `sql` on `source`; its rows have `schema`.
+    pub fn new(source: Arc<RemoteSource>, sql: String, schema: SchemaRef) -> Self {
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(SchemaRef::clone(&schema)),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        RemoteQueryExec { source, sql, schema, properties, metrics: ExecutionPlanMetricsSet::new() }
+    }
+
+    /// The SQL sent.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+}
+
+impl DisplayAs for RemoteQueryExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "RemoteQueryExec: source={} sql={}", self.source.name, self.sql)
+    }
+}
+
+impl ExecutionPlan for RemoteQueryExec {
+    fn name(&self) -> &str {
+        "RemoteQueryExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(&self, _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(self: Arc<Self>, _children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+        let baseline = BaselineMetrics::new(&self.metrics, partition);
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let (pool, sql, schema) = (self.source.pool.clone(), self.sql.clone(), SchemaRef::clone(&self.schema));
+        let batch_size = context.session_config().batch_size();
+        // The producer ends by itself when the stream is dropped (its sends fail).
+        tokio::spawn(async move { pool.stream(sql, schema, batch_size, tx).await });
+        let (name, password) = (self.source.name.clone(), self.source.password.clone());
+        let stream = tokio_stream_from(rx).map(move |item| {
+            match item {
+                Ok(batch) => {
+                    baseline.record_output(batch.num_rows());
+                    Ok(batch)
+                }
+                Err(e) => Err(DataFusionError::External(Box::new(crate::error::Error::Query(super::pool::describe(&e, &name, password.as_deref()))))),
+            }
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(SchemaRef::clone(&self.schema), stream)))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+}
+
+fn tokio_stream_from<T: Send + 'static>(mut rx: tokio::sync::mpsc::Receiver<T>) -> futures::stream::BoxStream<'static, T> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+}
