@@ -60,19 +60,21 @@ async fn main() -> Result<()> {
          CREATE TABLE branches (bid int PRIMARY KEY, bbalance int NOT NULL, filler char(88)); \
          CREATE TABLE accounts (aid bigint PRIMARY KEY, bid int NOT NULL, abalance int NOT NULL, filler char(84)); \
          INSERT INTO branches SELECT g, 0, '' FROM generate_series(1, {scale}) g; \
-         INSERT INTO accounts SELECT g, 1 + (g - 1) / 100000, (g * 7919) % 10000, '' FROM generate_series(1, {accounts}) g; \
-         VACUUM ANALYZE accounts; VACUUM ANALYZE branches;",
+         INSERT INTO accounts SELECT g, 1 + (g - 1) / 100000, (g::bigint * 7919) % 10000, '' FROM generate_series(1, {accounts}) g;",
         scale = args.scale
     ))
     .execute(&pool)
     .await?;
+    for table in ["accounts", "branches"] {
+        sqlx::query(&format!("VACUUM ANALYZE {table}")).execute(&pool).await?;
+    }
 
     let dir = tempfile::tempdir()?;
     let session = Session::open(Config::embedded(dir.path())).await?;
     session.sources().add(SourceSpec::new("pg", args.pg.clone())).await?;
 
     println!("pgbench-style tables at scale {} ({} accounts), {} base repetitions; Postgres on loopback, same machine.\n", args.scale, accounts, args.reps);
-    println!("| query | direct (sqlx) median | jammi median | jammi ÷ direct | pushed down whole |\n|---|---:|---:|---:|---|");
+    println!("| query | direct (sqlx) | jammi SQL text | ÷ direct | jammi prepared | ÷ direct | pushed down whole |\n|---|---:|---:|---:|---:|---:|---|");
     for (name, template, mult) in QUERIES {
         let reps = (args.reps * mult / 10).max(5);
         let sql_for = |t: &str, k: i64| template.replace("{t}", t).replace("{k}", &k.to_string());
@@ -80,12 +82,20 @@ async fn main() -> Result<()> {
         let plan_text = jammi_db::datafusion::arrow::util::pretty::pretty_format_batches(&plan)?.to_string();
         let physical = plan_text.split("physical_plan").nth(1).unwrap_or_default();
         let whole = physical.matches("RemoteQueryExec").count() == 1 && !["AggregateExec", "HashJoinExec", "SortExec", "FilterExec"].iter().any(|n| physical.contains(n));
-        let (mut direct, mut jammi) = (Vec::new(), Vec::new());
+        let prepared = session.prepare(&template.replace("{t}", "pg.public.").replace("{k}", "$1")).await?;
+        let has_param = template.contains("{k}");
+        let (mut direct, mut jammi, mut jammi_prepared) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..reps {
             let k = 1 + (i as i64 * 7919) % accounts;
-            // Alternate who goes first, so caches favour neither.
-            for turn in 0..2 {
-                if (i + turn) % 2 == 0 {
+            // Rotate who goes first, so caches favour none.
+            for turn in 0..3 {
+                if (i + turn) % 3 == 2 {
+                    let started = Instant::now();
+                    let params = if has_param { vec![jammi_db::datafusion::common::ScalarValue::Int64(Some(k))] } else { vec![] };
+                    let batches = prepared.query(params).await?;
+                    std::hint::black_box(batches);
+                    jammi_prepared.push(started.elapsed());
+                } else if (i + turn) % 3 == 0 {
                     let started = Instant::now();
                     let rows = sqlx::query(&sql_for("", k)).fetch_all(&pool).await?;
                     let _: Vec<i64> = rows.iter().map(|r| r.try_get::<i64, _>(0).unwrap_or_default()).collect();
@@ -98,12 +108,15 @@ async fn main() -> Result<()> {
                 }
             }
         }
-        let (d, j) = (median(direct), median(jammi));
+        let (d, j, p) = (median(direct), median(jammi), median(jammi_prepared));
+        let ms = |t: Duration| t.as_secs_f64() * 1e3;
         println!(
-            "| {name} | {:.3} ms | {:.3} ms | {:.2}× | {} |",
-            d.as_secs_f64() * 1e3,
-            j.as_secs_f64() * 1e3,
-            j.as_secs_f64() / d.as_secs_f64(),
+            "| {name} | {:.3} ms | {:.3} ms | {:.2}× | {:.3} ms | {:.2}× | {} |",
+            ms(d),
+            ms(j),
+            ms(j) / ms(d),
+            ms(p),
+            ms(p) / ms(d),
             if whole { "yes" } else { "no" }
         );
     }
