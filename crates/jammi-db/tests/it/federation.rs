@@ -93,6 +93,10 @@ async fn postgres_source() {
     let phys = physical(&plan);
     assert!(phys.contains("RemoteQueryExec") && !phys.contains("HashJoinExec") && !phys.contains("AggregateExec"), "{plan}");
     assert_eq!(rows(&session, whole).await, [["ada", "1", "12.50"], ["bob", "1", "0.01"]]);
+    // avg over integers runs remotely without a per-row cast and still answers in doubles.
+    let plan = explain(&session, "SELECT avg(s) FROM pg.shop.orders").await;
+    assert!(plan.contains("avg(\"orders\".\"s\")") && !physical(&plan).contains("AggregateExec"), "{plan}");
+    assert_eq!(scalar(&session, "SELECT avg(s) FROM pg.shop.orders").await, "-16380.5");
 
     // A point lookup on a million-row table transfers one row.
     let analyzed = explain_analyze(&session, "SELECT id, v FROM pg.public.big WHERE id = 123456").await;
@@ -212,6 +216,7 @@ async fn mysql_source_and_three_way_join() {
     let plan = explain(&session, &whole).await;
     assert!(physical(&plan).contains("RemoteQueryExec") && !physical(&plan).contains("AggregateExec"), "{plan}");
     assert_eq!(rows(&session, &whole).await, [["1", "1", "12.50"], ["2", "1", "0.01"]]);
+    assert_eq!(scalar(&session, &format!("SELECT avg(s) FROM {orders}")).await, "-16380.5");
     assert_eq!(rows(&session, &format!("SELECT id FROM {orders} WHERE mood = 'sad'")).await, [["11"]], "enum compared locally");
 
     // Postgres ⋈ Parquet ⋈ MySQL: each database part pushed down, joins local.

@@ -379,6 +379,23 @@ impl RenameScans for LogicalPlan {
                 Some(remote) => Ok(Transformed::yes(LogicalPlan::TableScan(TableScan { table_name: remote, ..scan }))),
                 None => Ok(Transformed::no(LogicalPlan::TableScan(scan))),
             },
+            // DataFusion averages integers as doubles (`avg(CAST(x AS DOUBLE))`); the remote
+            // averages them exactly without a per-row cast, and the result is converted to a
+            // double on the way out.
+            aggregate @ LogicalPlan::Aggregate(_) => aggregate.map_expressions(|e| {
+                e.transform_up(|e| match e {
+                    Expr::AggregateFunction(mut f) if f.func.name() == "avg" && f.params.args.len() == 1 => {
+                        match f.params.args[0].clone() {
+                            Expr::Cast(c) if c.field.data_type() == &datafusion::arrow::datatypes::DataType::Float64 => {
+                                f.params.args[0] = *c.expr;
+                                Ok(Transformed::yes(Expr::AggregateFunction(f)))
+                            }
+                            _ => Ok(Transformed::no(Expr::AggregateFunction(f))),
+                        }
+                    }
+                    other => Ok(Transformed::no(other)),
+                })
+            }),
             other => Ok(Transformed::no(other)),
         })
         .map(|t| t.data)
