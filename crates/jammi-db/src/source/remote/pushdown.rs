@@ -210,7 +210,7 @@ fn node_ok(plan: &LogicalPlan, part: &Part) -> Option<HashSet<Column>> {
             Some(opaque)
         }
         LogicalPlan::Filter(f) => expr_ok(&f.predicate, part, false).then(|| part.opaque.clone()),
-        LogicalPlan::Sort(s) => (s.expr.iter().all(|e| expr_ok(&e.expr, part, false)) && s.fetch.is_none_or(|_| true)).then(|| part.opaque.clone()),
+        LogicalPlan::Sort(s) => s.expr.iter().all(|e| expr_ok(&e.expr, part, false)).then(|| part.opaque.clone()),
         LogicalPlan::Limit(l) => {
             let literal = |e: &Option<Box<Expr>>| e.as_deref().is_none_or(|e| matches!(e, Expr::Literal(ScalarValue::Int64(Some(_)), _)));
             (literal(&l.skip) && literal(&l.fetch)).then(|| part.opaque.clone())
@@ -356,7 +356,7 @@ pub(crate) fn to_remote_sql(plan: &LogicalPlan, kind: RemoteKind) -> DfResult<St
     if fields.is_empty() {
         return datafusion::common::plan_err!("nothing to select remotely");
     }
-    let renamed = plan.clone().transform_up_scans()?;
+    let renamed = for_remote(plan.clone())?;
     let inner = match kind {
         RemoteKind::Postgres => Unparser::new(&PostgreSqlDialect {}).plan_to_sql(&renamed)?,
         RemoteKind::Mysql => Unparser::new(&MySqlDialect {}).plan_to_sql(&renamed)?,
@@ -366,38 +366,33 @@ pub(crate) fn to_remote_sql(plan: &LogicalPlan, kind: RemoteKind) -> DfResult<St
     Ok(format!("WITH q ({}) AS ({inner}) SELECT {} FROM q", names.join(", "), converted.join(", ")))
 }
 
-/// Renaming every scan to the table's name in the remote database.
-trait RenameScans {
-    fn transform_up_scans(self) -> DfResult<LogicalPlan>;
-}
-
-impl RenameScans for LogicalPlan {
-    fn transform_up_scans(self) -> DfResult<LogicalPlan> {
-        use datafusion::common::tree_node::TreeNode;
-        self.transform_up(|p| match p {
-            LogicalPlan::TableScan(scan) => match remote_table(&scan).map(|t| t.remote) {
-                Some(remote) => Ok(Transformed::yes(LogicalPlan::TableScan(TableScan { table_name: remote, ..scan }))),
-                None => Ok(Transformed::no(LogicalPlan::TableScan(scan))),
-            },
-            // DataFusion averages integers as doubles (`avg(CAST(x AS DOUBLE))`); the remote
-            // averages them exactly without a per-row cast, and the result is converted to a
-            // double on the way out.
-            aggregate @ LogicalPlan::Aggregate(_) => aggregate.map_expressions(|e| {
-                e.transform_up(|e| match e {
-                    Expr::AggregateFunction(mut f) if f.func.name() == "avg" && f.params.args.len() == 1 => {
-                        match f.params.args[0].clone() {
-                            Expr::Cast(c) if c.field.data_type() == &datafusion::arrow::datatypes::DataType::Float64 => {
-                                f.params.args[0] = *c.expr;
-                                Ok(Transformed::yes(Expr::AggregateFunction(f)))
-                            }
-                            _ => Ok(Transformed::no(Expr::AggregateFunction(f))),
+/// `plan` as the remote sees it: every scan named as the remote database names the table,
+/// and `avg` over integers without DataFusion's per-row cast to double.
+fn for_remote(plan: LogicalPlan) -> DfResult<LogicalPlan> {
+    use datafusion::common::tree_node::TreeNode;
+    plan.transform_up(|p| match p {
+        LogicalPlan::TableScan(scan) => match remote_table(&scan).map(|t| t.remote) {
+            Some(remote) => Ok(Transformed::yes(LogicalPlan::TableScan(TableScan { table_name: remote, ..scan }))),
+            None => Ok(Transformed::no(LogicalPlan::TableScan(scan))),
+        },
+        // DataFusion averages integers as doubles (`avg(CAST(x AS DOUBLE))`); the remote
+        // averages them exactly without a per-row cast, and the result is converted to a
+        // double on the way out.
+        aggregate @ LogicalPlan::Aggregate(_) => aggregate.map_expressions(|e| {
+            e.transform_up(|e| match e {
+                Expr::AggregateFunction(mut f) if f.func.name() == "avg" && f.params.args.len() == 1 => {
+                    match f.params.args[0].clone() {
+                        Expr::Cast(c) if c.field.data_type() == &datafusion::arrow::datatypes::DataType::Float64 => {
+                            f.params.args[0] = *c.expr;
+                            Ok(Transformed::yes(Expr::AggregateFunction(f)))
                         }
+                        _ => Ok(Transformed::no(Expr::AggregateFunction(f))),
                     }
-                    other => Ok(Transformed::no(other)),
-                })
-            }),
-            other => Ok(Transformed::no(other)),
-        })
-        .map(|t| t.data)
-    }
+                }
+                other => Ok(Transformed::no(other)),
+            })
+        }),
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
 }
