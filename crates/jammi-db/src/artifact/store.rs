@@ -347,10 +347,16 @@ impl ArtifactStore {
                 large.push(job);
             }
         }
+        let local_dir = prefix.local_path();
         let upload = |(name, key, content): (String, ObjectPath, Content)| {
             let store = Arc::clone(&store);
+            let local_dest = local_dir.as_ref().map(|dir| dir.join(encode_name(&name)));
             async move {
-                let (size, sha256) = transfer::upload(&store, &key, content, config).await?;
+                let (size, sha256) = match (content, local_dest) {
+                    // File to file: let the kernel copy.
+                    (Content::Path(source), Some(dest)) => transfer::copy_local(source, dest).await?,
+                    (content, _) => transfer::upload(&store, &key, content, config).await?,
+                };
                 Ok::<_, Error>(ManifestEntry { name, size, sha256 })
             }
         };

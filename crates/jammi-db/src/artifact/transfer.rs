@@ -4,7 +4,8 @@
 //! part). An upload reads parts on one blocking thread and hands each, through small
 //! queues, to a hashing thread and to the async multipart uploader, so the disk, the hash
 //! and the network overlap; a download hands the received bytes to a writing thread and a
-//! hashing thread the same way.
+//! hashing thread the same way. A local file put under a `file://` prefix is copied by the
+//! kernel while another thread hashes it ([`copy_local`]).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -146,6 +147,56 @@ async fn upload_path(store: &Arc<dyn ObjectStore>, key: &ObjectPath, path: &Path
     }
 }
 
+/// Copy a local file into a `file://` prefix; returns its size and hex SHA-256.
+///
+/// The kernel copies (`copy_file_range`, no trip through user space) while another thread
+/// reads the source once more to hash it, so a local put costs about the hash alone instead
+/// of read + hash + write. The copy lands under a temporary name and is renamed into place,
+/// so a reader never sees a partly written file. Because copy and hash read the source
+/// separately, a source changed meanwhile is detected (size or modification time moved)
+/// and refused rather than recorded with a digest that does not match the copy.
+pub(crate) async fn copy_local(source: PathBuf, dest: PathBuf) -> Result<(u64, String)> {
+    let before = tokio::fs::metadata(&source).await.map_err(|e| Error::io(&source, e))?;
+    if !before.is_file() {
+        return Err(Error::io(&source, std::io::Error::other("not a regular file; artifact bundles hold files only")));
+    }
+    let hashing = hash_local(source.clone());
+    let (from, to) = (source.clone(), dest.clone());
+    let copying = blocking(move || {
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        let staged = staging_name(&to);
+        let copied = std::fs::copy(&from, &staged).map_err(|e| Error::io(&from, e));
+        match copied.and_then(|n| std::fs::rename(&staged, &to).map(|()| n).map_err(|e| Error::io(&to, e))) {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                let _ = std::fs::remove_file(&staged);
+                Err(e)
+            }
+        }
+    });
+    let (hashed, copied) = tokio::try_join!(hashing, copying)?;
+    let after = tokio::fs::metadata(&source).await.map_err(|e| Error::io(&source, e))?;
+    let unchanged = after.len() == before.len() && after.modified().ok() == before.modified().ok();
+    match hashed {
+        Some((size, digest)) if unchanged && size == copied => Ok((size, digest)),
+        _ => Err(Error::io(
+            &source,
+            std::io::Error::other("the file changed while it was being put; put the bundle again once it is no longer being written"),
+        )),
+    }
+}
+
+/// A sibling of `path` for a copy in progress, unique per process and call.
+fn staging_name(path: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!("#copy-{}-{n}", std::process::id()));
+    path.with_file_name(name)
+}
+
 /// Chunks handed to the hashing and writing threads together: network chunks are a few KiB,
 /// and waking a thread per chunk cost more CPU than the hash.
 type Batch = Arc<Vec<Bytes>>;
@@ -205,9 +256,7 @@ pub(crate) async fn download(
                 let mut file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
                 let mut flusher = Flusher::default();
                 while let Some(batch) = rx.blocking_recv() {
-                    for chunk in batch.iter() {
-                        file.write_all(chunk).map_err(|e| Error::io(&path, e))?;
-                    }
+                    write_batch(&mut file, &batch).map_err(|e| Error::io(&path, e))?;
                     flusher.wrote(&file, batch.iter().map(|c| c.len() as u64).sum());
                 }
                 flusher.finish();
@@ -266,6 +315,22 @@ pub(crate) async fn download(
         Some(e) => Err(e),
         None => written.and(received),
     }
+}
+
+/// Write a batch of network chunks with as few system calls as the kernel allows (one
+/// `writev` per batch rather than one `write` per few-KiB chunk).
+fn write_batch(file: &mut std::fs::File, batch: &[Bytes]) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> = batch.iter().filter(|c| !c.is_empty()).map(|c| std::io::IoSlice::new(c)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => std::io::IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Starts write-back of a download while it is still arriving, so the `fsync` at the end
