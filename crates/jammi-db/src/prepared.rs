@@ -1,8 +1,10 @@
 //! Prepared statements: parse and plan once, run many times with parameters (`$1`, `$2`).
 //!
 //! What a run reuses depends on the plan:
-//! - every leaf re-executable (today: `vector_search` calls): the physical plan itself, with
-//!   the new values bound into it — a repeated vector query skips parsing and planning;
+//! - every leaf re-executable (`vector_search` calls, statements pushed down whole to a
+//!   database source, constant rows): the physical plan itself, with the new values bound
+//!   into it and its operators' state reset — a repeated vector query or pushed-down lookup
+//!   skips parsing and planning;
 //! - other queries: the logical plan, with the values substituted and the physical plan
 //!   made afresh (file listings and pushed-down scans then see current data);
 //! - DDL, DML and other statements: the logical plan, run through the session's statement
@@ -23,7 +25,8 @@ use datafusion::physical_plan::{collect, execute_stream, ExecutionPlan};
 use crate::error::{Error, Result};
 use crate::session::{Session, SqlStatement};
 use crate::tenant::TenantScope;
-use crate::vector::search_fn::{bind_parameters, reusable_plan};
+use crate::source::remote::exec::RemoteQueryExec;
+use crate::vector::search_fn::VectorSearchExec;
 
 /// One statement planned ahead; see the module docs. Cheap to share behind an `Arc`.
 pub struct PreparedStatement {
@@ -116,6 +119,18 @@ impl PreparedStatement {
         Ok(stream.try_collect().await?)
     }
 
+    /// The physical plan each run reuses (with new values bound), as `EXPLAIN` would show
+    /// it, or `None` when every run plans afresh (see the module docs).
+    pub async fn reused_plan(&self) -> Result<Option<String>> {
+        let planned = self.planned().await?;
+        Ok(match &planned.kind {
+            PlanKind::Reusable { physical, .. } => {
+                Some(datafusion::physical_plan::displayable(physical.as_ref()).indent(true).to_string())
+            }
+            PlanKind::Query { .. } | PlanKind::Statement => None,
+        })
+    }
+
     /// The current plan, made again if the catalog or the scope changed since.
     async fn planned(&self) -> Result<Arc<Planned>> {
         self.session.sync_catalog().await?;
@@ -140,19 +155,63 @@ impl PreparedStatement {
             PlanKind::Statement
         } else {
             let task = Arc::new(TaskContext::from(&state));
-            // Placeholders in the plan's own expressions need the logical substitution; those
-            // in `vector_search` arguments are bound into the physical plan.
-            if logical.get_parameter_types()?.is_empty() {
-                let physical = state.create_physical_plan(&logical).await?;
-                if reusable_plan(&physical) {
-                    PlanKind::Reusable { physical, task }
-                } else {
-                    PlanKind::Query { task }
-                }
+            // Placeholders in `vector_search` arguments and in statements sent to a database
+            // source are bound into the physical plan; anywhere else (a local filter, say)
+            // the physical plan cannot be made until they have values, so those plans take
+            // the logical substitution.
+            let physical = if logical.get_parameter_types()?.is_empty() {
+                Some(state.create_physical_plan(&logical).await?)
             } else {
-                PlanKind::Query { task }
+                state.create_physical_plan(&logical).await.ok()
+            };
+            match physical {
+                Some(physical) if reusable_plan(&physical) => PlanKind::Reusable { physical, task },
+                _ => PlanKind::Query { task },
             }
         };
         Ok(Planned { generation, scope, ctx, state, logical, kind })
     }
+}
+
+/// Whether every leaf of `plan` reads current data each time it runs — a vector search, a
+/// statement sent to a database source, a constant row — so the physical plan can run
+/// again with new parameters. Other leaves (file listings, for one) capture state at
+/// planning and must be planned afresh.
+fn reusable_plan(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut reusable = true;
+    let _ = plan.apply(|node| {
+        if node.children().is_empty() {
+            let constant = node.is::<datafusion::physical_plan::placeholder_row::PlaceholderRowExec>()
+                || node.is::<datafusion::physical_plan::empty::EmptyExec>();
+            if !(node.is::<VectorSearchExec>() || node.is::<RemoteQueryExec>() || constant) {
+                reusable = false;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    reusable
+}
+
+/// `plan` ready to run again: `params` bound into every leaf that has placeholders, and
+/// the state operators keep between runs (a hash join's build side, a top-k's filter)
+/// reset.
+fn bind_parameters(plan: Arc<dyn ExecutionPlan>, params: &ParamValues) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    let bound = plan
+        .transform_up(|node| {
+            if let Some(search) = node.downcast_ref::<VectorSearchExec>() {
+                if let Some(bound) = search.bind(params)? {
+                    return Ok(Transformed::yes(Arc::new(bound) as Arc<dyn ExecutionPlan>));
+                }
+            } else if let Some(remote) = node.downcast_ref::<RemoteQueryExec>() {
+                if remote.has_parameters() {
+                    return Ok(Transformed::yes(Arc::new(remote.bind(params)?) as Arc<dyn ExecutionPlan>));
+                }
+            }
+            Ok(Transformed::no(node))
+        })?
+        .data;
+    datafusion::physical_plan::execution_plan::reset_plan_states(bound)
 }

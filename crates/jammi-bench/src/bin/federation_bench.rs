@@ -73,6 +73,24 @@ async fn main() -> Result<()> {
     let session = Session::open(Config::embedded(dir.path())).await?;
     session.sources().add(SourceSpec::new("pg", args.pg.clone())).await?;
 
+    // Fixed costs of a jammi statement, measured apart (printed to stderr): the catalog
+    // freshness check every statement makes, and a prepared statement that reads nothing.
+    let constant = session.prepare("SELECT 1").await?;
+    let (mut check, mut nothing) = (Vec::new(), Vec::new());
+    for _ in 0..500 {
+        let started = Instant::now();
+        session.sync_catalog().await?;
+        check.push(started.elapsed());
+        let started = Instant::now();
+        std::hint::black_box(constant.query(Vec::<jammi_db::datafusion::common::ScalarValue>::new()).await?);
+        nothing.push(started.elapsed());
+    }
+    eprintln!(
+        "catalog freshness check median {:.1} µs; prepared SELECT 1 median {:.1} µs",
+        median(check).as_secs_f64() * 1e6,
+        median(nothing).as_secs_f64() * 1e6
+    );
+
     println!("pgbench-style tables at scale {} ({} accounts), {} base repetitions; Postgres on loopback, same machine.\n", args.scale, accounts, args.reps);
     println!("| query | direct (sqlx) | jammi SQL text | ÷ direct | jammi prepared | ÷ direct | pushed down whole |\n|---|---:|---:|---:|---:|---:|---|");
     for (name, template, mult) in QUERIES {
@@ -85,6 +103,10 @@ async fn main() -> Result<()> {
         let prepared = session.prepare(&template.replace("{t}", "pg.public.").replace("{k}", "$1")).await?;
         let has_param = template.contains("{k}");
         let (mut direct, mut jammi, mut jammi_prepared) = (Vec::new(), Vec::new(), Vec::new());
+        let mut planning = Vec::new();
+        // The direct client binds the key as an application would (one statement, prepared
+        // once per connection by sqlx).
+        let direct_sql = template.replace("{t}", "").replace("{k}", "$1");
         for i in 0..reps {
             let k = 1 + (i as i64 * 7919) % accounts;
             // Rotate who goes first, so caches favour none.
@@ -97,18 +119,23 @@ async fn main() -> Result<()> {
                     jammi_prepared.push(started.elapsed());
                 } else if (i + turn) % 3 == 0 {
                     let started = Instant::now();
-                    let rows = sqlx::query(&sql_for("", k)).fetch_all(&pool).await?;
+                    let query = sqlx::query(&direct_sql);
+                    let query = if has_param { query.bind(k) } else { query };
+                    let rows = query.fetch_all(&pool).await?;
                     let _: Vec<i64> = rows.iter().map(|r| r.try_get::<i64, _>(0).unwrap_or_default()).collect();
                     direct.push(started.elapsed());
                 } else {
                     let started = Instant::now();
-                    let batches = session.sql(&sql_for("pg.public.", k)).await?.collect().await?;
+                    let frame = session.sql(&sql_for("pg.public.", k)).await?;
+                    planning.push(started.elapsed());
+                    let batches = frame.collect().await?;
                     std::hint::black_box(batches);
                     jammi.push(started.elapsed());
                 }
             }
         }
         let (d, j, p) = (median(direct), median(jammi), median(jammi_prepared));
+        eprintln!("{name}: Session::sql (parse + logical plan) median {:.3} ms", median(planning).as_secs_f64() * 1e3);
         let ms = |t: Duration| t.as_secs_f64() * 1e3;
         println!(
             "| {name} | {:.3} ms | {:.3} ms | {:.2}× | {:.3} ms | {:.2}× | {} |",

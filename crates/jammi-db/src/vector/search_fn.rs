@@ -3,7 +3,7 @@
 //!
 //! The search runs when the plan executes, not when it is planned, so a planned query can
 //! run again. Arguments may be parameters (`$1`): a prepared statement plans once and binds
-//! new values into the physical plan with [`bind_parameters`] on every execution, which is
+//! new values into the physical plan ([`VectorSearchExec::bind`]) on every execution, which is
 //! what makes a repeated vector query cost about as much as the search itself.
 
 use std::fmt;
@@ -268,39 +268,17 @@ impl ExecutionPlan for VectorSearchExec {
     }
 }
 
-/// Whether every leaf of `plan` is a vector search (or produces a constant row), so the
-/// physical plan can run again with new parameters and still see current data. Other
-/// leaves (file listings, for one) capture state at planning and must be planned afresh.
-pub(crate) fn reusable_plan(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    let mut reusable = true;
-    let _ = plan.apply(|node| {
-        if node.children().is_empty() {
-            let constant = node.is::<datafusion::physical_plan::placeholder_row::PlaceholderRowExec>()
-                || node.is::<datafusion::physical_plan::empty::EmptyExec>();
-            if !(node.is::<VectorSearchExec>() || constant) {
-                reusable = false;
-                return Ok(TreeNodeRecursion::Stop);
-            }
+impl VectorSearchExec {
+    /// A copy with `params` bound into its arguments, or `None` when they have no
+    /// placeholders.
+    pub(crate) fn bind(&self, params: &ParamValues) -> DfResult<Option<Self>> {
+        if !self.args.has_parameters() {
+            return Ok(None);
         }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    reusable
-}
-
-/// Bind `params` into every `vector_search` of `plan` whose arguments have placeholders.
-pub(crate) fn bind_parameters(plan: Arc<dyn ExecutionPlan>, params: &ParamValues) -> DfResult<Arc<dyn ExecutionPlan>> {
-    plan.transform_up(|node| {
-        let Some(exec) = node.downcast_ref::<VectorSearchExec>() else {
-            return Ok(Transformed::no(node));
-        };
-        if !exec.args.has_parameters() {
-            return Ok(Transformed::no(node));
-        }
-        let mut bound = exec.clone();
-        bound.request = Some(exec.args.bind(params)?);
-        Ok(Transformed::yes(Arc::new(bound) as Arc<dyn ExecutionPlan>))
-    })
-    .map(|t| t.data)
+        let mut bound = self.clone();
+        bound.request = Some(self.args.bind(params)?);
+        Ok(Some(bound))
+    }
 }
 
 pub(crate) fn const_string(expr: &Expr) -> Option<String> {

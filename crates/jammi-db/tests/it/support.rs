@@ -119,6 +119,11 @@ pub fn write_items(dir: &Path, file: &str, items: &[Item]) -> std::path::PathBuf
 /// Run `sql` and render every cell as text (NULL as "NULL"), row by row.
 pub async fn rows(session: &Session, sql: &str) -> Vec<Vec<String>> {
     let batches = session.sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")).collect().await.unwrap();
+    render(&batches)
+}
+
+/// Every cell of `batches` as text (NULL as "NULL"), row by row.
+pub fn render(batches: &[RecordBatch]) -> Vec<Vec<String>> {
     let options = FormatOptions::default().with_null("NULL");
     let mut out = Vec::new();
     for batch in batches {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::common::{DataFusionError, ParamValues, Result as DfResult, ScalarValue};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::EquivalenceProperties;
@@ -17,28 +17,50 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, SendableRecordBatchStream};
 use futures::StreamExt;
 
+use super::pushdown::RemoteParam;
 use super::RemoteSource;
 
 /// One remote statement.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RemoteQueryExec {
     source: Arc<RemoteSource>,
     sql: String,
+    /// The statement's parameters, and their values once bound.
+    params: Vec<RemoteParam>,
+    values: Option<Vec<ScalarValue>>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
 }
 
 impl RemoteQueryExec {
-    /// Run `sql` on `source`; its rows have `schema`.
-    pub fn new(source: Arc<RemoteSource>, sql: String, schema: SchemaRef) -> Self {
+    /// Run `sql` (with `params` for its `$1, $2, …`) on `source`; its rows have `schema`.
+    pub fn new(source: Arc<RemoteSource>, sql: String, params: Vec<RemoteParam>, schema: SchemaRef) -> Self {
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(SchemaRef::clone(&schema)),
             Partitioning::UnknownPartitioning(1),
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
-        RemoteQueryExec { source, sql, schema, properties, metrics: ExecutionPlanMetricsSet::new() }
+        RemoteQueryExec { source, sql, params, values: None, schema, properties, metrics: ExecutionPlanMetricsSet::new() }
+    }
+
+    /// Whether the statement has parameters.
+    pub fn has_parameters(&self) -> bool {
+        !self.params.is_empty()
+    }
+
+    /// A copy with the values of `params` bound (each converted to its parameter's type).
+    pub fn bind(&self, params: &ParamValues) -> DfResult<Self> {
+        let mut values = Vec::with_capacity(self.params.len());
+        for param in &self.params {
+            let given = params.get_placeholders_with_values(&param.id)?.value;
+            let value = given.cast_to(&param.data_type).map_err(|_| {
+                DataFusionError::Plan(format!("parameter {} must be {}; got {}", param.id, param.data_type, given.data_type()))
+            })?;
+            values.push(value);
+        }
+        Ok(RemoteQueryExec { values: Some(values), metrics: ExecutionPlanMetricsSet::new(), ..self.clone() })
     }
 
     /// The SQL sent.
@@ -49,8 +71,18 @@ impl RemoteQueryExec {
 
 impl DisplayAs for RemoteQueryExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "RemoteQueryExec: source={} sql={}", self.source.name, self.sql)
+        let params = show_params(&self.params);
+        write!(f, "RemoteQueryExec: source={} sql={}{params}", self.source.name, self.sql)
     }
+}
+
+/// ` params=[$1 ← $3, …]` (remote number ← jammi placeholder), or nothing.
+pub(crate) fn show_params(params: &[RemoteParam]) -> String {
+    if params.is_empty() {
+        return String::new();
+    }
+    let pairs: Vec<String> = params.iter().enumerate().map(|(i, p)| format!("${} ← {}", i + 1, p.id)).collect();
+    format!(" params=[{}]", pairs.join(", "))
 }
 
 impl ExecutionPlan for RemoteQueryExec {
@@ -77,10 +109,17 @@ impl ExecutionPlan for RemoteQueryExec {
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
         let baseline = BaselineMetrics::new(&self.metrics, partition);
         let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let values = match (&self.values, self.params.is_empty()) {
+            (Some(values), _) => values.clone(),
+            (None, true) => Vec::new(),
+            (None, false) => {
+                return Err(DataFusionError::Execution(format!("the remote statement on '{}' has parameters without values", self.source.name)));
+            }
+        };
         let (pool, sql, schema) = (self.source.pool.clone(), self.sql.clone(), SchemaRef::clone(&self.schema));
         let batch_size = context.session_config().batch_size();
         // The producer ends by itself when the stream is dropped (its sends fail).
-        tokio::spawn(async move { pool.stream(sql, schema, batch_size, tx).await });
+        tokio::spawn(async move { pool.stream(sql, values, schema, batch_size, tx).await });
         let (name, password) = (self.source.name.clone(), self.source.password.clone());
         let stream = tokio_stream_from(rx).map(move |item| {
             match item {

@@ -120,7 +120,7 @@ impl ExtensionPlanner for RemotePlanner {
         _planning_ctx: &datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext,
     ) -> datafusion::common::Result<Option<Arc<dyn ExecutionPlan>>> {
         Ok(node.as_any().downcast_ref::<pushdown::RemoteQuery>().map(|q| {
-            Arc::new(exec::RemoteQueryExec::new(Arc::clone(&q.source), q.sql.clone(), Arc::new(q.schema.as_arrow().clone()))) as Arc<dyn ExecutionPlan>
+            Arc::new(exec::RemoteQueryExec::new(Arc::clone(&q.source), q.sql.clone(), q.params.clone(), Arc::new(q.schema.as_arrow().clone()))) as Arc<dyn ExecutionPlan>
         }))
     }
 }

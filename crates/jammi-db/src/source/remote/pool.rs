@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::ScalarValue;
 use futures::StreamExt;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
@@ -133,13 +134,21 @@ impl RemotePool {
         }
     }
 
-    /// Run `sql` and send its rows, as batches of `schema` (`batch_size` rows each), to
-    /// `tx`. Connecting is retried; once rows flow, an error ends the stream.
-    pub async fn stream(&self, sql: String, schema: SchemaRef, batch_size: usize, tx: mpsc::Sender<std::result::Result<RecordBatch, sqlx::Error>>) {
+    /// Run `sql` with `params` bound to its `$1, $2, …` and send its rows, as batches of
+    /// `schema` (`batch_size` rows each), to `tx`. Connecting is retried; once rows flow,
+    /// an error ends the stream.
+    pub async fn stream(
+        &self,
+        sql: String,
+        params: Vec<ScalarValue>,
+        schema: SchemaRef,
+        batch_size: usize,
+        tx: mpsc::Sender<std::result::Result<RecordBatch, sqlx::Error>>,
+    ) {
         let result = match self {
             RemotePool::Postgres(pool) => match self.retrying(|| pool.acquire()).await {
                 Ok(mut conn) => {
-                    let rows = sqlx::query(&sql).fetch(&mut *conn);
+                    let rows = params.iter().fold(sqlx::query(&sql), bind_pg).fetch(&mut *conn);
                     pump(rows, &schema, batch_size, &tx, decode_pg).await
                 }
                 Err(e) => Err(e),
@@ -157,6 +166,21 @@ impl RemotePool {
         }
     }
 }
+
+/// Bind one parameter value (of a type `pushdown::param_type_ok` accepts).
+fn bind_pg<'q>(query: PgQuery<'q>, value: &ScalarValue) -> PgQuery<'q> {
+    match value {
+        ScalarValue::Int16(v) => query.bind(*v),
+        ScalarValue::Int32(v) => query.bind(*v),
+        ScalarValue::Int64(v) => query.bind(*v),
+        ScalarValue::Float64(v) => query.bind(*v),
+        ScalarValue::Boolean(v) => query.bind(*v),
+        ScalarValue::Utf8(v) => query.bind(v.clone()),
+        other => query.bind((!other.is_null()).then(|| other.to_string())),
+    }
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 /// Rows → batches.
 async fn pump<R>(

@@ -11,6 +11,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use datafusion::common::tree_node::Transformed;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Column, DFSchemaRef, Result as DfResult, ScalarValue, TableReference};
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::expr::{AggregateFunction, Alias, InList, Like};
@@ -31,6 +32,9 @@ pub struct RemoteQuery {
     pub source: Arc<RemoteSource>,
     /// The SQL sent (outermost select converts values to their wire types).
     pub sql: String,
+    /// The statement's parameters: `$1, $2, …` of `sql` are these placeholders of the
+    /// jammi statement (see [`RemoteSql`]).
+    pub params: Vec<RemoteParam>,
     /// Output schema (the replaced plan's).
     pub schema: DFSchemaRef,
 }
@@ -43,7 +47,7 @@ impl fmt::Debug for RemoteQuery {
 
 impl PartialEq for RemoteQuery {
     fn eq(&self, other: &Self) -> bool {
-        self.source.name == other.source.name && self.sql == other.sql && self.schema == other.schema
+        self.source.name == other.source.name && self.sql == other.sql && self.params == other.params && self.schema == other.schema
     }
 }
 
@@ -80,7 +84,7 @@ impl UserDefinedLogicalNodeCore for RemoteQuery {
     }
 
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "RemoteQuery: source={} sql={}", self.source.name, self.sql)
+        write!(f, "RemoteQuery: source={} sql={}{}", self.source.name, self.sql, super::exec::show_params(&self.params))
     }
 
     fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, _inputs: Vec<LogicalPlan>) -> DfResult<Self> {
@@ -255,6 +259,23 @@ fn ambiguous_tables(plan: &LogicalPlan) -> bool {
     names.iter().any(|n| !seen.insert(n.table().to_string()))
 }
 
+/// Whether the cast DataFusion put around the argument of aggregate `func` changes nothing
+/// the remote's own aggregate would not (the output is converted to DataFusion's type).
+fn needless_cast(func: &str, to: &DataType, arg: &Expr, input: &DFSchemaRef) -> bool {
+    use datafusion::logical_expr::ExprSchemable;
+    let Ok(from) = arg.get_type(input.as_ref()) else { return false };
+    match func {
+        "avg" => to == &DataType::Float64,
+        "sum" => to == &DataType::Int64 && matches!(from, DataType::Int8 | DataType::Int16 | DataType::Int32),
+        _ => false,
+    }
+}
+
+/// Types a parameter may have to be bound into a remote statement.
+pub(crate) fn param_type_ok(t: &DataType) -> bool {
+    matches!(t, DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::Float64 | DataType::Utf8 | DataType::Boolean)
+}
+
 fn literal_ok(v: &ScalarValue) -> bool {
     match v {
         ScalarValue::Float32(Some(f)) => f.is_finite(),
@@ -301,6 +322,9 @@ fn computes_same(expr: &Expr, kind: RemoteKind, opaque: &HashSet<Column>, aggreg
     match expr {
         Expr::Column(c) => !opaque.contains(c),
         Expr::Literal(v, _) => literal_ok(v),
+        // A prepared statement's parameter travels as a bound value of the remote
+        // statement (Postgres numbers them as jammi does; MySQL's `?` is left for later).
+        Expr::Placeholder(p) => kind == RemoteKind::Postgres && p.field.as_ref().is_some_and(|f| param_type_ok(f.data_type())),
         Expr::Alias(Alias { expr, .. }) => computes_same(expr, kind, opaque, aggregate_position),
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
             let op_ok = match op {
@@ -339,7 +363,9 @@ fn computes_same(expr: &Expr, kind: RemoteKind, opaque: &HashSet<Column>, aggreg
 fn wrap(plan: LogicalPlan, part: &Part) -> DfResult<LogicalPlan> {
     let schema = Arc::clone(plan.schema());
     match to_remote_sql(&plan, part.source.kind) {
-        Ok(sql) => Ok(LogicalPlan::Extension(Extension { node: Arc::new(RemoteQuery { source: Arc::clone(&part.source), sql, schema }) })),
+        Ok(RemoteSql { sql, params }) => {
+            Ok(LogicalPlan::Extension(Extension { node: Arc::new(RemoteQuery { source: Arc::clone(&part.source), sql, params, schema }) }))
+        }
         Err(e) => {
             tracing::debug!(source = %part.source.name, error = %e, "not pushed down: cannot write the plan as SQL");
             Ok(plan)
@@ -347,23 +373,73 @@ fn wrap(plan: LogicalPlan, part: &Part) -> DfResult<LogicalPlan> {
     }
 }
 
+/// A parameter of a remote statement: the jammi placeholder (`$2`) whose value it takes,
+/// and the type it is bound as.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RemoteParam {
+    /// The placeholder's id in the jammi statement.
+    pub id: String,
+    /// The type the value is converted to before it is bound.
+    pub data_type: DataType,
+}
+
+/// The statement a remote runs: its SQL and the parameters `$1, $2, …` it refers to, in
+/// that order.
+pub(crate) struct RemoteSql {
+    pub(crate) sql: String,
+    pub(crate) params: Vec<RemoteParam>,
+}
+
 /// The SQL the remote runs for `plan`: the plan unparsed in the remote dialect with its
 /// tables renamed to their remote names, its outputs renamed by position to `c0, c1, …` (a
-/// CTE column list, so duplicate or computed names never matter), and each output converted
-/// to its wire type.
-pub(crate) fn to_remote_sql(plan: &LogicalPlan, kind: RemoteKind) -> DfResult<String> {
+/// CTE column list, so duplicate or computed names never matter), each output converted
+/// to its wire type, and its placeholders numbered `$1, $2, …` in the order they appear.
+pub(crate) fn to_remote_sql(plan: &LogicalPlan, kind: RemoteKind) -> DfResult<RemoteSql> {
     let fields = plan.schema().fields();
     if fields.is_empty() {
         return datafusion::common::plan_err!("nothing to select remotely");
     }
-    let renamed = for_remote(plan.clone())?;
+    let (renamed, params) = number_params(for_remote(plan.clone())?)?;
     let inner = match kind {
         RemoteKind::Postgres => Unparser::new(&PostgreSqlDialect {}).plan_to_sql(&renamed)?,
         RemoteKind::Mysql => Unparser::new(&MySqlDialect {}).plan_to_sql(&renamed)?,
     };
     let names: Vec<String> = (0..fields.len()).map(|i| format!("c{i}")).collect();
     let converted: Vec<String> = fields.iter().enumerate().map(|(i, f)| format!("{} AS c{i}", transport(kind, &format!("q.c{i}"), f.data_type()))).collect();
-    Ok(format!("WITH q ({}) AS ({inner}) SELECT {} FROM q", names.join(", "), converted.join(", ")))
+    let sql = format!("WITH q ({}) AS ({inner}) SELECT {} FROM q", names.join(", "), converted.join(", "));
+    Ok(RemoteSql { sql, params })
+}
+
+/// Renumber the placeholders of `plan` `$1, $2, …` in order of first appearance (the
+/// remote must see every number it is given a value for), returning which jammi
+/// placeholder each number stands for.
+fn number_params(plan: LogicalPlan) -> DfResult<(LogicalPlan, Vec<RemoteParam>)> {
+    use datafusion::common::tree_node::TreeNode;
+    use datafusion::logical_expr::expr::Placeholder;
+    let mut params: Vec<RemoteParam> = Vec::new();
+    let plan = plan
+        .transform_up(|node| {
+            node.map_expressions(|e| {
+                e.transform_up(|e| match e {
+                    Expr::Placeholder(p) => {
+                        let Some(data_type) = p.field.as_ref().map(|f| f.data_type().clone()) else {
+                            return datafusion::common::plan_err!("parameter {} has no known type", p.id);
+                        };
+                        let position = match params.iter().position(|q| q.id == p.id) {
+                            Some(i) => i,
+                            None => {
+                                params.push(RemoteParam { id: p.id.clone(), data_type });
+                                params.len() - 1
+                            }
+                        };
+                        Ok(Transformed::yes(Expr::Placeholder(Placeholder { id: format!("${}", position + 1), field: p.field })))
+                    }
+                    other => Ok(Transformed::no(other)),
+                })
+            })
+        })?
+        .data;
+    Ok((plan, params))
 }
 
 /// `plan` as the remote sees it: every scan named as the remote database names the table,
@@ -375,23 +451,25 @@ fn for_remote(plan: LogicalPlan) -> DfResult<LogicalPlan> {
             Some(remote) => Ok(Transformed::yes(LogicalPlan::TableScan(TableScan { table_name: remote, ..scan }))),
             None => Ok(Transformed::no(LogicalPlan::TableScan(scan))),
         },
-        // DataFusion averages integers as doubles (`avg(CAST(x AS DOUBLE))`); the remote
-        // averages them exactly without a per-row cast, and the result is converted to a
-        // double on the way out.
-        aggregate @ LogicalPlan::Aggregate(_) => aggregate.map_expressions(|e| {
-            e.transform_up(|e| match e {
-                Expr::AggregateFunction(mut f) if f.func.name() == "avg" && f.params.args.len() == 1 => {
-                    match f.params.args[0].clone() {
-                        Expr::Cast(c) if c.field.data_type() == &datafusion::arrow::datatypes::DataType::Float64 => {
+        // DataFusion averages integers as doubles (`avg(CAST(x AS DOUBLE))`) and sums small
+        // integers as 64-bit ones (`sum(CAST(x AS BIGINT))`); the remote does both without a
+        // per-row cast (its `avg` is exact, its `sum` of smaller integers is 64-bit or
+        // decimal), and the result is converted to DataFusion's type on the way out.
+        LogicalPlan::Aggregate(aggregate) => {
+            let input = Arc::clone(aggregate.input.schema());
+            LogicalPlan::Aggregate(aggregate).map_expressions(|e| {
+                e.transform_up(|e| match e {
+                    Expr::AggregateFunction(mut f) if f.params.args.len() == 1 => match f.params.args[0].clone() {
+                        Expr::Cast(c) if needless_cast(f.func.name(), c.field.data_type(), &c.expr, &input) => {
                             f.params.args[0] = *c.expr;
                             Ok(Transformed::yes(Expr::AggregateFunction(f)))
                         }
                         _ => Ok(Transformed::no(Expr::AggregateFunction(f))),
-                    }
-                }
-                other => Ok(Transformed::no(other)),
+                    },
+                    other => Ok(Transformed::no(other)),
+                })
             })
-        }),
+        }
         other => Ok(Transformed::no(other)),
     })
     .map(|t| t.data)

@@ -92,8 +92,8 @@ impl TableProvider for RemoteTable {
             None => plan,
         }
         .build()?;
-        let sql = to_remote_sql(&plan, self.source.kind)?;
+        let remote = to_remote_sql(&plan, self.source.kind)?;
         let schema: &DFSchema = plan.schema();
-        Ok(Arc::new(RemoteQueryExec::new(Arc::clone(&self.source), sql, Arc::new(schema.as_arrow().clone()))))
+        Ok(Arc::new(RemoteQueryExec::new(Arc::clone(&self.source), remote.sql, remote.params, Arc::new(schema.as_arrow().clone()))))
     }
 }
