@@ -1,6 +1,7 @@
 //! Federation benchmark: a pgbench-style set of queries (full-scan aggregate, filtered
 //! aggregate, point lookup, join) through jammi-db's Postgres source and sent straight to
-//! Postgres with sqlx, in the same run. Prints the Markdown table of docs/BENCHMARKS.md.
+//! Postgres with sqlx (the key bound as `$1`), in the same run. Prints the Markdown table of
+//! docs/BENCHMARKS.md; fixed per-statement costs and planning times go to stderr.
 //!
 //! Usage: federation-bench --pg postgres://user@host:port/db [--scale N] [--reps N]
 
