@@ -25,6 +25,15 @@ pub struct Cli {
     #[arg(long, global = true, value_parser = ["table", "csv", "json", "ndjson", "parquet"])]
     pub format: Option<String>,
 
+    /// Run the command against a server (`jammi serve`) at this HTTP URL instead of the
+    /// local data directory: sql, search, topic publish/subscribe/list.
+    #[arg(long, global = true, env = "JAMMI_TARGET")]
+    pub target: Option<String>,
+
+    /// Bearer token for --target (see `jammi token create`).
+    #[arg(long, global = true, env = "JAMMI_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -85,6 +94,11 @@ pub enum Command {
     /// finalize, gc).
     #[command(subcommand)]
     Job(crate::models::JobCommand),
+    /// Serve this data directory over HTTP and the Postgres wire protocol.
+    Serve(crate::serve::ServeArgs),
+    /// Server tokens: create, list, revoke.
+    #[command(subcommand)]
+    Token(crate::serve::TokenCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,6 +6,8 @@ mod cli;
 mod demo;
 mod models;
 mod print;
+mod remote;
+mod serve;
 mod topics;
 mod vectors;
 
@@ -49,6 +51,17 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    if let Some(target) = cli.target.clone() {
+        let format = match cli.format.as_deref() {
+            None => OutputFormat::Table,
+            Some(name) => OutputFormat::parse(name).ok_or_else(|| anyhow!("'{name}' is not an output format; use table, csv, json or ndjson"))?,
+        };
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        let result = remote::run(&target, cli.token.as_deref(), cli.command, format, &mut out).await;
+        out.flush().ok();
+        return result;
+    }
     let tenant = cli.tenant.as_deref().map(str::parse::<TenantId>).transpose()?;
     let config = Config::load(&cli.data_dir, cli.config.as_deref())?;
     let session = Session::open(config).await?.with_tenant(tenant);
@@ -96,6 +109,8 @@ async fn run_command(session: &Session, command: Command, format: OutputFormat, 
         Command::Artifact(command) => artifacts::run(session, command, out).await,
         Command::Model(command) => models::run_model(session, command, format, out).await,
         Command::Job(command) => models::run_job(session, command, format, out).await,
+        Command::Serve(args) => serve::serve(session, args, out).await,
+        Command::Token(command) => serve::token(session, command, format, out).await,
         Command::Source(SourceCommand::Refresh { name }) => {
             let info = session.sources().refresh(&name).await?;
             print::print_batch(&sources_to_batch(&[info])?, format, out)

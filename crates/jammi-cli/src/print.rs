@@ -30,6 +30,17 @@ pub async fn print_stream(
     Ok(rows)
 }
 
+/// Print in-memory batches of `schema` (a result received from a server); returns the
+/// number of rows.
+pub fn print_batches(schema: SchemaRef, batches: &[RecordBatch], format: OutputFormat, out: &mut dyn Write) -> Result<u64> {
+    let mut printer = Printer::new(format, schema);
+    for batch in batches {
+        printer.write(batch, out)?;
+    }
+    printer.finish(out)?;
+    Ok(batches.iter().map(|b| b.num_rows() as u64).sum())
+}
+
 /// Print one in-memory batch (used for `source list`).
 pub fn print_batch(batch: &RecordBatch, format: OutputFormat, out: &mut dyn Write) -> Result<()> {
     let mut printer = Printer::new(format, batch.schema());

@@ -41,6 +41,7 @@ pub mod error;
 pub mod mutable;
 pub mod prepared;
 pub mod session;
+mod statement;
 pub mod source;
 pub mod storage;
 pub mod tenant;

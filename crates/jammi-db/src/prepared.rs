@@ -11,7 +11,8 @@
 //!   path each time.
 //!
 //! A plan is made again when the catalog has changed since (a source or vector table was
-//! added, changed or dropped) or the statement runs in a different tenant scope.
+//! added, changed or dropped), the statement runs in a different tenant scope, or a
+//! transaction began or ended on the session since.
 
 use std::sync::{Arc, Mutex};
 
@@ -44,6 +45,8 @@ impl std::fmt::Debug for PreparedStatement {
 struct Planned {
     generation: i64,
     scope: TenantScope,
+    /// The transaction open when it was planned (its scans read through it), by address.
+    txn: usize,
     ctx: SessionContext,
     state: SessionState,
     logical: LogicalPlan,
@@ -119,6 +122,21 @@ impl PreparedStatement {
         Ok(stream.try_collect().await?)
     }
 
+    /// The types inferred for `$1, $2, …`, in order (`None` where the statement does not
+    /// tell; the value's own type is used then).
+    pub async fn parameter_types(&self) -> Result<Vec<Option<datafusion::arrow::datatypes::DataType>>> {
+        let planned = self.planned().await?;
+        let types = planned.logical.get_parameter_types()?;
+        let count = types.keys().filter_map(|k| k.strip_prefix('$')?.parse::<usize>().ok()).max().unwrap_or(0);
+        Ok((1..=count).map(|i| types.get(&format!("${i}")).cloned().flatten()).collect())
+    }
+
+    /// The schema of the rows each run returns.
+    pub async fn schema(&self) -> Result<datafusion::arrow::datatypes::SchemaRef> {
+        let planned = self.planned().await?;
+        Ok(Arc::new(planned.logical.schema().as_arrow().clone()))
+    }
+
     /// The physical plan each run reuses (with new values bound), as `EXPLAIN` would show
     /// it, or `None` when every run plans afresh (see the module docs).
     pub async fn reused_plan(&self) -> Result<Option<String>> {
@@ -136,17 +154,18 @@ impl PreparedStatement {
         self.session.sync_catalog().await?;
         let generation = self.session.catalog_generation();
         let scope = self.session.scope();
+        let txn = self.session.open_transaction().map_or(0, |t| Arc::as_ptr(&t) as usize);
         if let Some(planned) = self.planned.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            if planned.generation == generation && planned.scope == scope {
+            if planned.generation == generation && planned.scope == scope && planned.txn == txn {
                 return Ok(Arc::clone(planned));
             }
         }
-        let planned = Arc::new(self.plan(generation, scope).await?);
+        let planned = Arc::new(self.plan(generation, scope, txn).await?);
         *self.planned.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&planned));
         Ok(planned)
     }
 
-    async fn plan(&self, generation: i64, scope: TenantScope) -> Result<Planned> {
+    async fn plan(&self, generation: i64, scope: TenantScope, txn: usize) -> Result<Planned> {
         let ctx = self.session.query_context(scope);
         let state = ctx.state();
         let logical = state.statement_to_plan(self.statement.inner().clone()).await?;
@@ -169,7 +188,7 @@ impl PreparedStatement {
                 _ => PlanKind::Query { task },
             }
         };
-        Ok(Planned { generation, scope, ctx, state, logical, kind })
+        Ok(Planned { generation, scope, txn, ctx, state, logical, kind })
     }
 }
 

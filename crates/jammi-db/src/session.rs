@@ -44,6 +44,10 @@ impl SqlStatement {
     pub(crate) fn inner(&self) -> &Statement {
         &self.0
     }
+
+    pub(crate) fn from_inner(statement: Statement) -> Self {
+        SqlStatement(statement)
+    }
 }
 
 impl fmt::Display for SqlStatement {

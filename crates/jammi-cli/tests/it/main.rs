@@ -9,6 +9,7 @@ mod federation;
 mod jobs;
 mod mutable;
 mod processes;
+mod server;
 mod streaming;
 mod topics;
 mod vectors;

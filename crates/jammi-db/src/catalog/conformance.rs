@@ -24,12 +24,30 @@ pub async fn run_all(url: &str) {
     scopes_see_own_plus_shared(&catalog).await;
     remove_respects_ownership(&catalog).await;
     change_counter_moves_on_every_change(&catalog).await;
+    tokens_round_trip(&catalog).await;
     concurrent_writers_lose_nothing(url).await;
     catalog.close().await;
 }
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// Tokens: stored by digest, found while live, listed, revoked idempotently.
+pub async fn tokens_round_trip(catalog: &Catalog) {
+    let tenant = TenantId::random();
+    let record = super::TokenRecord { id: unique("tok"), tenant: Some(tenant), name: "ci".into(), created_at: 1, revoked_at: None };
+    let digest = unique("digest");
+    catalog.tokens().insert(&record, &digest).await.unwrap();
+    assert_eq!(catalog.tokens().find_live(&digest).await.unwrap().as_ref(), Some(&record));
+    assert!(catalog.tokens().find_live("no-such-digest").await.unwrap().is_none());
+    assert!(catalog.tokens().any_live().await.unwrap());
+    assert!(catalog.tokens().list().await.unwrap().iter().any(|t| t.id == record.id && t.tenant == Some(tenant)));
+    let revoked = catalog.tokens().revoke(&record.id).await.unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert_eq!(catalog.tokens().revoke(&record.id).await.unwrap().revoked_at, revoked.revoked_at, "revoking twice changes nothing");
+    assert!(catalog.tokens().find_live(&digest).await.unwrap().is_none());
+    assert!(catalog.tokens().revoke("no-such-token").await.is_err());
 }
 
 /// Opening twice applies nothing twice; the ledger lists every migration in order.

@@ -209,6 +209,22 @@ Migration {
             PRIMARY KEY (job_id, attempt)
         )",
     ],
+}, Migration {
+    version: 7,
+    name: "server tokens",
+    statements: &[
+        // Bearer tokens of `jammi serve`: only a SHA-256 of each secret is kept. A token
+        // acts for its tenant (NULL: no tenant, like the CLI without --tenant).
+        "CREATE TABLE jammi_tokens (
+            id TEXT PRIMARY KEY,
+            tenant_id TEXT NULL,
+            name TEXT NOT NULL,
+            secret_sha256 TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            revoked_at BIGINT NULL
+        )",
+        "CREATE UNIQUE INDEX jammi_tokens_secret ON jammi_tokens (secret_sha256)",
+    ],
 }];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS jammi_migrations (

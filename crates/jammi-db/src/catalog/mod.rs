@@ -9,6 +9,7 @@ pub mod conformance;
 mod jobs;
 mod migrations;
 mod models;
+mod tokens;
 mod mutable;
 mod postgres;
 mod sources;
@@ -30,6 +31,7 @@ use crate::tenant::{TenantId, TenantScope};
 pub use jobs::{state as job_state, ClaimRecord, JobRecord, JobRepo, LosingAttempt};
 pub use migrations::{Migration, MIGRATIONS};
 pub use models::{AliasRecord, ModelRecord, ModelRepo};
+pub use tokens::{TokenRecord, TokenRepo};
 pub use mutable::{MutableTableRecord, MutableTableRepo};
 pub use postgres::PostgresBackend;
 pub use sources::{SourceRecord, SourceRepo};
@@ -131,6 +133,11 @@ impl Catalog {
     /// The training-job queue.
     pub fn jobs(&self) -> JobRepo<'_> {
         JobRepo::new(self)
+    }
+
+    /// Server bearer tokens.
+    pub fn tokens(&self) -> TokenRepo<'_> {
+        TokenRepo::new(self)
     }
 
     /// Repository of mutable tables.

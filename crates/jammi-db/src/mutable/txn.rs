@@ -46,7 +46,9 @@ pub struct WriteTxn {
     kind: BackendKind,
     /// Postgres storage tables already locked in this transaction.
     locked: Mutex<Vec<String>>,
-    _writer: OwnedMutexGuard<()>,
+    /// This process's writer mutex, held until COMMIT or ROLLBACK (not until the last
+    /// reference goes: a prepared statement planned inside the transaction may outlive it).
+    writer: std::sync::Mutex<Option<OwnedMutexGuard<()>>>,
 }
 
 /// Attempts at a step that failed with a transient SQLite error (busy, locking protocol).
@@ -79,7 +81,7 @@ impl WriteTxn {
                 Err(e) => return Err(catalog.error(e)),
             }
         };
-        Ok(Arc::new(WriteTxn { conn: Mutex::new(Some(conn)), kind, locked: Mutex::new(Vec::new()), _writer: guard }))
+        Ok(Arc::new(WriteTxn { conn: Mutex::new(Some(conn)), kind, locked: Mutex::new(Vec::new()), writer: std::sync::Mutex::new(Some(guard)) }))
     }
 
     /// The database family the transaction runs on.
@@ -116,6 +118,7 @@ impl WriteTxn {
     /// Commit; the transaction is then over. A contended SQLite `COMMIT` is retried; when a
     /// retry finds no transaction, the earlier attempt had committed.
     pub async fn commit(&self) -> Result<()> {
+        let _writer = self.end();
         let conn = self.conn.lock().await.take().ok_or_else(|| Error::Query("the transaction has already ended".to_string()))?;
         let mut conn = InFlight(Some(conn));
         let mut attempt = 0;
@@ -139,8 +142,15 @@ impl WriteTxn {
         }
     }
 
+    /// The writer mutex, taken out so that it is released when the caller's COMMIT or
+    /// ROLLBACK returns, whatever its outcome.
+    fn end(&self) -> Option<OwnedMutexGuard<()>> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
     /// Roll back; the transaction is then over.
     pub async fn rollback(&self) -> Result<()> {
+        let _writer = self.end();
         if let Some(conn) = self.conn.lock().await.take() {
             let mut conn = InFlight(Some(conn));
             conn.get().execute("ROLLBACK").await.map_err(|e| Error::Query(format!("rollback failed: {}", crate::error::one_line(&e.to_string()))))?;

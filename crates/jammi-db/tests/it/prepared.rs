@@ -132,3 +132,28 @@ async fn prepared_statements_keep_their_tenant_scope() {
     let admin_rows = session.admin(|s| async move { s.prepare("SELECT id FROM vector_search('private', $1, 2)").await.map(|_| ()) }).await;
     assert!(admin_rows.is_ok());
 }
+
+/// A statement prepared inside a transaction reads through it, is planned again once the
+/// transaction ends, and does not keep the writer lock: the next transaction (on any
+/// handle) can begin.
+#[tokio::test]
+async fn prepared_statements_inside_a_transaction_release_it() {
+    let (session, _dir) = temp_session().await;
+    session.sql("CREATE TABLE mutable.public.kv (k BIGINT PRIMARY KEY, v VARCHAR)").await.unwrap().collect().await.unwrap();
+    session.sql("BEGIN").await.unwrap().collect().await.unwrap();
+    session.sql("INSERT INTO mutable.public.kv VALUES (1, 'one')").await.unwrap().collect().await.unwrap();
+    let count = session.prepare("SELECT count(*) FROM mutable.public.kv WHERE k >= $1").await.unwrap();
+    assert_eq!(render(&count.query(vec![ScalarValue::Int64(Some(1))]).await.unwrap()), [["1"]], "the transaction's own write");
+    session.sql("ROLLBACK").await.unwrap().collect().await.unwrap();
+    assert_eq!(render(&count.query(vec![ScalarValue::Int64(Some(1))]).await.unwrap()), [["0"]], "planned again after the rollback");
+
+    let other = session.with_tenant(None);
+    let began = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        other.sql("BEGIN").await.unwrap().collect().await.unwrap();
+        other.sql("INSERT INTO mutable.public.kv VALUES (2, 'two')").await.unwrap().collect().await.unwrap();
+        other.sql("COMMIT").await.unwrap().collect().await.unwrap();
+    })
+    .await;
+    assert!(began.is_ok(), "a new transaction began while the prepared statement still exists");
+    assert_eq!(render(&count.query(vec![ScalarValue::Int64(Some(1))]).await.unwrap()), [["1"]]);
+}

@@ -1,0 +1,141 @@
+//! `jammi serve` and `jammi token ...`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use clap::{Args, Subcommand};
+use jammi_db::catalog::TokenRecord;
+use jammi_db::Session;
+use jammi_server::{Limits, ServeOptions, Server};
+
+use crate::cli::OutputFormat;
+use crate::print;
+
+/// Where and how to serve.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// HTTP API address (JSON, Arrow IPC, server-sent events, /metrics). Port 0 picks a
+    /// free port. Default (when no address is given): 127.0.0.1:8080.
+    #[arg(long)]
+    pub http: Option<SocketAddr>,
+    /// Postgres wire protocol address. Default (when no address is given): 127.0.0.1:5433.
+    #[arg(long)]
+    pub pg: Option<SocketAddr>,
+    /// Largest request accepted, in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_request_bytes: usize,
+    /// Queries running at once; more wait for a slot.
+    #[arg(long, default_value_t = 64)]
+    pub max_concurrent_queries: usize,
+    /// Longest a query waits for a slot before it is refused as busy, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub queue_timeout: u64,
+    /// Longest a query may run before it is cancelled, in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub query_timeout: u64,
+    /// After SIGINT/SIGTERM, how long in-flight requests may take to finish, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub drain_timeout: u64,
+}
+
+/// Run the server until SIGINT or SIGTERM, then drain.
+pub async fn serve(session: &Session, args: ServeArgs, out: &mut dyn Write) -> Result<()> {
+    let (http, pg) = match (args.http, args.pg) {
+        (None, None) => (Some(SocketAddr::from(([127, 0, 0, 1], 8080))), Some(SocketAddr::from(([127, 0, 0, 1], 5433)))),
+        given => given,
+    };
+    if args.max_concurrent_queries == 0 || args.query_timeout == 0 {
+        return Err(anyhow!("--max-concurrent-queries and --query-timeout must be at least 1"));
+    }
+    let options = ServeOptions {
+        http,
+        pg,
+        limits: Limits {
+            max_request_bytes: args.max_request_bytes,
+            max_concurrent_queries: args.max_concurrent_queries,
+            queue_timeout: Duration::from_secs(args.queue_timeout),
+            query_timeout: Duration::from_secs(args.query_timeout),
+        },
+        drain_timeout: Duration::from_secs(args.drain_timeout),
+    };
+    let server = Server::start(session.with_tenant(None), options).await?;
+    writeln!(out, "{}", server.addresses().to_json_line(server.auth_required()))?;
+    out.flush()?;
+    jammi_server::shutdown_signal().await;
+    eprintln!("shutting down: finishing in-flight requests");
+    server.shutdown();
+    server.wait().await;
+    Ok(())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for the tenant given with `--tenant` (without it, the token sees
+    /// shared rows only, like the CLI without --tenant); it is printed once and only its
+    /// hash is kept.
+    Create {
+        /// A label for people.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id; a running server stops accepting it within 5 s.
+    Revoke {
+        /// Token id (from `token list`).
+        id: String,
+    },
+}
+
+/// `jammi token ...`.
+pub async fn token(session: &Session, command: TokenCommand, format: OutputFormat, out: &mut dyn Write) -> Result<()> {
+    match command {
+        TokenCommand::Create { name } => {
+            let tenant = session.scope().owner();
+            let (record, secret) = jammi_server::auth::create_token(session, tenant, &name).await?;
+            if format == OutputFormat::Table {
+                let whom = record.tenant.map(|t| format!("tenant {t}")).unwrap_or_else(|| "no tenant (shared rows only)".into());
+                writeln!(out, "created token {} for {whom}; it is shown only now:", record.id)?;
+                writeln!(out, "{secret}")?;
+                return Ok(());
+            }
+            let batch = tokens_batch(std::slice::from_ref(&record), Some(&secret))?;
+            print::print_batch(&batch, format, out)
+        }
+        TokenCommand::List => {
+            let tokens = session.catalog().tokens().list().await?;
+            print::print_batch(&tokens_batch(&tokens, None)?, format, out)
+        }
+        TokenCommand::Revoke { id } => {
+            let record = session.catalog().tokens().revoke(&id).await?;
+            print::print_batch(&tokens_batch(&[record], None)?, format, out)
+        }
+    }
+}
+
+fn tokens_batch(tokens: &[TokenRecord], secret: Option<&str>) -> Result<RecordBatch> {
+    let mut fields = vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("tenant", DataType::Utf8, true),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("created_at_ms", DataType::Int64, false),
+        Field::new("revoked_at_ms", DataType::Int64, true),
+    ];
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(tokens.iter().map(|t| t.id.as_str()))),
+        Arc::new(StringArray::from(tokens.iter().map(|t| t.tenant.map(|x| x.to_string())).collect::<Vec<_>>())),
+        Arc::new(StringArray::from_iter_values(tokens.iter().map(|t| t.name.as_str()))),
+        Arc::new(Int64Array::from_iter_values(tokens.iter().map(|t| t.created_at))),
+        Arc::new(Int64Array::from(tokens.iter().map(|t| t.revoked_at).collect::<Vec<_>>())),
+    ];
+    if let Some(secret) = secret {
+        fields.push(Field::new("token", DataType::Utf8, false));
+        columns.push(Arc::new(StringArray::from_iter_values(tokens.iter().map(|_| secret))));
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+}

@@ -1,0 +1,108 @@
+//! `jammi serve` as a process: the start-up line, `--target` commands, real client
+//! drivers (psycopg from scripts/test.sh), tokens, and a graceful stop on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use crate::support::*;
+
+struct Running {
+    child: Child,
+    http: String,
+    pg_port: String,
+}
+
+/// Start `jammi serve` on free loopback ports and read its start-up line.
+fn serve(data_dir: &std::path::Path) -> Running {
+    let mut child = jammi(data_dir)
+        .args(["serve", "--http", "127.0.0.1:0", "--pg", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start jammi serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let started: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("start-up line {line:?}: {e}"));
+    let http = format!("http://{}", started["listening"]["http"].as_str().unwrap());
+    let pg_port = started["listening"]["pg"].as_str().unwrap().rsplit(':').next().unwrap().to_string();
+    Running { child, http, pg_port }
+}
+
+fn stop(mut running: Running) {
+    let pid = running.child.id() as i32;
+    // SIGTERM: the server drains and exits 0.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = running.child.wait().unwrap();
+    assert!(status.success(), "jammi serve exited with {status}");
+}
+
+#[test]
+fn serve_target_and_python_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("home");
+    // Vectors for vector_search from Python: reuse the CLI's own import.
+    let parquet = dir.path().join("docs.parquet");
+    write_docs(&parquet);
+    ok(jammi(&data).args(["vectors", "import", "docs"]).arg(&parquet).args(["--id-column", "id", "--vector-column", "embedding"]));
+    ok(jammi(&data).args(["topic", "create", "events", "--schema", "kind:string,n:int64"]));
+    let tenant = "3f2b8c1e-0000-4000-8000-000000000001";
+    let created = ok(jammi(&data).args(["--tenant", tenant, "--format", "json", "token", "create", "--name", "ci"]));
+    let token: serde_json::Value = serde_json::from_str(&created).unwrap();
+    let token = token[0]["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("jammi_"));
+    let listed = ok(jammi(&data).args(["token", "list"]));
+    assert!(listed.contains(tenant) && listed.contains("ci") && !listed.contains(&token), "{listed}");
+
+    let running = serve(&data);
+    let target = |args: &[&str]| {
+        let mut cmd = jammi(&data);
+        cmd.args(["--target", &running.http, "--token", &token]).args(args);
+        cmd
+    };
+    // --target: SQL (several statements), DML, search, topics.
+    let out = ok(&mut target(&["sql", "CREATE TABLE mutable.public.t (id BIGINT PRIMARY KEY, name VARCHAR); INSERT INTO mutable.public.t VALUES (1, 'ada'); SELECT name FROM mutable.public.t"]));
+    assert!(out.contains("ada") && out.contains("(1 row"), "{out}");
+    let out = ok(&mut target(&["--format", "csv", "search", "docs", "--vector", "[0.1, 1.3, 0.1, 0.1]", "--k", "2"]));
+    assert_eq!(out.lines().count(), 3, "{out}");
+    let out = ok(&mut target(&["topic", "publish", "events", "--data", r#"[{"kind": "a", "n": 1}, {"kind": "b", "n": 2}]"#]));
+    assert!(out.contains("published 2 events"), "{out}");
+    let out = ok(&mut target(&["topic", "subscribe", "events", "--from-beginning", "--limit", "2"]));
+    let kinds: Vec<String> = out.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].as_str().unwrap().to_string()).collect();
+    assert_eq!(kinds, ["a", "b"]);
+    let error = fails(&mut target(&["sql", "SELECT * FROM mutable.public.nothing_here"]));
+    assert!(error.contains("nothing_here"), "{error}");
+    let error = fails(jammi(&data).args(["--target", &running.http, "sql", "SELECT 1"]));
+    assert!(error.contains("token") && error.contains("401"), "{error}");
+    let error = fails(&mut target(&["vectors", "list"]));
+    assert!(error.contains("--target"), "{error}");
+
+    // A real Python driver: psycopg (installed by scripts/test.sh).
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/psycopg_client.py");
+    let out = Command::new("python3").arg(script).arg(&running.pg_port).arg(&token).output().expect("python3");
+    assert!(
+        out.status.success(),
+        "the psycopg client failed (scripts/test.sh installs psycopg):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    stop(running);
+}
+
+/// 8 vectors of 4 dimensions (`id % 4` picks the large component).
+fn write_docs(path: &std::path::Path) {
+    let rows: Vec<String> = (0..8)
+        .map(|i| {
+            let mut v = [0.1f32; 4];
+            v[i % 4] = 1.0 + i as f32 / 100.0;
+            format!("({i}, [{}, {}, {}, {}])", v[0], v[1], v[2], v[3])
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let sql = format!(
+        "COPY (SELECT column1 AS id, arrow_cast(column2, 'FixedSizeList(4, Float32)') AS embedding FROM (VALUES {})) TO '{}' STORED AS PARQUET",
+        rows.join(", "),
+        path.display()
+    );
+    ok(jammi(&dir.path().join("scratch")).args(["sql", &sql]));
+}

@@ -1,0 +1,145 @@
+//! `POST /v1/topics/{name}/events` (publish) and `GET /v1/topics/{name}/events`
+//! (subscribe, as server-sent events).
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::Int64Type;
+use jammi_db::topic::{StartAt, SubscribeOptions, Subscription};
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use super::encode::json_rows;
+use super::principal;
+use crate::error::{Result, ServerError};
+use crate::metrics::Protocol;
+use crate::Shared;
+
+/// Publish a JSON object, a JSON array of objects, or NDJSON; answers
+/// `{"first_offset": n, "count": m}`.
+pub(crate) async fn publish(State(shared): State<Arc<Shared>>, Path(name): Path<String>, headers: HeaderMap, body: String) -> Result<Response> {
+    let principal = principal(&shared, &headers).await?;
+    let session = shared.session_for(principal);
+    let published = shared
+        .run_as(principal, Protocol::Http, "publish", async { Ok(session.topics().publish_json(&name, &body).await?) })
+        .await?;
+    Ok(axum::Json(serde_json::json!({ "first_offset": published.first_offset, "count": published.count })).into_response())
+}
+
+/// Query string of a subscription.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SubscribeParams {
+    from_offset: Option<i64>,
+    #[serde(default)]
+    from_beginning: bool,
+    filter: Option<String>,
+    group: Option<String>,
+    limit: Option<u64>,
+    ack_timeout_seconds: Option<u64>,
+}
+
+/// Stream the topic's events as server-sent events: `id` is the event's offset, `data`
+/// the event as a JSON object. Each batch is acknowledged once written to the response,
+/// so a group member that disconnects leaves its unsent events to the group.
+pub(crate) async fn subscribe(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    Query(params): Query<SubscribeParams>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let principal = principal(&shared, &headers).await?;
+    if *shared.stopping.borrow() {
+        return Err(ServerError::ShuttingDown);
+    }
+    let started = Instant::now();
+    let from = match (params.from_offset, params.from_beginning) {
+        (Some(n), _) => StartAt::Offset(n),
+        (None, true) => StartAt::Beginning,
+        (None, false) => StartAt::Live,
+    };
+    let mut options = SubscribeOptions { from, filter: params.filter, group: params.group, ..Default::default() };
+    if let Some(s) = params.ack_timeout_seconds {
+        options.ack_timeout = Duration::from_secs(s);
+    }
+    let session = shared.session_for(principal);
+    let subscribing = async { session.topics().subscribe(&name, options).await };
+    let subscription = match principal.tenant {
+        Some(tenant) => jammi_db::tenant::with_tenant(tenant, subscribing).await,
+        None => subscribing.await,
+    };
+    shared.metrics.record(Protocol::Http, "subscribe", started.elapsed(), subscription.is_ok());
+    let state = Feed { subscription: subscription?, queue: VecDeque::new(), unacked: None, sent: 0, limit: params.limit, stopping: shared.stopping.clone(), done: false };
+    let events = futures::stream::unfold(state, |mut feed| async move { feed.next_event().await.map(|e| (Ok::<_, Infallible>(e), feed)) });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// A subscription turned into events, one at a time.
+struct Feed {
+    subscription: Subscription,
+    queue: VecDeque<Event>,
+    unacked: Option<RecordBatch>,
+    sent: u64,
+    limit: Option<u64>,
+    stopping: watch::Receiver<bool>,
+    done: bool,
+}
+
+impl Feed {
+    async fn next_event(&mut self) -> Option<Event> {
+        loop {
+            if let Some(event) = self.queue.pop_front() {
+                return Some(event);
+            }
+            if let Some(batch) = self.unacked.take() {
+                if let Err(e) = self.subscription.ack(&batch).await {
+                    return self.fail(e.to_string());
+                }
+            }
+            if self.done || self.limit.is_some_and(|l| self.sent >= l) {
+                return None;
+            }
+            let next = tokio::select! {
+                _ = self.stopping.wait_for(|s| *s) => return None,
+                next = self.subscription.next() => next,
+            };
+            match next {
+                None => return None,
+                Some(Err(e)) => return self.fail(e.to_string()),
+                Some(Ok(batch)) => {
+                    let batch = match self.limit {
+                        Some(l) if self.sent + batch.num_rows() as u64 > l => batch.slice(0, (l - self.sent) as usize),
+                        _ => batch,
+                    };
+                    let rows = match json_rows(&batch) {
+                        Ok(rows) => rows,
+                        Err(e) => return self.fail(e.to_string()),
+                    };
+                    let offsets = batch.column_by_name("_offset").and_then(|c| c.as_primitive_opt::<Int64Type>().cloned());
+                    for (i, row) in rows.into_iter().enumerate() {
+                        let mut event = Event::default().data(row);
+                        if let Some(offsets) = offsets.as_ref().filter(|o| o.is_valid(i)) {
+                            event = event.id(offsets.value(i).to_string());
+                        }
+                        self.queue.push_back(event);
+                    }
+                    self.sent += batch.num_rows() as u64;
+                    self.unacked = Some(batch);
+                }
+            }
+        }
+    }
+
+    /// An `error` event, after which the stream ends.
+    fn fail(&mut self, message: String) -> Option<Event> {
+        self.done = true;
+        Some(Event::default().event("error").data(message))
+    }
+}

@@ -1,0 +1,204 @@
+//! jammi-server: one jammi-db engine served to other processes and languages over HTTP
+//! (JSON and Arrow IPC, server-sent events for topics) and the Postgres wire protocol.
+//!
+//! [`Server::start`] binds every listener, checks that an unauthenticated server listens on
+//! loopback only, and serves until [`Server::shutdown`] (or SIGINT/SIGTERM through
+//! [`shutdown_signal`]), after which in-flight requests drain. Every request authenticates
+//! ([`auth`]), then runs in its own tenant scope on its own session handle, under the
+//! limits of [`limits::Gate`], and is counted in [`metrics`].
+
+pub mod auth;
+pub mod error;
+pub mod http;
+pub mod limits;
+pub mod metrics;
+pub mod pg;
+mod query;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jammi_db::Session;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use error::{Result, ServerError};
+pub use limits::Limits;
+
+/// What to serve, and where.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// HTTP API address (port 0 picks a free port).
+    pub http: Option<SocketAddr>,
+    /// Postgres wire protocol address.
+    pub pg: Option<SocketAddr>,
+    /// Limits applied to every protocol.
+    pub limits: Limits,
+    /// How long in-flight requests may take to finish after shutdown begins.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions { http: None, pg: None, limits: Limits::default(), drain_timeout: Duration::from_secs(30) }
+    }
+}
+
+/// The addresses a started server listens on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BoundAddresses {
+    /// HTTP API.
+    pub http: Option<SocketAddr>,
+    /// Postgres wire protocol.
+    pub pg: Option<SocketAddr>,
+}
+
+impl BoundAddresses {
+    /// The one machine-readable line printed at start:
+    /// `{"listening":{"http":"127.0.0.1:41234","pg":"127.0.0.1:5433"},"auth":true}`.
+    pub fn to_json_line(&self, auth: bool) -> String {
+        let mut listening = serde_json::Map::new();
+        for (name, addr) in [("http", self.http), ("pg", self.pg)] {
+            if let Some(addr) = addr {
+                listening.insert(name.to_string(), serde_json::Value::String(addr.to_string()));
+            }
+        }
+        serde_json::json!({ "listening": listening, "auth": auth }).to_string()
+    }
+}
+
+/// What every protocol handler shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) session: Session,
+    pub(crate) auth: auth::Auth,
+    pub(crate) gate: limits::Gate,
+    pub(crate) metrics: Arc<metrics::Metrics>,
+    /// Flips to true when shutdown begins: long-lived streams (topic subscriptions) end.
+    pub(crate) stopping: watch::Receiver<bool>,
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    addresses: BoundAddresses,
+    auth_required: bool,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    drain_timeout: Duration,
+}
+
+impl Server {
+    /// Bind and start serving `session` as `options` say.
+    pub async fn start(session: Session, options: ServeOptions) -> Result<Server> {
+        if options.http.is_none() && options.pg.is_none() {
+            return Err(ServerError::Start("nothing to serve: give at least one of --http or --pg".into()));
+        }
+        let auth = auth::Auth::load(&session).await?;
+        let auth_required = auth.required();
+        for (addr, protocol) in [(options.http, "HTTP"), (options.pg, "the Postgres protocol")] {
+            if let Some(addr) = addr {
+                auth::check_bind(&addr, auth_required, protocol)?;
+            }
+        }
+        let bind = |addr: SocketAddr| async move {
+            tokio::net::TcpListener::bind(addr).await.map_err(|e| ServerError::Start(format!("cannot listen on {addr}: {e}")))
+        };
+        let http_listener = match options.http {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let pg_listener = match options.pg {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let (stop, stopping) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            session,
+            auth,
+            gate: limits::Gate::new(options.limits),
+            metrics: Arc::new(metrics::Metrics::default()),
+            stopping,
+        });
+        let local = |l: &Option<tokio::net::TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+        let addresses = BoundAddresses { http: local(&http_listener), pg: local(&pg_listener) };
+        let mut tasks = JoinSet::new();
+        if let Some(listener) = http_listener {
+            tasks.spawn(http::serve(Arc::clone(&shared), listener));
+        }
+        if let Some(listener) = pg_listener {
+            tasks.spawn(pg::serve(Arc::clone(&shared), listener));
+        }
+        Ok(Server { addresses, auth_required, stop, tasks, drain_timeout: options.drain_timeout })
+    }
+
+    /// Where the server listens.
+    pub fn addresses(&self) -> BoundAddresses {
+        self.addresses
+    }
+
+    /// Whether requests must carry a token.
+    pub fn auth_required(&self) -> bool {
+        self.auth_required
+    }
+
+    /// Stop accepting new connections and requests; in-flight ones finish.
+    pub fn shutdown(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Wait until every listener has stopped and its in-flight requests have drained (at
+    /// most the drain timeout after shutdown began).
+    pub async fn wait(mut self) {
+        let mut stopped = self.stop.subscribe();
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let overdue = async move {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                joined = self.tasks.join_next() => {
+                    if joined.is_none() {
+                        return;
+                    }
+                }
+                _ = stopped.wait_for(|s| *s), if deadline.is_none() => {
+                    deadline = Some(tokio::time::Instant::now() + self.drain_timeout);
+                }
+                _ = overdue => {
+                    tracing::warn!("in-flight requests did not finish within the drain timeout; stopping anyway");
+                    self.tasks.abort_all();
+                    while self.tasks.join_next().await.is_some() {}
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

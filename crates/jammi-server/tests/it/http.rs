@@ -1,0 +1,191 @@
+//! The HTTP API: SQL (JSON and Arrow), parameters, DML, vector search, topics over
+//! server-sent events, errors, limits, metrics, authentication, tenancy under concurrency,
+//! and graceful shutdown.
+
+use std::time::{Duration, Instant};
+
+use jammi_db::topic::TopicDefinition;
+use jammi_db::TenantId;
+use jammi_server::{Limits, ServeOptions, Server};
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sql_search_topics_errors_and_metrics() {
+    let (session, dir) = session().await;
+    docs(&session, dir.path(), 40).await;
+    let served = serve(session, dir, Limits { max_request_bytes: 4096, ..Limits::default() }).await;
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", served.http);
+
+    assert_eq!(client.get(url("/healthz")).send().await.unwrap().text().await.unwrap(), "ok\n");
+    assert_eq!(client.get(url("/readyz")).send().await.unwrap().status(), 200);
+
+    // DDL, DML with parameters, a query as JSON.
+    let (status, _) = post(&client, &url("/v1/sql"), None, json!({"sql": "CREATE TABLE mutable.public.notes (id BIGINT PRIMARY KEY, body VARCHAR)"})).await;
+    assert_eq!(status, 200);
+    let (status, answer) = post(&client, &url("/v1/sql"), None, json!({"sql": "INSERT INTO mutable.public.notes VALUES ($1, $2), (2, 'two')", "params": [1, "it's one"]})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["rows"][0]["count"], 2);
+    let (status, answer) = post(&client, &url("/v1/sql"), None, json!({"sql": "SELECT id, body FROM mutable.public.notes WHERE id >= $1 ORDER BY id", "params": [1]})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["rows"], json!([{"id": 1, "body": "it's one"}, {"id": 2, "body": "two"}]));
+    assert_eq!(answer["columns"][1], json!({"name": "body", "type": "Utf8", "nullable": true}));
+    assert_eq!(answer["row_count"], 2);
+
+    // The same as an Arrow IPC stream.
+    let bytes = client
+        .post(url("/v1/sql"))
+        .header("accept", "application/vnd.apache.arrow.stream")
+        .body(json!({"sql": "SELECT count(*) AS n FROM mutable.public.notes"}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let reader = jammi_db::datafusion::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
+    let batches: Vec<_> = reader.collect::<Result<_, _>>().unwrap();
+    assert_eq!(batches[0].num_rows(), 1);
+
+    // Vector search: the endpoint, and vector_search in SQL with the vector as a parameter.
+    let (status, answer) = post(&client, &url("/v1/search"), None, json!({"table": "docs", "vector": [0.1, 0.1, 1.4, 0.1], "k": 3, "filter": "lang = 'en'"})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["row_count"], 3);
+    assert!(answer["rows"].as_array().unwrap().iter().all(|r| r["lang"] == "en" && r["id"].as_i64().unwrap() % 4 == 2), "{answer}");
+    let (status, answer) = post(&client, &url("/v1/sql"), None, json!({"sql": "SELECT id FROM vector_search('docs', $1, 2) ORDER BY _rank", "params": [[1.3, 0.1, 0.1, 0.1]]})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["rows"].as_array().unwrap().iter().all(|r| r["id"].as_i64().unwrap() % 4 == 0), "{answer}");
+
+    // Clear errors with the right status.
+    let (status, answer) = post(&client, &url("/v1/sql"), None, json!({"query": "SELECT 1"})).await;
+    assert_eq!(status, 400);
+    assert!(answer["error"].as_str().unwrap().contains("expected e.g."), "{answer}");
+    let (status, answer) = post(&client, &url("/v1/sql"), None, json!({"sql": "SELECT * FROM nowhere.public.nothing"})).await;
+    assert_eq!(status, 400);
+    assert!(answer["error"].as_str().unwrap().contains("nothing"), "{answer}");
+    let (status, answer) = post(&client, &url("/v1/search"), None, json!({"table": "missing", "vector": [1.0, 0.0, 0.0, 0.0]})).await;
+    assert_eq!(status, 404, "{answer}");
+    let big = "x".repeat(8192);
+    let (status, _) = post(&client, &url("/v1/sql"), None, json!({"sql": format!("SELECT '{big}'")})).await;
+    assert_eq!(status, 413, "a body over --max-request-bytes is refused");
+
+    // Topics: publish over HTTP, read back as server-sent events.
+    served.session.topics().create(TopicDefinition { name: "clicks".into(), columns: jammi_db::topic::TopicSpec::parse_schema("user:string,n:int64").unwrap(), source_table: None, retention: Default::default() }).await.unwrap();
+    let published = client.post(url("/v1/topics/clicks/events")).body(r#"{"user": "ada", "n": 1}
+{"user": "bob", "n": 2}
+{"user": "cy", "n": 3}"#).send().await.unwrap();
+    assert_eq!(published.status(), 200);
+    let events = client.get(url("/v1/topics/clicks/events?from_beginning=true&limit=2&filter=n%20%3E%3D%202")).send().await.unwrap();
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let text = tokio::time::timeout(Duration::from_secs(10), events.text()).await.expect("the stream ends at the limit").unwrap();
+    let data: Vec<serde_json::Value> = text.lines().filter_map(|l| l.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()).collect();
+    assert_eq!(data.iter().map(|e| e["user"].as_str().unwrap()).collect::<Vec<_>>(), ["bob", "cy"]);
+    assert!(text.lines().any(|l| l == "id: 1"), "{text}");
+
+    // Metrics count what happened.
+    let metrics = client.get(url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("jammi_requests_total{protocol=\"http\",kind=\"sql\"}"), "{metrics}");
+    assert!(metrics.contains("jammi_request_errors_total{protocol=\"http\",kind=\"search\"} 1"), "{metrics}");
+    assert!(metrics.contains("jammi_request_duration_seconds_bucket{protocol=\"http\",kind=\"search\",le=\"+Inf\"} 2"), "{metrics}");
+    assert!(metrics.contains("jammi_open_connections{protocol=\"http\"}"), "{metrics}");
+    served.server.shutdown();
+    served.server.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tokens_tenants_and_loopback_rule() {
+    let (session, dir) = session().await;
+    // Without tokens: loopback only.
+    let options = ServeOptions { http: Some("0.0.0.0:0".parse().unwrap()), ..ServeOptions::default() };
+    let refused = Server::start(session.clone(), options.clone()).await.unwrap_err().to_string();
+    assert!(refused.contains("without authentication") && refused.contains("jammi token create"), "{refused}");
+
+    let (a, b) = (TenantId::random(), TenantId::random());
+    tenant_people(&session, dir.path(), a, b, 50).await;
+    let (_, token_a) = jammi_server::auth::create_token(&session, Some(a), "a").await.unwrap();
+    let (record_b, token_b) = jammi_server::auth::create_token(&session, Some(b), "b").await.unwrap();
+    // With tokens, any address may be used.
+    let open = Server::start(session.clone(), options).await.unwrap();
+    assert!(open.auth_required());
+    open.shutdown();
+    open.wait().await;
+
+    let served = serve(session, dir, Limits::default()).await;
+    let client = reqwest::Client::new();
+    let sql = format!("{}/v1/sql", served.http);
+    let people = json!({"sql": "SELECT name FROM files.public.people ORDER BY id"});
+    let (status, answer) = post(&client, &sql, None, people.clone()).await;
+    assert_eq!(status, 401);
+    assert!(answer["error"].as_str().unwrap().contains("Bearer"), "{answer}");
+    let (status, _) = post(&client, &sql, Some("jammi_not-a-token"), people.clone()).await;
+    assert_eq!(status, 401);
+
+    // 32 concurrent clients, alternating tenants, each only ever sees its own rows.
+    let mut clients = Vec::new();
+    for i in 0..32 {
+        let (client, sql, people) = (client.clone(), sql.clone(), people.clone());
+        let (token, letter) = if i % 2 == 0 { (token_a.clone(), "a") } else { (token_b.clone(), "b") };
+        clients.push(tokio::spawn(async move {
+            for _ in 0..10 {
+                let (status, answer) = post(&client, &sql, Some(&token), people.clone()).await;
+                assert_eq!(status, 200, "{answer}");
+                let rows = answer["rows"].as_array().unwrap();
+                assert_eq!(rows.len(), 50);
+                assert!(rows.iter().all(|r| r["name"].as_str().unwrap().starts_with(letter)), "tenant {letter} saw {answer}");
+            }
+        }));
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+
+    // A revoked token stops working (after the verification cache expires).
+    served.session.catalog().tokens().revoke(&record_b.id).await.unwrap();
+    tokio::time::sleep(jammi_server::auth::CACHE_FOR + Duration::from_millis(200)).await;
+    let (status, _) = post(&client, &sql, Some(&token_b), people.clone()).await;
+    assert_eq!(status, 401);
+    let (status, _) = post(&client, &sql, Some(&token_a), people).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn timeouts_busy_slots_and_graceful_shutdown() {
+    let (session, dir) = session().await;
+    let limits = Limits { max_concurrent_queries: 1, query_timeout: Duration::from_millis(1500), queue_timeout: Duration::from_millis(300), ..Limits::default() };
+    let served = serve(session, dir, limits).await;
+    let client = reqwest::Client::new();
+    let sql = format!("{}/v1/sql", served.http);
+    // Far more work than the timeout allows: cancelled with a clear error.
+    let slow = json!({"sql": "SELECT count(*) FROM range(1, 20000000000) a"});
+    let started = Instant::now();
+    let (status, answer) = post(&client, &sql, None, slow.clone()).await;
+    assert_eq!(status, 504, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("--query-timeout"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // One slot: while a slow query holds it, another waits, then gives up as busy.
+    let holder = tokio::spawn({
+        let (client, sql, slow) = (client.clone(), sql.clone(), slow.clone());
+        async move { post(&client, &sql, None, slow).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, answer) = post(&client, &sql, None, json!({"sql": "SELECT 1"})).await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("busy"), "{answer}");
+    assert_eq!(holder.await.unwrap().0, 504);
+
+    // Shutdown lets the query in flight finish, then stops listening.
+    let in_flight = tokio::spawn({
+        let (client, sql) = (client.clone(), sql.clone());
+        async move { post(&client, &sql, None, json!({"sql": "SELECT count(*) AS n FROM range(1, 30000000) a"})).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    served.server.shutdown();
+    let (status, answer) = in_flight.await.unwrap();
+    assert_eq!(status, 200, "the query in flight completes: {answer}");
+    assert_eq!(answer["rows"][0]["n"], 29_999_999);
+    served.server.wait().await;
+    assert!(client.post(&sql).body("{}").send().await.is_err(), "no longer listening");
+}
