@@ -137,6 +137,17 @@ fn client_setting(statement: &SqlStatement) -> Option<Response> {
     Some(Response::Execution(Tag::new("SET")))
 }
 
+/// Tools such as psql's `\d` commands query `pg_catalog`, which jammi-db does not emulate:
+/// say so, and where the same facts are.
+fn catalog_hint(query: &str, e: ServerError) -> ServerError {
+    if !query.to_ascii_lowercase().contains("pg_catalog") {
+        return e;
+    }
+    ServerError::BadRequest(format!(
+        "{e} (jammi-db does not provide PostgreSQL's pg_catalog, which psql's \\d commands read; list tables with `SHOW TABLES` or `SELECT * FROM information_schema.tables`, columns with `SHOW COLUMNS FROM <table>`)"
+    ))
+}
+
 fn pg_error(e: ServerError) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".to_owned(), e.sqlstate().to_owned(), e.to_string())))
 }
@@ -171,13 +182,14 @@ impl SimpleQueryHandler for Queries {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = self.state.session().map_err(pg_error)?;
-        let statements = session.parse(query).map_err(|e| pg_error(e.into()))?;
+        let statements = session.parse(query).map_err(|e| pg_error(catalog_hint(query, e.into())))?;
         let mut responses = Vec::with_capacity(statements.len());
         for statement in &statements {
             // Like PostgreSQL: the statements after a failed one do not run.
             match self.state.execute(statement, &Format::UnifiedText).await {
                 Ok(response) => responses.push(response),
                 Err(e) => {
+                    let e = catalog_hint(query, e);
                     responses.push(Response::Error(Box::new(ErrorInfo::new("ERROR".to_owned(), e.sqlstate().to_owned(), e.to_string()))));
                     break;
                 }
@@ -211,7 +223,7 @@ impl QueryParser for Parser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let session = self.state.session().map_err(pg_error)?;
-        let mut statements = session.parse(sql).map_err(|e| pg_error(e.into()))?;
+        let mut statements = session.parse(sql).map_err(|e| pg_error(catalog_hint(sql, e.into())))?;
         if statements.len() != 1 {
             return Err(pg_error(ServerError::BadRequest(format!("a prepared statement is one SQL statement; got {}", statements.len()))));
         }
@@ -219,7 +231,7 @@ impl QueryParser for Parser {
         if !statement.returns_rows() {
             return Ok(Some(PgStatement { statement, prepared: None, params: Vec::new(), schema: None }));
         }
-        let prepared = session.prepare(sql).await.map_err(|e| pg_error(e.into()))?;
+        let prepared = session.prepare(sql).await.map_err(|e| pg_error(catalog_hint(sql, e.into())))?;
         let params = prepared.parameter_types().await.map_err(|e| pg_error(e.into()))?;
         let schema = prepared.schema().await.map_err(|e| pg_error(e.into()))?;
         Ok(Some(PgStatement { statement, prepared: Some(Arc::new(prepared)), params, schema: Some(schema) }))

@@ -98,4 +98,12 @@ async fn psql_and_tokens_as_passwords() {
     let out = psql("SELECT * FROM files.public.nothing");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing"), "{}", String::from_utf8_lossy(&out.stderr));
+    // psql's \d commands read pg_catalog: a clear error that says where the facts are,
+    // and SHOW TABLES / information_schema answer.
+    let out = psql("\\dt");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("information_schema"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = psql("SELECT table_name FROM information_schema.tables WHERE table_catalog = 'files' AND table_schema = 'public'");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "people");
 }
