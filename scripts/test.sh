@@ -115,9 +115,10 @@ log "MariaDB on 127.0.0.1:$MY_PORT"
 
 # --- Tests --------------------------------------------------------------------------------
 log "running the test suite"
-# --- Python client drivers (PyPI): the server tests drive psycopg --------------------------
+# --- Python client drivers (PyPI): the server tests drive psycopg and ADBC Flight SQL -------
 python3 -c 'import psycopg' 2>/dev/null || python3 -m pip install -q 'psycopg[binary]' >&2
-python3 -c 'import psycopg' || { echo "psycopg is required by the server tests" >&2; exit 1; }
+python3 -c 'import adbc_driver_flightsql.dbapi, pyarrow' 2>/dev/null || python3 -m pip install -q adbc-driver-flightsql pyarrow >&2
+python3 -c 'import psycopg, adbc_driver_flightsql.dbapi, pyarrow' || { echo "psycopg, adbc-driver-flightsql and pyarrow are required by the server tests" >&2; exit 1; }
 
 cargo test --workspace --locked -- --test-threads="${JAMMI_TEST_THREADS:-4}"
 log "all tests passed"

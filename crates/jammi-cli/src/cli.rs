@@ -94,7 +94,7 @@ pub enum Command {
     /// finalize, gc).
     #[command(subcommand)]
     Job(crate::models::JobCommand),
-    /// Serve this data directory over HTTP and the Postgres wire protocol.
+    /// Serve this data directory over HTTP, the Postgres wire protocol and Arrow Flight SQL.
     Serve(crate::serve::ServeArgs),
     /// Server tokens: create, list, revoke.
     #[command(subcommand)]

@@ -26,6 +26,10 @@ pub struct ServeArgs {
     /// Postgres wire protocol address. Default (when no address is given): 127.0.0.1:5433.
     #[arg(long)]
     pub pg: Option<SocketAddr>,
+    /// Arrow Flight SQL address (ADBC / JDBC Flight SQL drivers). Default (when no address
+    /// is given): 127.0.0.1:50051.
+    #[arg(long)]
+    pub flight: Option<SocketAddr>,
     /// Largest request accepted, in bytes.
     #[arg(long, default_value_t = 16 << 20)]
     pub max_request_bytes: usize,
@@ -45,8 +49,12 @@ pub struct ServeArgs {
 
 /// Run the server until SIGINT or SIGTERM, then drain.
 pub async fn serve(session: &Session, args: ServeArgs, out: &mut dyn Write) -> Result<()> {
-    let (http, pg) = match (args.http, args.pg) {
-        (None, None) => (Some(SocketAddr::from(([127, 0, 0, 1], 8080))), Some(SocketAddr::from(([127, 0, 0, 1], 5433)))),
+    let (http, pg, flight) = match (args.http, args.pg, args.flight) {
+        (None, None, None) => (
+            Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            Some(SocketAddr::from(([127, 0, 0, 1], 5433))),
+            Some(SocketAddr::from(([127, 0, 0, 1], 50051))),
+        ),
         given => given,
     };
     if args.max_concurrent_queries == 0 || args.query_timeout == 0 {
@@ -55,6 +63,7 @@ pub async fn serve(session: &Session, args: ServeArgs, out: &mut dyn Write) -> R
     let options = ServeOptions {
         http,
         pg,
+        flight,
         limits: Limits {
             max_request_bytes: args.max_request_bytes,
             max_concurrent_queries: args.max_concurrent_queries,

@@ -1,5 +1,6 @@
 //! jammi-server: one jammi-db engine served to other processes and languages over HTTP
-//! (JSON and Arrow IPC, server-sent events for topics) and the Postgres wire protocol.
+//! (JSON and Arrow IPC, server-sent events for topics), the Postgres wire protocol and
+//! Arrow Flight SQL.
 //!
 //! [`Server::start`] binds every listener, checks that an unauthenticated server listens on
 //! loopback only, and serves until [`Server::shutdown`] (or SIGINT/SIGTERM through
@@ -9,6 +10,7 @@
 
 pub mod auth;
 pub mod error;
+mod flight;
 pub mod http;
 pub mod limits;
 pub mod metrics;
@@ -33,6 +35,8 @@ pub struct ServeOptions {
     pub http: Option<SocketAddr>,
     /// Postgres wire protocol address.
     pub pg: Option<SocketAddr>,
+    /// Arrow Flight SQL address.
+    pub flight: Option<SocketAddr>,
     /// Limits applied to every protocol.
     pub limits: Limits,
     /// How long in-flight requests may take to finish after shutdown begins.
@@ -41,7 +45,7 @@ pub struct ServeOptions {
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        ServeOptions { http: None, pg: None, limits: Limits::default(), drain_timeout: Duration::from_secs(30) }
+        ServeOptions { http: None, pg: None, flight: None, limits: Limits::default(), drain_timeout: Duration::from_secs(30) }
     }
 }
 
@@ -52,6 +56,8 @@ pub struct BoundAddresses {
     pub http: Option<SocketAddr>,
     /// Postgres wire protocol.
     pub pg: Option<SocketAddr>,
+    /// Arrow Flight SQL.
+    pub flight: Option<SocketAddr>,
 }
 
 impl BoundAddresses {
@@ -59,7 +65,7 @@ impl BoundAddresses {
     /// `{"listening":{"http":"127.0.0.1:41234","pg":"127.0.0.1:5433"},"auth":true}`.
     pub fn to_json_line(&self, auth: bool) -> String {
         let mut listening = serde_json::Map::new();
-        for (name, addr) in [("http", self.http), ("pg", self.pg)] {
+        for (name, addr) in [("http", self.http), ("pg", self.pg), ("flight", self.flight)] {
             if let Some(addr) = addr {
                 listening.insert(name.to_string(), serde_json::Value::String(addr.to_string()));
             }
@@ -92,12 +98,12 @@ pub struct Server {
 impl Server {
     /// Bind and start serving `session` as `options` say.
     pub async fn start(session: Session, options: ServeOptions) -> Result<Server> {
-        if options.http.is_none() && options.pg.is_none() {
-            return Err(ServerError::Start("nothing to serve: give at least one of --http or --pg".into()));
+        if options.http.is_none() && options.pg.is_none() && options.flight.is_none() {
+            return Err(ServerError::Start("nothing to serve: give at least one of --http, --pg or --flight".into()));
         }
         let auth = auth::Auth::load(&session).await?;
         let auth_required = auth.required();
-        for (addr, protocol) in [(options.http, "HTTP"), (options.pg, "the Postgres protocol")] {
+        for (addr, protocol) in [(options.http, "HTTP"), (options.pg, "the Postgres protocol"), (options.flight, "Flight SQL")] {
             if let Some(addr) = addr {
                 auth::check_bind(&addr, auth_required, protocol)?;
             }
@@ -113,6 +119,10 @@ impl Server {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
+        let flight_listener = match options.flight {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         let (stop, stopping) = watch::channel(false);
         let shared = Arc::new(Shared {
             session,
@@ -122,13 +132,16 @@ impl Server {
             stopping,
         });
         let local = |l: &Option<tokio::net::TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
-        let addresses = BoundAddresses { http: local(&http_listener), pg: local(&pg_listener) };
+        let addresses = BoundAddresses { http: local(&http_listener), pg: local(&pg_listener), flight: local(&flight_listener) };
         let mut tasks = JoinSet::new();
         if let Some(listener) = http_listener {
             tasks.spawn(http::serve(Arc::clone(&shared), listener));
         }
         if let Some(listener) = pg_listener {
             tasks.spawn(pg::serve(Arc::clone(&shared), listener));
+        }
+        if let Some(listener) = flight_listener {
+            tasks.spawn(flight::serve(Arc::clone(&shared), listener));
         }
         Ok(Server { addresses, auth_required, stop, tasks, drain_timeout: options.drain_timeout })
     }

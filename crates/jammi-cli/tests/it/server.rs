@@ -10,12 +10,13 @@ struct Running {
     child: Child,
     http: String,
     pg_port: String,
+    flight_port: String,
 }
 
 /// Start `jammi serve` on free loopback ports and read its start-up line.
 fn serve(data_dir: &std::path::Path) -> Running {
     let mut child = jammi(data_dir)
-        .args(["serve", "--http", "127.0.0.1:0", "--pg", "127.0.0.1:0"])
+        .args(["serve", "--http", "127.0.0.1:0", "--pg", "127.0.0.1:0", "--flight", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -24,8 +25,8 @@ fn serve(data_dir: &std::path::Path) -> Running {
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let started: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("start-up line {line:?}: {e}"));
     let http = format!("http://{}", started["listening"]["http"].as_str().unwrap());
-    let pg_port = started["listening"]["pg"].as_str().unwrap().rsplit(':').next().unwrap().to_string();
-    Running { child, http, pg_port }
+    let port = |name: &str| started["listening"][name].as_str().unwrap().rsplit(':').next().unwrap().to_string();
+    Running { child, http, pg_port: port("pg"), flight_port: port("flight") }
 }
 
 fn stop(mut running: Running) {
@@ -82,6 +83,17 @@ fn serve_target_and_python_client() {
     assert!(
         out.status.success(),
         "the psycopg client failed (scripts/test.sh installs psycopg):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+
+    // The Python ADBC Flight SQL driver (installed by scripts/test.sh).
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/adbc_client.py");
+    let out = Command::new("python3").arg(script).arg(&running.flight_port).arg(&token).output().expect("python3");
+    assert!(
+        out.status.success(),
+        "the ADBC Flight SQL client failed (scripts/test.sh installs adbc-driver-flightsql and pyarrow):\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );

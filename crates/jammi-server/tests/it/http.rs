@@ -176,7 +176,14 @@ async fn timeouts_busy_slots_and_graceful_shutdown() {
     assert!(answer["error"].as_str().unwrap().contains("busy"), "{answer}");
     assert_eq!(holder.await.unwrap().0, 504);
 
-    // Shutdown lets the query in flight finish, then stops listening.
+    served.server.shutdown();
+    served.server.wait().await;
+
+    // Shutdown lets the query in flight finish, then stops listening (a server without the
+    // tight timeout above, so the query's own speed does not matter).
+    let (fresh, dir) = crate::support::session().await;
+    let served = serve(fresh, dir, Limits::default()).await;
+    let sql = format!("{}/v1/sql", served.http);
     let in_flight = tokio::spawn({
         let (client, sql) = (client.clone(), sql.clone());
         async move { post(&client, &sql, None, json!({"sql": "SELECT count(*) AS n FROM range(1, 30000000) a"})).await }

@@ -15,6 +15,7 @@ pub struct Served {
     pub session: Session,
     pub http: String,
     pub pg_port: u16,
+    pub flight: String,
     /// Kept so the data directory lives as long as the server.
     pub _dir: tempfile::TempDir,
 }
@@ -28,11 +29,12 @@ pub async fn session() -> (Session, tempfile::TempDir) {
 /// Serve `session` on loopback with `limits`.
 pub async fn serve(session: Session, dir: tempfile::TempDir, limits: Limits) -> Served {
     let loopback = "127.0.0.1:0".parse().unwrap();
-    let options = ServeOptions { http: Some(loopback), pg: Some(loopback), limits, drain_timeout: std::time::Duration::from_secs(10) };
+    let options = ServeOptions { http: Some(loopback), pg: Some(loopback), flight: Some(loopback), limits, drain_timeout: std::time::Duration::from_secs(10) };
     let server = Server::start(session.clone(), options).await.unwrap();
     let http = format!("http://{}", server.addresses().http.unwrap());
     let pg_port = server.addresses().pg.unwrap().port();
-    Served { server, session, http, pg_port, _dir: dir }
+    let flight = format!("http://{}", server.addresses().flight.unwrap());
+    Served { server, session, http, pg_port, flight, _dir: dir }
 }
 
 /// Two tenants' rows in a Parquet file registered as `files.public.people` with tenant
