@@ -77,28 +77,24 @@ fn serve_target_and_python_client() {
     let error = fails(&mut target(&["vectors", "list"]));
     assert!(error.contains("--target"), "{error}");
 
-    // A real Python driver: psycopg (installed by scripts/test.sh).
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/psycopg_client.py");
-    let out = Command::new("python3").arg(script).arg(&running.pg_port).arg(&token).output().expect("python3");
-    assert!(
-        out.status.success(),
-        "the psycopg client failed (scripts/test.sh installs psycopg):\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
-
-    // The Python ADBC Flight SQL driver (installed by scripts/test.sh).
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/adbc_client.py");
-    let out = Command::new("python3").arg(script).arg(&running.flight_port).arg(&token).output().expect("python3");
-    assert!(
-        out.status.success(),
-        "the ADBC Flight SQL client failed (scripts/test.sh installs adbc-driver-flightsql and pyarrow):\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    // Real Python drivers (installed by scripts/test.sh): psycopg over the Postgres protocol,
+    // ADBC over Flight SQL.
+    python_client("psycopg_client.py", &running.pg_port, &token);
+    python_client("adbc_client.py", &running.flight_port, &token);
     stop(running);
+}
+
+/// Run `tests/clients/<script> PORT TOKEN`; it prints "ok" or fails with a traceback.
+fn python_client(script: &str, port: &str, token: &str) {
+    let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3").arg(&path).arg(port).arg(token).output().expect("python3");
+    assert!(
+        out.status.success(),
+        "{script} failed (scripts/test.sh installs psycopg, adbc-driver-flightsql and pyarrow):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok", "{script}");
 }
 
 /// 8 vectors of 4 dimensions (`id % 4` picks the large component).
