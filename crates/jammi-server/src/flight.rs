@@ -28,7 +28,7 @@ use tonic::{Request, Response, Status};
 use crate::auth::Principal;
 use crate::error::ServerError;
 use crate::metrics::Protocol;
-use crate::query::run_sql;
+use crate::query::{affected_rows, run_sql, scoped};
 use crate::Shared;
 
 type DataStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
@@ -179,7 +179,7 @@ impl FlightSqlService for FlightSql {
         let principal = self.principal(&request).await?;
         let session = self.shared.session_for(principal);
         let result = self.shared.run_as(principal, Protocol::Flight, "sql", run_sql(&session, &command.query, Vec::new())).await.map_err(status)?;
-        Ok(affected(&result.batches))
+        Ok(affected_rows(&result.batches).unwrap_or(0) as i64)
     }
 
     async fn do_action_create_prepared_statement(&self, query: ActionCreatePreparedStatementRequest, request: Request<arrow_flight::Action>) -> Result<ActionCreatePreparedStatementResult, Status> {
@@ -250,7 +250,7 @@ impl FlightSqlService for FlightSql {
         let handle = CommandPreparedStatementQuery { prepared_statement_handle: query.prepared_statement_handle };
         let (statement, planned, _, params) = self.lookup(&handle, principal)?;
         let batches = self.execute(principal, &statement, planned, params).await?;
-        Ok(affected(&batches))
+        Ok(affected_rows(&batches).unwrap_or(0) as i64)
     }
 
     async fn do_action_close_prepared_statement(&self, query: ActionClosePreparedStatementRequest, request: Request<arrow_flight::Action>) -> Result<(), Status> {
@@ -370,23 +370,6 @@ fn command_schema(statement: &SqlStatement) -> SchemaRef {
     }
 }
 
-/// `future` in `principal`'s task-local tenant scope.
-async fn scoped<F: std::future::Future>(principal: Principal, future: F) -> F::Output {
-    match principal.tenant {
-        Some(tenant) => jammi_db::tenant::with_tenant(tenant, future).await,
-        None => future.await,
-    }
-}
-
 fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// Rows affected by a DML statement (its `count` row), else 0.
-fn affected(batches: &[RecordBatch]) -> i64 {
-    batches
-        .first()
-        .filter(|b| b.num_rows() == 1 && b.num_columns() == 1 && b.schema().field(0).name() == "count")
-        .and_then(|b| b.column(0).as_primitive_opt::<datafusion::arrow::datatypes::UInt64Type>().map(|c| c.value(0) as i64))
-        .unwrap_or(0)
 }

@@ -40,14 +40,30 @@ impl Shared {
             return Err(crate::ServerError::ShuttingDown);
         }
         let started = Instant::now();
-        let gated = self.gate.run(work);
-        let result = match principal.tenant {
-            Some(tenant) => jammi_db::tenant::with_tenant(tenant, gated).await,
-            None => gated.await,
-        };
+        let result = scoped(principal, self.gate.run(work)).await;
         self.metrics.record(protocol, kind, started.elapsed(), result.is_ok());
         result
     }
+}
+
+/// `future` in `principal`'s task-local tenant scope.
+pub(crate) async fn scoped<F: Future>(principal: Principal, future: F) -> F::Output {
+    // On the heap: request futures (DataFusion planning inside) are large, and moving them
+    // by value through these layers overflowed a worker's stack in debug builds.
+    let future = Box::pin(future);
+    match principal.tenant {
+        Some(tenant) => jammi_db::tenant::with_tenant(tenant, future).await,
+        None => future.await,
+    }
+}
+
+/// Rows a DML statement affected: the engine answers them as one `count` row.
+pub(crate) fn affected_rows(batches: &[RecordBatch]) -> Option<u64> {
+    use datafusion::arrow::array::AsArray;
+    batches
+        .first()
+        .filter(|b| b.num_rows() == 1 && b.num_columns() == 1 && b.schema().field(0).name() == "count")
+        .and_then(|b| b.column(0).as_primitive_opt::<datafusion::arrow::datatypes::UInt64Type>().map(|c| c.value(0)))
 }
 
 /// Run `sql` (several `;`-separated statements run in order; the last one's rows are

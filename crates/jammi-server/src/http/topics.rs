@@ -70,11 +70,7 @@ pub(crate) async fn subscribe(
         options.ack_timeout = Duration::from_secs(s);
     }
     let session = shared.session_for(principal);
-    let subscribing = async { session.topics().subscribe(&name, options).await };
-    let subscription = match principal.tenant {
-        Some(tenant) => jammi_db::tenant::with_tenant(tenant, subscribing).await,
-        None => subscribing.await,
-    };
+    let subscription = crate::query::scoped(principal, session.topics().subscribe(&name, options)).await;
     shared.metrics.record(Protocol::Http, "subscribe", started.elapsed(), subscription.is_ok());
     let state = Feed { subscription: subscription?, queue: VecDeque::new(), unacked: None, sent: 0, limit: params.limit, stopping: shared.stopping.clone(), done: false };
     let events = futures::stream::unfold(state, |mut feed| async move { feed.next_event().await.map(|e| (Ok::<_, Infallible>(e), feed)) });

@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, SchemaRef, UInt64Type};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ScalarValue;
 use futures::sink::Sink;
 use jammi_db::{PreparedStatement, Session, SqlStatement};
@@ -103,10 +103,7 @@ fn respond(statement: &SqlStatement, schema: &SchemaRef, batches: &[RecordBatch]
         return Response::Query(QueryResponse::new(fields, futures::stream::iter(rows)));
     }
     let tag = statement.command_tag();
-    let affected = batches
-        .first()
-        .filter(|b| b.num_rows() == 1 && b.schema().fields().len() == 1 && b.schema().field(0).name() == "count")
-        .and_then(|b| b.column(0).as_primitive_opt::<UInt64Type>().map(|c| c.value(0) as usize));
+    let affected = crate::query::affected_rows(batches).map(|n| n as usize);
     match (tag, affected) {
         ("BEGIN", _) => Response::TransactionStart(Tag::new("BEGIN")),
         ("COMMIT" | "ROLLBACK", _) => Response::TransactionEnd(Tag::new(tag)),

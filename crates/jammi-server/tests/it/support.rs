@@ -15,7 +15,6 @@ pub struct Served {
     pub session: Session,
     pub http: String,
     pub pg_port: u16,
-    pub flight: String,
     /// Kept so the data directory lives as long as the server.
     pub _dir: tempfile::TempDir,
 }
@@ -33,8 +32,7 @@ pub async fn serve(session: Session, dir: tempfile::TempDir, limits: Limits) -> 
     let server = Server::start(session.clone(), options).await.unwrap();
     let http = format!("http://{}", server.addresses().http.unwrap());
     let pg_port = server.addresses().pg.unwrap().port();
-    let flight = format!("http://{}", server.addresses().flight.unwrap());
-    Served { server, session, http, pg_port, flight, _dir: dir }
+    Served { server, session, http, pg_port, _dir: dir }
 }
 
 /// Two tenants' rows in a Parquet file registered as `files.public.people` with tenant
