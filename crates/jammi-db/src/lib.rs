@@ -37,6 +37,7 @@ pub mod artifact;
 pub mod catalog;
 pub mod config;
 mod delegate;
+mod plan_cache;
 pub mod error;
 pub mod mutable;
 pub mod prepared;

@@ -21,7 +21,7 @@ use datafusion::common::ParamValues;
 use datafusion::execution::context::{SessionContext, SessionState};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::physical_plan::{collect, execute_stream, ExecutionPlan};
+use datafusion::physical_plan::{execute_stream, ExecutionPlan};
 
 use crate::error::{Error, Result};
 use crate::session::{Session, SqlStatement};
@@ -42,15 +42,26 @@ impl std::fmt::Debug for PreparedStatement {
     }
 }
 
-struct Planned {
-    generation: i64,
+pub(crate) struct Planned {
+    pub(crate) generation: i64,
     scope: TenantScope,
     /// The transaction open when it was planned (its scans read through it), by address.
     txn: usize,
     ctx: SessionContext,
-    state: SessionState,
-    logical: LogicalPlan,
+    pub(crate) state: SessionState,
+    pub(crate) logical: LogicalPlan,
     kind: PlanKind,
+}
+
+impl Planned {
+    /// The physical plan each run reuses and the task context it runs in, for plans whose
+    /// every leaf reads current data (see the module docs).
+    pub(crate) fn reusable(&self) -> Option<(&Arc<dyn ExecutionPlan>, &Arc<TaskContext>)> {
+        match &self.kind {
+            PlanKind::Reusable { physical, task } => Some((physical, task)),
+            _ => None,
+        }
+    }
 }
 
 enum PlanKind {
@@ -77,6 +88,33 @@ impl Session {
         prepared.planned().await?;
         Ok(prepared)
     }
+
+    /// Plan `statement` in `scope` (at catalog `generation`, inside transaction `txn`).
+    pub(crate) async fn plan_statement(&self, statement: &SqlStatement, generation: i64, scope: TenantScope, txn: usize) -> Result<Planned> {
+        let ctx = self.query_context(scope);
+        let state = ctx.state();
+        let logical = state.statement_to_plan(statement.inner().clone()).await?;
+        let is_statement = matches!(logical, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_));
+        let kind = if is_statement {
+            PlanKind::Statement
+        } else {
+            let task = Arc::new(TaskContext::from(&state));
+            // Placeholders in `vector_search` arguments and in statements sent to a database
+            // source are bound into the physical plan; anywhere else (a local filter, say)
+            // the physical plan cannot be made until they have values, so those plans take
+            // the logical substitution.
+            let physical = if logical.get_parameter_types()?.is_empty() {
+                Some(state.create_physical_plan(&logical).await?)
+            } else {
+                state.create_physical_plan(&logical).await.ok()
+            };
+            match physical {
+                Some(physical) if reusable_plan(&physical) => PlanKind::Reusable { physical, task },
+                _ => PlanKind::Query { task },
+            }
+        };
+        Ok(Planned { generation, scope, txn, ctx, state, logical, kind })
+    }
 }
 
 impl PreparedStatement {
@@ -88,6 +126,9 @@ impl PreparedStatement {
     /// Run with `params` (`vec![ScalarValue::…]` for `$1, $2, …`) and stream the result.
     pub async fn execute(&self, params: impl Into<ParamValues>) -> Result<SendableRecordBatchStream> {
         let params = params.into();
+        if let Some(stream) = self.run_optimistically(&params).await? {
+            return Ok(stream);
+        }
         let planned = self.planned().await?;
         match &planned.kind {
             PlanKind::Reusable { physical, task } => {
@@ -110,16 +151,34 @@ impl PreparedStatement {
 
     /// Run with `params` and collect every batch.
     pub async fn query(&self, params: impl Into<ParamValues>) -> Result<Vec<RecordBatch>> {
-        let params = params.into();
-        let planned = self.planned().await?;
-        if let PlanKind::Reusable { physical, task } = &planned.kind {
-            // The hot path of repeated vector queries: no stream plumbing beyond the plan's.
-            let plan = bind_parameters(Arc::clone(physical), &params)?;
-            return Ok(collect(plan, Arc::clone(task)).await?);
-        }
         use futures::TryStreamExt;
         let stream = self.execute(params).await?;
         Ok(stream.try_collect().await?)
+    }
+
+    /// Start the reusable plan made at this handle's current catalog generation, and check
+    /// the catalog for changes by other processes *while* it runs rather than before: the
+    /// check is a catalog round trip as long as a point lookup's, and a read started on a
+    /// plan that turns out stale is simply dropped (`None`: the caller plans afresh). Plans
+    /// that are not reusable, or not current in-process, take the ordinary path.
+    async fn run_optimistically(&self, params: &ParamValues) -> Result<Option<SendableRecordBatchStream>> {
+        let Some(planned) = self.current_plan() else { return Ok(None) };
+        let PlanKind::Reusable { physical, task } = &planned.kind else { return Ok(None) };
+        let plan = bind_parameters(Arc::clone(physical), params)?;
+        // Leaves that read a database start their statement here, before the check.
+        let stream = execute_stream(plan, Arc::clone(task))?;
+        self.session.sync_catalog().await?;
+        Ok(self.current_plan().filter(|now| Arc::ptr_eq(now, &planned)).map(|_| stream))
+    }
+
+    /// The plan kept from an earlier run, if it is still good for the generation this
+    /// handle has synced to, its scope and its transaction (no catalog read).
+    fn current_plan(&self) -> Option<Arc<Planned>> {
+        let generation = self.session.catalog_generation();
+        let scope = self.session.scope();
+        let txn = self.session.open_transaction().map_or(0, |t| Arc::as_ptr(&t) as usize);
+        let planned = self.planned.lock().unwrap_or_else(|p| p.into_inner());
+        planned.as_ref().filter(|p| p.generation == generation && p.scope == scope && p.txn == txn).cloned()
     }
 
     /// The types inferred for `$1, $2, …`, in order (`None` where the statement does not
@@ -152,43 +211,15 @@ impl PreparedStatement {
     /// The current plan, made again if the catalog or the scope changed since.
     async fn planned(&self) -> Result<Arc<Planned>> {
         self.session.sync_catalog().await?;
+        if let Some(planned) = self.current_plan() {
+            return Ok(planned);
+        }
         let generation = self.session.catalog_generation();
         let scope = self.session.scope();
         let txn = self.session.open_transaction().map_or(0, |t| Arc::as_ptr(&t) as usize);
-        if let Some(planned) = self.planned.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            if planned.generation == generation && planned.scope == scope && planned.txn == txn {
-                return Ok(Arc::clone(planned));
-            }
-        }
-        let planned = Arc::new(self.plan(generation, scope, txn).await?);
+        let planned = Arc::new(self.session.plan_statement(&self.statement, generation, scope, txn).await?);
         *self.planned.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&planned));
         Ok(planned)
-    }
-
-    async fn plan(&self, generation: i64, scope: TenantScope, txn: usize) -> Result<Planned> {
-        let ctx = self.session.query_context(scope);
-        let state = ctx.state();
-        let logical = state.statement_to_plan(self.statement.inner().clone()).await?;
-        let is_statement = matches!(logical, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_));
-        let kind = if is_statement {
-            PlanKind::Statement
-        } else {
-            let task = Arc::new(TaskContext::from(&state));
-            // Placeholders in `vector_search` arguments and in statements sent to a database
-            // source are bound into the physical plan; anywhere else (a local filter, say)
-            // the physical plan cannot be made until they have values, so those plans take
-            // the logical substitution.
-            let physical = if logical.get_parameter_types()?.is_empty() {
-                Some(state.create_physical_plan(&logical).await?)
-            } else {
-                state.create_physical_plan(&logical).await.ok()
-            };
-            match physical {
-                Some(physical) if reusable_plan(&physical) => PlanKind::Reusable { physical, task },
-                _ => PlanKind::Query { task },
-            }
-        };
-        Ok(Planned { generation, scope, txn, ctx, state, logical, kind })
     }
 }
 
@@ -216,7 +247,7 @@ fn reusable_plan(plan: &Arc<dyn ExecutionPlan>) -> bool {
 /// `plan` ready to run again: `params` bound into every leaf that has placeholders, and
 /// the state operators keep between runs (a hash join's build side, a top-k's filter)
 /// reset.
-fn bind_parameters(plan: Arc<dyn ExecutionPlan>, params: &ParamValues) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+pub(crate) fn bind_parameters(plan: Arc<dyn ExecutionPlan>, params: &ParamValues) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
     use datafusion::common::tree_node::{Transformed, TreeNode};
     let bound = plan
         .transform_up(|node| {

@@ -75,6 +75,8 @@ struct Shared {
     vectors: Arc<VectorState>,
     mutable: Arc<MutableState>,
     topics: Arc<TopicState>,
+    /// Plans shared by SQL text queries of one shape.
+    plans: crate::plan_cache::PlanCache,
 }
 
 /// The `vectors` catalog, per scope.
@@ -182,6 +184,7 @@ impl Session {
             vectors,
             mutable,
             topics,
+            plans: Default::default(),
         });
         let session = Session { shared, sticky: TenantScope::Unbound, txn: Arc::new(Mutex::new(None)) };
         crate::vector::recover(&session).await?;
@@ -264,9 +267,17 @@ impl Session {
         if let Some(claimed) = mutable::statement::claim(&statement.0)? {
             return mutable::statement::run(self, scope, claimed).await;
         }
+        // Boxed: planning futures are large, and debug builds run tests on small stacks.
+        if let Some(frame) = Box::pin(self.run_shared_plan(statement, scope)).await? {
+            return Ok(frame);
+        }
         let ctx = self.query_context(scope);
         let plan = ctx.state().statement_to_plan(statement.0.clone()).await?;
         self.execute_plan(scope, &ctx, plan).await
+    }
+
+    pub(crate) fn plan_cache(&self) -> &crate::plan_cache::PlanCache {
+        &self.shared.plans
     }
 
     /// Start a planned statement in `scope`'s context `ctx`.

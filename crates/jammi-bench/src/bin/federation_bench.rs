@@ -1,9 +1,10 @@
 //! Federation benchmark: a pgbench-style set of queries (full-scan aggregate, filtered
 //! aggregate, point lookup, join) through jammi-db's Postgres source and sent straight to
-//! Postgres with sqlx (the key bound as `$1`), in the same run. Prints the Markdown table of
+//! Postgres with sqlx, in the same run: prepared statements against prepared statements (the
+//! key bound as `$1`), SQL text against SQL text (the key written in). Prints the Markdown table of
 //! docs/BENCHMARKS.md; fixed per-statement costs and planning times go to stderr.
 //!
-//! Usage: federation-bench --pg postgres://user@host:port/db [--scale N] [--reps N]
+//! Usage: federation-bench --pg postgres://user@host:port/db [--scale N] [--reps N] [--only QUERY]
 
 use std::time::{Duration, Instant};
 
@@ -17,10 +18,11 @@ struct Args {
     pg: String,
     scale: i64,
     reps: usize,
+    only: Option<String>,
 }
 
 fn parse_args() -> Result<Args> {
-    let mut args = Args { pg: String::new(), scale: 10, reps: 200 };
+    let mut args = Args { pg: String::new(), scale: 10, reps: 200, only: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| anyhow!("{flag} needs a value"));
@@ -28,7 +30,8 @@ fn parse_args() -> Result<Args> {
             "--pg" => args.pg = value()?,
             "--scale" => args.scale = value()?.parse()?,
             "--reps" => args.reps = value()?.parse()?,
-            other => return Err(anyhow!("unknown flag {other}; flags: --pg URL --scale N --reps N")),
+            "--only" => args.only = Some(value()?),
+            other => return Err(anyhow!("unknown flag {other}; flags: --pg URL --scale N --reps N --only QUERY-NAME")),
         }
     }
     if args.pg.is_empty() {
@@ -93,8 +96,13 @@ async fn main() -> Result<()> {
     );
 
     println!("pgbench-style tables at scale {} ({} accounts), {} base repetitions; Postgres on loopback, same machine.\n", args.scale, accounts, args.reps);
-    println!("| query | direct (sqlx) | jammi SQL text | ÷ direct | jammi prepared | ÷ direct | pushed down whole |\n|---|---:|---:|---:|---:|---:|---|");
+    println!(
+        "| query | direct, prepared | jammi prepared | ÷ direct | direct, SQL text | jammi SQL text | ÷ direct | pushed down whole |\n|---|---:|---:|---:|---:|---:|---:|---|"
+    );
     for (name, template, mult) in QUERIES {
+        if args.only.as_deref().is_some_and(|only| !name.contains(only)) {
+            continue;
+        }
         let reps = (args.reps * mult / 10).max(5);
         let sql_for = |t: &str, k: i64| template.replace("{t}", t).replace("{k}", &k.to_string());
         let plan = session.sql(&format!("EXPLAIN {}", sql_for("pg.public.", 1))).await?.collect().await?;
@@ -103,48 +111,53 @@ async fn main() -> Result<()> {
         let whole = physical.matches("RemoteQueryExec").count() == 1 && !["AggregateExec", "HashJoinExec", "SortExec", "FilterExec"].iter().any(|n| physical.contains(n));
         let prepared = session.prepare(&template.replace("{t}", "pg.public.").replace("{k}", "$1")).await?;
         let has_param = template.contains("{k}");
-        let (mut direct, mut jammi, mut jammi_prepared) = (Vec::new(), Vec::new(), Vec::new());
-        let mut planning = Vec::new();
-        // The direct client binds the key as an application would (one statement, prepared
-        // once per connection by sqlx).
+        // The direct prepared client binds the key as an application would (one statement,
+        // prepared once per connection by sqlx); the direct text client sends the SQL with
+        // the key written in, over the simple query protocol, as psql does.
         let direct_sql = template.replace("{t}", "").replace("{k}", "$1");
+        let mut timings: [Vec<Duration>; 4] = Default::default();
+        let mut planning = Vec::new();
         for i in 0..reps {
             let k = 1 + (i as i64 * 7919) % accounts;
             // Rotate who goes first, so caches favour none.
-            for turn in 0..3 {
-                if (i + turn) % 3 == 2 {
-                    let started = Instant::now();
-                    let params = if has_param { vec![jammi_db::datafusion::common::ScalarValue::Int64(Some(k))] } else { vec![] };
-                    let batches = prepared.query(params).await?;
-                    std::hint::black_box(batches);
-                    jammi_prepared.push(started.elapsed());
-                } else if (i + turn) % 3 == 0 {
-                    let started = Instant::now();
-                    let query = sqlx::query(&direct_sql);
-                    let query = if has_param { query.bind(k) } else { query };
-                    let rows = query.fetch_all(&pool).await?;
-                    let _: Vec<i64> = rows.iter().map(|r| r.try_get::<i64, _>(0).unwrap_or_default()).collect();
-                    direct.push(started.elapsed());
-                } else {
-                    let started = Instant::now();
-                    let frame = session.sql(&sql_for("pg.public.", k)).await?;
-                    planning.push(started.elapsed());
-                    let batches = frame.collect().await?;
-                    std::hint::black_box(batches);
-                    jammi.push(started.elapsed());
+            for turn in 0..4 {
+                let mode = (i + turn) % 4;
+                let started = Instant::now();
+                match mode {
+                    0 => {
+                        let query = sqlx::query(&direct_sql);
+                        let query = if has_param { query.bind(k) } else { query };
+                        let rows = query.fetch_all(&pool).await?;
+                        let _: Vec<i64> = rows.iter().map(|r| r.try_get::<i64, _>(0).unwrap_or_default()).collect();
+                    }
+                    1 => {
+                        let params = if has_param { vec![jammi_db::datafusion::common::ScalarValue::Int64(Some(k))] } else { vec![] };
+                        std::hint::black_box(prepared.query(params).await?);
+                    }
+                    2 => {
+                        let rows = sqlx::raw_sql(&sql_for("", k)).fetch_all(&pool).await?;
+                        let _: Vec<i64> = rows.iter().map(|r| r.try_get::<i64, _>(0).unwrap_or_default()).collect();
+                    }
+                    _ => {
+                        let frame = session.sql(&sql_for("pg.public.", k)).await?;
+                        planning.push(started.elapsed());
+                        std::hint::black_box(frame.collect().await?);
+                    }
                 }
+                timings[mode].push(started.elapsed());
             }
         }
-        let (d, j, p) = (median(direct), median(jammi), median(jammi_prepared));
+        let [direct, jammi_prepared, direct_text, jammi_text] = timings.map(median);
         eprintln!("{name}: Session::sql (parse + logical plan) median {:.3} ms", median(planning).as_secs_f64() * 1e3);
         let ms = |t: Duration| t.as_secs_f64() * 1e3;
         println!(
-            "| {name} | {:.3} ms | {:.3} ms | {:.2}× | {:.3} ms | {:.2}× | {} |",
-            ms(d),
-            ms(j),
-            ms(j) / ms(d),
-            ms(p),
-            ms(p) / ms(d),
+            "| {name} | {:.3} ms | {:.3} ms | {:.2}× | {:.3} ms | {:.3} ms | {:.2}× | {} |",
+            ms(direct),
+            ms(jammi_prepared),
+            ms(jammi_prepared) / ms(direct),
+            ms(direct_text),
+            ms(jammi_text),
+            ms(jammi_text) / ms(direct_text),
             if whole { "yes" } else { "no" }
         );
     }

@@ -24,6 +24,8 @@ use crate::tenant::{TenantId, TenantScope};
 pub struct SourceCatalog {
     name: String,
     schemas: BTreeMap<String, Arc<SourceSchema>>,
+    /// Reads a live database (each query asks it afresh) rather than files.
+    database: bool,
 }
 
 impl SourceCatalog {
@@ -36,7 +38,18 @@ impl SourceCatalog {
     pub fn with_schemas(name: impl Into<String>, schemas: BTreeMap<String, BTreeMap<String, Arc<dyn TableProvider>>>) -> Self {
         let name = name.into();
         let schemas = schemas.into_iter().map(|(schema, tables)| (schema, Arc::new(SourceSchema { source: name.clone(), tables }))).collect();
-        SourceCatalog { schemas, name }
+        SourceCatalog { schemas, name, database: false }
+    }
+
+    /// The same catalog, marked as reading a live database.
+    pub fn reading_database(self) -> Self {
+        SourceCatalog { database: true, ..self }
+    }
+
+    /// Whether the source is a live database (its queries may share plans: see
+    /// `plan_cache`).
+    pub fn reads_database(&self) -> bool {
+        self.database
     }
 
     /// `schema.table` of every table.

@@ -308,7 +308,7 @@ fn build_remote_catalog(record: &SourceRecord, kind: remote::RemoteKind) -> Resu
             (schema, tables)
         })
         .collect();
-    Ok(Arc::new(SourceCatalog::with_schemas(record.name.clone(), schemas)))
+    Ok(Arc::new(SourceCatalog::with_schemas(record.name.clone(), schemas).reading_database()))
 }
 
 /// Build the DataFusion catalog for a stored source record (no I/O).

@@ -135,7 +135,9 @@ async fn postgres_source() {
         assert_eq!(rows(&session, sql).await, expected, "{sql}");
     }
 
-    prepared_statements(&session, &url).await;
+    // Boxed: each of these futures is large, and the test thread's stack is small.
+    Box::pin(prepared_statements(&session, &url)).await;
+    Box::pin(shared_plans_for_sql_text(&session, &url)).await;
 
     // A view reads like a table.
     assert_eq!(rows(&session, "SELECT id FROM pg.shop.big_orders ORDER BY id").await, [["10"], ["11"]]);
@@ -200,6 +202,55 @@ async fn prepared_statements(session: &Session, url: &str) {
     sqlx::raw_sql("DELETE FROM shop.customers WHERE id = 4; UPDATE public.big SET v = 7 WHERE id = 7").execute(&mut conn).await.unwrap();
 }
 
+/// Whether the frame runs a plan shared by its shape (see `plan_cache`).
+async fn shares_plan(session: &Session, sql: &str) -> bool {
+    session.sql(sql).await.unwrap().logical_plan().display_indent().to_string().contains("shared_plan")
+}
+
+/// SQL text queries that differ only in constants compared with columns share one plan
+/// with the constants bound into the remote statement; constants that would not convert
+/// unchanged, queries that also read other tables, and catalog changes plan afresh.
+async fn shared_plans_for_sql_text(session: &Session, url: &str) {
+    assert_eq!(rows(session, "SELECT id, v FROM pg.public.big WHERE id = 4242").await, [["4242", "242"]]);
+    assert!(shares_plan(session, "SELECT id, v FROM pg.public.big WHERE id = 99").await);
+    assert_eq!(rows(session, "SELECT id, v FROM pg.public.big WHERE id = 99").await, [["99", "99"]]);
+    assert!(rows(session, "SELECT id, v FROM pg.public.big WHERE id = -5").await.is_empty());
+    // 7.0 is the integer 7; 7.5 matches no integer and is compared as written.
+    assert_eq!(rows(session, "SELECT id FROM pg.public.big WHERE id = 7.0").await, [["7"]]);
+    assert!(!shares_plan(session, "SELECT id FROM pg.public.big WHERE id = 7.5").await);
+    assert!(rows(session, "SELECT id FROM pg.public.big WHERE id = 7.5").await.is_empty());
+    // Beyond the range of the `integer` column: compared as written, nothing matches.
+    assert!(!shares_plan(session, "SELECT id FROM pg.public.big WHERE v = 5000000000").await);
+    assert!(rows(session, "SELECT id FROM pg.public.big WHERE v = 5000000000").await.is_empty());
+    // Several constants, strings, BETWEEN, joins and aggregates pushed down whole.
+    let join = |name: &str, low: i64| {
+        format!("SELECT c.name, count(*) FROM pg.shop.orders o JOIN pg.shop.customers c ON o.customer_id = c.id WHERE c.name = '{name}' AND o.id BETWEEN {low} AND 13 GROUP BY c.name")
+    };
+    assert_eq!(rows(session, &join("ada", 10)).await, [["ada", "2"]]);
+    assert!(shares_plan(session, &join("ada", 11)).await);
+    assert_eq!(rows(session, &join("ada", 11)).await, [["ada", "1"]]);
+    assert_eq!(rows(session, &join("bob", 0)).await, [["bob", "1"]]);
+    assert!(rows(session, &join("nobody", 0)).await.is_empty());
+    // A comparison in the select list keeps its column name.
+    let frame = session.sql("SELECT id = 10 FROM pg.shop.orders WHERE id = 10").await.unwrap();
+    let name = frame.schema().field(0).name().clone();
+    assert!(!name.contains('$'), "{name}");
+    assert_eq!(render(&frame.collect().await.unwrap()), [["true"]]);
+    // Reading anything besides database tables: planned per query.
+    assert!(!shares_plan(session, "SELECT c.name FROM pg.shop.customers c JOIN files.public.items i ON i.id = c.id WHERE c.id = 1").await);
+    // A shared plan reads current rows.
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    sqlx::raw_sql("UPDATE public.big SET v = 1 WHERE id = 99").execute(&mut conn).await.unwrap();
+    assert_eq!(rows(session, "SELECT id, v FROM pg.public.big WHERE id = 99").await, [["99", "1"]]);
+    sqlx::raw_sql("UPDATE public.big SET v = 99 WHERE id = 99").execute(&mut conn).await.unwrap();
+    // Inside a transaction statements plan as usual (and still answer).
+    let txn = session.clone();
+    txn.sql("BEGIN").await.unwrap().collect().await.unwrap();
+    assert!(!shares_plan(&txn, "SELECT id, v FROM pg.public.big WHERE id = 99").await);
+    assert_eq!(rows(&txn, "SELECT id, v FROM pg.public.big WHERE id = 99").await, [["99", "99"]]);
+    txn.sql("ROLLBACK").await.unwrap().collect().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_tenancy_and_errors() {
     let url = pg_database().await;
@@ -208,6 +259,21 @@ async fn postgres_tenancy_and_errors() {
     let tenant: TenantId = "0b7e8a52-1c59-4a39-8d7e-6a1b2c3d4e5f".parse().unwrap();
     let scoped = session.with_tenant(Some(tenant));
     assert_eq!(rows(&scoped, "SELECT name FROM pg.shop.customers ORDER BY id").await, [["ada"], ["bob"]]);
+    // Plans shared by SQL text are per tenant: each scope sees its own rows.
+    let other = session.with_tenant(Some("7f000000-0000-4000-8000-000000000002".parse().unwrap()));
+    for _ in 0..2 {
+        assert_eq!(rows(&scoped, "SELECT name FROM pg.shop.customers WHERE id > 0 ORDER BY id").await, [["ada"], ["bob"]]);
+        assert_eq!(rows(&other, "SELECT name FROM pg.shop.customers WHERE id > 0 ORDER BY id").await, [["ada"], ["cy"]]);
+        assert_eq!(rows(&session, "SELECT name FROM pg.shop.customers WHERE id > 0 ORDER BY id").await, [["ada"]]);
+    }
+    assert!(shares_plan(&other, "SELECT name FROM pg.shop.customers WHERE id > 1 ORDER BY id").await);
+    // A shared plan never outlives its source.
+    let probe = session.clone();
+    probe.sources().remove("pg").await.unwrap();
+    let err = sql_error(&session, "SELECT name FROM pg.shop.customers WHERE id > 0 ORDER BY id").await;
+    assert!(err.contains("pg"), "{err}");
+    probe.sources().add(SourceSpec::new("pg", url.clone()).with_tenant_column("tenant").with_option("schemas", "shop")).await.unwrap();
+    assert_eq!(rows(&other, "SELECT name FROM pg.shop.customers WHERE id > 0 ORDER BY id").await, [["ada"], ["cy"]]);
     let plan = explain(&scoped, "SELECT name FROM pg.shop.customers").await;
     assert!(plan.contains("0b7e8a52-1c59-4a39-8d7e-6a1b2c3d4e5f") && physical(&plan).contains("RemoteQueryExec") && !physical(&plan).contains("FilterExec"), "tenant filter pushed down: {plan}");
     assert!(sql_error(&session, "SELECT * FROM pg.public.big").await.contains("big"), "schemas=shop limits what is registered");
