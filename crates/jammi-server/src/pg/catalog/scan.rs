@@ -81,8 +81,8 @@ impl<'a> Scanned<'a> {
     fn item(&self, start: usize, end: usize) -> Item {
         let text = self.sql[start..end].trim();
         // `expr AS "Name"` / `expr AS name`: the last top-level ` as `.
-        if let Some(at) = self.mask[start..end].rfind(" as ") {
-            let (expr, alias) = (&self.sql[start..start + at], self.sql[start + at + 4..end].trim());
+        let split = self.mask[start..end].rfind(" as ").and_then(|at| Some((self.sql.get(start..start + at)?, self.sql.get(start + at + 4..end)?.trim())));
+        if let Some((expr, alias)) = split {
             let name = match alias.strip_prefix('"').and_then(|a| a.strip_suffix('"')) {
                 Some(quoted) => quoted.replace("\"\"", "\""),
                 None => alias.to_ascii_lowercase(),
@@ -117,7 +117,7 @@ impl<'a> Scanned<'a> {
         while let Some(found) = self.keyword(column, at).filter(|&p| p < end) {
             let rest = &self.sql[found + column.len()..end];
             let trimmed = rest.trim_start();
-            let operator = ["OPERATOR(pg_catalog.~)", "~"].into_iter().find(|op| trimmed.len() >= op.len() && trimmed[..op.len()].eq_ignore_ascii_case(op));
+            let operator = ["OPERATOR(pg_catalog.~)", "~"].into_iter().find(|op| trimmed.get(..op.len()).is_some_and(|head| head.eq_ignore_ascii_case(op)));
             if let Some(op) = operator {
                 if let Some((value, _)) = literal(trimmed[op.len()..].trim_start()) {
                     return Some(value);
@@ -306,6 +306,14 @@ mod tests {
         assert_eq!(names, ["attname", "?column?", "Type", "relhasoids", "?column?"]);
         assert_eq!(s.tables_read(), [FromTable { name: "pg_attribute".into(), left_joined: false }]);
         assert_eq!(s.oid_equals("a.attrelid"), Some(16385));
+    }
+
+    #[test]
+    fn odd_text_does_not_panic() {
+        for sql in ["SELECT 'é'as x FROM pg_catalog.pg_class c WHERE c.relname é", "SELECT FROM pg_catalog.pg_class c WHERE c.relname ~ 'é", "SELECT (( FROM", "'"] {
+            let s = Scanned::new(sql);
+            let _ = (s.items(), s.tables_read(), s.regex_on("c.relname"), s.oid_equals("c.oid"), s.in_list("c.relkind"));
+        }
     }
 
     #[test]
