@@ -21,6 +21,7 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 
 use super::auth::Startup;
+use super::catalog::{self, CatalogQuery};
 use super::encode::{decode_param, fields, param_type, rows};
 use super::Busy;
 use crate::auth::Principal;
@@ -84,6 +85,13 @@ impl State {
         Ok(respond(statement, &schema, &batches, format))
     }
 
+    /// Answer one of psql's catalog queries in the connection's tenant scope.
+    async fn catalog(&self, query: &CatalogQuery, database: &str, format: &Format) -> Result<Response> {
+        let session = self.session()?;
+        let batch = self.measured(query.answer(session, database)).await?;
+        Ok(rows_response(&batch.schema(), &[batch], format))
+    }
+
     /// `work` as this connection's principal, through the gate, counted; the connection
     /// counts as busy meanwhile (shutdown waits for it).
     async fn measured<T>(&self, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
@@ -98,9 +106,7 @@ impl State {
 /// The response for a statement that ran: its rows, or its command tag.
 fn respond(statement: &SqlStatement, schema: &SchemaRef, batches: &[RecordBatch], format: &Format) -> Response {
     if statement.returns_rows() {
-        let fields = Arc::new(fields(schema, format));
-        let rows = rows(&fields, batches);
-        return Response::Query(QueryResponse::new(fields, futures::stream::iter(rows)));
+        return rows_response(schema, batches, format);
     }
     let tag = statement.command_tag();
     let affected = crate::query::affected_rows(batches).map(|n| n as usize);
@@ -111,6 +117,18 @@ fn respond(statement: &SqlStatement, schema: &SchemaRef, batches: &[RecordBatch]
         (_, Some(n)) => Response::Execution(Tag::new(tag).with_rows(n)),
         (_, None) => Response::Execution(Tag::new(tag)),
     }
+}
+
+/// Rows of `schema`, in `format`.
+fn rows_response(schema: &SchemaRef, batches: &[RecordBatch], format: &Format) -> Response {
+    let fields = Arc::new(fields(schema, format));
+    let rows = rows(&fields, batches);
+    Response::Query(QueryResponse::new(fields, futures::stream::iter(rows)))
+}
+
+/// The database name the client connected with (psql's `\l` shows it).
+fn database(client: &impl ClientInfo) -> String {
+    client.metadata().get(pgwire::api::METADATA_DATABASE).cloned().unwrap_or_else(|| "jammi".to_string())
 }
 
 /// Housekeeping drivers send: settings on connect (`SET extra_float_digits = 3`, `SET
@@ -134,14 +152,15 @@ fn client_setting(statement: &SqlStatement) -> Option<Response> {
     Some(Response::Execution(Tag::new("SET")))
 }
 
-/// Tools such as psql's `\d` commands query `pg_catalog`, which jammi-db does not emulate:
-/// say so, and where the same facts are.
+/// Queries of `pg_catalog` that [`catalog::recognise`] does not know (other tools' catalog
+/// queries; psql's own are answered): say that jammi-db does not emulate it, and where the
+/// same facts are.
 fn catalog_hint(query: &str, e: ServerError) -> ServerError {
     if !query.to_ascii_lowercase().contains("pg_catalog") {
         return e;
     }
     ServerError::BadRequest(format!(
-        "{e} (jammi-db does not provide PostgreSQL's pg_catalog, which psql's \\d commands read; list tables with `SHOW TABLES` or `SELECT * FROM information_schema.tables`, columns with `SHOW COLUMNS FROM <table>`)"
+        "{e} (jammi-db does not provide PostgreSQL's pg_catalog beyond what psql's \\d, \\dt, \\dv, \\dn and \\l read; list tables with `SHOW TABLES` or `SELECT * FROM information_schema.tables`, columns with `SHOW COLUMNS FROM <table>`)"
     ))
 }
 
@@ -171,13 +190,19 @@ struct Queries {
 
 #[async_trait]
 impl SimpleQueryHandler for Queries {
-    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        if let Some(catalog) = catalog::recognise(query) {
+            return Ok(vec![match self.state.catalog(&catalog, &database(&*client), &Format::UnifiedText).await {
+                Ok(response) => response,
+                Err(e) => Response::Error(Box::new(ErrorInfo::new("ERROR".to_owned(), e.sqlstate().to_owned(), e.to_string()))),
+            }]);
+        }
         let session = self.state.session().map_err(pg_error)?;
         let statements = session.parse(query).map_err(|e| pg_error(catalog_hint(query, e.into())))?;
         let mut responses = Vec::with_capacity(statements.len());
@@ -196,9 +221,17 @@ impl SimpleQueryHandler for Queries {
     }
 }
 
-/// A statement of the extended protocol, planned when the client parses it.
+/// A statement of the extended protocol: SQL planned when the client parses it, or one of
+/// psql's catalog queries.
 #[derive(Clone)]
-pub(crate) struct PgStatement {
+pub(crate) enum PgStatement {
+    Sql(Box<SqlPlan>),
+    Catalog(Arc<CatalogQuery>),
+}
+
+/// A SQL statement of the extended protocol.
+#[derive(Clone)]
+pub(crate) struct SqlPlan {
     statement: SqlStatement,
     /// Queries: planned once, run per `Execute` with the bound values.
     prepared: Option<Arc<PreparedStatement>>,
@@ -219,6 +252,9 @@ impl QueryParser for Parser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        if let Some(catalog) = catalog::recognise(sql) {
+            return Ok(Some(PgStatement::Catalog(Arc::new(catalog))));
+        }
         let session = self.state.session().map_err(pg_error)?;
         let mut statements = session.parse(sql).map_err(|e| pg_error(catalog_hint(sql, e.into())))?;
         if statements.len() != 1 {
@@ -226,22 +262,26 @@ impl QueryParser for Parser {
         }
         let statement = statements.remove(0);
         if !statement.returns_rows() {
-            return Ok(Some(PgStatement { statement, prepared: None, params: Vec::new(), schema: None }));
+            return Ok(Some(PgStatement::Sql(Box::new(SqlPlan { statement, prepared: None, params: Vec::new(), schema: None }))));
         }
         let prepared = session.prepare(sql).await.map_err(|e| pg_error(catalog_hint(sql, e.into())))?;
         let params = prepared.parameter_types().await.map_err(|e| pg_error(e.into()))?;
         let schema = prepared.schema().await.map_err(|e| pg_error(e.into()))?;
-        Ok(Some(PgStatement { statement, prepared: Some(Arc::new(prepared)), params, schema: Some(schema) }))
+        Ok(Some(PgStatement::Sql(Box::new(SqlPlan { statement, prepared: Some(Arc::new(prepared)), params, schema: Some(schema) }))))
     }
 
     fn get_parameter_types(&self, statement: &PgStatement) -> PgWireResult<Vec<Type>> {
-        Ok(statement.params.iter().map(|t| param_type(t.as_ref())).collect())
+        Ok(match statement {
+            PgStatement::Sql(plan) => plan.params.iter().map(|t| param_type(t.as_ref())).collect(),
+            PgStatement::Catalog(_) => Vec::new(),
+        })
     }
 
     fn get_result_schema(&self, statement: &PgStatement, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
-        Ok(match &statement.schema {
-            Some(schema) => fields(schema, format.unwrap_or(&Format::UnifiedBinary)),
-            None => Vec::new(),
+        let format = format.unwrap_or(&Format::UnifiedBinary);
+        Ok(match statement {
+            PgStatement::Sql(plan) => plan.schema.as_ref().map(|schema| fields(schema, format)).unwrap_or_default(),
+            PgStatement::Catalog(catalog) => fields(&catalog.schema(), format),
         })
     }
 }
@@ -255,15 +295,18 @@ impl ExtendedQueryHandler for Queries {
         Arc::clone(&self.parser)
     }
 
-    async fn do_query<C>(&self, _client: &mut C, portal: &Portal<PgStatement>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(&self, client: &mut C, portal: &Portal<PgStatement>, _max_rows: usize) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = PgStatement>,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let statement = &portal.statement.statement;
-        let params = bound_params(portal).map_err(pg_error)?;
+        let statement = match &portal.statement.statement {
+            PgStatement::Sql(plan) => plan,
+            PgStatement::Catalog(catalog) => return self.state.catalog(catalog, &database(&*client), &portal.result_column_format).await.map_err(pg_error),
+        };
+        let params = bound_params(portal, statement).map_err(pg_error)?;
         let Some(prepared) = &statement.prepared else {
             // DML, DDL and the like: the values go into the statement as literals.
             let bound = statement.statement.with_literals(&params).map_err(|e| pg_error(e.into()))?;
@@ -284,12 +327,11 @@ impl ExtendedQueryHandler for Queries {
 }
 
 /// The portal's parameter values, each converted to the type the statement expects.
-fn bound_params(portal: &Portal<PgStatement>) -> Result<Vec<ScalarValue>> {
-    let statement = &portal.statement;
+fn bound_params(portal: &Portal<PgStatement>, plan: &SqlPlan) -> Result<Vec<ScalarValue>> {
     (0..portal.parameter_len())
         .map(|i| {
-            let expected = statement.statement.params.get(i).cloned().flatten();
-            let ty = statement.parameter_types.get(i).cloned().flatten().unwrap_or_else(|| param_type(expected.as_ref()));
+            let expected = plan.params.get(i).cloned().flatten();
+            let ty = portal.statement.parameter_types.get(i).cloned().flatten().unwrap_or_else(|| param_type(expected.as_ref()));
             let value = decode_param(portal, i, &ty)?;
             match expected {
                 Some(t) if value.data_type() != t && !value.is_null() => value

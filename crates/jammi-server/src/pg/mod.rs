@@ -8,6 +8,7 @@
 //! the server's limits gate.
 
 mod auth;
+mod catalog;
 mod encode;
 mod handler;
 

@@ -1,8 +1,10 @@
 //! The Postgres wire protocol with real clients: sqlx (extended protocol, binary results,
-//! bound parameters) and `psql` (simple protocol, several statements, errors).
+//! bound parameters) and `psql` (simple protocol, several statements, errors, and its
+//! `\d` family of describe commands).
 
 use std::process::Command;
 
+use jammi_db::source::SourceSpec;
 use jammi_db::TenantId;
 use jammi_server::Limits;
 use sqlx::{Connection, Row};
@@ -98,12 +100,112 @@ async fn psql_and_tokens_as_passwords() {
     let out = psql("SELECT * FROM files.public.nothing");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing"), "{}", String::from_utf8_lossy(&out.stderr));
-    // psql's \d commands read pg_catalog: a clear error that says where the facts are,
-    // and SHOW TABLES / information_schema answer.
+    // psql's \d commands read pg_catalog: answered from the tenant's information_schema;
+    // other pg_catalog queries get a clear error saying where the facts are.
     let out = psql("\\dt");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "files.public|people|table|jammi");
+    let out = psql("SELECT typname FROM pg_catalog.pg_type");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("information_schema"), "{}", String::from_utf8_lossy(&out.stderr));
     let out = psql("SELECT table_name FROM information_schema.tables WHERE table_catalog = 'files' AND table_schema = 'public'");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "people");
+}
+
+/// `psql` with `args` against the server on `port`, the token as the password; (exit
+/// success, stdout, stderr).
+fn run_psql(port: u16, token: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new("psql").arg(url(port, token)).arg("-X").args(args).output().expect("psql (PostgreSQL client) is installed");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn psql_describe_commands_in_the_tenant_scope() {
+    let (session, dir) = session().await;
+    let (a, b) = (TenantId::random(), TenantId::random());
+    tenant_people(&session, dir.path(), a, b, 2).await;
+    docs(&session, dir.path(), 8).await;
+    session.sql("CREATE TABLE mutable.public.kv (k BIGINT PRIMARY KEY, v VARCHAR, score DOUBLE)").await.unwrap().collect().await.unwrap();
+    // A source only tenant A owns.
+    let secret = dir.path().join("secret.csv");
+    std::fs::write(&secret, "code,amount\nx,1.5\n").unwrap();
+    session.with_tenant(Some(a)).sources().add(SourceSpec::new("secret", secret.display().to_string())).await.unwrap();
+    let (_, token_a) = jammi_server::auth::create_token(&session, Some(a), "a").await.unwrap();
+    let (_, token_b) = jammi_server::auth::create_token(&session, Some(b), "b").await.unwrap();
+    let served = serve(session, dir, Limits::default()).await;
+    let port = served.pg_port;
+    let unaligned = |token: &str, command: &str| {
+        let (ok, out, err) = run_psql(port, token, &["-A", "-c", command]);
+        assert!(ok, "{command}: {err}");
+        out.lines().map(str::to_owned).collect::<Vec<_>>()
+    };
+
+    // \dt: a table as real Postgres prints it, one row per jammi table the tenant sees.
+    let (ok, out, err) = run_psql(port, &token_a, &["-c", "\\dt"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("List of relations"), "{out}");
+    assert!(out.contains(" Schema "), "{out}");
+    assert!(out.contains("| people | table | jammi"), "{out}");
+    let tables = unaligned(&token_a, "\\dt");
+    assert_eq!(tables[1], "Schema|Name|Type|Owner", "{tables:?}");
+    for row in ["files.public|people|table|jammi", "mutable.public|kv|table|jammi", "secret.public|secret|table|jammi", "vectors.public|docs|table|jammi"] {
+        assert!(tables.iter().any(|l| l == row), "{row} not in {tables:?}");
+    }
+    assert!(!tables.iter().any(|l| l.contains("information_schema")), "{tables:?}");
+    // \d without a name lists relations too; \dv finds no views.
+    let relations = unaligned(&token_a, "\\d");
+    assert!(relations.iter().any(|l| l == "vectors.public|docs|table|jammi"), "{relations:?}");
+    let (ok, _, err) = run_psql(port, &token_a, &["-c", "\\dv"]);
+    assert!(ok && err.contains("Did not find any relations"), "{err}");
+    // A pattern over the schema (`catalog.schema`) names.
+    let vectors = unaligned(&token_a, "\\dt vectors*.*");
+    assert_eq!(vectors[2..vectors.len() - 1], ["vectors.public|docs|table|jammi"], "{vectors:?}");
+
+    // \dn: every catalog.schema pair is a schema.
+    let schemas = unaligned(&token_a, "\\dn");
+    assert_eq!(schemas[1], "Name|Owner", "{schemas:?}");
+    for row in ["files.public|jammi", "mutable.public|jammi", "secret.public|jammi", "vectors.public|jammi"] {
+        assert!(schemas.iter().any(|l| l == row), "{row} not in {schemas:?}");
+    }
+
+    // \d NAME: columns with their Postgres types and nullability.
+    let people = unaligned(&token_a, "\\d \"files.public\".people");
+    assert_eq!(people[..3], ["Table \"files.public.people\"", "Column|Type|Collation|Nullable|Default", "id|bigint||not null|"], "{people:?}");
+    assert!(people.contains(&"name|text||not null|".to_string()), "{people:?}");
+    let kv = unaligned(&token_a, "\\d kv");
+    assert_eq!(kv[0], "Table \"mutable.public.kv\"", "{kv:?}");
+    assert!(kv.contains(&"v|text|||".to_string()) && kv.contains(&"score|double precision|||".to_string()), "{kv:?}");
+    let docs = unaligned(&token_a, "\\d \"vectors.public.docs\"");
+    assert!(docs.iter().any(|l| l.starts_with("embedding|real[]|")), "{docs:?}");
+    let verbose = unaligned(&token_a, "\\d+ \"files.public\".people");
+    assert!(verbose.iter().any(|l| l.starts_with("Column|Type|Collation|Nullable|Default|Storage")), "{verbose:?}");
+    let (ok, _, err) = run_psql(port, &token_a, &["-c", "\\d nosuch"]);
+    assert!(!ok);
+    assert!(err.contains("Did not find any relation named \"nosuch\""), "{err}");
+
+    // \l: the database the client connected to.
+    let databases = unaligned(&token_a, "\\l");
+    assert!(databases.iter().any(|l| l.starts_with("jammi|jammi|UTF8|")), "{databases:?}");
+
+    // Tenant B sees the shared tables, not A's source, and cannot describe it.
+    let tables_b = unaligned(&token_b, "\\dt");
+    assert!(tables_b.iter().any(|l| l == "files.public|people|table|jammi"), "{tables_b:?}");
+    assert!(!tables_b.iter().any(|l| l.contains("secret")), "{tables_b:?}");
+    assert!(!unaligned(&token_b, "\\dn").iter().any(|l| l.contains("secret")));
+    let (ok, _, err) = run_psql(port, &token_b, &["-c", "\\d \"secret.public\".secret"]);
+    assert!(!ok && err.contains("Did not find any relation named"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn catalog_queries_through_the_extended_protocol() {
+    let (session, dir) = session().await;
+    let (a, b) = (TenantId::random(), TenantId::random());
+    tenant_people(&session, dir.path(), a, b, 1).await;
+    let served = serve(session, dir, Limits::default()).await;
+    let mut conn = sqlx::PgConnection::connect(&url(served.pg_port, "any")).await.unwrap();
+    let sql = "SELECT n.nspname as \"Schema\", c.relname as \"Name\" FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','p','') AND n.nspname <> 'information_schema' ORDER BY 1,2";
+    let rows = sqlx::query(sql).fetch_all(&mut conn).await.unwrap();
+    let names: Vec<(String, String)> = rows.iter().map(|r| (r.get("Schema"), r.get("Name"))).collect();
+    assert_eq!(names, [("files.public".to_string(), "people".to_string())]);
 }
