@@ -29,6 +29,7 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{ParamValues, Result as DfResult, ScalarValue};
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::{provider_as_source, TableType};
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{Expr as LogicalExpr, LogicalPlanBuilder};
 use datafusion::physical_expr::PhysicalExpr;
@@ -37,7 +38,7 @@ use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{visit_relations, BinaryOperator, Expr, ObjectName, Statement, Value, VisitMut, VisitorMut};
 
 use crate::error::Result;
-use crate::prepared::{bind_parameters, Planned};
+use crate::prepared::{bind_parameters, parameter_types, Planned};
 use crate::session::{Session, SqlStatement};
 use crate::tenant::TenantScope;
 
@@ -59,7 +60,7 @@ impl fmt::Debug for PlanCache {
 #[derive(Clone)]
 enum Entry {
     /// The shape's plan runs again with new values.
-    Shared(Arc<Planned>),
+    Shared(Arc<SharedPlan>),
     /// The shape's plan must be made per query (planned at this catalog generation).
     Unshared(i64),
 }
@@ -67,7 +68,7 @@ enum Entry {
 impl Entry {
     fn generation(&self) -> i64 {
         match self {
-            Entry::Shared(planned) => planned.generation,
+            Entry::Shared(shared) => shared.planned.generation,
             Entry::Unshared(generation) => *generation,
         }
     }
@@ -95,6 +96,31 @@ impl PlanCache {
     }
 }
 
+/// A shape's plan, and the state its frames are made in.
+struct SharedPlan {
+    planned: Planned,
+    /// The type DataFusion inferred for each `$n`, in order.
+    parameter_types: Vec<Option<DataType>>,
+    /// A session state with no planning rules and no function registry: a frame of a
+    /// ready plan needs neither, and copying the full state for every query (it is copied
+    /// into each frame) costs more than a point lookup's planning should.
+    frame_state: SessionState,
+}
+
+impl SharedPlan {
+    fn new(planned: Planned) -> Result<Self> {
+        let parameter_types = parameter_types(&planned.logical)?;
+        let frame_state = SessionStateBuilder::new()
+            .with_config(planned.state.config().clone())
+            .with_runtime_env(Arc::clone(planned.state.runtime_env()))
+            .with_analyzer_rules(vec![])
+            .with_optimizer_rules(vec![])
+            .with_physical_optimizer_rules(vec![])
+            .build();
+        Ok(SharedPlan { planned, parameter_types, frame_state })
+    }
+}
+
 /// A query with its comparison constants turned into parameters.
 struct Shape {
     statement: SqlStatement,
@@ -115,8 +141,8 @@ impl Session {
         };
         let generation = self.catalog_generation();
         let key = (scope, shape.text);
-        let planned = match self.plan_cache().get(&key, generation) {
-            Some(Entry::Shared(planned)) => planned,
+        let shared = match self.plan_cache().get(&key, generation) {
+            Some(Entry::Shared(shared)) => shared,
             Some(Entry::Unshared(_)) => return Ok(None),
             None => {
                 // A shape that fails to plan (a constant where a parameter cannot stand)
@@ -124,39 +150,33 @@ impl Session {
                 let entry = match self.plan_statement(&shape.statement, generation, scope, 0).await {
                     // A parameter in an output column's name (`SELECT a = 5`) would rename it.
                     Ok(planned) if planned.reusable().is_some() && !planned.logical.schema().fields().iter().any(|f| f.name().contains('$')) => {
-                        Entry::Shared(Arc::new(planned))
+                        Entry::Shared(Arc::new(SharedPlan::new(planned)?))
                     }
                     _ => Entry::Unshared(generation),
                 };
                 self.plan_cache().insert(key, entry.clone());
                 match entry {
-                    Entry::Shared(planned) => planned,
+                    Entry::Shared(shared) => shared,
                     Entry::Unshared(_) => return Ok(None),
                 }
             }
         };
-        let Some((physical, task)) = planned.reusable() else { return Ok(None) };
-        let Some(values) = fitted_values(&planned, shape.values)? else { return Ok(None) };
+        let Some((physical, task)) = shared.planned.reusable() else { return Ok(None) };
+        let Some(values) = fitted_values(&shared.parameter_types, shape.values) else { return Ok(None) };
         let physical = bind_parameters(Arc::clone(physical), &ParamValues::List(values.into_iter().map(Into::into).collect()))?;
         let ready = Arc::new(ReadyPlan { plan: Arc::new(ReadyExec::new(physical, Arc::clone(task))) });
         let plan = LogicalPlanBuilder::scan("shared_plan", provider_as_source(ready), None)?.build()?;
-        Ok(Some(DataFrame::new(planned.state.clone(), plan)))
+        Ok(Some(DataFrame::new(shared.frame_state.clone(), plan)))
     }
 }
 
 /// The shape's values converted to the types inferred for their parameters, or `None`
 /// when one would not convert without change.
-fn fitted_values(planned: &Planned, values: Vec<ScalarValue>) -> Result<Option<Vec<ScalarValue>>> {
-    let types = planned.logical.get_parameter_types()?;
-    let mut fitted = Vec::with_capacity(values.len());
-    for (i, value) in values.into_iter().enumerate() {
-        let Some(Some(target)) = types.get(&format!("${}", i + 1)) else { return Ok(None) };
-        match fit(value, target) {
-            Some(v) => fitted.push(v),
-            None => return Ok(None),
-        }
+fn fitted_values(types: &[Option<DataType>], values: Vec<ScalarValue>) -> Option<Vec<ScalarValue>> {
+    if types.len() != values.len() {
+        return None;
     }
-    Ok(Some(fitted))
+    values.into_iter().zip(types).map(|(value, target)| fit(value, target.as_ref()?)).collect()
 }
 
 /// `value` as `target`, when a literal of its kind compares the same as the converted

@@ -22,6 +22,7 @@ use datafusion::execution::context::{SessionContext, SessionState};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::{execute_stream, ExecutionPlan};
+use futures::StreamExt;
 
 use crate::error::{Error, Result};
 use crate::session::{Session, SqlStatement};
@@ -157,18 +158,25 @@ impl PreparedStatement {
     }
 
     /// Start the reusable plan made at this handle's current catalog generation, and check
-    /// the catalog for changes by other processes *while* it runs rather than before: the
-    /// check is a catalog round trip as long as a point lookup's, and a read started on a
-    /// plan that turns out stale is simply dropped (`None`: the caller plans afresh). Plans
+    /// the catalog for changes by other processes *while* it runs rather than before: on a
+    /// Postgres catalog the check is a round trip as long as a point lookup's, and a read
+    /// started on a plan that turns out stale is simply dropped (`None`: the caller plans
+    /// afresh). Plans
     /// that are not reusable, or not current in-process, take the ordinary path.
     async fn run_optimistically(&self, params: &ParamValues) -> Result<Option<SendableRecordBatchStream>> {
         let Some(planned) = self.current_plan() else { return Ok(None) };
         let PlanKind::Reusable { physical, task } = &planned.kind else { return Ok(None) };
         let plan = bind_parameters(Arc::clone(physical), params)?;
-        // Leaves that read a database start their statement here, before the check.
-        let stream = execute_stream(plan, Arc::clone(task))?;
-        self.session.sync_catalog().await?;
-        Ok(self.current_plan().filter(|now| Arc::ptr_eq(now, &planned)).map(|_| stream))
+        let mut stream = execute_stream(plan, Arc::clone(task))?;
+        // The first batch (all of a point lookup) is awaited together with the check.
+        let (synced, first) = futures::join!(self.session.sync_catalog(), stream.next());
+        synced?;
+        if !self.current_plan().is_some_and(|now| Arc::ptr_eq(&now, &planned)) {
+            return Ok(None);
+        }
+        let schema = stream.schema();
+        let rest = futures::stream::iter(first).chain(stream);
+        Ok(Some(Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, rest))))
     }
 
     /// The plan kept from an earlier run, if it is still good for the generation this
@@ -185,9 +193,7 @@ impl PreparedStatement {
     /// tell; the value's own type is used then).
     pub async fn parameter_types(&self) -> Result<Vec<Option<datafusion::arrow::datatypes::DataType>>> {
         let planned = self.planned().await?;
-        let types = planned.logical.get_parameter_types()?;
-        let count = types.keys().filter_map(|k| k.strip_prefix('$')?.parse::<usize>().ok()).max().unwrap_or(0);
-        Ok((1..=count).map(|i| types.get(&format!("${i}")).cloned().flatten()).collect())
+        parameter_types(&planned.logical)
     }
 
     /// The schema of the rows each run returns.
@@ -221,6 +227,14 @@ impl PreparedStatement {
         *self.planned.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&planned));
         Ok(planned)
     }
+}
+
+/// The types inferred for `$1, $2, …` of `logical`, in order (`None` where it does not
+/// tell).
+pub(crate) fn parameter_types(logical: &LogicalPlan) -> Result<Vec<Option<datafusion::arrow::datatypes::DataType>>> {
+    let types = logical.get_parameter_types()?;
+    let count = types.keys().filter_map(|k| k.strip_prefix('$')?.parse::<usize>().ok()).max().unwrap_or(0);
+    Ok((1..=count).map(|i| types.get(&format!("${i}")).cloned().flatten()).collect())
 }
 
 /// Whether every leaf of `plan` reads current data each time it runs — a vector search, a

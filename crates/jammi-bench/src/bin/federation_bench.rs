@@ -109,6 +109,8 @@ async fn main() -> Result<()> {
         let plan_text = jammi_db::datafusion::arrow::util::pretty::pretty_format_batches(&plan)?.to_string();
         let physical = plan_text.split("physical_plan").nth(1).unwrap_or_default();
         let whole = physical.matches("RemoteQueryExec").count() == 1 && !["AggregateExec", "HashJoinExec", "SortExec", "FilterExec"].iter().any(|n| physical.contains(n));
+        let text_plan = session.sql(&sql_for("pg.public.", 2)).await?.logical_plan().display_indent().to_string();
+        eprintln!("{name}: SQL text shares a plan: {}", if text_plan.contains("shared_plan") { "yes" } else { "no" });
         let prepared = session.prepare(&template.replace("{t}", "pg.public.").replace("{k}", "$1")).await?;
         let has_param = template.contains("{k}");
         // The direct prepared client binds the key as an application would (one statement,

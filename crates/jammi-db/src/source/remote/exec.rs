@@ -118,10 +118,12 @@ impl ExecutionPlan for RemoteQueryExec {
         };
         let (pool, sql, schema) = (self.source.pool.clone(), self.sql.clone(), SchemaRef::clone(&self.schema));
         let batch_size = context.session_config().batch_size();
-        // The producer ends by itself when the stream is dropped (its sends fail).
-        tokio::spawn(async move { pool.stream(sql, values, schema, batch_size, tx).await });
+        // The producer is driven by the stream's own polls rather than spawned: a task of
+        // its own put a wake-up of another thread (~50 µs here) between the rows arriving
+        // and the consumer seeing them — a fifth of a point lookup.
+        let producer = Box::pin(async move { pool.stream(sql, values, schema, batch_size, tx).await });
         let (name, password) = (self.source.name.clone(), self.source.password.clone());
-        let stream = tokio_stream_from(rx).map(move |item| {
+        let stream = driven(producer, rx).map(move |item| {
             match item {
                 Ok(batch) => {
                     baseline.record_output(batch.num_rows());
@@ -138,6 +140,26 @@ impl ExecutionPlan for RemoteQueryExec {
     }
 }
 
-fn tokio_stream_from<T: Send + 'static>(mut rx: tokio::sync::mpsc::Receiver<T>) -> futures::stream::BoxStream<'static, T> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+/// The items `producer` sends to `rx`, with `producer` polled by the stream itself: each
+/// poll first lets the producer run until it waits (for the database, or for room in the
+/// channel), then hands out what it sent. Dropping the stream drops the producer.
+///
+/// The producer is polled once right away, so the statement is on its way to the database
+/// before anyone asks for rows (the probe side of a join of two databases runs while the
+/// build side is read); the polls that follow register the consumer's waker.
+fn driven<T: Send + 'static>(
+    mut producer: futures::future::BoxFuture<'static, ()>,
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> futures::stream::BoxStream<'static, T> {
+    let started = producer.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+    let mut producer = started.is_pending().then_some(producer);
+    futures::stream::poll_fn(move |cx| {
+        if let Some(running) = producer.as_mut() {
+            if running.as_mut().poll(cx).is_ready() {
+                producer = None;
+            }
+        }
+        rx.poll_recv(cx)
+    })
+    .boxed()
 }
