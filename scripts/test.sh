@@ -120,5 +120,8 @@ python3 -c 'import psycopg' 2>/dev/null || python3 -m pip install -q 'psycopg[bi
 python3 -c 'import adbc_driver_flightsql.dbapi, pyarrow' 2>/dev/null || python3 -m pip install -q adbc-driver-flightsql pyarrow >&2
 python3 -c 'import psycopg, adbc_driver_flightsql.dbapi, pyarrow' || { echo "psycopg, adbc-driver-flightsql and pyarrow are required by the server tests" >&2; exit 1; }
 
+# Test threads get 8 MiB stacks, like the jammi binary's runtime: DataFusion plans
+# recursively and unoptimised frames are large (a pushed-down join overflowed 2 MiB).
+export RUST_MIN_STACK="${RUST_MIN_STACK:-8388608}"
 cargo test --workspace --locked -- --test-threads="${JAMMI_TEST_THREADS:-4}"
 log "all tests passed"

@@ -118,12 +118,22 @@ impl ExecutionPlan for RemoteQueryExec {
         };
         let (pool, sql, schema) = (self.source.pool.clone(), self.sql.clone(), SchemaRef::clone(&self.schema));
         let batch_size = context.session_config().batch_size();
-        // The producer is driven by the stream's own polls rather than spawned: a task of
-        // its own put a wake-up of another thread (~50 µs here) between the rows arriving
-        // and the consumer seeing them — a fifth of a point lookup.
-        let producer = Box::pin(async move { pool.stream(sql, values, schema, batch_size, tx).await });
+        // With an idle connection at hand the producer is driven by the stream's own polls:
+        // a task of its own put a wake-up of another thread (~50 µs here) between the rows
+        // arriving and the consumer seeing them — a fifth of a point lookup. Connecting
+        // (and waiting for a connection, with retries) runs in a task of its own: that
+        // future is large, too large for a debug build's stack on top of the caller's.
+        let rows = match self.source.pool.idle_connection() {
+            Some(conn) => driven(Box::pin(async move { pool.stream(Some(conn), sql, values, schema, batch_size, tx).await }), rx),
+            None => {
+                // The producer ends by itself when the stream is dropped (its sends fail).
+                tokio::spawn(async move { pool.stream(None, sql, values, schema, batch_size, tx).await });
+                let mut rx = rx;
+                futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+            }
+        };
         let (name, password) = (self.source.name.clone(), self.source.password.clone());
-        let stream = driven(producer, rx).map(move |item| {
+        let stream = rows.map(move |item| {
             match item {
                 Ok(batch) => {
                     baseline.record_output(batch.num_rows());

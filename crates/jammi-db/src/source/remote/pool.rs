@@ -134,37 +134,54 @@ impl RemotePool {
         }
     }
 
-    /// Run `sql` with `params` bound to its `$1, $2, …` and send its rows, as batches of
-    /// `schema` (`batch_size` rows each), to `tx`. Connecting is retried; once rows flow,
-    /// an error ends the stream.
+    /// An idle pooled connection, if one is ready now (no waiting, no connecting).
+    pub fn idle_connection(&self) -> Option<RemoteConnection> {
+        match self {
+            RemotePool::Postgres(pool) => pool.try_acquire().map(RemoteConnection::Postgres),
+            RemotePool::Mysql(pool) => pool.try_acquire().map(RemoteConnection::Mysql),
+        }
+    }
+
+    /// Run `sql` with `params` bound to its `$1, $2, …` on `conn` (or on a connection from
+    /// the pool, acquiring with retries) and send its rows, as batches of `schema`
+    /// (`batch_size` rows each), to `tx`. Once rows flow, an error ends the stream.
     pub async fn stream(
         &self,
+        conn: Option<RemoteConnection>,
         sql: String,
         params: Vec<ScalarValue>,
         schema: SchemaRef,
         batch_size: usize,
         tx: mpsc::Sender<std::result::Result<RecordBatch, sqlx::Error>>,
     ) {
-        let result = match self {
-            RemotePool::Postgres(pool) => match self.retrying(|| pool.acquire()).await {
-                Ok(mut conn) => {
-                    let rows = params.iter().fold(sqlx::query(&sql), bind_pg).fetch(&mut *conn);
-                    pump(rows, &schema, batch_size, &tx, decode_pg).await
-                }
-                Err(e) => Err(e),
-            },
-            RemotePool::Mysql(pool) => match self.retrying(|| pool.acquire()).await {
-                Ok(mut conn) => {
-                    let rows = sqlx::query(&sql).fetch(&mut *conn);
-                    pump(rows, &schema, batch_size, &tx, decode_mysql).await
-                }
-                Err(e) => Err(e),
-            },
+        let conn = match (conn, self) {
+            (Some(conn), _) => Ok(conn),
+            (None, RemotePool::Postgres(pool)) => self.retrying(|| pool.acquire()).await.map(RemoteConnection::Postgres),
+            (None, RemotePool::Mysql(pool)) => self.retrying(|| pool.acquire()).await.map(RemoteConnection::Mysql),
+        };
+        let result = match conn {
+            Ok(RemoteConnection::Postgres(mut conn)) => {
+                let rows = params.iter().fold(sqlx::query(&sql), bind_pg).fetch(&mut *conn);
+                pump(rows, &schema, batch_size, &tx, decode_pg).await
+            }
+            Ok(RemoteConnection::Mysql(mut conn)) => {
+                let rows = sqlx::query(&sql).fetch(&mut *conn);
+                pump(rows, &schema, batch_size, &tx, decode_mysql).await
+            }
+            Err(e) => Err(e),
         };
         if let Err(e) = result {
             let _ = tx.send(Err(e)).await;
         }
     }
+}
+
+/// A connection taken from a [`RemotePool`].
+pub enum RemoteConnection {
+    /// PostgreSQL.
+    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
+    /// MySQL / MariaDB.
+    Mysql(sqlx::pool::PoolConnection<sqlx::MySql>),
 }
 
 /// Bind one parameter value (of a type `pushdown::param_type_ok` accepts).
