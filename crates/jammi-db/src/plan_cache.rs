@@ -281,9 +281,11 @@ impl<F: Fn(&str) -> bool> VisitorMut for Shaper<'_, F> {
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         match expr {
             Expr::Value(v) if matches!(v.value, Value::Placeholder(_)) => self.has_placeholder = true,
-            Expr::BinaryOp { left, op, right }
-                if matches!(op, BinaryOperator::Eq | BinaryOperator::NotEq | BinaryOperator::Lt | BinaryOperator::LtEq | BinaryOperator::Gt | BinaryOperator::GtEq) =>
-            {
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq | BinaryOperator::NotEq | BinaryOperator::Lt | BinaryOperator::LtEq | BinaryOperator::Gt | BinaryOperator::GtEq,
+                right,
+            } => {
                 if is_column(left) {
                     self.parameterize(right);
                 } else if is_column(right) {

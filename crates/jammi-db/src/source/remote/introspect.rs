@@ -56,7 +56,9 @@ pub async fn introspect(pool: &RemotePool, kind: RemoteKind, schemas: &[String])
             RemoteKind::Postgres => pg_type(&data_type, &detail, number(6), number(7)),
             RemoteKind::Mysql => mysql_type(&data_type, &detail, number(6), number(7)),
         };
-        let remote_type = if kind == RemoteKind::Postgres && data_type == "user-defined" { detail.clone() } else if kind == RemoteKind::Mysql { detail.clone() } else { data_type.clone() };
+        // MySQL's column type, and Postgres's for enums and domains, is the detailed name.
+        let detailed = kind == RemoteKind::Mysql || data_type == "user-defined";
+        let remote_type = if detailed { detail.clone() } else { data_type.clone() };
         let column = RemoteColumn { name, remote_type, arrow, nullable: text(5).eq_ignore_ascii_case("yes"), opaque };
         out.schemas.entry(schema).or_default().entry(table).or_default().push(column);
     }
