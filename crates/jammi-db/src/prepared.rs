@@ -161,11 +161,11 @@ impl PreparedStatement {
     /// the catalog for changes by other processes *while* it runs rather than before: on a
     /// Postgres catalog the check is a round trip as long as a point lookup's, and a read
     /// started on a plan that turns out stale is simply dropped (`None`: the caller plans
-    /// afresh). Plans
-    /// that are not reusable, or not current in-process, take the ordinary path.
+    /// afresh). Plans that are not reusable, or not current in-process, take the ordinary
+    /// path.
     async fn run_optimistically(&self, params: &ParamValues) -> Result<Option<SendableRecordBatchStream>> {
         let Some(planned) = self.current_plan() else { return Ok(None) };
-        let PlanKind::Reusable { physical, task } = &planned.kind else { return Ok(None) };
+        let Some((physical, task)) = planned.reusable() else { return Ok(None) };
         let plan = bind_parameters(Arc::clone(physical), params)?;
         let mut stream = execute_stream(plan, Arc::clone(task))?;
         // The first batch (all of a point lookup) is awaited together with the check.
@@ -182,11 +182,16 @@ impl PreparedStatement {
     /// The plan kept from an earlier run, if it is still good for the generation this
     /// handle has synced to, its scope and its transaction (no catalog read).
     fn current_plan(&self) -> Option<Arc<Planned>> {
-        let generation = self.session.catalog_generation();
-        let scope = self.session.scope();
-        let txn = self.session.open_transaction().map_or(0, |t| Arc::as_ptr(&t) as usize);
+        let (generation, scope, txn) = self.plan_key();
         let planned = self.planned.lock().unwrap_or_else(|p| p.into_inner());
         planned.as_ref().filter(|p| p.generation == generation && p.scope == scope && p.txn == txn).cloned()
+    }
+
+    /// What a plan is good for: the catalog generation this handle has synced to, its
+    /// scope, and its open transaction (by address; 0 for none).
+    fn plan_key(&self) -> (i64, TenantScope, usize) {
+        let txn = self.session.open_transaction().map_or(0, |t| Arc::as_ptr(&t) as usize);
+        (self.session.catalog_generation(), self.session.scope(), txn)
     }
 
     /// The types inferred for `$1, $2, …`, in order (`None` where the statement does not
@@ -220,9 +225,7 @@ impl PreparedStatement {
         if let Some(planned) = self.current_plan() {
             return Ok(planned);
         }
-        let generation = self.session.catalog_generation();
-        let scope = self.session.scope();
-        let txn = self.session.open_transaction().map_or(0, |t| Arc::as_ptr(&t) as usize);
+        let (generation, scope, txn) = self.plan_key();
         let planned = Arc::new(self.session.plan_statement(&self.statement, generation, scope, txn).await?);
         *self.planned.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&planned));
         Ok(planned)
