@@ -123,5 +123,11 @@ python3 -c 'import psycopg, adbc_driver_flightsql.dbapi, pyarrow' || { echo "psy
 # Test threads get 8 MiB stacks, like the jammi binary's runtime: DataFusion plans
 # recursively and unoptimised frames are large (a pushed-down join overflowed 2 MiB).
 export RUST_MIN_STACK="${RUST_MIN_STACK:-8388608}"
-cargo test --workspace --locked -- --test-threads="${JAMMI_TEST_THREADS:-4}"
+if [[ $# -gt 0 ]]; then
+    # `bash scripts/test.sh cargo test -p jammi-db --test it security`: any command, run with
+    # the services up (for running part of the suite).
+    "$@"
+else
+    cargo test --workspace --locked -- --test-threads="${JAMMI_TEST_THREADS:-4}"
+fi
 log "all tests passed"

@@ -30,6 +30,34 @@ pub struct Config {
     pub vectors: VectorsConfig,
     /// Topic broker settings.
     pub broker: BrokerConfig,
+    /// What callers may do, and for how long a transaction may sit idle.
+    pub security: SecurityConfig,
+}
+
+/// `[security]`: the statement policy and transaction limits.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// Whether the operator (the local CLI or an embedder with no tenant) may run statements
+    /// that name locations (`CREATE EXTERNAL TABLE`, `COPY ... TO`) and set engine settings.
+    /// Server requests and tenant-bound sessions never may.
+    pub operator_locations: bool,
+    /// A transaction idle longer than this is rolled back (ms; 0: never). Sessions may
+    /// shorten it with `SET idle_in_transaction_timeout`; server clients may not lengthen it.
+    pub idle_in_transaction_timeout_ms: u64,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig { operator_locations: true, idle_in_transaction_timeout_ms: 10_000 }
+    }
+}
+
+impl SecurityConfig {
+    /// The idle-in-transaction timeout (`None`: never).
+    pub fn idle_in_transaction_timeout(&self) -> Option<std::time::Duration> {
+        (self.idle_in_transaction_timeout_ms > 0).then(|| std::time::Duration::from_millis(self.idle_in_transaction_timeout_ms))
+    }
 }
 
 /// Which broker carries topic wake-ups between publishers and live subscribers.
@@ -127,6 +155,7 @@ struct FileConfig {
     query: QueryConfig,
     vectors: VectorsConfig,
     broker: BrokerConfig,
+    security: SecurityConfig,
 }
 
 impl Config {
@@ -139,6 +168,7 @@ impl Config {
             query: QueryConfig::default(),
             vectors: VectorsConfig::default(),
             broker: BrokerConfig::default(),
+            security: SecurityConfig::default(),
         }
     }
 
@@ -195,6 +225,7 @@ impl Config {
             query: parsed.query,
             vectors: parsed.vectors,
             broker: parsed.broker,
+            security: parsed.security,
         };
         config.validate()?;
         Ok(config)
@@ -331,6 +362,7 @@ fn is_known_key(section: &str, key: &str) -> bool {
             | ("query", "target_partitions" | "batch_size")
             | ("vectors", "cache_mb" | "max_segments" | "max_deleted_fraction")
             | ("broker", "kind" | "url")
+            | ("security", "operator_locations" | "idle_in_transaction_timeout_ms")
     )
 }
 

@@ -206,6 +206,25 @@ pub enum Error {
     #[error("the topic was dropped while publishing; nothing was written")]
     TopicGone,
 
+    /// A client-controlled input is larger than its documented limit; nothing was done.
+    #[error("'{argument}' is {value}, over the limit of {limit}; see docs/security.md for every limit")]
+    LimitExceeded {
+        /// The argument at fault (`k`, `ef`, `filter (bytes)`, ...).
+        argument: String,
+        /// The value given.
+        value: String,
+        /// The largest value accepted.
+        limit: String,
+    },
+
+    /// The session's transaction sat idle past `idle_in_transaction_timeout` and was rolled
+    /// back; statements fail until the client ends it with ROLLBACK (or COMMIT).
+    #[error("the transaction was idle for more than {timeout_ms} ms (idle_in_transaction_timeout) and was rolled back, releasing its locks; nothing it wrote was kept. ROLLBACK to end it, then start again")]
+    IdleInTransactionTimeout {
+        /// The timeout that passed, in ms.
+        timeout_ms: u64,
+    },
+
     /// Local I/O failed.
     #[error("I/O error on {path}: {source}")]
     Io {
@@ -228,6 +247,18 @@ impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }
+
+    /// A copy of the errors whose kind a client must see (a refusal, a limit, a timed-out
+    /// transaction: each has its own status and SQLSTATE) when they come back through
+    /// DataFusion; other kinds are reported by their text.
+    fn same_kind(&self) -> Option<Error> {
+        Some(match self {
+            Error::PermissionDenied { message } => Error::PermissionDenied { message: message.clone() },
+            Error::LimitExceeded { argument, value, limit } => Error::LimitExceeded { argument: argument.clone(), value: value.clone(), limit: limit.clone() },
+            Error::IdleInTransactionTimeout { timeout_ms } => Error::IdleInTransactionTimeout { timeout_ms: *timeout_ms },
+            _ => return None,
+        })
+    }
 }
 
 impl From<datafusion::error::DataFusionError> for Error {
@@ -237,7 +268,7 @@ impl From<datafusion::error::DataFusionError> for Error {
         match e.find_root() {
             datafusion::error::DataFusionError::External(inner) => {
                 match inner.downcast_ref::<Error>() {
-                    Some(ours) => Error::Query(ours.to_string()),
+                    Some(ours) => ours.same_kind().unwrap_or_else(|| Error::Query(ours.to_string())),
                     None => Error::Query(one_line(&inner.to_string())),
                 }
             }

@@ -41,6 +41,7 @@ mod plan_cache;
 pub mod error;
 pub mod mutable;
 pub mod prepared;
+pub mod security;
 pub mod session;
 mod statement;
 pub mod source;

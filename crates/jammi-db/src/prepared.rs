@@ -82,6 +82,7 @@ impl Session {
         if statements.len() != 1 {
             return Err(Error::Query(format!("a prepared statement is one SQL statement; got {}", statements.len())));
         }
+        crate::security::check_statement(statements[0].inner(), self.access())?;
         if crate::mutable::statement::claim(statements[0].inner())?.is_some() {
             return Err(Error::Query("statements on mutable tables and transaction control cannot be prepared yet; run them with sql()".into()));
         }
@@ -95,7 +96,10 @@ impl Session {
         let ctx = self.query_context(scope);
         let state = ctx.state();
         let logical = state.statement_to_plan(statement.inner().clone()).await?;
-        let is_statement = matches!(logical, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_));
+        crate::security::check_plan(&logical, self.access())?;
+        // EXPLAIN too: its text is made (and, for restricted callers, redacted) by the
+        // session's statement path.
+        let is_statement = matches!(logical, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_) | LogicalPlan::Explain(_) | LogicalPlan::Analyze(_));
         let kind = if is_statement {
             PlanKind::Statement
         } else {

@@ -35,6 +35,19 @@ use crate::topic::broker::{Broker, InProcessBroker, JetStreamBroker};
 use crate::topic::{sql::TopicsCatalog, TopicState, Topics};
 use crate::storage::{StorageOptions, StorageRegistry, StorageUrl};
 use crate::tenant::{self, TenantFilterRule, TenantId, TenantScope, TenantScopeOption};
+use crate::security::{self, Access, SessionSettings};
+
+/// `SET` of one of the engine's own session settings.
+fn session_setting(statement: &Statement) -> Option<Result<security::SessionSetting>> {
+    use datafusion::sql::sqlparser::ast::Statement as Sql;
+    match statement {
+        Statement::Statement(s) => match s.as_ref() {
+            Sql::Set(set) => security::settings::parse_session_setting(set),
+            _ => None,
+        },
+        _ => None,
+    }
+}
 
 /// One parsed SQL statement, ready to run with [`Session::run`].
 #[derive(Debug, Clone)]
@@ -98,6 +111,10 @@ pub struct Session {
     /// The transaction opened by `BEGIN` on this handle (and its clones), until `COMMIT`
     /// or `ROLLBACK`.
     txn: Arc<Mutex<Option<Arc<WriteTxn>>>>,
+    /// Whether this handle serves a server request (see [`Session::restricted`]).
+    restricted: bool,
+    /// `SET idle_in_transaction_timeout` and the like, per handle (and its clones).
+    settings: Arc<Mutex<SessionSettings>>,
 }
 
 impl fmt::Debug for Session {
@@ -186,7 +203,13 @@ impl Session {
             topics,
             plans: Default::default(),
         });
-        let session = Session { shared, sticky: TenantScope::Unbound, txn: Arc::new(Mutex::new(None)) };
+        let session = Session {
+            sticky: TenantScope::Unbound,
+            txn: Arc::new(Mutex::new(None)),
+            restricted: false,
+            settings: Arc::new(Mutex::new(SessionSettings { idle_in_transaction_timeout: shared.config.security.idle_in_transaction_timeout() })),
+            shared,
+        };
         crate::vector::recover(&session).await?;
         session.sync_catalog().await?;
         session.refresh_databases().await;
@@ -221,10 +244,36 @@ impl Session {
         Sources::new(self)
     }
 
-    /// A handle bound (sticky) to `tenant`, or unbound for `None`.
+    /// A handle bound (sticky) to `tenant`, or unbound for `None`, with a transaction and
+    /// settings of its own.
     pub fn with_tenant(&self, tenant: Option<TenantId>) -> Session {
         let sticky = tenant.map(TenantScope::Tenant).unwrap_or(TenantScope::Unbound);
-        Session { shared: Arc::clone(&self.shared), sticky, txn: Arc::new(Mutex::new(None)) }
+        Session {
+            shared: Arc::clone(&self.shared),
+            sticky,
+            txn: Arc::new(Mutex::new(None)),
+            restricted: self.restricted,
+            settings: Arc::new(Mutex::new(SessionSettings { idle_in_transaction_timeout: self.shared.config.security.idle_in_transaction_timeout() })),
+        }
+    }
+
+    /// This handle, restricted as every server request is: no statement may name a location
+    /// or change engine settings, whatever its tenant (see [`crate::security::policy`]).
+    pub fn restricted(mut self) -> Session {
+        self.restricted = true;
+        self
+    }
+
+    /// What statements run on this handle may do: restricted for server requests and
+    /// tenant-bound scopes, and for the operator too when `[security] operator_locations`
+    /// is false.
+    pub fn access(&self) -> Access {
+        let tenant_bound = matches!(self.scope(), TenantScope::Tenant(_));
+        if self.restricted || tenant_bound || !self.shared.config.security.operator_locations {
+            Access::Restricted
+        } else {
+            Access::Operator
+        }
     }
 
     /// Bind this handle to `tenant` (sticky), or unbind it with `None`.
@@ -262,6 +311,14 @@ impl Session {
     /// Plan and start one statement. DDL takes effect now; queries run when the returned
     /// frame is collected or streamed.
     pub async fn run(&self, statement: &SqlStatement) -> Result<DataFrame> {
+        let access = self.access();
+        security::check_statement(&statement.0, access)?;
+        self.check_transaction_alive(&statement.0)?;
+        if let Some(setting) = session_setting(&statement.0) {
+            let configured = self.shared.config.security.idle_in_transaction_timeout();
+            self.settings.lock().unwrap_or_else(|p| p.into_inner()).apply(setting?, access, configured)?;
+            return Ok(self.query_context(self.scope()).read_empty()?);
+        }
         self.sync_catalog().await?;
         let scope = self.scope();
         if let Some(claimed) = mutable::statement::claim(&statement.0)? {
@@ -276,13 +333,56 @@ impl Session {
         self.execute_plan(scope, &ctx, plan).await
     }
 
+    /// An `EXPLAIN` answer without storage locations (file lists, the data directory, the
+    /// storage root), for restricted callers.
+    async fn redacted(&self, ctx: &SessionContext, frame: DataFrame) -> Result<DataFrame> {
+        use datafusion::arrow::array::{ArrayRef, AsArray, StringArray};
+        let config = &self.shared.config;
+        let secrets = vec![config.data_dir.display().to_string(), config.storage_root(), config.storage_root().trim_start_matches("file://").to_string()];
+        let mut out = Vec::new();
+        for batch in frame.collect().await? {
+            let columns = batch
+                .columns()
+                .iter()
+                .map(|c| match c.as_string_opt::<i32>() {
+                    Some(text) => Arc::new(text.iter().map(|v| v.map(|v| security::redact_plan_text(v, &secrets))).collect::<StringArray>()) as ArrayRef,
+                    None => Arc::clone(c),
+                })
+                .collect();
+            out.push(datafusion::arrow::array::RecordBatch::try_new(batch.schema(), columns).map_err(|e| Error::Query(e.to_string()))?);
+        }
+        Ok(ctx.read_batches(out)?)
+    }
+
+    /// A transaction rolled back for idling answers every statement but `ROLLBACK` and
+    /// `COMMIT` (which end it) with the reason, as PostgreSQL does.
+    fn check_transaction_alive(&self, statement: &Statement) -> Result<()> {
+        let Some(txn) = self.open_transaction() else { return Ok(()) };
+        match txn.timed_out() {
+            None => {
+                txn.touch();
+                Ok(())
+            }
+            Some(timeout_ms) => match mutable::statement::claim(statement) {
+                Ok(Some(mutable::statement::Claimed::Commit | mutable::statement::Claimed::Rollback)) => Ok(()),
+                _ => Err(Error::IdleInTransactionTimeout { timeout_ms }),
+            },
+        }
+    }
+
     pub(crate) fn plan_cache(&self) -> &crate::plan_cache::PlanCache {
         &self.shared.plans
     }
 
     /// Start a planned statement in `scope`'s context `ctx`.
     pub(crate) async fn execute_plan(&self, scope: TenantScope, ctx: &SessionContext, plan: LogicalPlan) -> Result<DataFrame> {
+        let access = self.access();
+        security::check_plan(&plan, access)?;
         source::refuse_source_ddl(&plan, &self.shared.sources, scope)?;
+        if access == Access::Restricted && matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)) {
+            let frame = ctx.execute_logical_plan(plan).await?;
+            return self.redacted(ctx, frame).await;
+        }
         if matches!(plan, LogicalPlan::Statement(datafusion::logical_expr::Statement::SetVariable(_))) {
             // SET changes its own context's settings; it must not leak into the shared one.
             return Ok(self.new_query_context(scope).execute_logical_plan(plan).await?);
@@ -357,6 +457,9 @@ impl Session {
             return Err(Error::Query("a transaction is already open on this session; COMMIT or ROLLBACK it first".into()));
         }
         let txn = self.shared.mutable.begin().await?;
+        if let Some(timeout) = self.settings.lock().unwrap_or_else(|p| p.into_inner()).idle_in_transaction_timeout {
+            txn.watch_idle(timeout);
+        }
         *self.txn.lock().unwrap_or_else(|p| p.into_inner()) = Some(txn);
         Ok(())
     }
@@ -365,7 +468,10 @@ impl Session {
     pub(crate) async fn end_transaction(&self, commit: bool) -> Result<()> {
         let txn = self.txn.lock().unwrap_or_else(|p| p.into_inner()).take();
         match txn {
-            Some(txn) if commit => txn.commit().await,
+            Some(txn) if commit => match txn.timed_out() {
+                Some(timeout_ms) => Err(Error::IdleInTransactionTimeout { timeout_ms }),
+                None => txn.commit().await,
+            },
             Some(txn) => txn.rollback().await,
             None => Err(Error::Query(format!("no transaction is open; {} needs a BEGIN first", if commit { "COMMIT" } else { "ROLLBACK" }))),
         }

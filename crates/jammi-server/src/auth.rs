@@ -6,8 +6,12 @@
 //! when the catalog holds at least one live token at start; without one it serves anonymous
 //! requests, and then only on loopback addresses (see [`check_bind`]). Verified tokens are
 //! remembered for [`CACHE_FOR`], so a revocation reaches a running server within that time.
+//!
+//! Secrets are never compared as given: each is hashed first, and remembered digests are
+//! compared in constant time against every entry (no early exit), so response times say
+//! nothing about how much of a guess was right. The catalog looks a digest up by equality;
+//! a SHA-256 digest leaks nothing about the secret through that comparison's timing.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -33,14 +37,35 @@ pub struct Principal {
 pub struct Auth {
     session: Session,
     required: bool,
-    verified: Mutex<HashMap<String, (Principal, Instant)>>,
+    verified: Mutex<Vec<Verified>>,
+}
+
+/// A token verified recently: its digest, who it acts for, and when it was checked.
+#[derive(Debug, Clone)]
+struct Verified {
+    digest: [u8; 32],
+    principal: Principal,
+    at: Instant,
+}
+
+/// The remembered entry whose digest equals `digest`, found by comparing every entry in
+/// constant time.
+fn find_verified(entries: &[Verified], digest: &[u8; 32]) -> Option<(Principal, Instant)> {
+    use subtle::ConstantTimeEq;
+    let mut found = None;
+    for entry in entries {
+        if bool::from(entry.digest.ct_eq(digest)) {
+            found = Some((entry.principal, entry.at));
+        }
+    }
+    found
 }
 
 impl Auth {
     /// Auth for `session`'s catalog: required when it holds a live token now.
     pub async fn load(session: &Session) -> Result<Self> {
         let required = session.catalog().tokens().any_live().await?;
-        Ok(Auth { session: session.clone(), required, verified: Mutex::new(HashMap::new()) })
+        Ok(Auth { session: session.clone(), required, verified: Mutex::new(Vec::new()) })
     }
 
     /// Whether every request must carry a token.
@@ -58,22 +83,21 @@ impl Auth {
                 "this server requires a token: send `Authorization: Bearer <token>` (Postgres: the token as the password); create one with `jammi token create`".into(),
             ));
         };
-        let digest = sha256_hex(secret);
-        if let Some((principal, at)) = self.verified.lock().unwrap_or_else(|p| p.into_inner()).get(&digest) {
-            if at.elapsed() < CACHE_FOR {
-                return Ok(*principal);
+        let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        {
+            let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+            verified.retain(|v| v.at.elapsed() < CACHE_FOR);
+            if let Some((principal, _)) = find_verified(&verified, &digest) {
+                return Ok(principal);
             }
         }
-        match self.session.catalog().tokens().find_live(&digest).await? {
+        match self.session.catalog().tokens().find_live(&hex(&digest)).await? {
             Some(record) => {
                 let principal = Principal { tenant: record.tenant };
-                self.verified.lock().unwrap_or_else(|p| p.into_inner()).insert(digest, (principal, Instant::now()));
+                self.verified.lock().unwrap_or_else(|p| p.into_inner()).push(Verified { digest, principal, at: Instant::now() });
                 Ok(principal)
             }
-            None => {
-                self.verified.lock().unwrap_or_else(|p| p.into_inner()).remove(&digest);
-                Err(ServerError::Unauthenticated("the token is unknown or revoked; see `jammi token list`".into()))
-            }
+            None => Err(ServerError::Unauthenticated("the token is unknown or revoked; see `jammi token list`".into())),
         }
     }
 }
@@ -103,5 +127,26 @@ pub async fn create_token(session: &Session, tenant: Option<TenantId>, name: &st
 }
 
 fn sha256_hex(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(secret.as_bytes()).into())
+}
+
+fn hex(digest: &[u8; 32]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verified_tokens_are_found_by_digest_only() {
+        let entry = |byte: u8, tenant: Option<TenantId>| Verified { digest: [byte; 32], principal: Principal { tenant }, at: Instant::now() };
+        let t = TenantId::random();
+        let entries = vec![entry(1, None), entry(2, Some(t))];
+        assert_eq!(find_verified(&entries, &[2; 32]).map(|(p, _)| p.tenant), Some(Some(t)));
+        assert!(find_verified(&entries, &[3; 32]).is_none());
+        let mut near = [2u8; 32];
+        near[31] = 3;
+        assert!(find_verified(&entries, &near).is_none(), "a digest differing in its last byte must not match");
+    }
 }

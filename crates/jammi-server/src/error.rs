@@ -53,6 +53,7 @@ impl ServerError {
             ServerError::Start(_) => 500,
             ServerError::Engine(e) => match e {
                 E::PermissionDenied { .. } => 403,
+                E::IdleInTransactionTimeout { .. } => 409,
                 E::UnknownSource { .. } | E::UnknownVectorTable { .. } | E::NotFound { .. } => 404,
                 E::Catalog { .. } | E::Io { .. } | E::Storage(_) => 500,
                 _ => 400,
@@ -72,6 +73,8 @@ impl ServerError {
             ServerError::Start(_) => "XX000",
             ServerError::Engine(e) => match e {
                 E::PermissionDenied { .. } => "42501",
+                E::LimitExceeded { .. } => "22023",
+                E::IdleInTransactionTimeout { .. } => "25P03",
                 E::UnknownSource { .. } | E::UnknownVectorTable { .. } => "42P01",
                 E::Catalog { .. } | E::Io { .. } | E::Storage(_) => "58000",
                 _ => "42000",

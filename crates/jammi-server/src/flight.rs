@@ -36,8 +36,10 @@ type DataStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send +
 /// Serve Flight SQL on `listener` until shutdown begins.
 pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     let mut stopping = shared.stopping.clone();
+    let max_message = shared.gate.limits().max_request_bytes;
     let service = FlightServiceServer::new(FlightSql { shared, prepared: Mutex::new(HashMap::new()), done: Mutex::new(HashMap::new()) })
-        .max_decoding_message_size(usize::MAX);
+        // One message may be as large as the request-size limit says, no larger.
+        .max_decoding_message_size(max_message);
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
     let stopped = async move {
         let _ = stopping.wait_for(|s| *s).await;
@@ -75,6 +77,7 @@ fn status(e: ServerError) -> Status {
         401 => Status::unauthenticated(message),
         403 => Status::permission_denied(message),
         404 => Status::not_found(message),
+        409 => Status::aborted(message),
         503 => Status::unavailable(message),
         504 => Status::deadline_exceeded(message),
         500 => Status::internal(message),

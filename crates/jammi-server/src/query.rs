@@ -25,7 +25,9 @@ pub(crate) struct QueryResult {
 impl Shared {
     /// A fresh session handle for `principal`.
     pub(crate) fn session_for(&self, principal: Principal) -> Session {
-        self.session.with_tenant(principal.tenant)
+        // Restricted whatever the token's tenant: no client of the server may name a
+        // location or change engine settings (see jammi_db::security).
+        self.session.with_tenant(principal.tenant).restricted()
     }
 
     /// Run `work` as `principal` (task-local tenant scope), in a query slot, and count it.

@@ -225,6 +225,27 @@ Migration {
         )",
         "CREATE UNIQUE INDEX jammi_tokens_secret ON jammi_tokens (secret_sha256)",
     ],
+}, Migration {
+    version: 8,
+    name: "mutable table names per tenant",
+    statements: &[
+        // Mutable tables become owned like every other object: names are unique per tenant
+        // and among shared tables, so two tenants may each have `labels`. The table is
+        // rebuilt because SQLite cannot drop a column's UNIQUE constraint in place.
+        "CREATE TABLE jammi_mutable_tables_v8 (
+            id TEXT PRIMARY KEY,
+            tenant_id TEXT NULL,
+            name TEXT NOT NULL,
+            storage TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            created_at BIGINT NOT NULL
+        )",
+        "INSERT INTO jammi_mutable_tables_v8 (id, tenant_id, name, storage, spec, created_at)
+            SELECT id, tenant_id, name, storage, spec, created_at FROM jammi_mutable_tables",
+        "DROP TABLE jammi_mutable_tables",
+        "ALTER TABLE jammi_mutable_tables_v8 RENAME TO jammi_mutable_tables",
+        "CREATE UNIQUE INDEX jammi_mutable_tables_tenant_name ON jammi_mutable_tables (COALESCE(tenant_id, ''), name)",
+    ],
 }];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS jammi_migrations (

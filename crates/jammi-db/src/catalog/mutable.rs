@@ -14,7 +14,8 @@ use crate::tenant::TenantId;
 pub struct MutableTableRecord {
     /// Stable identifier.
     pub id: String,
-    /// The tenant that created the table (`None`: created unbound); it alone may change it.
+    /// The tenant that created the table (`None`: shared, created by the operator); see
+    /// [`crate::tenant`] for who may see and change it.
     pub owner: Option<TenantId>,
     /// SQL name (`mutable.public.NAME`).
     pub name: String,
@@ -61,15 +62,16 @@ impl<'a> MutableTableRepo<'a> {
         rows.iter().map(record).collect::<std::result::Result<_, _>>().map_err(|e| c.error(e))
     }
 
-    /// The table named `name` as seen inside `tx`.
-    pub async fn get_in(&self, tx: &mut Transaction<'_, Any>, name: &str) -> Result<Option<MutableTableRecord>> {
+    /// Every owner's table named `name`, as seen inside `tx` (callers pick the one their
+    /// scope resolves, see [`crate::tenant::pick_scoped`]).
+    pub async fn named_in(&self, tx: &mut Transaction<'_, Any>, name: &str) -> Result<Vec<MutableTableRecord>> {
         let c = self.catalog;
-        let row = sqlx::query("SELECT id, tenant_id, name, storage, spec, created_at FROM jammi_mutable_tables WHERE name = $1")
+        let rows = sqlx::query("SELECT id, tenant_id, name, storage, spec, created_at FROM jammi_mutable_tables WHERE name = $1")
             .bind(name)
-            .fetch_optional(&mut **tx)
+            .fetch_all(&mut **tx)
             .await
             .map_err(|e| c.error(e))?;
-        row.as_ref().map(record).transpose().map_err(|e| c.error(e))
+        rows.iter().map(record).collect::<std::result::Result<_, _>>().map_err(|e| c.error(e))
     }
 
     /// Register a table inside `tx` (which also creates its storage table).

@@ -41,7 +41,8 @@ pub async fn create_table(session: &Session, scope: TenantScope, create: &ast::C
     }
     let catalog = session.catalog();
     let mut tx = catalog.begin_serialized().await?;
-    if catalog.mutable_tables().get_in(&mut tx, name).await?.is_some() {
+    // Names are per owner: another tenant's table of this name does not matter here.
+    if catalog.mutable_tables().named_in(&mut tx, name).await?.iter().any(|r| r.owner == scope.owner()) {
         if create.if_not_exists {
             return Ok(());
         }
@@ -63,7 +64,7 @@ pub async fn drop_tables(session: &Session, scope: TenantScope, names: &[String]
     let catalog = session.catalog();
     let mut tx = catalog.begin_serialized().await?;
     for name in names {
-        match catalog.mutable_tables().get_in(&mut tx, name).await? {
+        match table_in(session, scope, &mut tx, name).await? {
             Some(record) => {
                 check_owner(scope, &record)?;
                 sqlx::query(&format!("DROP TABLE {}", store::quote(&record.storage))).execute(&mut *tx).await.map_err(catalog_err(session))?;
@@ -76,31 +77,28 @@ pub async fn drop_tables(session: &Session, scope: TenantScope, names: &[String]
     tx.commit().await.map_err(catalog_err(session))
 }
 
-/// Whether `scope` may change or drop a table created by `owner`.
+/// The table `scope` resolves `name` to, inside `tx`.
+async fn table_in(session: &Session, scope: TenantScope, tx: &mut sqlx::Transaction<'_, sqlx::Any>, name: &str) -> Result<Option<MutableTableRecord>> {
+    let candidates = session.catalog().mutable_tables().named_in(tx, name).await?;
+    Ok(crate::tenant::pick_scoped(scope, candidates, |r| r.owner))
+}
+
+/// Whether `scope` may change or drop `record` (the rule of [`crate::tenant::may_change`]).
 fn check_owner(scope: TenantScope, record: &MutableTableRecord) -> Result<()> {
-    let allowed = match (scope, record.owner) {
-        (TenantScope::Admin, _) => true,
-        (TenantScope::Unbound, None) => true,
-        (TenantScope::Tenant(t), Some(owner)) => t == owner,
-        _ => false,
-    };
-    if allowed {
+    if crate::tenant::may_change(scope, record.owner) {
         Ok(())
     } else {
         Err(Error::Query(format!(
             "permission denied: mutable.public.{} was created {}; only its creator (or the admin scope) may change or drop it",
             record.name,
-            record.owner.map(|t| format!("by tenant {t}")).unwrap_or_else(|| "without a tenant".into())
+            record.owner.map(|t| format!("by tenant {t}")).unwrap_or_else(|| "by the operator (shared)".into())
         )))
     }
 }
 
 /// Read a table's definition inside `tx`, checking `scope` may change it.
 async fn spec_in(session: &Session, scope: TenantScope, tx: &mut sqlx::Transaction<'_, sqlx::Any>, name: &str) -> Result<(MutableTableRecord, TableSpec)> {
-    let record = session
-        .catalog()
-        .mutable_tables()
-        .get_in(tx, name)
+    let record = table_in(session, scope, tx, name)
         .await?
         .ok_or_else(|| Error::Query(format!("table mutable.public.{name} does not exist")))?;
     check_owner(scope, &record)?;

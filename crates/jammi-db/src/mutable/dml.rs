@@ -42,7 +42,7 @@ pub enum Write<'a> {
 /// there is one (behind a savepoint, so a failed statement leaves the earlier ones), else in
 /// its own. Returns the number of rows affected.
 pub async fn run(session: &Session, scope: TenantScope, name: &str, write: Write<'_>) -> Result<u64> {
-    let table = session.mutable_state().require(name)?;
+    let table = session.mutable_state().require(scope, name)?;
     let explicit = session.open_transaction();
     let txn = match &explicit {
         Some(t) => Arc::clone(t),
@@ -52,7 +52,7 @@ pub async fn run(session: &Session, scope: TenantScope, name: &str, write: Write
         execute(&txn, "SAVEPOINT jammi_statement").await?;
     }
     // Change feeds of this table get their events in the statement's own transaction.
-    let feeds = session.topic_state().feeds_of(&table.name);
+    let feeds = session.topic_state().feeds_of(&table, session.mutable_state());
     let track = !feeds.is_empty();
     let result = async {
         txn.lock_table(&table.storage).await?;
@@ -62,7 +62,7 @@ pub async fn run(session: &Session, scope: TenantScope, name: &str, write: Write
             Write::Update(u) => update(&ctx, &txn, &table, u, track).await?,
             Write::Delete(d) => delete(&ctx, &txn, &table, d, track).await?,
         };
-        let woken = feed::append(&txn, &feeds, scope.owner().map(|t| t.to_string()), &changes).await?;
+        let woken = feed::append(&txn, &feeds, &changes).await?;
         Ok::<_, Error>((count, woken))
     }
     .await;
@@ -284,10 +284,11 @@ async fn insert(
     let stored = encode_rows(table, &columns, &all, rows)?;
     let tenant = tenant_of(scope);
     let images = if track { Some(row_images(table, columns.clone())?) } else { None };
+    let row_tenant = tenant.clone();
     let inserted = |rows: &[usize]| -> Vec<Change> {
         images
             .as_ref()
-            .map(|(new, keys)| rows.iter().map(|&r| Change { op: "insert", key: keys[r].clone(), new: Some(new[r].clone()), old: None }).collect())
+            .map(|(new, keys)| rows.iter().map(|&r| Change { op: "insert", tenant: row_tenant.clone(), key: keys[r].clone(), new: Some(new[r].clone()), old: None }).collect())
             .unwrap_or_default()
     };
     match &insert.on {
@@ -359,6 +360,11 @@ async fn touched(ctx: &SessionContext, table: &MutableTable, relation: &TableFac
     query_sql(ctx, &sql).await
 }
 
+/// The tenant stamped on row `row` of a batch whose first column is the tenant column.
+pub(super) fn row_tenant(batch: &RecordBatch, row: usize) -> String {
+    batch.column(0).as_string_opt::<i32>().map(|a| a.value(row).to_string()).unwrap_or_default()
+}
+
 fn keys_of(batch: &RecordBatch, table: &MutableTable, row: usize) -> Result<(String, Vec<Stored>)> {
     let tenant = batch.column(0).as_string::<i32>().value(row).to_string();
     let mut key = Vec::with_capacity(table.spec.primary_key.len());
@@ -400,7 +406,7 @@ async fn update(ctx: &SessionContext, txn: &WriteTxn, table: &Arc<MutableTable>,
         }
         let (old_rows, keys) = row_images(table, old)?;
         let (new_rows, _) = row_images(table, new)?;
-        (0..batch.num_rows()).map(|r| Change { op: "update", key: keys[r].clone(), new: Some(new_rows[r].clone()), old: Some(old_rows[r].clone()) }).collect()
+        (0..batch.num_rows()).map(|r| Change { op: "update", tenant: row_tenant(&batch, r), key: keys[r].clone(), new: Some(new_rows[r].clone()), old: Some(old_rows[r].clone()) }).collect()
     } else {
         Vec::new()
     };
@@ -444,7 +450,7 @@ async fn delete(ctx: &SessionContext, txn: &WriteTxn, table: &Arc<MutableTable>,
         let first_old = 1 + table.spec.primary_key.len();
         let old: Vec<ArrayRef> = (0..table.spec.columns.len()).map(|i| Arc::clone(batch.column(first_old + i))).collect();
         let (old_rows, keys) = row_images(table, old)?;
-        (0..batch.num_rows()).map(|r| Change { op: "delete", key: keys[r].clone(), new: None, old: Some(old_rows[r].clone()) }).collect()
+        (0..batch.num_rows()).map(|r| Change { op: "delete", tenant: row_tenant(&batch, r), key: keys[r].clone(), new: None, old: Some(old_rows[r].clone()) }).collect()
     } else {
         Vec::new()
     };

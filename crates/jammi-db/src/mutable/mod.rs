@@ -21,7 +21,6 @@ pub mod txn;
 pub mod types;
 mod upsert;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
@@ -32,7 +31,7 @@ use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::source::naming::DEFAULT_SCHEMA;
 use crate::source::EngineCatalog;
-use crate::tenant::TenantScope;
+use crate::tenant::{resolve_scoped, visible, ScopedNames, TenantId, TenantScope};
 use provider::{Mode, MutableProvider};
 use spec::TableSpec;
 
@@ -47,6 +46,8 @@ pub(crate) const WRITE_CATALOG: &str = "jammi_write";
 pub struct MutableTable {
     /// Catalog id.
     pub id: String,
+    /// The tenant that owns it (`None`: shared).
+    pub owner: Option<TenantId>,
     /// SQL name.
     pub name: String,
     /// Storage table in the catalog database.
@@ -59,7 +60,7 @@ pub struct MutableTable {
 #[derive(Debug)]
 pub struct MutableState {
     catalog: Catalog,
-    tables: RwLock<HashMap<String, Arc<MutableTable>>>,
+    tables: RwLock<ScopedNames<Arc<MutableTable>>>,
     /// This process's writers queue here before they take a connection and the database's
     /// write lock, so waiting writers never starve the pool.
     writer: Arc<txn::Writer>,
@@ -67,30 +68,32 @@ pub struct MutableState {
 
 impl MutableState {
     pub(crate) fn new(catalog: Catalog, writer: Arc<txn::Writer>) -> Self {
-        MutableState { catalog, tables: RwLock::new(HashMap::new()), writer }
+        MutableState { catalog, tables: RwLock::new(ScopedNames::new()), writer }
     }
 
     /// Reload the table list from the catalog.
     pub(crate) async fn sync(&self) -> Result<()> {
         let records = self.catalog.mutable_tables().list_all().await?;
-        let mut tables = HashMap::with_capacity(records.len());
+        let mut tables = ScopedNames::with_capacity(records.len());
         for r in records {
             let spec: TableSpec = serde_json::from_str(&r.spec)
                 .map_err(|e| Error::Query(format!("mutable table '{}' has an unreadable definition in the catalog: {e}", r.name)))?;
-            tables.insert(r.name.clone(), Arc::new(MutableTable { id: r.id, name: r.name, storage: r.storage, spec }));
+            tables.insert((r.owner, r.name.clone()), Arc::new(MutableTable { id: r.id, owner: r.owner, name: r.name, storage: r.storage, spec }));
         }
         *self.tables.write() = tables;
         Ok(())
     }
 
-    /// The table named `name`.
-    pub fn get(&self, name: &str) -> Option<Arc<MutableTable>> {
-        self.tables.read().get(name).cloned()
+    /// The table `scope` resolves `name` to (its own, else a shared one).
+    pub fn get(&self, scope: TenantScope, name: &str) -> Option<Arc<MutableTable>> {
+        resolve_scoped(&self.tables.read(), scope, name)
     }
 
-    /// The table named `name`, or an error saying it does not exist.
-    pub fn require(&self, name: &str) -> Result<Arc<MutableTable>> {
-        self.get(name).ok_or_else(|| Error::Query(format!("mutable table 'mutable.public.{name}' does not exist; create it with CREATE TABLE mutable.public.{name} (...)")))
+    /// The table `scope` resolves `name` to, or an error saying it does not exist.
+    pub fn require(&self, scope: TenantScope, name: &str) -> Result<Arc<MutableTable>> {
+        self.get(scope, name).ok_or_else(|| {
+            Error::Query(format!("mutable table 'mutable.public.{name}' does not exist{}; create it with CREATE TABLE mutable.public.{name} (...)", scope.describe()))
+        })
     }
 
     /// Begin a write transaction (see [`txn::WriteTxn`]).
@@ -98,9 +101,10 @@ impl MutableState {
         self.writer.begin().await
     }
 
-    fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.tables.read().keys().cloned().collect();
+    fn names(&self, scope: TenantScope) -> Vec<String> {
+        let mut names: Vec<String> = self.tables.read().keys().filter(|(owner, _)| visible(scope, *owner)).map(|(_, n)| n.clone()).collect();
         names.sort();
+        names.dedup();
         names
     }
 }
@@ -110,18 +114,19 @@ impl MutableState {
 pub(crate) struct MutableCatalog {
     state: Arc<MutableState>,
     mode: Mode,
+    /// Whose tables the catalog lists and resolves.
+    scope: TenantScope,
 }
 
 impl MutableCatalog {
     pub(crate) fn new(state: Arc<MutableState>, mode: Mode) -> Self {
-        MutableCatalog { state, mode }
+        MutableCatalog { state, mode, scope: TenantScope::Unbound }
     }
 }
 
 impl EngineCatalog for MutableCatalog {
-    fn for_scope(&self, _scope: TenantScope) -> Arc<dyn CatalogProvider> {
-        // Scans read the scope from the query's config, so one catalog serves every scope.
-        Arc::new(MutableCatalog { state: Arc::clone(&self.state), mode: self.mode })
+    fn for_scope(&self, scope: TenantScope) -> Arc<dyn CatalogProvider> {
+        Arc::new(MutableCatalog { state: Arc::clone(&self.state), mode: self.mode, scope })
     }
 }
 
@@ -131,7 +136,7 @@ impl CatalogProvider for MutableCatalog {
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        (name == DEFAULT_SCHEMA).then(|| Arc::new(MutableSchema { state: Arc::clone(&self.state), mode: self.mode }) as Arc<dyn SchemaProvider>)
+        (name == DEFAULT_SCHEMA).then(|| Arc::new(MutableSchema { state: Arc::clone(&self.state), mode: self.mode, scope: self.scope }) as Arc<dyn SchemaProvider>)
     }
 }
 
@@ -139,16 +144,17 @@ impl CatalogProvider for MutableCatalog {
 struct MutableSchema {
     state: Arc<MutableState>,
     mode: Mode,
+    scope: TenantScope,
 }
 
 #[async_trait::async_trait]
 impl SchemaProvider for MutableSchema {
     fn table_names(&self) -> Vec<String> {
-        self.state.names()
+        self.state.names(self.scope)
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        Ok(self.state.get(name).map(|t| Arc::new(MutableProvider::new(self.state.catalog.clone(), t, self.mode)) as Arc<dyn TableProvider>))
+        Ok(self.state.get(self.scope, name).map(|t| Arc::new(MutableProvider::new(self.state.catalog.clone(), t, self.mode)) as Arc<dyn TableProvider>))
     }
 
     fn register_table(&self, name: String, _table: Arc<dyn TableProvider>) -> DfResult<Option<Arc<dyn TableProvider>>> {
@@ -160,6 +166,6 @@ impl SchemaProvider for MutableSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.state.get(name).is_some()
+        self.state.get(self.scope, name).is_some()
     }
 }

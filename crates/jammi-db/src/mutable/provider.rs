@@ -251,6 +251,9 @@ async fn fetch(
 ) -> crate::error::Result<datafusion::arrow::array::RecordBatch> {
     match txn {
         Some(txn) => {
+            // Postgres: reads inside a transaction lock the table like its writes do, so a
+            // read-modify-write never works from a value another transaction is changing.
+            txn.lock_table(&table.storage).await?;
             let (t, s, sc) = (Arc::clone(table), select.clone(), Arc::clone(schema));
             txn.with(move |conn| Box::pin(async move { s.fetch(conn, &t.storage, &t.spec, &sc).await })).await
         }

@@ -1,13 +1,24 @@
 //! Write transactions on mutable tables and how queries reach them.
 //!
-//! Every write runs in a [`WriteTxn`]: one catalog connection holding the database's write
-//! lock (SQLite `BEGIN IMMEDIATE`; a table lock on Postgres), plus this process's writer
-//! mutex, so read-modify-write statements never lose updates. Queries planned while a
-//! transaction is open carry it in their config ([`TxnOption`]), and scans of mutable
-//! tables read through its connection: a statement sees the transaction's own writes.
+//! Every write runs in a [`WriteTxn`]: one catalog connection inside a transaction. On
+//! SQLite it holds the database's write lock (`BEGIN IMMEDIATE`) and this process's writer
+//! mutex (so this process's writers queue in one place instead of spinning on SQLITE_BUSY).
+//! On Postgres there is no process-wide lock at all: a transaction locks each mutable table
+//! it reads or writes (`SHARE ROW EXCLUSIVE`, which conflicts with itself), so a
+//! read-modify-write in one process waits for a concurrent one in any other process and
+//! reads its result — nothing is lost, and transactions on other tables run in parallel.
+//! Queries planned while a transaction is open carry it in their config ([`TxnOption`]),
+//! and scans of mutable tables read through its connection: a statement sees the
+//! transaction's own writes.
+//!
+//! A transaction idle longer than its session's `idle_in_transaction_timeout` is rolled
+//! back by a watchdog ([`WriteTxn::watch_idle`]), which releases its locks; the session
+//! then answers its next statements with the reason until the client ends it.
 
 use std::any::Any as StdAny;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
 use datafusion::error::{DataFusionError, Result as DfResult};
@@ -46,9 +57,16 @@ pub struct WriteTxn {
     kind: BackendKind,
     /// Postgres storage tables already locked in this transaction.
     locked: Mutex<Vec<String>>,
-    /// This process's writer mutex, held until COMMIT or ROLLBACK (not until the last
-    /// reference goes: a prepared statement planned inside the transaction may outlive it).
+    /// This process's writer mutex (SQLite only), held until COMMIT or ROLLBACK (not until
+    /// the last reference goes: a prepared statement planned inside the transaction may
+    /// outlive it).
     writer: std::sync::Mutex<Option<OwnedMutexGuard<()>>>,
+    /// When a statement last used the transaction.
+    last_active: std::sync::Mutex<Instant>,
+    /// Set when COMMIT or ROLLBACK began.
+    ended: AtomicBool,
+    /// The idle timeout (ms) that rolled the transaction back; 0 while it is alive.
+    timed_out_ms: AtomicU64,
 }
 
 /// Attempts at a step that failed with a transient SQLite error (busy, locking protocol).
@@ -58,8 +76,11 @@ const ATTEMPTS: u32 = 8;
 impl WriteTxn {
     /// Begin: wait for this process's writer mutex, then for the database's write lock.
     pub async fn begin(catalog: &Catalog, writer: Arc<Mutex<()>>) -> Result<Arc<WriteTxn>> {
-        let guard = writer.lock_owned().await;
         let kind = catalog.backend().kind();
+        let guard = match kind {
+            BackendKind::Sqlite => Some(writer.lock_owned().await),
+            BackendKind::Postgres => None,
+        };
         let begin = match kind {
             BackendKind::Sqlite => "BEGIN IMMEDIATE",
             BackendKind::Postgres => "BEGIN",
@@ -81,7 +102,72 @@ impl WriteTxn {
                 Err(e) => return Err(catalog.error(e)),
             }
         };
-        Ok(Arc::new(WriteTxn { conn: Mutex::new(Some(conn)), kind, locked: Mutex::new(Vec::new()), writer: std::sync::Mutex::new(Some(guard)) }))
+        Ok(Arc::new(WriteTxn {
+            conn: Mutex::new(Some(conn)),
+            kind,
+            locked: Mutex::new(Vec::new()),
+            writer: std::sync::Mutex::new(guard),
+            last_active: std::sync::Mutex::new(Instant::now()),
+            ended: AtomicBool::new(false),
+            timed_out_ms: AtomicU64::new(0),
+        }))
+    }
+
+    /// Note that a statement is using the transaction now.
+    pub fn touch(&self) {
+        *self.last_active.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.last_active.lock().unwrap_or_else(|p| p.into_inner()).elapsed()
+    }
+
+    /// The idle timeout (ms) that rolled this transaction back, if one did.
+    pub fn timed_out(&self) -> Option<u64> {
+        match self.timed_out_ms.load(Ordering::Acquire) {
+            0 => None,
+            ms => Some(ms),
+        }
+    }
+
+    /// Roll the transaction back once it has been idle for `timeout` (no statement used it):
+    /// a client that opens a transaction and goes quiet cannot hold its locks for longer.
+    /// The watchdog holds only a weak reference and ends with the transaction.
+    pub fn watch_idle(self: &Arc<Self>, timeout: Duration) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let wait = match weak.upgrade() {
+                    Some(txn) if !txn.ended.load(Ordering::Acquire) => timeout.saturating_sub(txn.idle_for()),
+                    _ => return,
+                };
+                tokio::time::sleep(wait.max(Duration::from_millis(10))).await;
+                let Some(txn) = weak.upgrade() else { return };
+                if txn.ended.load(Ordering::Acquire) {
+                    return;
+                }
+                if txn.idle_for() < timeout {
+                    continue;
+                }
+                // A statement holding the connection is not idle: look again shortly.
+                let Ok(mut slot) = txn.conn.try_lock() else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let Some(conn) = slot.take() else { return };
+                txn.timed_out_ms.store(timeout.as_millis().max(1) as u64, Ordering::Release);
+                txn.ended.store(true, Ordering::Release);
+                drop(slot);
+                let _writer = txn.end();
+                let mut conn = InFlight(Some(conn));
+                match conn.get().execute("ROLLBACK").await {
+                    Ok(_) => drop(conn.finish()),
+                    Err(e) => tracing::warn!(error = %e, "rolling back an idle transaction failed; its connection is closed instead"),
+                }
+                tracing::info!(timeout_ms = timeout.as_millis() as u64, "rolled back a transaction idle past idle_in_transaction_timeout");
+                return;
+            }
+        });
     }
 
     /// The database family the transaction runs on.
@@ -95,12 +181,19 @@ impl WriteTxn {
         f: impl for<'c> FnOnce(&'c mut sqlx::AnyConnection) -> futures::future::BoxFuture<'c, Result<T>>,
     ) -> Result<T> {
         let mut slot = self.conn.lock().await;
+        if let Some(timeout_ms) = self.timed_out() {
+            return Err(Error::IdleInTransactionTimeout { timeout_ms });
+        }
         let conn = slot.as_mut().ok_or_else(|| Error::Query("the transaction has already ended".to_string()))?;
-        f(conn).await
+        self.touch();
+        let result = f(conn).await;
+        self.touch();
+        result
     }
 
-    /// Make concurrent writers of `storage` wait for this transaction (Postgres; SQLite's
-    /// write lock already covers the whole database).
+    /// Make concurrent readers-in-a-transaction and writers of `storage` wait for this
+    /// transaction (Postgres; SQLite's write lock already covers the whole database). Taken
+    /// at a transaction's first read or write of the table.
     pub async fn lock_table(&self, storage: &str) -> Result<()> {
         if self.kind != BackendKind::Postgres {
             return Ok(());
@@ -118,6 +211,7 @@ impl WriteTxn {
     /// Commit; the transaction is then over. A contended SQLite `COMMIT` is retried; when a
     /// retry finds no transaction, the earlier attempt had committed.
     pub async fn commit(&self) -> Result<()> {
+        self.ended.store(true, Ordering::Release);
         let _writer = self.end();
         let conn = self.conn.lock().await.take().ok_or_else(|| Error::Query("the transaction has already ended".to_string()))?;
         let mut conn = InFlight(Some(conn));
@@ -150,6 +244,7 @@ impl WriteTxn {
 
     /// Roll back; the transaction is then over.
     pub async fn rollback(&self) -> Result<()> {
+        self.ended.store(true, Ordering::Release);
         let _writer = self.end();
         if let Some(conn) = self.conn.lock().await.take() {
             let mut conn = InFlight(Some(conn));

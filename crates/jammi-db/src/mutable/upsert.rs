@@ -128,7 +128,7 @@ pub(super) async fn run(
         }
         let (old_rows, keys) = row_images(table, old)?;
         let (new_rows_json, _) = row_images(table, new)?;
-        (0..batch.num_rows()).map(|r| Change { op: "update", key: keys[r].clone(), new: Some(new_rows_json[r].clone()), old: Some(old_rows[r].clone()) }).collect()
+        (0..batch.num_rows()).map(|r| Change { op: "update", tenant: super::dml::row_tenant(&batch, r), key: keys[r].clone(), new: Some(new_rows_json[r].clone()), old: Some(old_rows[r].clone()) }).collect()
     } else {
         Vec::new()
     };

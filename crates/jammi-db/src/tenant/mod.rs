@@ -92,6 +92,49 @@ impl TenantScope {
     }
 }
 
+// The ownership rule of every object kind (sources, mutable tables, vector tables, topics,
+// models, jobs, tokens), written once:
+//
+// * an object created in a tenant's scope belongs to that tenant; created unbound or in the
+//   admin scope, it is shared (owner `None`);
+// * a tenant sees its own objects and shared ones — its own first when both have the name;
+//   another tenant's objects are invisible to it (not even their names);
+// * only the owner's scope changes or drops an object (shared ones: the unbound operator);
+//   the admin scope may do anything.
+
+/// Whether `scope` may see an object owned by `owner`.
+pub fn visible(scope: TenantScope, owner: Option<TenantId>) -> bool {
+    match (scope, owner) {
+        (TenantScope::Admin, _) | (_, None) => true,
+        (TenantScope::Tenant(t), Some(o)) => t == o,
+        (TenantScope::Unbound, Some(_)) => false,
+    }
+}
+
+/// Whether `scope` may change or drop an object owned by `owner`.
+pub fn may_change(scope: TenantScope, owner: Option<TenantId>) -> bool {
+    match (scope, owner) {
+        (TenantScope::Admin, _) | (TenantScope::Unbound, None) => true,
+        (TenantScope::Tenant(t), Some(o)) => t == o,
+        _ => false,
+    }
+}
+
+/// The one of `candidates` (objects of one name, any owners) that `scope` resolves the name
+/// to: its own, else a shared one; the admin scope takes any.
+pub fn pick_scoped<T>(scope: TenantScope, candidates: Vec<T>, owner: impl Fn(&T) -> Option<TenantId>) -> Option<T> {
+    let mut shared = None;
+    let mut any = None;
+    for c in candidates {
+        match owner(&c) {
+            Some(o) if scope.owner() == Some(o) => return Some(c),
+            None => shared = Some(c),
+            Some(_) => any = Some(c),
+        }
+    }
+    shared.or(if scope == TenantScope::Admin { any } else { None })
+}
+
 /// Objects keyed by (owner, name); owner `None` = shared.
 pub(crate) type ScopedNames<V> = std::collections::HashMap<(Option<TenantId>, String), V>;
 

@@ -85,9 +85,21 @@ impl TopicState {
     }
 
     /// Change-feed topics of `mutable.public.NAME`.
-    pub(crate) fn feeds_of(&self, table: &str) -> Vec<Arc<TopicEntry>> {
-        let source = format!("mutable.public.{table}");
-        self.topics.read().values().filter(|e| e.spec.source_table.as_deref() == Some(source.as_str())).cloned().collect()
+    /// The change feeds of `table`: topics created `--from-table` with its name whose owner's
+    /// scope resolves that name to this very table (a tenant's feed never follows another
+    /// tenant's table of the same name).
+    pub(crate) fn feeds_of(&self, table: &crate::mutable::MutableTable, tables: &crate::mutable::MutableState) -> Vec<Arc<TopicEntry>> {
+        let source = format!("mutable.public.{}", table.name);
+        self.topics
+            .read()
+            .values()
+            .filter(|e| e.spec.source_table.as_deref() == Some(source.as_str()))
+            .filter(|e| {
+                let scope = e.record.tenant.map(TenantScope::Tenant).unwrap_or(TenantScope::Unbound);
+                tables.get(scope, &table.name).is_some_and(|t| t.id == table.id)
+            })
+            .cloned()
+            .collect()
     }
 
     pub(crate) fn broker(&self) -> &Arc<dyn Broker> {
@@ -174,7 +186,7 @@ impl<'a> Topics<'a> {
             Some(table) => {
                 let name = table.strip_prefix("mutable.public.").unwrap_or(table);
                 self.session.sync_catalog().await?;
-                self.session.mutable_state().require(name)?;
+                self.session.mutable_state().require(self.session.scope(), name)?;
                 TopicSpec::change_feed_columns()
             }
             None if definition.columns.is_empty() => return Err(Error::Query("a topic needs columns (--schema) or a source table (--from-table)".into())),
@@ -292,6 +304,9 @@ impl<'a> Topics<'a> {
             return Ok(Published { first_offset: next, count: 0 });
         }
         let payloads = log::rows_to_json(&conformed)?;
+        for p in &payloads {
+            crate::security::limits::at_most("topic event size (bytes)", p.len(), crate::security::limits::MAX_EVENT_BYTES)?;
+        }
         let count = payloads.len() as i64;
         let tenant = self.session.scope().owner().map(|t| t.to_string());
         let txn = self.state().writer.begin().await?;
@@ -325,6 +340,7 @@ impl<'a> Topics<'a> {
         } else {
             let mut out = Vec::new();
             for (i, line) in trimmed.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                crate::security::limits::at_most(&format!("NDJSON line {} (bytes)", i + 1), line.len(), crate::security::limits::MAX_NDJSON_LINE_BYTES)?;
                 let value: serde_json::Value = serde_json::from_str(line).map_err(|e| Error::Query(format!("publish to '{name}': line {}: not JSON: {e}", i + 1)))?;
                 out.push(value.to_string());
             }

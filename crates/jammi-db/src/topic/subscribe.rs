@@ -129,6 +129,9 @@ async fn ack(catalog: &Catalog, topic_id: &str, group_key: &str, member: &str, o
 /// Start a subscription to `entry` in `scope`.
 pub(crate) async fn subscribe(state: &Arc<TopicState>, ctx: &datafusion::prelude::SessionContext, entry: Arc<TopicEntry>, scope: TenantScope, options: SubscribeOptions) -> Result<Subscription> {
     let schema = entry.spec.event_schema();
+    if let Some(f) = &options.filter {
+        crate::security::limits::check_filter("filter", f)?;
+    }
     let filter = match &options.filter {
         Some(text) if !text.trim().is_empty() => {
             let df_schema = datafusion::common::DFSchema::try_from(SchemaRef::clone(&schema)).map_err(|e| Error::Query(e.to_string()))?;

@@ -17,8 +17,6 @@ use crate::error::{Error, Result};
 /// Hidden column carrying each row's index key through the filter.
 const KEY_COLUMN: &str = "_key";
 
-/// Most filters remembered per loaded table.
-const FILTER_CACHE_ENTRIES: usize = 256;
 
 /// `allowed[key]` for `predicate` (deleted rows are never allowed). Results are cached per
 /// table generation, so a repeated filter costs one lookup.
@@ -32,11 +30,18 @@ pub async fn allowed_keys(table: &LoadedTable, predicate: &str) -> Result<Arc<Ve
         allowed[k as usize] = true;
     }
     let allowed = Arc::new(allowed);
+    // Bitmaps and their predicates stay within the share of the memory budget the table
+    // was charged for (see `filter_cache_limit`).
+    let limit = super::loaded::filter_cache_limit(table.key_space());
+    let cost = |p: &str, a: &Vec<bool>| p.len() + a.len();
     let mut cache = table.filter_cache.lock();
-    if cache.len() >= FILTER_CACHE_ENTRIES {
+    let used: usize = cache.iter().map(|(p, a)| cost(p, a)).sum();
+    if used + cost(predicate, &allowed) > limit {
         cache.clear();
     }
-    cache.insert(predicate.to_string(), Arc::clone(&allowed));
+    if cost(predicate, &allowed) <= limit {
+        cache.insert(predicate.to_string(), Arc::clone(&allowed));
+    }
     Ok(allowed)
 }
 

@@ -46,6 +46,11 @@ pub struct SegmentIndex {
     index: Index,
     binary: bool,
     dims: usize,
+    /// usearch keeps the search beam width (`ef`) as a setting of the index, not an
+    /// argument of a search. Searches hold this lock shared while the setting is theirs;
+    /// one that needs another `ef` takes it exclusively to change it, so concurrent
+    /// searches never run with each other's `ef`.
+    ef: parking_lot::RwLock<usize>,
 }
 
 impl std::fmt::Debug for SegmentIndex {
@@ -79,7 +84,7 @@ impl SegmentIndex {
         let rows = vectors.len() / dims;
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(16);
         index.reserve_capacity_and_threads(rows, threads).map_err(index_error)?;
-        let built = SegmentIndex { index, binary: spec.precision == Precision::Binary, dims };
+        let built = SegmentIndex { index, binary: spec.precision == Precision::Binary, dims, ef: parking_lot::RwLock::new(DEFAULT_EF_SEARCH) };
         let done = std::sync::atomic::AtomicU64::new(0);
         let chunk = rows.div_ceil(threads).max(1);
         std::thread::scope(|scope| -> Result<()> {
@@ -130,7 +135,8 @@ impl SegmentIndex {
     pub fn from_bytes(spec: &VectorTableSpec, bytes: &[u8]) -> Result<Self> {
         let index = Index::new(&options(spec)).map_err(index_error)?;
         index.load_from_buffer(bytes).map_err(index_error)?;
-        Ok(SegmentIndex { index, binary: spec.precision == Precision::Binary, dims: spec.dims })
+        index.change_expansion_search(DEFAULT_EF_SEARCH);
+        Ok(SegmentIndex { index, binary: spec.precision == Precision::Binary, dims: spec.dims, ef: parking_lot::RwLock::new(DEFAULT_EF_SEARCH) })
     }
 
     /// Number of indexed vectors.
@@ -147,9 +153,18 @@ impl SegmentIndex {
     /// traversal to accepted keys (pre-filtering inside the graph walk).
     pub fn search(&self, query: &[f32], count: usize, ef: usize, allowed: Option<&(dyn Fn(u64) -> bool + Sync)>) -> Result<Vec<u64>> {
         debug_assert_eq!(query.len(), self.dims);
-        if self.index.expansion_search() != ef {
-            self.index.change_expansion_search(ef);
-        }
+        let setting = self.ef.read();
+        let _setting = if *setting == ef {
+            setting
+        } else {
+            drop(setting);
+            let mut exclusive = self.ef.write();
+            if *exclusive != ef {
+                self.index.change_expansion_search(ef);
+                *exclusive = ef;
+            }
+            parking_lot::RwLockWriteGuard::downgrade(exclusive)
+        };
         let matches = match (self.binary, allowed) {
             (false, None) => self.index.search(query, count),
             (false, Some(f)) => self.index.filtered_search(query, count, |k| f(k)),

@@ -151,6 +151,9 @@ pub async fn load_table(
     }
     let live_rows = deleted.iter().filter(|d| !**d).count();
     let id_rank = rank_ids(&segments, key_space)?;
+    // The filter cache's bitmaps are charged to the memory budget up front: the table
+    // counts as holding the most its filter cache may grow to.
+    let bytes = bytes + filter_cache_limit(key_space);
     Ok(LoadedTable {
         table_id: table_id.to_string(),
         generation,
@@ -244,6 +247,12 @@ fn rank_ids(segments: &[LoadedSegment], key_space: usize) -> Result<Vec<u64>> {
         rank[*key as usize] = r as u64;
     }
     Ok(rank)
+}
+
+/// The most bytes of filter bitmaps a table of `key_space` keys keeps: 16 bitmaps (one byte
+/// per key each), at least 1 MiB.
+pub fn filter_cache_limit(key_space: usize) -> usize {
+    key_space.saturating_mul(16).max(1 << 20)
 }
 
 /// Loaded tables under a memory budget, least recently used evicted first.

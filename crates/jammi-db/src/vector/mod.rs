@@ -284,6 +284,7 @@ impl<'a> Vectors<'a> {
         if spec.ef_construction == 0 {
             return Err(invalid("--ef-construction must be at least 1"));
         }
+        crate::security::limits::at_most("--ef-construction", spec.ef_construction, crate::security::limits::MAX_EF)?;
         if spec.oversample == Some(0) {
             return Err(invalid("the oversample factor must be at least 1"));
         }
@@ -300,6 +301,7 @@ impl<'a> Vectors<'a> {
         let batches = self.read_input(&spec.url, &spec.options, &spec.name).await?;
         let rows = input::prepare(&spec.name, &batches, &spec.id_column, &spec.vector_column, None, &HashSet::new())?;
         progress.finish();
+        crate::security::limits::at_most("vector dimensions", rows.dims, crate::security::limits::MAX_DIMENSIONS)?;
 
         let table_spec = VectorTableSpec {
             version: SPEC_VERSION,
@@ -487,6 +489,8 @@ pub(crate) fn table_files(session: &Session, location: &str) -> Result<TableFile
 
 /// Search one resolved table.
 pub(crate) async fn search_entry(state: &VectorState, entry: &VectorEntry, request: &SearchRequest) -> Result<SearchResult> {
+    // Before the filter is evaluated or the table loaded.
+    request.check_limits()?;
     let table = state.loaded(entry).await?;
     let allowed = match &request.filter {
         Some(f) if !f.trim().is_empty() => Some(filter::allowed_keys(&table, f).await?),

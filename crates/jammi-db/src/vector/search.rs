@@ -43,6 +43,24 @@ impl SearchRequest {
     pub fn new(vector: Vec<f32>, k: usize) -> Self {
         SearchRequest { vector, k, filter: None, ef: None, exact: false, oversample: None }
     }
+
+    /// Refuse arguments past their documented limits (see [`crate::security::limits`])
+    /// before anything is allocated for them.
+    pub fn check_limits(&self) -> Result<()> {
+        use crate::security::limits::{at_most, check_filter, MAX_DIMENSIONS, MAX_EF, MAX_K};
+        at_most("k", self.k, MAX_K)?;
+        if let Some(ef) = self.ef {
+            at_most("ef", ef, MAX_EF)?;
+        }
+        if let Some(o) = self.oversample {
+            at_most("oversample", o, 100)?;
+        }
+        at_most("query vector dimensions", self.vector.len(), MAX_DIMENSIONS)?;
+        if let Some(filter) = &self.filter {
+            check_filter("filter", filter)?;
+        }
+        Ok(())
+    }
 }
 
 /// Which path a search took (reported for tests and EXPLAIN-like output).
@@ -56,6 +74,7 @@ pub enum SearchPath {
 
 /// Search a loaded table; `allowed` is the pre-filter (None = every live row).
 pub fn search(table: &LoadedTable, request: &SearchRequest, allowed: Option<&[bool]>) -> Result<(Vec<Scored>, SearchPath)> {
+    request.check_limits()?;
     let spec = &table.spec;
     if request.vector.len() != spec.dims {
         return Err(Error::Query(format!(
@@ -83,13 +102,13 @@ pub fn search(table: &LoadedTable, request: &SearchRequest, allowed: Option<&[bo
     let total = table.live_rows.max(1);
     let exact = request.exact
         || total <= SMALL_TABLE_ROWS
-        || (candidates as f64) * (candidates as f64) < (ef * spec.m) as f64 * total as f64;
+        || (candidates as f64) * (candidates as f64) < ef as f64 * spec.m as f64 * total as f64;
     if exact {
         return Ok((exact_scan(table, &query, k, allowed), SearchPath::Exact));
     }
 
     let oversample = request.oversample.unwrap_or(spec.oversample).max(1);
-    let want = (k * oversample).max(k);
+    let want = k.saturating_mul(oversample).max(k);
     let ef = ef.max(want);
     let has_tombstones = table.live_rows < table.key_space();
     let mut top = TopK::new(k);

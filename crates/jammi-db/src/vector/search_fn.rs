@@ -106,6 +106,7 @@ impl SearchArgs {
             Some(e) => Some(positive(e, "ef")?),
             None => None,
         };
+        request.check_limits().map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(request)
     }
 

@@ -10,6 +10,7 @@ mod jobs;
 mod mutable;
 mod prepared;
 mod s3;
+mod security;
 mod sources;
 mod tenancy;
 mod topics;

@@ -146,7 +146,7 @@ fn client_setting(statement: &SqlStatement) -> Option<Response> {
         return None;
     }
     let variable = text.trim_start_matches("set").trim_start().trim_start_matches("session ").trim_start_matches("local ");
-    if variable.starts_with("datafusion.") || variable.starts_with("jammi.") {
+    if variable.starts_with("datafusion.") || variable.starts_with("jammi.") || variable.starts_with("idle_in_transaction_timeout") {
         return None;
     }
     Some(Response::Execution(Tag::new("SET")))

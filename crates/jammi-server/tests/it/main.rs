@@ -3,4 +3,5 @@
 
 mod http;
 mod pg;
+mod security;
 mod support;
