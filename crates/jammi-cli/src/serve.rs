@@ -45,6 +45,16 @@ pub struct ServeArgs {
     /// After SIGINT/SIGTERM, how long in-flight requests may take to finish, in seconds.
     #[arg(long, default_value_t = 30)]
     pub drain_timeout: u64,
+    /// TLS certificate chain (PEM) for every listener; needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// TLS private key (PEM) for every listener; needs --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Serve non-loopback addresses without TLS (only behind a TLS proxy on this host or on
+    /// a trusted network: tokens and rows travel in clear text).
+    #[arg(long)]
+    pub allow_insecure_transport: bool,
 }
 
 /// Run the server until SIGINT or SIGTERM, then drain.
@@ -71,9 +81,15 @@ pub async fn serve(session: &Session, args: ServeArgs, out: &mut dyn Write) -> R
             query_timeout: Duration::from_secs(args.query_timeout),
         },
         drain_timeout: Duration::from_secs(args.drain_timeout),
+        tls: match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Some(jammi_server::TlsFiles { cert, key }),
+            _ => None,
+        },
+        allow_insecure_transport: args.allow_insecure_transport,
     };
+    let tls = options.tls.is_some();
     let server = Server::start(session.with_tenant(None), options).await?;
-    writeln!(out, "{}", server.addresses().to_json_line(server.auth_required()))?;
+    writeln!(out, "{}", server.addresses().to_json_line_with_tls(server.auth_required(), tls))?;
     out.flush()?;
     jammi_server::shutdown_signal().await;
     eprintln!("shutting down: finishing in-flight requests");

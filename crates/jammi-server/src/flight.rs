@@ -37,6 +37,7 @@ type DataStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send +
 pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     let mut stopping = shared.stopping.clone();
     let max_message = shared.gate.limits().max_request_bytes;
+    let shared_tls = shared.tls.clone();
     let service = FlightServiceServer::new(FlightSql { shared, prepared: Mutex::new(HashMap::new()), done: Mutex::new(HashMap::new()) })
         // One message may be as large as the request-size limit says, no larger.
         .max_decoding_message_size(max_message);
@@ -44,7 +45,18 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     let stopped = async move {
         let _ = stopping.wait_for(|s| *s).await;
     };
-    if let Err(e) = tonic::transport::Server::builder().add_service(service).serve_with_incoming_shutdown(incoming, stopped).await {
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &shared_tls {
+        let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+        builder = match builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity)) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "the Flight SQL server cannot use the TLS certificate");
+                return;
+            }
+        };
+    }
+    if let Err(e) = builder.add_service(service).serve_with_incoming_shutdown(incoming, stopped).await {
         tracing::error!(error = %e, "the Flight SQL server stopped");
     }
 }

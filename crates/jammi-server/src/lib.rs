@@ -16,6 +16,7 @@ pub mod limits;
 pub mod metrics;
 pub mod pg;
 mod query;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use tokio::task::JoinSet;
 
 pub use error::{Result, ServerError};
 pub use limits::Limits;
+pub use tls::TlsFiles;
 
 /// What to serve, and where.
 #[derive(Debug, Clone)]
@@ -41,11 +43,16 @@ pub struct ServeOptions {
     pub limits: Limits,
     /// How long in-flight requests may take to finish after shutdown begins.
     pub drain_timeout: Duration,
+    /// TLS for every listener (HTTP, Postgres `sslmode`, Flight SQL `grpc+tls`).
+    pub tls: Option<TlsFiles>,
+    /// Serve non-loopback addresses without TLS (a trusted network, or a TLS proxy on this
+    /// host); refused otherwise.
+    pub allow_insecure_transport: bool,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        ServeOptions { http: None, pg: None, flight: None, limits: Limits::default(), drain_timeout: Duration::from_secs(30) }
+        ServeOptions { http: None, pg: None, flight: None, limits: Limits::default(), drain_timeout: Duration::from_secs(30), tls: None, allow_insecure_transport: false }
     }
 }
 
@@ -64,13 +71,22 @@ impl BoundAddresses {
     /// The one machine-readable line printed at start:
     /// `{"listening":{"http":"127.0.0.1:41234","pg":"127.0.0.1:5433"},"auth":true}`.
     pub fn to_json_line(&self, auth: bool) -> String {
+        self.to_json_line_with_tls(auth, false)
+    }
+
+    /// [`BoundAddresses::to_json_line`] with `"tls": true|false`.
+    pub fn to_json_line_with_tls(&self, auth: bool, tls: bool) -> String {
         let mut listening = serde_json::Map::new();
         for (name, addr) in [("http", self.http), ("pg", self.pg), ("flight", self.flight)] {
             if let Some(addr) = addr {
                 listening.insert(name.to_string(), serde_json::Value::String(addr.to_string()));
             }
         }
-        serde_json::json!({ "listening": listening, "auth": auth }).to_string()
+        let mut line = serde_json::json!({ "listening": listening, "auth": auth });
+        if tls {
+            line["tls"] = serde_json::Value::Bool(true);
+        }
+        line.to_string()
     }
 }
 
@@ -81,6 +97,8 @@ pub(crate) struct Shared {
     pub(crate) auth: auth::Auth,
     pub(crate) gate: limits::Gate,
     pub(crate) metrics: Arc<metrics::Metrics>,
+    /// TLS for every listener, when configured.
+    pub(crate) tls: Option<tls::Tls>,
     /// Flips to true when shutdown begins: long-lived streams (topic subscriptions) end.
     pub(crate) stopping: watch::Receiver<bool>,
 }
@@ -103,9 +121,11 @@ impl Server {
         }
         let auth = auth::Auth::load(&session).await?;
         let auth_required = auth.required();
+        let tls = options.tls.as_ref().map(tls::Tls::load).transpose()?;
         for (addr, protocol) in [(options.http, "HTTP"), (options.pg, "the Postgres protocol"), (options.flight, "Flight SQL")] {
             if let Some(addr) = addr {
                 auth::check_bind(&addr, auth_required, protocol)?;
+                tls::check_transport(&addr, tls.is_some(), options.allow_insecure_transport, protocol)?;
             }
         }
         let bind = |addr: SocketAddr| async move {
@@ -129,6 +149,7 @@ impl Server {
             auth,
             gate: limits::Gate::new(options.limits),
             metrics: Arc::new(metrics::Metrics::default()),
+            tls,
             stopping,
         });
         let local = |l: &Option<tokio::net::TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());

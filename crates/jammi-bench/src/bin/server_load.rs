@@ -95,7 +95,7 @@ fn main() -> Result<()> {
         session.vectors().import(ImportSpec::new("deb", embeddings.display().to_string(), "id", "embedding"), &NoProgress).await?;
         session.sources().add(SourceSpec::new("deb", args.dataset.join("packages.parquet").display().to_string())).await?;
         let loopback = "127.0.0.1:0".parse()?;
-        let options = ServeOptions { http: Some(loopback), pg: Some(loopback), flight: None, limits: Limits::default(), drain_timeout: Duration::from_secs(10) };
+        let options = ServeOptions { http: Some(loopback), pg: Some(loopback), flight: None, limits: Limits::default(), drain_timeout: Duration::from_secs(10), ..ServeOptions::default() };
         let server = Server::start(session, options).await?;
         anyhow::Ok((server, query_vectors(&args.dataset)?))
     })?;

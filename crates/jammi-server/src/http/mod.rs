@@ -16,11 +16,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use crate::auth::Principal;
 use crate::error::{Result, ServerError};
-use crate::metrics::{ConnectionGuard, Metrics, Protocol};
+use crate::metrics::{ConnectionGuard, Protocol};
+use crate::tls::MaybeTls;
 use crate::Shared;
 
 type AppState = State<Arc<Shared>>;
@@ -37,7 +38,13 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
         .layer(DefaultBodyLimit::max(shared.gate.limits().max_request_bytes))
         .with_state(Arc::clone(&shared));
     let mut stopping = shared.stopping.clone();
-    let listener = CountingListener { inner: listener, metrics: Arc::clone(&shared.metrics) };
+    let listener = match CountingListener::start(listener, &shared) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "the HTTP listener has no address");
+            return;
+        }
+    };
     let stopped = async move {
         let _ = stopping.wait_for(|s| *s).await;
     };
@@ -85,10 +92,61 @@ impl IntoResponse for ServerError {
     }
 }
 
-/// A listener whose connections count in `jammi_open_connections{protocol="http"}`.
+/// A listener whose connections count in `jammi_open_connections{protocol="http"}`, with
+/// TLS when the server has it. Connections are accepted (and their TLS handshakes run) in a
+/// task of their own, each handshake in its own task under a deadline, so a client that
+/// stalls its handshake holds up no one else.
 struct CountingListener {
-    inner: TcpListener,
-    metrics: Arc<Metrics>,
+    accepted: tokio::sync::mpsc::Receiver<(CountedStream, std::net::SocketAddr)>,
+    local: std::net::SocketAddr,
+}
+
+impl CountingListener {
+    fn start(listener: TcpListener, shared: &Arc<Shared>) -> std::io::Result<Self> {
+        let local = listener.local_addr()?;
+        let (tx, accepted) = tokio::sync::mpsc::channel(64);
+        let (metrics, tls, mut stopping) = (Arc::clone(&shared.metrics), shared.tls.as_ref().map(|t| t.http.clone()), shared.stopping.clone());
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = stopping.wait_for(|s| *s) => return,
+                    accepted = listener.accept() => accepted,
+                };
+                let (stream, addr) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting an HTTP connection failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let (tx, metrics) = (tx.clone(), Arc::clone(&metrics));
+                match &tls {
+                    None => {
+                        let counted = CountedStream { inner: MaybeTls::Plain(stream), _guard: metrics.connection(Protocol::Http) };
+                        if tx.send((counted, addr)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        tokio::spawn(async move {
+                            match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(tls)) => {
+                                    let counted = CountedStream { inner: MaybeTls::Tls(Box::new(tls)), _guard: metrics.connection(Protocol::Http) };
+                                    let _ = tx.send((counted, addr)).await;
+                                }
+                                Ok(Err(e)) => tracing::debug!(%addr, error = %e, "TLS handshake failed"),
+                                Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
+                            }
+                        });
+                    }
+                }
+            }
+        });
+        Ok(CountingListener { accepted, local })
+    }
 }
 
 impl axum::serve::Listener for CountingListener {
@@ -96,19 +154,21 @@ impl axum::serve::Listener for CountingListener {
     type Addr = std::net::SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        let _ = stream.set_nodelay(true);
-        (CountedStream { inner: stream, _guard: self.metrics.connection(Protocol::Http) }, addr)
+        match self.accepted.recv().await {
+            Some(accepted) => accepted,
+            // Shutting down: no more connections.
+            None => std::future::pending().await,
+        }
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.inner.local_addr()
+        Ok(self.local)
     }
 }
 
-/// A TCP stream that holds its connection-count guard.
+/// A connection that holds its connection-count guard.
 struct CountedStream {
-    inner: TcpStream,
+    inner: MaybeTls,
     _guard: ConnectionGuard,
 }
 
@@ -129,13 +189,5 @@ impl AsyncWrite for CountedStream {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
     }
 }

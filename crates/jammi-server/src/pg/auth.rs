@@ -49,20 +49,28 @@ pub(crate) struct Open;
 impl NoopStartupHandler for Open {}
 
 /// The start-up handler of one connection.
-pub(crate) enum Startup {
+pub(crate) struct Startup {
+    kind: StartupKind,
+    /// The server has TLS: a connection that did not negotiate it is refused before any
+    /// password (token) is sent in clear text.
+    tls_required: bool,
+}
+
+enum StartupKind {
     Token(CleartextPasswordAuthStartupHandler<TokenSource, DefaultServerParameterProvider>),
     Open(Open),
 }
 
 impl Startup {
     pub(crate) fn new(shared: &Arc<Shared>, principal: &Arc<OnceLock<Principal>>) -> Self {
-        if shared.auth.required() {
+        let kind = if shared.auth.required() {
             let source = TokenSource { shared: Arc::clone(shared), principal: Arc::clone(principal) };
-            Startup::Token(CleartextPasswordAuthStartupHandler::new(source, parameters()))
+            StartupKind::Token(CleartextPasswordAuthStartupHandler::new(source, parameters()))
         } else {
             let _ = principal.set(Principal { tenant: None });
-            Startup::Open(Open)
-        }
+            StartupKind::Open(Open)
+        };
+        Startup { kind, tls_required: shared.tls.is_some() }
     }
 }
 
@@ -80,9 +88,16 @@ impl StartupHandler for Startup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        match self {
-            Startup::Token(handler) => handler.on_startup(client, message).await,
-            Startup::Open(handler) => handler.on_startup(client, message).await,
+        if self.tls_required && !client.is_secure() {
+            return Err(PgWireError::UserError(Box::new(pgwire::error::ErrorInfo::new(
+                "FATAL".to_owned(),
+                "28000".to_owned(),
+                "this server requires TLS: connect with sslmode=require (or verify-ca / verify-full with the server's certificate)".to_owned(),
+            ))));
+        }
+        match &self.kind {
+            StartupKind::Token(handler) => handler.on_startup(client, message).await,
+            StartupKind::Open(handler) => handler.on_startup(client, message).await,
         }
     }
 }

@@ -45,9 +45,11 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
         let busy = connection.busy();
         let guard = shared.metrics.connection(Protocol::Pg);
         let mut stop = shared.stopping.clone();
+        // pgwire answers a client's SSLRequest with TLS when it has an acceptor.
+        let tls = shared.tls.as_ref().map(|t| t.plain.clone());
         connections.spawn(async move {
             let _guard = guard;
-            let serving = pgwire::tokio::process_socket(socket, None, connection);
+            let serving = pgwire::tokio::process_socket(socket, tls, connection);
             tokio::pin!(serving);
             tokio::select! {
                 _ = &mut serving => return,

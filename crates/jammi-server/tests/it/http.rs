@@ -106,7 +106,11 @@ async fn tokens_tenants_and_loopback_rule() {
     tenant_people(&session, dir.path(), a, b, 50).await;
     let (_, token_a) = jammi_server::auth::create_token(&session, Some(a), "a").await.unwrap();
     let (record_b, token_b) = jammi_server::auth::create_token(&session, Some(b), "b").await.unwrap();
-    // With tokens, any address may be used.
+    // With tokens, any address may be used — over TLS, or when the operator says the
+    // network is trusted.
+    let clear = Server::start(session.clone(), options.clone()).await.unwrap_err().to_string();
+    assert!(clear.contains("without TLS") && clear.contains("--tls-cert"), "{clear}");
+    let options = ServeOptions { allow_insecure_transport: true, ..options };
     let open = Server::start(session.clone(), options).await.unwrap();
     assert!(open.auth_required());
     open.shutdown();

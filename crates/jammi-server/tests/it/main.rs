@@ -5,3 +5,4 @@ mod http;
 mod pg;
 mod security;
 mod support;
+mod tls;

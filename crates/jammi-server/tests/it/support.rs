@@ -28,7 +28,7 @@ pub async fn session() -> (Session, tempfile::TempDir) {
 /// Serve `session` on loopback with `limits`.
 pub async fn serve(session: Session, dir: tempfile::TempDir, limits: Limits) -> Served {
     let loopback = "127.0.0.1:0".parse().unwrap();
-    let options = ServeOptions { http: Some(loopback), pg: Some(loopback), flight: Some(loopback), limits, drain_timeout: std::time::Duration::from_secs(10) };
+    let options = ServeOptions { http: Some(loopback), pg: Some(loopback), flight: Some(loopback), limits, drain_timeout: std::time::Duration::from_secs(10), ..ServeOptions::default() };
     let server = Server::start(session.clone(), options).await.unwrap();
     let http = format!("http://{}", server.addresses().http.unwrap());
     let pg_port = server.addresses().pg.unwrap().port();
