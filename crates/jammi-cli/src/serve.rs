@@ -133,13 +133,33 @@ pub async fn token(session: &Session, command: TokenCommand, format: OutputForma
             print::print_batch(&batch, format, out)
         }
         TokenCommand::List => {
-            let tokens = session.catalog().tokens().list().await?;
+            let scope = token_scope(session);
+            let tokens: Vec<TokenRecord> = session.catalog().tokens().list().await?.into_iter().filter(|t| jammi_db::tenant::visible(scope, t.tenant)).collect();
             print::print_batch(&tokens_batch(&tokens, None)?, format, out)
         }
         TokenCommand::Revoke { id } => {
+            let scope = token_scope(session);
+            let owner = session.catalog().tokens().list().await?.into_iter().find(|t| t.id == id && jammi_db::tenant::visible(scope, t.tenant));
+            match owner {
+                None => return Err(anyhow!("token '{id}' does not exist; see `jammi token list`")),
+                Some(t) if !jammi_db::tenant::may_change(scope, t.tenant) => {
+                    return Err(anyhow!("permission denied: token '{id}' belongs to the operator; only the operator (no --tenant) may revoke it"))
+                }
+                Some(_) => {}
+            }
             let record = session.catalog().tokens().revoke(&id).await?;
             print::print_batch(&tokens_batch(&[record], None)?, format, out)
         }
+    }
+}
+
+/// Tokens are owned like every other object — a tenant lists and revokes its own (and sees
+/// shared ones) — except that the operator (no `--tenant`) administers every token, since
+/// it is who creates and revokes them for tenants.
+fn token_scope(session: &Session) -> jammi_db::TenantScope {
+    match session.scope() {
+        jammi_db::TenantScope::Unbound => jammi_db::TenantScope::Admin,
+        other => other,
     }
 }
 

@@ -37,6 +37,44 @@ try:
     raise AssertionError("expected an error")
 except flight_sql.Error as e:
     assert "missing_table" in str(e), str(e)
+
+
+# The adversarial part: a token holder over Flight SQL cannot name locations, set engine
+# settings, pass absurd search arguments or send messages past the request-size limit.
+def refused(sql, *needles):
+    try:
+        cur.execute(sql)
+        cur.fetchall()
+    except flight_sql.Error as e:
+        for needle in needles:
+            assert needle in str(e), (sql, str(e))
+        return
+    raise AssertionError(f"expected a refusal: {sql}")
+
+
+import os
+import tempfile
+
+stolen = os.path.join(tempfile.gettempdir(), f"jammi-adbc-stolen-{os.getpid()}.csv")
+refused("CREATE EXTERNAL TABLE loot STORED AS CSV LOCATION '/etc/hostname'", "refused", "jammi source add")
+refused(f"COPY (SELECT 1 AS a) TO '{stolen}' STORED AS CSV", "refused")
+assert not os.path.exists(stolen), stolen
+refused("SELECT * FROM read_csv('/etc/hostname')", "refused")
+refused("SET datafusion.execution.target_partitions = 100000", "refused")
+refused("SELECT * FROM vector_search('docs', '[0.1, 0.1, 1.4, 0.1]', 9223372036854775807)", "'k'", "limit")
+# One message past the server's request-size limit (16 MiB by default) is refused by the
+# transport, before the server holds it.
+try:
+    cur.execute("SELECT '" + "x" * (17 << 20) + "' AS big")
+    cur.fetchall()
+    raise AssertionError("a 17 MiB message was accepted")
+except flight_sql.Error as e:
+    text = str(e).lower()
+    assert "message" in text or "large" in text or "length" in text or "resource" in text, str(e)
+# The connection still works.
+cur.execute("SELECT 1 AS one")
+assert cur.fetchall() == [(1,)]
+
 cur.close()
 conn.close()
 print("ok")

@@ -114,3 +114,27 @@ fn write_docs(path: &std::path::Path) {
     );
     ok(jammi(&dir.path().join("scratch")).args(["sql", &sql]));
 }
+
+/// Tokens are owned like every other object: a tenant lists and revokes only its own.
+#[test]
+fn tokens_belong_to_their_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("home");
+    let (a, b) = ("3f2b8c1e-0000-4000-8000-00000000000a", "3f2b8c1e-0000-4000-8000-00000000000b");
+    let created = ok(jammi(&data).args(["--tenant", a, "--format", "json", "token", "create", "--name", "a-token"]));
+    let id_a = serde_json::from_str::<serde_json::Value>(&created).unwrap()[0]["id"].as_str().unwrap().to_string();
+    ok(jammi(&data).args(["token", "create", "--name", "operator-token"]));
+    let seen_by_b = ok(jammi(&data).args(["--tenant", b, "token", "list"]));
+    assert!(!seen_by_b.contains("a-token") && !seen_by_b.contains(a), "{seen_by_b}");
+    let error = fails(jammi(&data).args(["--tenant", b, "token", "revoke", &id_a]));
+    assert!(error.contains("does not exist"), "{error}");
+    let seen_by_a = ok(jammi(&data).args(["--tenant", a, "token", "list"]));
+    assert!(seen_by_a.contains("a-token") && seen_by_a.contains("operator-token"), "{seen_by_a}");
+    let operator_id = ok(jammi(&data).args(["--format", "csv", "token", "list"])).lines().find(|l| l.contains("operator-token")).unwrap().split(',').next().unwrap().to_string();
+    let error = fails(jammi(&data).args(["--tenant", a, "token", "revoke", &operator_id]));
+    assert!(error.contains("permission denied"), "{error}");
+    // Still live: the refused revocations changed nothing.
+    let listed = ok(jammi(&data).args(["--format", "csv", "token", "list"]));
+    assert!(listed.lines().filter(|l| l.contains("token")).all(|l| l.ends_with(',')), "{listed}");
+    ok(jammi(&data).args(["--tenant", a, "token", "revoke", &id_a]));
+}

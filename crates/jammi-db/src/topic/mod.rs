@@ -77,7 +77,7 @@ impl TopicState {
             .topics
             .read()
             .values()
-            .filter(|e| e.record.tenant.is_none() || e.record.tenant == scope.owner() || scope == TenantScope::Admin)
+            .filter(|e| crate::tenant::visible(scope, e.record.tenant))
             .cloned()
             .collect();
         out.sort_by(|a, b| a.record.name.cmp(&b.record.name));

@@ -171,7 +171,7 @@ impl VectorState {
         let tables = self.tables.read();
         let mut names: Vec<String> = tables
             .keys()
-            .filter(|(owner, _)| owner.is_none() || *owner == scope.owner() || scope == TenantScope::Admin)
+            .filter(|(owner, _)| crate::tenant::visible(scope, *owner))
             .map(|(_, n)| n.clone())
             .collect();
         names.sort();

@@ -6,6 +6,7 @@ mod artifacts;
 mod broker;
 mod catalog;
 mod federation;
+mod fuzz;
 mod jobs;
 mod mutable;
 mod prepared;

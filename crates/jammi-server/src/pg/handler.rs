@@ -63,6 +63,15 @@ impl State {
         self.principal.get().copied().ok_or_else(|| ServerError::Unauthenticated("the connection has not authenticated".into()))
     }
 
+    /// Refuse SQL text longer than the request-size limit before it is parsed.
+    fn check_size(&self, sql: &str) -> Result<()> {
+        let limit = self.shared.gate.limits().max_request_bytes;
+        if sql.len() > limit {
+            return Err(ServerError::Engine(jammi_db::Error::LimitExceeded { argument: "SQL text (bytes)".into(), value: sql.len().to_string(), limit: limit.to_string() }));
+        }
+        Ok(())
+    }
+
     /// The connection's session handle (its transaction lives there).
     fn session(&self) -> Result<&Session> {
         let principal = self.principal()?;
@@ -203,6 +212,7 @@ impl SimpleQueryHandler for Queries {
                 Err(e) => Response::Error(Box::new(ErrorInfo::new("ERROR".to_owned(), e.sqlstate().to_owned(), e.to_string()))),
             }]);
         }
+        self.state.check_size(query).map_err(pg_error)?;
         let session = self.state.session().map_err(pg_error)?;
         let statements = session.parse(query).map_err(|e| pg_error(catalog_hint(query, e.into())))?;
         let mut responses = Vec::with_capacity(statements.len());
@@ -255,6 +265,7 @@ impl QueryParser for Parser {
         if let Some(catalog) = catalog::recognise(sql) {
             return Ok(Some(PgStatement::Catalog(Arc::new(catalog))));
         }
+        self.state.check_size(sql).map_err(pg_error)?;
         let session = self.state.session().map_err(pg_error)?;
         let mut statements = session.parse(sql).map_err(|e| pg_error(catalog_hint(sql, e.into())))?;
         if statements.len() != 1 {

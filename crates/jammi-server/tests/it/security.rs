@@ -156,3 +156,24 @@ async fn an_idle_transaction_cannot_stall_other_tenants() {
     assert_eq!(code, "42501");
     assert!(pg_error(&mut pg_a, "SET idle_in_transaction_timeout = 100").await.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_disconnect_releases_the_transactions_locks_at_once() {
+    // The default idle timeout (10 s) is far longer than this test waits: the release must
+    // come from the disconnect itself.
+    let t = two_tenants(None).await;
+    t.served.session.sql("CREATE TABLE mutable.public.shared_log (id BIGINT PRIMARY KEY)").await.unwrap().collect().await.unwrap();
+    let mut pg_a = sqlx::PgConnection::connect(&pg_url(t.served.pg_port, &t.token_a)).await.unwrap();
+    assert!(pg_error(&mut pg_a, "BEGIN").await.is_none());
+    assert!(pg_error(&mut pg_a, "INSERT INTO mutable.public.shared_log VALUES (1)").await.is_none());
+    drop(pg_a);
+    let mut pg_b = sqlx::PgConnection::connect(&pg_url(t.served.pg_port, &t.token_b)).await.unwrap();
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), sqlx::raw_sql("INSERT INTO mutable.public.shared_log VALUES (2)").execute(&mut pg_b))
+        .await
+        .expect("a disconnected client's transaction must not hold the writer")
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let ids = t.served.session.admin(|s| async move { s.sql("SELECT id FROM mutable.public.shared_log").await.unwrap().collect().await.unwrap() }).await;
+    assert_eq!(ids.iter().map(|b| b.num_rows()).sum::<usize>(), 1, "the disconnected transaction's row was rolled back");
+}
