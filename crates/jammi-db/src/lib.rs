@@ -28,7 +28,7 @@
 //!
 //! Layout: [`config`] (settings), [`catalog`] (metadata on SQLite or Postgres),
 //! [`storage`] (object stores), [`source`] (file sources), [`tenant`] (scopes and the
-//! row filter), [`session`] (wiring and SQL), [`prepared`] (statements planned once, run
+//! row filter), [`security`] (the statement policy, session settings, input limits), [`session`] (wiring and SQL), [`prepared`] (statements planned once, run
 //! with parameters).
 
 #![warn(missing_docs, unreachable_pub, clippy::clone_on_ref_ptr)]

@@ -425,6 +425,8 @@ impl<'a> Vectors<'a> {
     /// Query vectors from column `column` of a Parquet file (any storage URL), in file order.
     pub async fn read_query_vectors(&self, url: &str, column: &str, options: &StorageOptions) -> Result<Vec<Vec<f32>>> {
         let batches = self.read_input(url, options, "queries").await?;
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        crate::security::limits::at_most("query vectors in one batch", rows, crate::security::limits::MAX_BATCH_QUERIES)?;
         input::vectors_of(&batches, column, url)
     }
 

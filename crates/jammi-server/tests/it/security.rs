@@ -177,3 +177,52 @@ async fn a_disconnect_releases_the_transactions_locks_at_once() {
     let ids = t.served.session.admin(|s| async move { s.sql("SELECT id FROM mutable.public.shared_log").await.unwrap().collect().await.unwrap() }).await;
     assert_eq!(ids.iter().map(|b| b.num_rows()).sum::<usize>(), 1, "the disconnected transaction's row was rolled back");
 }
+
+/// Server-sent events of `path` (with `limit` so the stream ends): each event's JSON.
+async fn sse(client: &reqwest::Client, url: &str, token: &str) -> Vec<serde_json::Value> {
+    let response = client.get(url).bearer_auth(token).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let text = tokio::time::timeout(Duration::from_secs(10), response.text()).await.expect("the stream ends at its limit").unwrap();
+    text.lines().filter_map(|l| l.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn topics_and_groups_keep_tenants_apart() {
+    let t = two_tenants(None).await;
+    let schema = jammi_db::topic::TopicSpec::parse_schema("who:string,n:int64").unwrap();
+    t.served
+        .session
+        .topics()
+        .create(jammi_db::topic::TopicDefinition { name: "shared_ev".into(), columns: schema, source_table: None, retention: Default::default() })
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let events = format!("{}/v1/topics/shared_ev/events", t.served.http);
+    for (token, who) in [(&t.token_a, "a"), (&t.token_b, "b"), (&t.token_a, "a")] {
+        let published = client.post(&events).bearer_auth(token).body(format!(r#"{{"who": "{who}", "n": 1}}"#)).send().await.unwrap();
+        assert_eq!(published.status(), 200);
+    }
+    // Each tenant replays only its own events, with or without a filter that names the other.
+    let seen_by_b = sse(&client, &format!("{events}?from_beginning=true&limit=1"), &t.token_b).await;
+    assert_eq!(seen_by_b.iter().map(|e| e["who"].as_str().unwrap()).collect::<Vec<_>>(), ["b"]);
+    let mut filtered = client.get(format!("{events}?from_beginning=true&limit=1&filter=who%20%3D%20'a'")).bearer_auth(&t.token_b).send().await.unwrap();
+    assert_eq!(filtered.status(), 200);
+    // Whatever arrives within a second (nothing should: the stream waits for B's events).
+    let mut text = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Ok(Some(chunk)) = filtered.chunk().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    assert!(!text.contains("data:"), "B read A's events through a filter: {text}");
+    // A consumer group of the same name is a different group per tenant: B's members never
+    // take (and so never swallow) A's events.
+    let group_b = sse(&client, &format!("{events}?from_beginning=true&group=workers&limit=1"), &t.token_b).await;
+    assert_eq!(group_b.iter().map(|e| e["who"].as_str().unwrap()).collect::<Vec<_>>(), ["b"]);
+    let group_a = sse(&client, &format!("{events}?from_beginning=true&group=workers&limit=2"), &t.token_a).await;
+    assert_eq!(group_a.iter().map(|e| e["who"].as_str().unwrap()).collect::<Vec<_>>(), ["a", "a"]);
+    // A's events are intact for A.
+    let all_a = sse(&client, &format!("{events}?from_beginning=true&limit=2"), &t.token_a).await;
+    assert_eq!(all_a.len(), 2);
+}
