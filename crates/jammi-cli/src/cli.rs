@@ -201,12 +201,12 @@ pub enum VectorsCommand {
         name: String,
         /// Parquet file, directory or object-store URL.
         url: String,
-        /// Column of unique ids (default: id).
-        #[arg(long, default_value = "id")]
-        id_column: String,
-        /// Column of vectors (default: embedding).
-        #[arg(long, default_value = "embedding")]
-        vector_column: String,
+        /// Column of unique ids (default: the one the table was imported with).
+        #[arg(long)]
+        id_column: Option<String>,
+        /// Column of vectors (default: the one the table was imported with).
+        #[arg(long)]
+        vector_column: Option<String>,
         /// Storage option K=V for reading URL.
         #[arg(long = "option", value_name = "K=V")]
         options: Vec<String>,

@@ -204,3 +204,13 @@ fn is_numeric(t: &DataType) -> bool {
 fn sanitize(s: &str) -> String {
     if s.contains(['\n', '\r', '\t']) { s.replace(['\n', '\r', '\t'], " ") } else { s.to_string() }
 }
+
+/// What a publish did, in plain words: `published 1 event at offset 7`, `published 3 events
+/// at offsets 7 to 9`.
+pub fn published(count: i64, first: i64) -> String {
+    match count {
+        0 => "published no events".to_string(),
+        1 => format!("published 1 event at offset {first}"),
+        n => format!("published {n} events at offsets {first} to {}", first + n - 1),
+    }
+}

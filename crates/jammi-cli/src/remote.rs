@@ -46,7 +46,7 @@ pub async fn run(target: &str, token: Option<&str>, command: Command, format: Ou
             };
             let answer = client.post(&format!("/v1/topics/{name}/events"), "application/json", text).await?;
             let (first, count) = (answer["first_offset"].as_i64().unwrap_or_default(), answer["count"].as_i64().unwrap_or_default());
-            writeln!(out, "published {count} event{} at offsets {first}..{}", if count == 1 { "" } else { "s" }, first + count)?;
+            writeln!(out, "{}", crate::print::published(count, first))?;
             Ok(())
         }
         Command::Topic(TopicCommand::Subscribe { name, from_offset, from_beginning, filter, group, limit, ack_timeout_seconds }) => {

@@ -38,7 +38,7 @@ pub async fn run(session: &Session, command: TopicCommand, format: OutputFormat,
                 }
             };
             let published = topics.publish_json(&name, &text).await?;
-            writeln!(out, "published {} event{} at offsets {}..{}", published.count, if published.count == 1 { "" } else { "s" }, published.first_offset, published.first_offset + published.count)?;
+            writeln!(out, "{}", crate::print::published(published.count, published.first_offset))?;
             Ok(())
         }
         TopicCommand::Subscribe { name, from_offset, from_beginning, filter, group, limit, ack_timeout_seconds } => {

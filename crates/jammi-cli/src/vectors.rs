@@ -67,6 +67,8 @@ pub async fn run(session: &Session, command: VectorsCommand, format: OutputForma
             print::print_batch(&tables_to_batch(&[info])?, format, out)
         }
         VectorsCommand::Append { name, url, id_column, vector_column, options } => {
+            let (own_id, own_vector) = vectors.source_columns(&name).await?;
+            let (id_column, vector_column) = (id_column.unwrap_or(own_id), vector_column.unwrap_or(own_vector));
             let added = vectors.append(&name, &url, &id_column, &vector_column, &storage_options(&options)?, &Bar::new()).await?;
             print_count(format, out, "appended", added, &name)
         }

@@ -185,7 +185,9 @@ impl Config {
         explicit_file: Option<&Path>,
         env: &BTreeMap<String, String>,
     ) -> Result<Self> {
-        let data_dir = data_dir.into();
+        // Relative data directories resolve against the working directory, once, here: every
+        // URL made from it later (`file://<data-dir>/storage`) must be absolute.
+        let data_dir = absolute(data_dir.into());
         let file = match explicit_file {
             Some(p) => Some(p.to_path_buf()),
             None => match env.get("JAMMI_CONFIG") {
@@ -271,9 +273,17 @@ impl Config {
     pub fn storage_root(&self) -> String {
         match &self.storage.root {
             Some(root) => root.clone(),
-            None => format!("file://{}", self.data_dir.join("storage").display()),
+            None => format!("file://{}", absolute(self.data_dir.join("storage")).display()),
         }
     }
+}
+
+/// `path` made absolute against the working directory (unchanged if that cannot be read).
+fn absolute(path: PathBuf) -> PathBuf {
+    if path.is_absolute() {
+        return path;
+    }
+    std::path::absolute(&path).unwrap_or(path)
 }
 
 /// Replace `${VAR}` in every string of `table`; `$$` stands for a literal `$`.
@@ -387,6 +397,16 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn relative_data_dirs_become_absolute() {
+        let c = Config::load_with_env(".jammi-relative-test", None, &env(&[])).unwrap();
+        assert!(c.data_dir.is_absolute(), "{}", c.data_dir.display());
+        assert!(c.storage_root().starts_with("file:///"), "{}", c.storage_root());
+        crate::storage::StorageUrl::parse(&c.storage_root()).expect("the storage root is a valid URL");
+        let embedded = Config::embedded("relative/dir");
+        crate::storage::StorageUrl::parse(&embedded.storage_root()).expect("embedded configs resolve too");
     }
 
     #[test]

@@ -218,3 +218,29 @@ fn killed_appends_and_compactions_leave_the_table_as_it_was() {
     let axis = if id >= 10_000 { (id - 10_000) % 8 } else { (id - 1) % 8 };
     assert_eq!(axis, 7, "{hits:?}");
 }
+
+/// The README's vector commands as written, in a fresh directory with the default relative
+/// data directory (`./.jammi`): import, append without repeating the column names, delete.
+#[test]
+fn the_tour_works_with_the_default_relative_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    write_vectors(&dir.path().join("docs.parquet"), 0, 50);
+    write_vectors(&dir.path().join("more.parquet"), 100, 10);
+    let jammi_here = || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_jammi"));
+        cmd.current_dir(dir.path()).env_remove("JAMMI_HOME").env_remove("JAMMI_CONFIG");
+        cmd
+    };
+    ok(jammi_here().args(["vectors", "import", "docs", "./docs.parquet", "--id-column", "doc_id", "--vector-column", "vec", "--metric", "cosine"]));
+    assert_eq!(ok(jammi_here().args(["vectors", "append", "docs", "./more.parquet", "--format", "csv"])), "appended\n10\n");
+    assert_eq!(ok(jammi_here().args(["vectors", "delete", "docs", "--ids", "100,101", "--format", "csv"])), "deleted\n2\n");
+    assert_eq!(ok(jammi_here().args(["--format", "csv", "sql", "SELECT count(*) AS n FROM vectors.public.docs"])), "n\n58\n");
+    assert!(dir.path().join(".jammi/storage/vectors").is_dir(), "the data lives under ./.jammi");
+    // A relative --data-dir works the same way.
+    ok(jammi_here().args(["--data-dir", "elsewhere", "vectors", "import", "d2", "docs.parquet", "--id-column", "doc_id", "--vector-column", "vec"]));
+    assert!(dir.path().join("elsewhere/storage/vectors").is_dir());
+    // Publishing says what happened in plain words.
+    ok(jammi_here().args(["topic", "create", "ev", "--schema", "n:int64"]));
+    assert_eq!(ok(jammi_here().args(["topic", "publish", "ev", "--data", r#"{"n": 1}"#])).trim(), "published 1 event at offset 0");
+    assert_eq!(ok(jammi_here().args(["topic", "publish", "ev", "--data", r#"[{"n": 2}, {"n": 3}]"#])).trim(), "published 2 events at offsets 1 to 2");
+}

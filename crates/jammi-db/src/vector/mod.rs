@@ -312,6 +312,7 @@ impl<'a> Vectors<'a> {
             ef_construction: spec.ef_construction,
             oversample: spec.oversample.unwrap_or_else(|| spec.precision.default_oversample()),
             schema: rows.schema.as_ref().clone(),
+            source_columns: Some((spec.id_column.clone(), spec.vector_column.clone())),
         };
         let table_id = uuid::Uuid::new_v4().to_string();
         let root = StorageUrl::parse(&self.session.config().storage_root())?.as_dir();
@@ -373,6 +374,14 @@ impl<'a> Vectors<'a> {
         let added = write::append(self.state(), &entry, &batches, id_column, vector_column, progress).await?;
         self.after_write(&entry, progress).await?;
         Ok(added)
+    }
+
+    /// The id and vector column names `append` reads by default: those of the data the table
+    /// was imported from (`id` and `embedding` for tables imported before they were recorded).
+    pub async fn source_columns(&self, name: &str) -> Result<(String, String)> {
+        self.session.sync_catalog().await?;
+        let entry = self.resolve(name)?;
+        Ok(entry.spec.source_columns.clone().unwrap_or_else(|| ("id".to_string(), "embedding".to_string())))
     }
 
     /// Delete rows by id (tombstones). Returns how many rows were deleted; unknown ids are

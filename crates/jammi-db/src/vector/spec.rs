@@ -114,6 +114,10 @@ pub struct VectorTableSpec {
     pub oversample: usize,
     /// Schema of the data files: `id`, payload columns, `embedding`.
     pub schema: Schema,
+    /// The id and vector column names of the imported data: appends read the same names
+    /// unless told otherwise. Absent for tables imported before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_columns: Option<(String, String)>,
 }
 
 /// One immutable segment: a Parquet data file plus its HNSW index. Row `i` of the data file
