@@ -49,23 +49,38 @@ pub async fn run(session: &Session, command: TopicCommand, format: OutputFormat,
             };
             let options = SubscribeOptions { from, filter, group, ack_timeout: std::time::Duration::from_secs(ack_timeout_seconds), ..Default::default() };
             let mut subscription = topics.subscribe(&name, options).await?;
-            let mut printed = 0u64;
-            while let Some(batch) = subscription.next().await {
-                let batch = batch?;
-                let batch = match limit {
-                    Some(l) if printed + batch.num_rows() as u64 > l => batch.slice(0, (l - printed) as usize),
-                    _ => batch,
-                };
-                write_ndjson(&batch, out)?;
-                out.flush()?;
-                // Acknowledged once printed: a crash before this line redelivers the events.
-                subscription.ack(&batch).await?;
-                printed += batch.num_rows() as u64;
-                if limit.is_some_and(|l| printed >= l) {
-                    return Ok(());
-                }
-            }
-            Err(anyhow!("the subscription ended"))
+            let result = print_events(&mut subscription, limit, out).await;
+            // However it ended (--limit, SIGINT/SIGTERM, an error): a group member hands what
+            // it claimed but did not print back to the group before the process exits.
+            subscription.leave().await;
+            result
+        }
+    }
+}
+
+/// Print events until `limit` or SIGINT/SIGTERM; each batch acknowledged once printed.
+async fn print_events(subscription: &mut jammi_db::topic::Subscription, limit: Option<u64>, out: &mut dyn Write) -> Result<()> {
+    let mut printed = 0u64;
+    let stop = jammi_server::shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        let next = tokio::select! {
+            next = subscription.next() => next,
+            _ = &mut stop => return Ok(()),
+        };
+        let Some(batch) = next else { return Err(anyhow!("the subscription ended")) };
+        let batch = batch?;
+        let batch = match limit {
+            Some(l) if printed + batch.num_rows() as u64 > l => batch.slice(0, (l - printed) as usize),
+            _ => batch,
+        };
+        write_ndjson(&batch, out)?;
+        out.flush()?;
+        // Acknowledged once printed: a crash before this line redelivers the events.
+        subscription.ack(&batch).await?;
+        printed += batch.num_rows() as u64;
+        if limit.is_some_and(|l| printed >= l) {
+            return Ok(());
         }
     }
 }

@@ -99,6 +99,18 @@ impl Subscription {
         self.rx.recv().await
     }
 
+    /// End the subscription and, for a group member, wait until every event it claimed and
+    /// did not acknowledge is handed back to the group, so the next member gets them at once
+    /// (dropping the subscription does the same in the background — too late for a process
+    /// about to exit). Gives up after 5 s; the events then return after the ack timeout.
+    pub async fn leave(mut self) {
+        let Some(leave) = &self.leave else { return };
+        let _ = leave.send(true);
+        // Unread batches were claimed too: the worker hands them back with the rest.
+        self.rx.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+    }
+
     /// Acknowledge a delivered batch (consumer groups; a no-op otherwise). Unacknowledged
     /// events are delivered again, to any member, after the ack timeout.
     pub async fn ack(&self, batch: &RecordBatch) -> Result<()> {
