@@ -72,13 +72,22 @@ pub enum BrokerKind {
 }
 
 /// `[broker]`: topic fan-out.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrokerConfig {
     /// `in_process` or `jetstream`.
     pub kind: BrokerKind,
     /// NATS server URL for `jetstream`, e.g. `nats://127.0.0.1:4222`.
     pub url: Option<String>,
+    /// How often a subscriber with no wake-up looks at the log anyway (ms): the safety net
+    /// for lost wake-ups and for publishers in other processes without a shared broker.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig { kind: BrokerKind::default(), url: None, poll_interval_ms: 100 }
+    }
 }
 
 /// `[vectors]`: vector search settings.
@@ -255,6 +264,9 @@ impl Config {
         if !(self.vectors.max_deleted_fraction > 0.0 && self.vectors.max_deleted_fraction <= 1.0) {
             return Err(Error::config("vectors.max_deleted_fraction", "must be greater than 0 and at most 1"));
         }
+        if self.broker.poll_interval_ms == 0 {
+            return Err(Error::config("broker.poll_interval_ms", "must be at least 1"));
+        }
         if self.broker.kind == BrokerKind::Jetstream && !self.broker.url.as_deref().is_some_and(|u| u.starts_with("nats://") || u.starts_with("tls://")) {
             return Err(Error::config("broker.url", "broker.kind = \"jetstream\" needs broker.url = \"nats://host:port\""));
         }
@@ -371,7 +383,7 @@ fn is_known_key(section: &str, key: &str) -> bool {
             | ("storage", "root")
             | ("query", "target_partitions" | "batch_size")
             | ("vectors", "cache_mb" | "max_segments" | "max_deleted_fraction")
-            | ("broker", "kind" | "url")
+            | ("broker", "kind" | "url" | "poll_interval_ms")
             | ("security", "operator_locations" | "idle_in_transaction_timeout_ms")
     )
 }

@@ -177,7 +177,8 @@ impl Session {
             BrokerKind::InProcess => Arc::new(InProcessBroker::default()),
             BrokerKind::Jetstream => Arc::new(JetStreamBroker::connect(config.broker.url.as_deref().unwrap_or_default()).await?),
         };
-        let topics = Arc::new(TopicState::new(catalog.clone(), broker, writer));
+        let poll = std::time::Duration::from_millis(config.broker.poll_interval_ms);
+        let topics = Arc::new(TopicState::new(catalog.clone(), broker, writer, poll));
         engine_catalogs
             .write()
             .unwrap_or_else(|p| p.into_inner())

@@ -177,7 +177,7 @@ async fn main() -> Result<()> {
     rows.push(("jammi topics, in-process broker (SQLite log)", bench_jammi(&session, "bench", &args, clock).await?));
     if let Some(url) = &args.nats {
         let mut config = Config::embedded(dir.path().join("jetstream"));
-        config.broker = BrokerConfig { kind: BrokerKind::Jetstream, url: Some(url.clone()) };
+        config.broker = BrokerConfig { kind: BrokerKind::Jetstream, url: Some(url.clone()), ..Default::default() };
         let session = Session::open(config).await?;
         eprintln!("jammi, JetStream broker");
         rows.push(("jammi topics, JetStream broker (SQLite log)", bench_jammi(&session, "bench", &args, clock).await?));

@@ -49,11 +49,13 @@ pub struct TopicState {
     broker: Arc<dyn Broker>,
     writer: Arc<Writer>,
     recent: recent::RecentBatches,
+    /// How often a subscriber without a wake-up reads the log anyway.
+    poll: std::time::Duration,
 }
 
 impl TopicState {
-    pub(crate) fn new(catalog: Catalog, broker: Arc<dyn Broker>, writer: Arc<Writer>) -> Self {
-        TopicState { catalog, topics: RwLock::new(HashMap::new()), broker, writer, recent: Default::default() }
+    pub(crate) fn new(catalog: Catalog, broker: Arc<dyn Broker>, writer: Arc<Writer>, poll: std::time::Duration) -> Self {
+        TopicState { catalog, topics: RwLock::new(HashMap::new()), broker, writer, recent: Default::default(), poll }
     }
 
     pub(crate) async fn sync(&self) -> Result<()> {

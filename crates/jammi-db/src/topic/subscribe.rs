@@ -18,10 +18,6 @@ use crate::catalog::{now_millis, Catalog};
 use crate::error::{Error, Result};
 use crate::tenant::TenantScope;
 
-/// How often an idle subscriber looks at the log even without a wake-up (publishers in
-/// other processes do not reach this process's broker).
-const POLL: Duration = Duration::from_millis(100);
-
 /// Where a subscription starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StartAt {
@@ -235,7 +231,7 @@ impl Worker {
         let mut leave = self.leave.clone();
         tokio::select! {
             _ = watch.changed() => {}
-            _ = tokio::time::sleep(POLL) => {}
+            _ = tokio::time::sleep(self.state.poll) => {}
             _ = leave.wait_for(|l| *l) => {}
         }
     }

@@ -72,21 +72,31 @@ async fn a_nats_restart_mid_stream_loses_no_event() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut nats = start_nats(port, &dir.path().join("nats"));
-    let config = |name: &str| {
+    // The subscriber never polls the log within this test's deadline: every event it gets
+    // came after a wake-up through NATS, so the test fails if NATS (or its restart) does
+    // not carry them.
+    let config = |poll_ms: u64| {
         let mut c = Config::embedded(dir.path().join("home"));
-        c.broker = BrokerConfig { kind: BrokerKind::Jetstream, url: Some(format!("nats://127.0.0.1:{port}")) };
-        let _ = name;
+        c.broker = BrokerConfig { kind: BrokerKind::Jetstream, url: Some(format!("nats://127.0.0.1:{port}")), poll_interval_ms: poll_ms };
         c
     };
     // Two engines on one catalog: the publisher's wake-ups reach the subscriber via NATS.
-    let publisher = Session::open(config("publisher")).await.unwrap();
-    let subscriber = Session::open(config("subscriber")).await.unwrap();
+    let publisher = Session::open(config(100)).await.unwrap();
+    let subscriber = Session::open(config(3_600_000)).await.unwrap();
     let columns = TopicSpec::parse_schema("n:int64").unwrap();
     publisher.topics().create(TopicDefinition { name: "stream".into(), columns, source_table: None, retention: Retention::default() }).await.unwrap();
     let mut sub = subscriber.topics().subscribe("stream", SubscribeOptions { from: StartAt::Offset(0), ..Default::default() }).await.unwrap();
     let mut got = Vec::new();
     for i in 0..30 {
         if i == 10 {
+            // Before the outage, events arrived through NATS wake-ups alone.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while got.len() < 10 {
+                assert!(Instant::now() < deadline, "only {} of the first 10 events arrived through NATS", got.len());
+                if let Ok(Some(batch)) = tokio::time::timeout(Duration::from_millis(200), sub.next()).await {
+                    got.extend(batch.unwrap().column(0).as_primitive::<Int64Type>().values().iter().copied());
+                }
+            }
             nats.kill().unwrap();
             nats.wait().unwrap();
         }

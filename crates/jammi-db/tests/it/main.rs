@@ -8,6 +8,7 @@ mod catalog;
 mod federation;
 mod fuzz;
 mod jobs;
+mod model;
 mod mutable;
 mod prepared;
 mod s3;

@@ -23,7 +23,7 @@ async fn backend_session(pg: bool, jetstream: bool) -> (Session, tempfile::TempD
         config.catalog.url = Some(fresh_pg_database().await);
     }
     if jetstream {
-        config.broker = BrokerConfig { kind: BrokerKind::Jetstream, url: Some(require_env("JAMMI_TEST_NATS_URL")) };
+        config.broker = BrokerConfig { kind: BrokerKind::Jetstream, url: Some(require_env("JAMMI_TEST_NATS_URL")), ..Default::default() };
     }
     (Session::open(config).await.expect("open session"), dir)
 }
