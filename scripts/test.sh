@@ -19,9 +19,11 @@ log() { echo "[test.sh] $*" >&2; }
 
 cleanup() {
     local rc=$?
-    if [[ -f "$PG_DATA/postmaster.pid" ]]; then
-        as_pg_user "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate stop >/dev/null 2>&1 || true
-    fi
+    for data in "$PG_DATA" "${PG_DURABLE:-}"; do
+        if [[ -n "$data" && -f "$data/postmaster.pid" ]]; then
+            as_pg_user "$PG_BIN/pg_ctl" -D "$data" -m immediate stop >/dev/null 2>&1 || true
+        fi
+    done
     for pid in "${PIDS[@]:-}"; do
         [[ -n "$pid" ]] && kill "$pid" 2>/dev/null || true
     done
@@ -62,6 +64,30 @@ as_pg_user "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/server.log" -w \
     -o "-p $PG_PORT -k $PG_DATA -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start >/dev/null
 export JAMMI_TEST_PG_URL="postgres://jammi@127.0.0.1:$PG_PORT/postgres"
 log "PostgreSQL on 127.0.0.1:$PG_PORT"
+
+# A second PostgreSQL with fsync=on for the durability and restart tests, which stop it
+# (immediate, like a crash) and start it again through the script exported below.
+PG_DURABLE="$WORK/pg-durable"
+mkdir -p "$PG_DURABLE"
+[[ "$(id -u)" == 0 ]] && chown postgres "$PG_DURABLE"
+PG_DURABLE_PORT="$(free_port)"
+as_pg_user "$PG_BIN/initdb" -D "$PG_DURABLE" -U jammi --auth=trust -E UTF8 >/dev/null
+PG_DURABLE_OPTS="-p $PG_DURABLE_PORT -k $PG_DURABLE -c listen_addresses=127.0.0.1 -c max_connections=100 -c fsync=on -c synchronous_commit=on"
+as_pg_user "$PG_BIN/pg_ctl" -D "$PG_DURABLE" -l "$PG_DURABLE/server.log" -w -o "$PG_DURABLE_OPTS" start >/dev/null
+cat >"$WORK/pg-durable-ctl" <<CTL
+#!/usr/bin/env bash
+# pg-durable-ctl crash|start: stop the durable PostgreSQL at once (no checkpoint), or start it.
+set -euo pipefail
+run() { if [[ "\$(id -u)" == 0 ]]; then runuser -u postgres -- "\$@"; else "\$@"; fi; }
+case "\$1" in
+    crash) run "$PG_BIN/pg_ctl" -D "$PG_DURABLE" -m immediate -w stop >/dev/null ;;
+    start) run "$PG_BIN/pg_ctl" -D "$PG_DURABLE" -l "$PG_DURABLE/server.log" -w -o "$PG_DURABLE_OPTS" start >/dev/null ;;
+esac
+CTL
+chmod 755 "$WORK/pg-durable-ctl"
+export JAMMI_TEST_PG_DURABLE_URL="postgres://jammi@127.0.0.1:$PG_DURABLE_PORT/postgres"
+export JAMMI_TEST_PG_DURABLE_CTL="$WORK/pg-durable-ctl"
+log "PostgreSQL (fsync=on, for crash/restart tests) on 127.0.0.1:$PG_DURABLE_PORT"
 
 # --- S3-compatible server (moto, from PyPI) ----------------------------------------------
 if ! command -v moto_server >/dev/null 2>&1; then

@@ -5,6 +5,7 @@ mod support;
 mod artifacts;
 mod broker;
 mod catalog;
+mod durability;
 mod federation;
 mod fuzz;
 mod jobs;

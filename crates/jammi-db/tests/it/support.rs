@@ -19,7 +19,12 @@ pub fn require_env(name: &str) -> String {
 
 /// A fresh Postgres database on the test server; returns its URL.
 pub async fn fresh_pg_database() -> String {
-    let admin = require_env("JAMMI_TEST_PG_URL");
+    fresh_database_on("JAMMI_TEST_PG_URL").await
+}
+
+/// A fresh database on the Postgres server whose admin URL is in `variable`.
+pub async fn fresh_database_on(variable: &str) -> String {
+    let admin = require_env(variable);
     let name = format!("jammi_{}", uuid::Uuid::new_v4().simple());
     sqlx::any::install_default_drivers();
     let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await.expect("connect to test postgres");
