@@ -171,7 +171,7 @@ impl Session {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert("vectors".to_string(), Arc::new(VectorsEngineCatalog(Arc::clone(&vectors))) as Arc<dyn EngineCatalog>);
-        let writer = Arc::new(Writer::new(catalog.clone()));
+        let writer = Arc::new(Writer::new(catalog.clone(), config.catalog.max_connections));
         let mutable = Arc::new(MutableState::new(catalog.clone(), Arc::clone(&writer)));
         let broker: Arc<dyn Broker> = match config.broker.kind {
             BrokerKind::InProcess => Arc::new(InProcessBroker::default()),
@@ -208,7 +208,7 @@ impl Session {
             sticky: TenantScope::Unbound,
             txn: Arc::new(Mutex::new(None)),
             restricted: false,
-            settings: Arc::new(Mutex::new(SessionSettings { idle_in_transaction_timeout: shared.config.security.idle_in_transaction_timeout() })),
+            settings: Arc::new(Mutex::new(SessionSettings::from_config(&shared.config.security))),
             shared,
         };
         crate::vector::recover(&session).await?;
@@ -254,7 +254,7 @@ impl Session {
             sticky,
             txn: Arc::new(Mutex::new(None)),
             restricted: self.restricted,
-            settings: Arc::new(Mutex::new(SessionSettings { idle_in_transaction_timeout: self.shared.config.security.idle_in_transaction_timeout() })),
+            settings: Arc::new(Mutex::new(SessionSettings::from_config(&self.shared.config.security))),
         }
     }
 
@@ -339,7 +339,8 @@ impl Session {
     async fn redacted(&self, ctx: &SessionContext, frame: DataFrame) -> Result<DataFrame> {
         use datafusion::arrow::array::{ArrayRef, AsArray, StringArray};
         let config = &self.shared.config;
-        let secrets = vec![config.data_dir.display().to_string(), config.storage_root(), config.storage_root().trim_start_matches("file://").to_string()];
+        let root = config.storage_root();
+        let secrets = vec![config.data_dir.display().to_string(), root.trim_start_matches("file://").to_string(), root];
         let mut out = Vec::new();
         for batch in frame.collect().await? {
             let columns = batch
@@ -457,7 +458,7 @@ impl Session {
         if self.open_transaction().is_some() {
             return Err(Error::Query("a transaction is already open on this session; COMMIT or ROLLBACK it first".into()));
         }
-        let txn = self.shared.mutable.begin().await?;
+        let txn = self.shared.mutable.begin_explicit().await?;
         if let Some(timeout) = self.settings.lock().unwrap_or_else(|p| p.into_inner()).idle_in_transaction_timeout {
             txn.watch_idle(timeout);
         }

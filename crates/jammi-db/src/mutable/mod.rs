@@ -96,9 +96,14 @@ impl MutableState {
         })
     }
 
-    /// Begin a write transaction (see [`txn::WriteTxn`]).
+    /// Begin a write transaction for one statement (see [`txn::WriteTxn`]).
     pub(crate) async fn begin(&self) -> Result<Arc<txn::WriteTxn>> {
         self.writer.begin().await
+    }
+
+    /// Begin a transaction opened with `BEGIN` (bounded: see [`txn::Writer::begin_explicit`]).
+    pub(crate) async fn begin_explicit(&self) -> Result<Arc<txn::WriteTxn>> {
+        self.writer.begin_explicit().await
     }
 
     fn names(&self, scope: TenantScope) -> Vec<String> {

@@ -24,7 +24,7 @@ use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions}
 use datafusion::error::{DataFusionError, Result as DfResult};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, Executor};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{Mutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
 use crate::catalog::{backoff, is_transient, BackendKind, Catalog};
 use crate::error::{Error, Result};
@@ -35,17 +35,34 @@ use crate::error::{Error, Result};
 pub struct Writer {
     catalog: Catalog,
     mutex: Arc<Mutex<()>>,
+    /// Slots for transactions opened with `BEGIN`: each holds a catalog connection until it
+    /// ends, so at most half the pool goes to them and clients opening many transactions
+    /// cannot starve autocommit statements and catalog reads of connections.
+    explicit: Arc<Semaphore>,
+    explicit_slots: usize,
 }
 
 impl Writer {
-    /// A writer for `catalog`.
-    pub fn new(catalog: Catalog) -> Self {
-        Writer { catalog, mutex: Arc::new(Mutex::new(())) }
+    /// A writer for `catalog`, whose pool holds `max_connections`.
+    pub fn new(catalog: Catalog, max_connections: u32) -> Self {
+        let slots = (max_connections as usize / 2).max(1);
+        Writer { catalog, mutex: Arc::new(Mutex::new(())), explicit: Arc::new(Semaphore::new(slots)), explicit_slots: slots }
     }
 
-    /// Begin a write transaction (see [`WriteTxn`]).
+    /// Begin a write transaction for one statement (see [`WriteTxn`]).
     pub async fn begin(&self) -> Result<Arc<WriteTxn>> {
-        WriteTxn::begin(&self.catalog, Arc::clone(&self.mutex)).await
+        WriteTxn::begin(&self.catalog, Arc::clone(&self.mutex), None).await
+    }
+
+    /// Begin a transaction opened with `BEGIN`; refused at once, rather than queued, when
+    /// every slot for open transactions is taken.
+    pub async fn begin_explicit(&self) -> Result<Arc<WriteTxn>> {
+        let permit = Arc::clone(&self.explicit).try_acquire_owned().map_err(|_| Error::LimitExceeded {
+            argument: "open transactions on this engine".into(),
+            value: "one more".into(),
+            limit: format!("{} (half of catalog.max_connections); COMMIT or ROLLBACK one, then retry", self.explicit_slots),
+        })?;
+        WriteTxn::begin(&self.catalog, Arc::clone(&self.mutex), Some(permit)).await
     }
 }
 
@@ -61,6 +78,8 @@ pub struct WriteTxn {
     /// the last reference goes: a prepared statement planned inside the transaction may
     /// outlive it).
     writer: std::sync::Mutex<Option<OwnedMutexGuard<()>>>,
+    /// The open-transaction slot of a `BEGIN`, released with the writer mutex.
+    slot: std::sync::Mutex<Option<OwnedSemaphorePermit>>,
     /// When a statement last used the transaction.
     last_active: std::sync::Mutex<Instant>,
     /// Set when COMMIT or ROLLBACK began.
@@ -75,7 +94,7 @@ const ATTEMPTS: u32 = 8;
 
 impl WriteTxn {
     /// Begin: wait for this process's writer mutex, then for the database's write lock.
-    pub async fn begin(catalog: &Catalog, writer: Arc<Mutex<()>>) -> Result<Arc<WriteTxn>> {
+    pub async fn begin(catalog: &Catalog, writer: Arc<Mutex<()>>, slot: Option<OwnedSemaphorePermit>) -> Result<Arc<WriteTxn>> {
         let kind = catalog.backend().kind();
         let guard = match kind {
             BackendKind::Sqlite => Some(writer.lock_owned().await),
@@ -107,6 +126,7 @@ impl WriteTxn {
             kind,
             locked: Mutex::new(Vec::new()),
             writer: std::sync::Mutex::new(guard),
+            slot: std::sync::Mutex::new(slot),
             last_active: std::sync::Mutex::new(Instant::now()),
             ended: AtomicBool::new(false),
             timed_out_ms: AtomicU64::new(0),
@@ -239,6 +259,7 @@ impl WriteTxn {
     /// The writer mutex, taken out so that it is released when the caller's COMMIT or
     /// ROLLBACK returns, whatever its outcome.
     fn end(&self) -> Option<OwnedMutexGuard<()>> {
+        drop(self.slot.lock().unwrap_or_else(|p| p.into_inner()).take());
         self.writer.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 

@@ -75,6 +75,11 @@ pub struct SessionSettings {
 }
 
 impl SessionSettings {
+    /// A new session's settings: the configured ones.
+    pub fn from_config(config: &crate::config::SecurityConfig) -> Self {
+        SessionSettings { idle_in_transaction_timeout: config.idle_in_transaction_timeout() }
+    }
+
     /// Apply `setting` as `access` may: a restricted caller may shorten the configured idle
     /// timeout, never lengthen or turn it off (that would let it hold locks again).
     pub fn apply(&mut self, setting: SessionSetting, access: Access, configured: Option<Duration>) -> Result<()> {

@@ -45,7 +45,8 @@ impl SearchRequest {
     }
 
     /// Refuse arguments past their documented limits (see [`crate::security::limits`])
-    /// before anything is allocated for them.
+    /// before anything is allocated for them: `search_entry` checks before it evaluates the
+    /// filter or loads the table, `vector_search` at planning.
     pub fn check_limits(&self) -> Result<()> {
         use crate::security::limits::{at_most, check_filter, MAX_DIMENSIONS, MAX_EF, MAX_K};
         at_most("k", self.k, MAX_K)?;
@@ -74,7 +75,6 @@ pub enum SearchPath {
 
 /// Search a loaded table; `allowed` is the pre-filter (None = every live row).
 pub fn search(table: &LoadedTable, request: &SearchRequest, allowed: Option<&[bool]>) -> Result<(Vec<Scored>, SearchPath)> {
-    request.check_limits()?;
     let spec = &table.spec;
     if request.vector.len() != spec.dims {
         return Err(Error::Query(format!(

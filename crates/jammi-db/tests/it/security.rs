@@ -312,3 +312,31 @@ async fn search_arguments_are_bounded_and_per_call() {
         assert_eq!(render(&[got]), render(&[if i % 2 == 0 { narrow.clone() } else { broad.clone() }]), "search {i}");
     }
 }
+
+/// Each open transaction holds a catalog connection: clients opening many cannot take the
+/// whole pool. At most half of it goes to `BEGIN`; one more is refused at once, and
+/// autocommit statements keep working meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn open_transactions_cannot_take_the_whole_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::embedded(dir.path().join("home"));
+    config.catalog.url = Some(fresh_pg_database().await);
+    config.catalog.max_connections = 4;
+    let session = Session::open(config).await.unwrap();
+    exec(&session, "CREATE TABLE mutable.public.a (id BIGINT PRIMARY KEY)").await;
+    exec(&session, "CREATE TABLE mutable.public.b (id BIGINT PRIMARY KEY)").await;
+    let (first, second, third) = (session.with_tenant(None), session.with_tenant(None), session.with_tenant(None));
+    exec(&first, "BEGIN").await;
+    exec(&first, "INSERT INTO mutable.public.a VALUES (1)").await;
+    exec(&second, "BEGIN").await;
+    let err = third.sql("BEGIN").await.map(|_| ()).unwrap_err();
+    assert!(matches!(&err, Error::LimitExceeded { argument, .. } if argument.contains("open transactions")), "{err}");
+    assert!(err.to_string().contains("COMMIT or ROLLBACK"), "{err}");
+    // Autocommit work still gets connections.
+    tokio::time::timeout(Duration::from_secs(10), exec(&third, "INSERT INTO mutable.public.b VALUES (7)")).await.expect("autocommit writes are not starved");
+    exec(&first, "COMMIT").await;
+    exec(&third, "BEGIN").await;
+    exec(&third, "ROLLBACK").await;
+    exec(&second, "ROLLBACK").await;
+    assert_eq!(scalar(&session, "SELECT count(*) FROM mutable.public.a").await, "1");
+}
