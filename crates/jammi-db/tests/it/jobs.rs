@@ -210,9 +210,12 @@ async fn many_workers(pg: bool) {
                                 *wins.lock().entry(lease.job_id.clone()).or_default() += 1;
                             }
                         }
-                        (1, 1) => {
-                            session.jobs().fail(&lease.job_id, &lease.token, "transient", &store).await.unwrap();
-                        }
+                        // On a loaded machine the 400 ms lease can lapse before the
+                        // failure is recorded; then another worker already owns the job.
+                        (1, 1) => match session.jobs().fail(&lease.job_id, &lease.token, "transient", &store).await {
+                            Ok(_) => {}
+                            Err(e) => assert!(matches!(e, Error::LeaseLost { .. }), "{e}"),
+                        },
                         _ => match session.jobs().finalize(&lease.job_id, &lease.token, &store).await {
                             Ok(_) => *wins.lock().entry(lease.job_id.clone()).or_default() += 1,
                             Err(e) => assert!(matches!(e, Error::LeaseLost { .. }), "{e}"),
