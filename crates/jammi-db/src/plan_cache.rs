@@ -147,7 +147,7 @@ impl Session {
             None => {
                 // A shape that fails to plan (a constant where a parameter cannot stand)
                 // is simply not shared; planning the query itself reports any real error.
-                let entry = match self.plan_statement(&shape.statement, generation, scope, 0).await {
+                let entry = match self.plan_statement(&shape.statement, generation, scope, (0, 0)).await {
                     // A parameter in an output column's name (`SELECT a = 5`) would rename it.
                     Ok(planned) if planned.reusable().is_some() && !planned.logical.schema().fields().iter().any(|f| f.name().contains('$')) => {
                         Entry::Shared(Arc::new(SharedPlan::new(planned)?))

@@ -46,8 +46,9 @@ impl std::fmt::Debug for PreparedStatement {
 pub(crate) struct Planned {
     pub(crate) generation: i64,
     scope: TenantScope,
-    /// The transaction open when it was planned (its scans read through it), by address.
-    txn: usize,
+    /// The transaction open when it was planned (its scans read through it) and the table
+    /// definitions it saw (by address, and how many times DDL inside it changed them).
+    txn: (usize, usize),
     ctx: SessionContext,
     pub(crate) state: SessionState,
     pub(crate) logical: LogicalPlan,
@@ -92,7 +93,7 @@ impl Session {
     }
 
     /// Plan `statement` in `scope` (at catalog `generation`, inside transaction `txn`).
-    pub(crate) async fn plan_statement(&self, statement: &SqlStatement, generation: i64, scope: TenantScope, txn: usize) -> Result<Planned> {
+    pub(crate) async fn plan_statement(&self, statement: &SqlStatement, generation: i64, scope: TenantScope, txn: (usize, usize)) -> Result<Planned> {
         let ctx = self.query_context(scope);
         let state = ctx.state();
         let logical = state.statement_to_plan(statement.inner().clone()).await?;
@@ -192,9 +193,11 @@ impl PreparedStatement {
     }
 
     /// What a plan is good for: the catalog generation this handle has synced to, its
-    /// scope, and its open transaction (by address; 0 for none).
-    fn plan_key(&self) -> (i64, TenantScope, usize) {
-        let txn = self.session.open_transaction().map_or(0, |t| Arc::as_ptr(&t) as usize);
+    /// scope, and its open transaction with the definitions it sees (by address; 0 for none).
+    fn plan_key(&self) -> (i64, TenantScope, (usize, usize)) {
+        let txn = self.session.open_transaction().map_or((0, 0), |t| {
+            (Arc::as_ptr(&t) as usize, t.definitions_changed() as usize)
+        });
         (self.session.catalog_generation(), self.session.scope(), txn)
     }
 

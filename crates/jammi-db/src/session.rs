@@ -433,15 +433,18 @@ impl Session {
         let mut state = self.shared.base.clone();
         state.config_mut().options_mut().extensions.insert(TenantScopeOption { scope });
         state.config_mut().options_mut().extensions.insert(TxnOption { txn: txn.cloned() });
-        let engine = if write_catalog {
-            let mut catalogs = self.shared.engine_catalogs.read().unwrap_or_else(|p| p.into_inner()).clone();
-            catalogs.insert(
-                mutable::WRITE_CATALOG.to_string(),
-                Arc::new(MutableCatalog::new(Arc::clone(&self.shared.mutable), Mode::Write)) as Arc<dyn EngineCatalog>,
-            );
-            Arc::new(EngineCatalogs::new(catalogs))
-        } else {
-            Arc::clone(&self.shared.engine_catalogs)
+        // Inside a transaction, mutable tables resolve as it sees them (its own DDL included).
+        let engine = match txn {
+            Some(txn) => {
+                let mut catalogs = self.shared.engine_catalogs.read().unwrap_or_else(|p| p.into_inner()).clone();
+                let catalog = |mode| Arc::new(MutableCatalog::in_transaction(Arc::clone(&self.shared.mutable), mode, Arc::clone(txn))) as Arc<dyn EngineCatalog>;
+                catalogs.insert(mutable::CATALOG.to_string(), catalog(Mode::Read));
+                if write_catalog {
+                    catalogs.insert(mutable::WRITE_CATALOG.to_string(), catalog(Mode::Write));
+                }
+                Arc::new(EngineCatalogs::new(catalogs))
+            }
+            None => Arc::clone(&self.shared.engine_catalogs),
         };
         let list = ScopedCatalogList::new(scope, Arc::clone(&self.shared.sources), engine, self.scratch_catalogs(scope));
         state.register_catalog_list(Arc::new(list));
@@ -472,7 +475,14 @@ impl Session {
         match txn {
             Some(txn) if commit => match txn.timed_out() {
                 Some(timeout_ms) => Err(Error::IdleInTransactionTimeout { timeout_ms }),
-                None => txn.commit().await,
+                None => {
+                    txn.commit().await?;
+                    // Definitions changed inside it: every session of this engine sees them now.
+                    if txn.definitions_changed() > 0 {
+                        self.sync_catalog().await?;
+                    }
+                    Ok(())
+                }
             },
             Some(txn) => txn.rollback().await,
             None => Err(Error::Query(format!("no transaction is open; {} needs a BEGIN first", if commit { "COMMIT" } else { "ROLLBACK" }))),

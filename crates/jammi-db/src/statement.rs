@@ -42,11 +42,19 @@ impl SqlStatement {
             Statement::StartTransaction { .. } => "BEGIN",
             Statement::Commit { .. } => "COMMIT",
             Statement::Rollback { .. } => "ROLLBACK",
+            Statement::Savepoint { .. } => "SAVEPOINT",
+            Statement::ReleaseSavepoint { .. } => "RELEASE",
             Statement::Set(_) => "SET",
             Statement::AlterTable(_) => "ALTER TABLE",
             Statement::Truncate(_) => "TRUNCATE",
             _ => "SELECT",
         }
+    }
+
+    /// Whether this is `COMMIT` or a whole `ROLLBACK` (not `ROLLBACK TO SAVEPOINT`), which
+    /// end the transaction.
+    pub fn ends_transaction(&self) -> bool {
+        matches!(self.inner(), DfStatement::Statement(s) if matches!(s.as_ref(), Statement::Commit { .. } | Statement::Rollback { savepoint: None, .. }))
     }
 
     /// The statement with each `$n` replaced by the literal of `params[n - 1]` (in the AST,

@@ -139,8 +139,9 @@ fn tokens_belong_to_their_tenant() {
     ok(jammi(&data).args(["--tenant", a, "token", "revoke", &id_a]));
 }
 
-/// Two `jammi serve` processes on one PostgreSQL catalog, four psycopg clients (two on each)
-/// doing 15 read-modify-write transactions each: no update is lost.
+/// Two `jammi serve` processes on one PostgreSQL catalog: DDL in psycopg's transactions,
+/// then four psycopg clients (two on each server) doing 15 read-modify-write transactions
+/// each: no update is lost.
 #[test]
 fn read_modify_write_through_two_servers_on_postgres_loses_nothing() {
     let admin = std::env::var("JAMMI_TEST_PG_URL").expect("JAMMI_TEST_PG_URL is not set: run the tests through scripts/test.sh");
@@ -148,18 +149,32 @@ fn read_modify_write_through_two_servers_on_postgres_loses_nothing() {
     let created = Command::new("psql").arg(&admin).args(["-q", "-c", &format!("CREATE DATABASE {db}")]).status().expect("run psql");
     assert!(created.success(), "create the test database");
     let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+    read_modify_write_through_two_servers(&url);
+}
+
+/// The same on one SQLite catalog file shared by the two processes.
+#[test]
+fn read_modify_write_through_two_servers_on_sqlite_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    read_modify_write_through_two_servers(&format!("sqlite://{}", dir.path().join("catalog.db").display()));
+}
+
+fn read_modify_write_through_two_servers(catalog_url: &str) {
     let dir = tempfile::tempdir().unwrap();
     let homes: Vec<std::path::PathBuf> = (0..2).map(|i| dir.path().join(format!("home{i}"))).collect();
     for home in &homes {
         std::fs::create_dir_all(home).unwrap();
-        std::fs::write(home.join("jammi.toml"), format!("[catalog]\nurl = \"{url}\"\n")).unwrap();
+        std::fs::write(home.join("jammi.toml"), format!("[catalog]\nurl = \"{catalog_url}\"\n")).unwrap();
     }
-    ok(jammi(&homes[0]).args(["sql", "CREATE TABLE mutable.public.counter (id BIGINT PRIMARY KEY, n BIGINT NOT NULL); INSERT INTO mutable.public.counter VALUES (1, 0)"]));
     let (first, second) = (serve(&homes[0]), serve(&homes[1]));
-    let script = format!("{}/tests/clients/psycopg_counter.py", env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("python3").arg(&script).args([&first.pg_port, &second.pg_port, "4", "15"]).output().expect("python3");
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "60", "every read-modify-write counted once");
+    let client = |script: &str, args: &[&str]| {
+        let script = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
+        let out = Command::new("python3").arg(&script).args([&first.pg_port, &second.pg_port]).args(args).output().expect("python3");
+        assert!(out.status.success(), "{script}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(client("psycopg_ddl.py", &[]), "ok");
+    assert_eq!(client("psycopg_counter.py", &["4", "15"]), "60", "every read-modify-write counted once");
     stop(first);
     stop(second);
 }

@@ -65,6 +65,10 @@ pub trait CatalogBackend: Send + Sync + fmt::Debug {
     /// processes.
     async fn begin_serialized<'c>(&self, pool: &'c AnyPool) -> Result<Transaction<'c, Any>>;
 
+    /// Join the writer serialisation of [`CatalogBackend::begin_serialized`] from inside a
+    /// transaction already open on `conn` (DDL inside a client's `BEGIN`); held until it ends.
+    async fn serialize_in(&self, conn: &mut sqlx::AnyConnection) -> Result<()>;
+
     /// The change counter read without the pool, where the backend can do that much
     /// faster; `None` sends the read through the pool.
     fn read_change_counter(&self) -> Option<i64> {
@@ -114,6 +118,12 @@ impl Catalog {
     /// Begin a writer-serialising transaction (see [`CatalogBackend::begin_serialized`]).
     pub async fn begin_serialized(&self) -> Result<Transaction<'_, Any>> {
         self.backend.begin_serialized(&self.pool).await
+    }
+
+    /// Serialise with other catalog writers from inside the transaction open on `conn`
+    /// (see [`CatalogBackend::serialize_in`]).
+    pub async fn serialize_in(&self, conn: &mut sqlx::AnyConnection) -> Result<()> {
+        self.backend.serialize_in(conn).await
     }
 
     /// Repository of registered sources.
@@ -254,9 +264,9 @@ pub(crate) fn bind_opt<'q>(query: sqlx::query::Query<'q, Any, sqlx::any::AnyArgu
 }
 
 /// Bump the change counter inside a write transaction.
-pub(crate) async fn bump_change_counter(tx: &mut Transaction<'_, Any>) -> Result<(), sqlx::Error> {
+pub(crate) async fn bump_change_counter(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE jammi_change_counter SET counter = counter + 1 WHERE id = 1")
-        .execute(&mut **tx)
+        .execute(conn)
         .await
         .map(|_| ())
 }

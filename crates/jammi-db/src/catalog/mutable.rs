@@ -3,7 +3,7 @@
 //! the storage table in one transaction.
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{AnyConnection, Row};
 
 use super::{bump_change_counter, now_millis, Catalog};
 use crate::error::Result;
@@ -62,20 +62,30 @@ impl<'a> MutableTableRepo<'a> {
         rows.iter().map(record).collect::<std::result::Result<_, _>>().map_err(|e| c.error(e))
     }
 
-    /// Every owner's table named `name`, as seen inside `tx` (callers pick the one their
-    /// scope resolves, see [`crate::tenant::pick_scoped`]).
-    pub async fn named_in(&self, tx: &mut Transaction<'_, Any>, name: &str) -> Result<Vec<MutableTableRecord>> {
+    /// Every table, as seen inside the transaction open on `conn`.
+    pub async fn list_all_in(&self, conn: &mut AnyConnection) -> Result<Vec<MutableTableRecord>> {
         let c = self.catalog;
-        let rows = sqlx::query("SELECT id, tenant_id, name, storage, spec, created_at FROM jammi_mutable_tables WHERE name = $1")
-            .bind(name)
-            .fetch_all(&mut **tx)
+        let rows = sqlx::query("SELECT id, tenant_id, name, storage, spec, created_at FROM jammi_mutable_tables ORDER BY name")
+            .fetch_all(conn)
             .await
             .map_err(|e| c.error(e))?;
         rows.iter().map(record).collect::<std::result::Result<_, _>>().map_err(|e| c.error(e))
     }
 
-    /// Register a table inside `tx` (which also creates its storage table).
-    pub async fn insert_in(&self, tx: &mut Transaction<'_, Any>, record: &MutableTableRecord) -> Result<()> {
+    /// Every owner's table named `name`, as seen inside the transaction open on `conn` (callers pick the one their
+    /// scope resolves, see [`crate::tenant::pick_scoped`]).
+    pub async fn named_in(&self, conn: &mut AnyConnection, name: &str) -> Result<Vec<MutableTableRecord>> {
+        let c = self.catalog;
+        let rows = sqlx::query("SELECT id, tenant_id, name, storage, spec, created_at FROM jammi_mutable_tables WHERE name = $1")
+            .bind(name)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| c.error(e))?;
+        rows.iter().map(record).collect::<std::result::Result<_, _>>().map_err(|e| c.error(e))
+    }
+
+    /// Register a table inside the transaction open on `conn` (which also creates its storage table).
+    pub async fn insert_in(&self, conn: &mut AnyConnection, record: &MutableTableRecord) -> Result<()> {
         let c = self.catalog;
         sqlx::query("INSERT INTO jammi_mutable_tables (id, tenant_id, name, storage, spec, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(&record.id)
@@ -84,23 +94,23 @@ impl<'a> MutableTableRepo<'a> {
             .bind(&record.storage)
             .bind(&record.spec)
             .bind(now_millis())
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await
             .map_err(|e| c.error(e))?;
-        bump_change_counter(tx).await.map_err(|e| c.error(e))
+        bump_change_counter(conn).await.map_err(|e| c.error(e))
     }
 
-    /// Replace a table's spec inside `tx`.
-    pub async fn update_spec_in(&self, tx: &mut Transaction<'_, Any>, id: &str, spec: &str) -> Result<()> {
+    /// Replace a table's spec inside the transaction open on `conn`.
+    pub async fn update_spec_in(&self, conn: &mut AnyConnection, id: &str, spec: &str) -> Result<()> {
         let c = self.catalog;
-        sqlx::query("UPDATE jammi_mutable_tables SET spec = $1 WHERE id = $2").bind(spec).bind(id).execute(&mut **tx).await.map_err(|e| c.error(e))?;
-        bump_change_counter(tx).await.map_err(|e| c.error(e))
+        sqlx::query("UPDATE jammi_mutable_tables SET spec = $1 WHERE id = $2").bind(spec).bind(id).execute(&mut *conn).await.map_err(|e| c.error(e))?;
+        bump_change_counter(conn).await.map_err(|e| c.error(e))
     }
 
-    /// Remove a table's row inside `tx`.
-    pub async fn delete_in(&self, tx: &mut Transaction<'_, Any>, id: &str) -> Result<()> {
+    /// Remove a table's row inside the transaction open on `conn`.
+    pub async fn delete_in(&self, conn: &mut AnyConnection, id: &str) -> Result<()> {
         let c = self.catalog;
-        sqlx::query("DELETE FROM jammi_mutable_tables WHERE id = $1").bind(id).execute(&mut **tx).await.map_err(|e| c.error(e))?;
-        bump_change_counter(tx).await.map_err(|e| c.error(e))
+        sqlx::query("DELETE FROM jammi_mutable_tables WHERE id = $1").bind(id).execute(&mut *conn).await.map_err(|e| c.error(e))?;
+        bump_change_counter(conn).await.map_err(|e| c.error(e))
     }
 }

@@ -62,11 +62,16 @@ impl CatalogBackend for PostgresBackend {
             message: crate::error::one_line(&e.to_string()),
         };
         let mut tx = pool.begin().await.map_err(err)?;
+        self.serialize_in(&mut tx).await?;
+        Ok(tx)
+    }
+
+    async fn serialize_in(&self, conn: &mut sqlx::AnyConnection) -> Result<()> {
         // The function sits in FROM so the statement returns an int, a type every driver decodes.
         sqlx::query(&format!("SELECT 1 AS locked FROM pg_advisory_xact_lock({WRITER_LOCK_KEY})"))
-            .execute(&mut *tx)
+            .execute(conn)
             .await
-            .map_err(err)?;
-        Ok(tx)
+            .map(|_| ())
+            .map_err(|e| Error::Catalog { backend: self.display_url(), message: crate::error::one_line(&e.to_string()) })
     }
 }

@@ -131,4 +131,9 @@ impl CatalogBackend for SqliteBackend {
             message: crate::error::one_line(&e.to_string()),
         })
     }
+
+    async fn serialize_in(&self, _conn: &mut sqlx::AnyConnection) -> Result<()> {
+        // Every write transaction on SQLite already holds the database's write lock.
+        Ok(())
+    }
 }

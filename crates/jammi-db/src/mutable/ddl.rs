@@ -1,16 +1,98 @@
 //! `CREATE TABLE`, `DROP TABLE`, `ALTER TABLE ... ADD COLUMN` and `CREATE [UNIQUE] INDEX`
-//! on mutable tables. Each is one catalog transaction covering the catalog row and the
-//! storage table, so a crash leaves either the old or the new definition.
+//! on mutable tables. Each changes the catalog row and the storage table in one catalog
+//! transaction, so a crash leaves either the old or the new definition: its own
+//! (serialised with every other catalog writer), or — inside a client's `BEGIN` — the
+//! client's, behind a savepoint, so the change commits or rolls back with it and is seen
+//! only by that transaction until it commits. Both catalog databases have transactional DDL.
 
 use datafusion::sql::sqlparser::ast::{self, AlterTableOperation};
+use sqlx::AnyConnection;
 
 use super::dml::evaluate_constant;
-use super::spec::{column_spec, IndexSpec, TableSpec};
+use super::spec::{column_spec, ColumnSpec, IndexSpec, TableSpec};
 use super::store;
+use super::types::Stored;
 use crate::catalog::MutableTableRecord;
 use crate::error::{Error, Result};
 use crate::session::Session;
 use crate::tenant::TenantScope;
+
+/// A definition change on mutable tables.
+#[derive(Debug)]
+pub enum Ddl<'a> {
+    /// `CREATE TABLE mutable.public.NAME (...)`
+    CreateTable(&'a ast::CreateTable, String),
+    /// `DROP TABLE [IF EXISTS] mutable.public.A, ...`
+    Drop(Vec<String>, bool),
+    /// `ALTER TABLE mutable.public.NAME ADD COLUMN ...`
+    Alter(&'a ast::AlterTable, String),
+    /// `CREATE [UNIQUE] INDEX ... ON mutable.public.NAME (...)`
+    CreateIndex(&'a ast::CreateIndex, String),
+}
+
+/// What is worked out before the catalog is touched: checks and constant defaults, which
+/// may run queries of their own (inside a transaction those need its connection).
+enum Checked<'a> {
+    CreateTable(&'a ast::CreateTable, &'a str, TableSpec),
+    Drop(&'a [String], bool),
+    Alter(&'a str, Vec<NewColumn>),
+    CreateIndex(&'a ast::CreateIndex, &'a str),
+}
+
+/// One `ADD COLUMN`, with the value existing rows get.
+struct NewColumn {
+    column: ColumnSpec,
+    fill: Option<Stored>,
+    if_not_exists: bool,
+}
+
+/// Run `ddl` in the session's open transaction if there is one, else in its own.
+pub async fn run(session: &Session, scope: TenantScope, ddl: &Ddl<'_>) -> Result<()> {
+    let checked = check(session, scope, ddl).await?;
+    let catalog = session.catalog();
+    let Some(txn) = session.open_transaction() else {
+        let mut tx = catalog.begin_serialized().await?;
+        apply(session, scope, &checked, &mut tx).await?;
+        tx.commit().await.map_err(catalog_err(session))?;
+        return session.sync_catalog().await;
+    };
+    {
+        let mut conn = txn.connection().await?;
+        // Held until the transaction ends, as a DDL transaction of its own would hold it.
+        catalog.serialize_in(&mut conn).await?;
+        savepoint(&mut conn, "SAVEPOINT jammi_statement").await?;
+        match apply(session, scope, &checked, &mut conn).await {
+            Ok(()) => savepoint(&mut conn, "RELEASE SAVEPOINT jammi_statement").await?,
+            Err(e) => {
+                savepoint(&mut conn, "ROLLBACK TO SAVEPOINT jammi_statement").await?;
+                return Err(e);
+            }
+        }
+    }
+    session.mutable_state().reload_in(&txn).await
+}
+
+async fn savepoint(conn: &mut AnyConnection, sql: &str) -> Result<()> {
+    sqlx::query(sql).execute(conn).await.map(|_| ()).map_err(|e| Error::Query(crate::error::one_line(&e.to_string())))
+}
+
+async fn check<'a>(session: &Session, scope: TenantScope, ddl: &'a Ddl<'_>) -> Result<Checked<'a>> {
+    Ok(match ddl {
+        Ddl::CreateTable(create, name) => Checked::CreateTable(create, name, check_create(session, scope, create, name).await?),
+        Ddl::Drop(names, if_exists) => Checked::Drop(names, *if_exists),
+        Ddl::Alter(alter, name) => Checked::Alter(name, check_alter(session, scope, alter, name).await?),
+        Ddl::CreateIndex(create, name) => Checked::CreateIndex(create, name),
+    })
+}
+
+async fn apply(session: &Session, scope: TenantScope, checked: &Checked<'_>, conn: &mut AnyConnection) -> Result<()> {
+    match checked {
+        Checked::CreateTable(create, name, spec) => create_table(session, scope, create, name, spec, conn).await,
+        Checked::Drop(names, if_exists) => drop_tables(session, scope, names, *if_exists, conn).await,
+        Checked::Alter(name, columns) => alter_table(session, scope, name, columns, conn).await,
+        Checked::CreateIndex(create, name) => create_index(session, scope, create, name, conn).await,
+    }
+}
 
 fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty() && name.len() <= 63 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.starts_with(|c: char| c.is_ascii_digit());
@@ -25,8 +107,8 @@ fn catalog_err(session: &Session) -> impl Fn(sqlx::Error) -> Error + '_ {
     move |e| session.catalog().error(e)
 }
 
-/// `CREATE TABLE mutable.public.NAME (...)`.
-pub async fn create_table(session: &Session, scope: TenantScope, create: &ast::CreateTable, name: &str) -> Result<()> {
+/// `CREATE TABLE mutable.public.NAME (...)`: the definition, checked.
+async fn check_create(session: &Session, scope: TenantScope, create: &ast::CreateTable, name: &str) -> Result<TableSpec> {
     check_name(name)?;
     let display = format!("mutable.public.{name}");
     if create.query.is_some() {
@@ -39,10 +121,14 @@ pub async fn create_table(session: &Session, scope: TenantScope, create: &ast::C
             evaluate_constant(session, scope, default, c.ty, &c.name).await?;
         }
     }
+    Ok(spec)
+}
+
+async fn create_table(session: &Session, scope: TenantScope, create: &ast::CreateTable, name: &str, spec: &TableSpec, conn: &mut AnyConnection) -> Result<()> {
+    let display = format!("mutable.public.{name}");
     let catalog = session.catalog();
-    let mut tx = catalog.begin_serialized().await?;
     // Names are per owner: another tenant's table of this name does not matter here.
-    if catalog.mutable_tables().named_in(&mut tx, name).await?.iter().any(|r| r.owner == scope.owner()) {
+    if catalog.mutable_tables().named_in(conn, name).await?.iter().any(|r| r.owner == scope.owner()) {
         if create.if_not_exists {
             return Ok(());
         }
@@ -50,36 +136,34 @@ pub async fn create_table(session: &Session, scope: TenantScope, create: &ast::C
     }
     let id = uuid::Uuid::new_v4().simple().to_string();
     let storage = format!("jammi_m_{}", &id[..16]);
-    for sql in store::create_table_sql(catalog.backend().kind(), &storage, &spec) {
-        sqlx::query(&sql).execute(&mut *tx).await.map_err(catalog_err(session))?;
+    for sql in store::create_table_sql(catalog.backend().kind(), &storage, spec) {
+        sqlx::query(&sql).execute(&mut *conn).await.map_err(catalog_err(session))?;
     }
-    let spec_json = serde_json::to_string(&spec).map_err(|e| Error::Query(e.to_string()))?;
+    let spec_json = serde_json::to_string(spec).map_err(|e| Error::Query(e.to_string()))?;
     let record = MutableTableRecord { id, owner: scope.owner(), name: name.to_string(), storage, spec: spec_json, created_at: 0 };
-    catalog.mutable_tables().insert_in(&mut tx, &record).await?;
-    tx.commit().await.map_err(catalog_err(session))
+    catalog.mutable_tables().insert_in(conn, &record).await
 }
 
 /// `DROP TABLE [IF EXISTS] mutable.public.A, ...`: all or nothing.
-pub async fn drop_tables(session: &Session, scope: TenantScope, names: &[String], if_exists: bool) -> Result<()> {
+async fn drop_tables(session: &Session, scope: TenantScope, names: &[String], if_exists: bool, conn: &mut AnyConnection) -> Result<()> {
     let catalog = session.catalog();
-    let mut tx = catalog.begin_serialized().await?;
     for name in names {
-        match table_in(session, scope, &mut tx, name).await? {
+        match table_in(session, scope, conn, name).await? {
             Some(record) => {
                 check_owner(scope, &record)?;
-                sqlx::query(&format!("DROP TABLE {}", store::quote(&record.storage))).execute(&mut *tx).await.map_err(catalog_err(session))?;
-                catalog.mutable_tables().delete_in(&mut tx, &record.id).await?;
+                sqlx::query(&format!("DROP TABLE {}", store::quote(&record.storage))).execute(&mut *conn).await.map_err(catalog_err(session))?;
+                catalog.mutable_tables().delete_in(conn, &record.id).await?;
             }
             None if if_exists => {}
             None => return Err(Error::Query(format!("table mutable.public.{name} does not exist; use DROP TABLE IF EXISTS to ignore that"))),
         }
     }
-    tx.commit().await.map_err(catalog_err(session))
+    Ok(())
 }
 
-/// The table `scope` resolves `name` to, inside `tx`.
-async fn table_in(session: &Session, scope: TenantScope, tx: &mut sqlx::Transaction<'_, sqlx::Any>, name: &str) -> Result<Option<MutableTableRecord>> {
-    let candidates = session.catalog().mutable_tables().named_in(tx, name).await?;
+/// The table `scope` resolves `name` to, inside the transaction open on `conn`.
+async fn table_in(session: &Session, scope: TenantScope, conn: &mut AnyConnection, name: &str) -> Result<Option<MutableTableRecord>> {
+    let candidates = session.catalog().mutable_tables().named_in(conn, name).await?;
     Ok(crate::tenant::pick_scoped(scope, candidates, |r| r.owner))
 }
 
@@ -96,9 +180,10 @@ fn check_owner(scope: TenantScope, record: &MutableTableRecord) -> Result<()> {
     }
 }
 
-/// Read a table's definition inside `tx`, checking `scope` may change it.
-async fn spec_in(session: &Session, scope: TenantScope, tx: &mut sqlx::Transaction<'_, sqlx::Any>, name: &str) -> Result<(MutableTableRecord, TableSpec)> {
-    let record = table_in(session, scope, tx, name)
+/// Read a table's definition inside the transaction open on `conn`, checking `scope` may
+/// change it.
+async fn spec_in(session: &Session, scope: TenantScope, conn: &mut AnyConnection, name: &str) -> Result<(MutableTableRecord, TableSpec)> {
+    let record = table_in(session, scope, conn, name)
         .await?
         .ok_or_else(|| Error::Query(format!("table mutable.public.{name} does not exist")))?;
     check_owner(scope, &record)?;
@@ -106,22 +191,15 @@ async fn spec_in(session: &Session, scope: TenantScope, tx: &mut sqlx::Transacti
     Ok((record, spec))
 }
 
-/// `ALTER TABLE mutable.public.NAME ADD COLUMN c type [NOT NULL] [DEFAULT x]`.
-pub async fn alter_table(session: &Session, scope: TenantScope, alter: &ast::AlterTable, name: &str) -> Result<()> {
+/// `ALTER TABLE mutable.public.NAME ADD COLUMN c type [NOT NULL] [DEFAULT x]`: the new
+/// columns, checked, with the value existing rows get.
+async fn check_alter(session: &Session, scope: TenantScope, alter: &ast::AlterTable, name: &str) -> Result<Vec<NewColumn>> {
     let display = format!("mutable.public.{name}");
-    let catalog = session.catalog();
-    let mut tx = catalog.begin_serialized().await?;
-    let (record, mut spec) = spec_in(session, scope, &mut tx, name).await?;
+    let mut columns = Vec::with_capacity(alter.operations.len());
     for operation in &alter.operations {
         let AlterTableOperation::AddColumn { column_def, if_not_exists, .. } = operation else {
             return Err(Error::Query(format!("ALTER TABLE {display}: only ADD COLUMN is supported, not '{operation}'")));
         };
-        if spec.column(&column_def.name.value).is_some() {
-            if *if_not_exists {
-                continue;
-            }
-            return Err(Error::Query(format!("ALTER TABLE {display}: column '{}' already exists", column_def.name.value)));
-        }
         let mut extra = TableSpec { columns: vec![], primary_key: vec![], indexes: vec![] };
         let column = column_spec(&display, column_def, &mut extra)?;
         if !extra.primary_key.is_empty() || !extra.indexes.is_empty() {
@@ -140,24 +218,38 @@ pub async fn alter_table(session: &Session, scope: TenantScope, alter: &ast::Alt
             }
             None => None,
         };
-        let mut sql = store::add_column_sql(catalog.backend().kind(), &record.storage, &column, fill.as_ref());
+        columns.push(NewColumn { column, fill, if_not_exists: *if_not_exists });
+    }
+    Ok(columns)
+}
+
+async fn alter_table(session: &Session, scope: TenantScope, name: &str, columns: &[NewColumn], conn: &mut AnyConnection) -> Result<()> {
+    let display = format!("mutable.public.{name}");
+    let catalog = session.catalog();
+    let (record, mut spec) = spec_in(session, scope, conn, name).await?;
+    for NewColumn { column, fill, if_not_exists } in columns {
+        if spec.column(&column.name).is_some() {
+            if *if_not_exists {
+                continue;
+            }
+            return Err(Error::Query(format!("ALTER TABLE {display}: column '{}' already exists", column.name)));
+        }
+        let mut sql = store::add_column_sql(catalog.backend().kind(), &record.storage, column, fill.as_ref());
         if !column.nullable {
             sql.push_str(" NOT NULL");
         }
-        sqlx::query(&sql).execute(&mut *tx).await.map_err(catalog_err(session))?;
-        spec.columns.push(column);
+        sqlx::query(&sql).execute(&mut *conn).await.map_err(catalog_err(session))?;
+        spec.columns.push(column.clone());
     }
     let spec_json = serde_json::to_string(&spec).map_err(|e| Error::Query(e.to_string()))?;
-    catalog.mutable_tables().update_spec_in(&mut tx, &record.id, &spec_json).await?;
-    tx.commit().await.map_err(catalog_err(session))
+    catalog.mutable_tables().update_spec_in(conn, &record.id, &spec_json).await
 }
 
 /// `CREATE [UNIQUE] INDEX [name] ON mutable.public.NAME (a, b)`.
-pub async fn create_index(session: &Session, scope: TenantScope, create: &ast::CreateIndex, name: &str) -> Result<()> {
+async fn create_index(session: &Session, scope: TenantScope, create: &ast::CreateIndex, name: &str, conn: &mut AnyConnection) -> Result<()> {
     let display = format!("mutable.public.{name}");
     let catalog = session.catalog();
-    let mut tx = catalog.begin_serialized().await?;
-    let (record, mut spec) = spec_in(session, scope, &mut tx, name).await?;
+    let (record, mut spec) = spec_in(session, scope, conn, name).await?;
     let mut columns = Vec::new();
     for c in &create.columns {
         match &c.column.expr {
@@ -177,7 +269,7 @@ pub async fn create_index(session: &Session, scope: TenantScope, create: &ast::C
         return Err(Error::Query(format!("CREATE INDEX on {display}: an index named '{index_name}' already exists")));
     }
     let sql = store::create_index_sql(&record.storage, &index_name, &columns, create.unique);
-    if let Err(e) = sqlx::query(&sql).execute(&mut *tx).await {
+    if let Err(e) = sqlx::query(&sql).execute(&mut *conn).await {
         return Err(match store::write_error(e, &record.storage, &spec) {
             store::WriteError::Duplicate(_) => Error::Query(format!(
                 "CREATE UNIQUE INDEX on {display} ({}): existing rows already repeat a value",
@@ -188,6 +280,5 @@ pub async fn create_index(session: &Session, scope: TenantScope, create: &ast::C
     }
     spec.indexes.push(IndexSpec { name: index_name, columns, unique: create.unique });
     let spec_json = serde_json::to_string(&spec).map_err(|e| Error::Query(e.to_string()))?;
-    catalog.mutable_tables().update_spec_in(&mut tx, &record.id, &spec_json).await?;
-    tx.commit().await.map_err(catalog_err(session))
+    catalog.mutable_tables().update_spec_in(conn, &record.id, &spec_json).await
 }

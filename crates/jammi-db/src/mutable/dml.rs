@@ -42,8 +42,8 @@ pub enum Write<'a> {
 /// there is one (behind a savepoint, so a failed statement leaves the earlier ones), else in
 /// its own. Returns the number of rows affected.
 pub async fn run(session: &Session, scope: TenantScope, name: &str, write: Write<'_>) -> Result<u64> {
-    let table = session.mutable_state().require(scope, name)?;
     let explicit = session.open_transaction();
+    let table = session.mutable_state().require_in(scope, name, explicit.as_deref())?;
     let txn = match &explicit {
         Some(t) => Arc::clone(t),
         None => session.mutable_state().begin().await?,

@@ -73,13 +73,7 @@ impl MutableState {
 
     /// Reload the table list from the catalog.
     pub(crate) async fn sync(&self) -> Result<()> {
-        let records = self.catalog.mutable_tables().list_all().await?;
-        let mut tables = ScopedNames::with_capacity(records.len());
-        for r in records {
-            let spec: TableSpec = serde_json::from_str(&r.spec)
-                .map_err(|e| Error::Query(format!("mutable table '{}' has an unreadable definition in the catalog: {e}", r.name)))?;
-            tables.insert((r.owner, r.name.clone()), Arc::new(MutableTable { id: r.id, owner: r.owner, name: r.name, storage: r.storage, spec }));
-        }
+        let tables = tables_from(self.catalog.mutable_tables().list_all().await?)?;
         *self.tables.write() = tables;
         Ok(())
     }
@@ -89,11 +83,35 @@ impl MutableState {
         resolve_scoped(&self.tables.read(), scope, name)
     }
 
+    /// [`MutableState::get`] as `txn` sees it: DDL inside a transaction is visible to it alone
+    /// until it commits.
+    pub(crate) fn get_in(&self, scope: TenantScope, name: &str, txn: Option<&txn::WriteTxn>) -> Option<Arc<MutableTable>> {
+        match txn.and_then(|t| t.definitions()) {
+            Some(tables) => resolve_scoped(&tables, scope, name),
+            None => self.get(scope, name),
+        }
+    }
+
     /// The table `scope` resolves `name` to, or an error saying it does not exist.
     pub fn require(&self, scope: TenantScope, name: &str) -> Result<Arc<MutableTable>> {
-        self.get(scope, name).ok_or_else(|| {
+        self.require_in(scope, name, None)
+    }
+
+    /// [`MutableState::require`] as `txn` sees it.
+    pub(crate) fn require_in(&self, scope: TenantScope, name: &str, txn: Option<&txn::WriteTxn>) -> Result<Arc<MutableTable>> {
+        self.get_in(scope, name, txn).ok_or_else(|| {
             Error::Query(format!("mutable table 'mutable.public.{name}' does not exist{}; create it with CREATE TABLE mutable.public.{name} (...)", scope.describe()))
         })
+    }
+
+    /// Reload the definitions `txn` sees from inside it, after DDL there changed them.
+    pub(crate) async fn reload_in(&self, txn: &txn::WriteTxn) -> Result<()> {
+        let records = {
+            let mut conn = txn.connection().await?;
+            self.catalog.mutable_tables().list_all_in(&mut conn).await?
+        };
+        txn.set_definitions(tables_from(records)?);
+        Ok(())
     }
 
     /// Begin a write transaction for one statement (see [`txn::WriteTxn`]).
@@ -106,12 +124,29 @@ impl MutableState {
         self.writer.begin_explicit().await
     }
 
-    fn names(&self, scope: TenantScope) -> Vec<String> {
-        let mut names: Vec<String> = self.tables.read().keys().filter(|(owner, _)| visible(scope, *owner)).map(|(_, n)| n.clone()).collect();
+    fn names(&self, scope: TenantScope, txn: Option<&txn::WriteTxn>) -> Vec<String> {
+        let pick = |tables: &ScopedNames<Arc<MutableTable>>| -> Vec<String> {
+            tables.keys().filter(|(owner, _)| visible(scope, *owner)).map(|(_, n)| n.clone()).collect()
+        };
+        let mut names = match txn.and_then(|t| t.definitions()) {
+            Some(tables) => pick(&tables),
+            None => pick(&self.tables.read()),
+        };
         names.sort();
         names.dedup();
         names
     }
+}
+
+/// Catalog rows as the engine holds them.
+fn tables_from(records: Vec<crate::catalog::MutableTableRecord>) -> Result<ScopedNames<Arc<MutableTable>>> {
+    let mut tables = ScopedNames::with_capacity(records.len());
+    for r in records {
+        let spec: TableSpec = serde_json::from_str(&r.spec)
+            .map_err(|e| Error::Query(format!("mutable table '{}' has an unreadable definition in the catalog: {e}", r.name)))?;
+        tables.insert((r.owner, r.name.clone()), Arc::new(MutableTable { id: r.id, owner: r.owner, name: r.name, storage: r.storage, spec }));
+    }
+    Ok(tables)
 }
 
 /// `mutable` (reads) or `jammi_write` (write planning) as a DataFusion catalog.
@@ -121,17 +156,24 @@ pub(crate) struct MutableCatalog {
     mode: Mode,
     /// Whose tables the catalog lists and resolves.
     scope: TenantScope,
+    /// The open transaction whose view of the definitions to use, for contexts planned in one.
+    txn: Option<Arc<txn::WriteTxn>>,
 }
 
 impl MutableCatalog {
     pub(crate) fn new(state: Arc<MutableState>, mode: Mode) -> Self {
-        MutableCatalog { state, mode, scope: TenantScope::Unbound }
+        MutableCatalog { state, mode, scope: TenantScope::Unbound, txn: None }
+    }
+
+    /// The catalog as the open transaction `txn` sees it (its own DDL included).
+    pub(crate) fn in_transaction(state: Arc<MutableState>, mode: Mode, txn: Arc<txn::WriteTxn>) -> Self {
+        MutableCatalog { state, mode, scope: TenantScope::Unbound, txn: Some(txn) }
     }
 }
 
 impl EngineCatalog for MutableCatalog {
     fn for_scope(&self, scope: TenantScope) -> Arc<dyn CatalogProvider> {
-        Arc::new(MutableCatalog { state: Arc::clone(&self.state), mode: self.mode, scope })
+        Arc::new(MutableCatalog { state: Arc::clone(&self.state), mode: self.mode, scope, txn: self.txn.clone() })
     }
 }
 
@@ -141,7 +183,9 @@ impl CatalogProvider for MutableCatalog {
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        (name == DEFAULT_SCHEMA).then(|| Arc::new(MutableSchema { state: Arc::clone(&self.state), mode: self.mode, scope: self.scope }) as Arc<dyn SchemaProvider>)
+        (name == DEFAULT_SCHEMA).then(|| {
+            Arc::new(MutableSchema { state: Arc::clone(&self.state), mode: self.mode, scope: self.scope, txn: self.txn.clone() }) as Arc<dyn SchemaProvider>
+        })
     }
 }
 
@@ -150,16 +194,17 @@ struct MutableSchema {
     state: Arc<MutableState>,
     mode: Mode,
     scope: TenantScope,
+    txn: Option<Arc<txn::WriteTxn>>,
 }
 
 #[async_trait::async_trait]
 impl SchemaProvider for MutableSchema {
     fn table_names(&self) -> Vec<String> {
-        self.state.names(self.scope)
+        self.state.names(self.scope, self.txn.as_deref())
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        Ok(self.state.get(self.scope, name).map(|t| Arc::new(MutableProvider::new(self.state.catalog.clone(), t, self.mode)) as Arc<dyn TableProvider>))
+        Ok(self.state.get_in(self.scope, name, self.txn.as_deref()).map(|t| Arc::new(MutableProvider::new(self.state.catalog.clone(), t, self.mode)) as Arc<dyn TableProvider>))
     }
 
     fn register_table(&self, name: String, _table: Arc<dyn TableProvider>) -> DfResult<Option<Arc<dyn TableProvider>>> {
@@ -171,6 +216,6 @@ impl SchemaProvider for MutableSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.state.get(self.scope, name).is_some()
+        self.state.get_in(self.scope, name, self.txn.as_deref()).is_some()
     }
 }

@@ -10,6 +10,7 @@ use datafusion::dataframe::DataFrame;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, ObjectName, ObjectType, Statement, TableFactor, TableObject};
 
+use super::txn::SavepointOp;
 use super::{ddl, dml, CATALOG};
 use crate::error::{Error, Result};
 use crate::session::Session;
@@ -38,6 +39,8 @@ pub enum Claimed<'a> {
     Commit,
     /// `ROLLBACK`
     Rollback,
+    /// `SAVEPOINT s`, `RELEASE [SAVEPOINT] s`, `ROLLBACK TO [SAVEPOINT] s`
+    Savepoint(SavepointOp, String),
 }
 
 /// The table name when `name` is `mutable.public.T` (or `mutable.T`).
@@ -46,12 +49,21 @@ pub fn mutable_name(name: &ObjectName) -> Option<String> {
         .0
         .iter()
         .filter_map(|p| p.as_ident())
-        .map(|i| if i.quote_style.is_some() { i.value.clone() } else { i.value.to_lowercase() })
+        .map(ident)
         .collect();
     match parts.as_slice() {
         [c, s, t] if c == CATALOG && s == crate::source::naming::DEFAULT_SCHEMA => Some(t.clone()),
         [c, t] if c == CATALOG => Some(t.clone()),
         _ => None,
+    }
+}
+
+/// An identifier as SQL means it: unquoted ones fold to lower case.
+fn ident(id: &ast::Ident) -> String {
+    if id.quote_style.is_some() {
+        id.value.clone()
+    } else {
+        id.value.to_lowercase()
     }
 }
 
@@ -93,6 +105,9 @@ pub fn claim(statement: &DfStatement) -> Result<Option<Claimed<'_>>> {
         Statement::StartTransaction { .. } => Some(Claimed::Begin),
         Statement::Commit { .. } => Some(Claimed::Commit),
         Statement::Rollback { savepoint: None, .. } => Some(Claimed::Rollback),
+        Statement::Rollback { savepoint: Some(name), .. } => Some(Claimed::Savepoint(SavepointOp::RollbackTo, ident(name))),
+        Statement::Savepoint { name } => Some(Claimed::Savepoint(SavepointOp::Define, ident(name))),
+        Statement::ReleaseSavepoint { name } => Some(Claimed::Savepoint(SavepointOp::Release, ident(name))),
         _ => None,
     })
 }
@@ -113,10 +128,21 @@ pub async fn run(session: &Session, scope: TenantScope, claimed: Claimed<'_>) ->
             session.end_transaction(false).await?;
             return Ok(ctx.read_empty()?);
         }
-        Claimed::CreateTable(c, name) => ddl_only(session, ddl::create_table(session, scope, c, &name)).await.map(|_| None)?,
-        Claimed::Drop(names, if_exists) => ddl_only(session, ddl::drop_tables(session, scope, &names, if_exists)).await.map(|_| None)?,
-        Claimed::Alter(a, name) => ddl_only(session, ddl::alter_table(session, scope, a, &name)).await.map(|_| None)?,
-        Claimed::CreateIndex(c, name) => ddl_only(session, ddl::create_index(session, scope, c, &name)).await.map(|_| None)?,
+        Claimed::Savepoint(op, name) => {
+            let txn = session
+                .open_transaction()
+                .ok_or_else(|| Error::Query(format!("savepoint '{name}': savepoints exist only inside BEGIN ... COMMIT")))?;
+            txn.savepoint(op, &name).await?;
+            // DDL after the savepoint was undone with it.
+            if op == SavepointOp::RollbackTo && txn.definitions_changed() > 0 {
+                session.mutable_state().reload_in(&txn).await?;
+            }
+            return Ok(ctx.read_empty()?);
+        }
+        Claimed::CreateTable(c, name) => ddl::run(session, scope, &ddl::Ddl::CreateTable(c, name)).await.map(|_| None)?,
+        Claimed::Drop(names, if_exists) => ddl::run(session, scope, &ddl::Ddl::Drop(names, if_exists)).await.map(|_| None)?,
+        Claimed::Alter(a, name) => ddl::run(session, scope, &ddl::Ddl::Alter(a, name)).await.map(|_| None)?,
+        Claimed::CreateIndex(c, name) => ddl::run(session, scope, &ddl::Ddl::CreateIndex(c, name)).await.map(|_| None)?,
         Claimed::Insert(i, name) => Some(dml::run(session, scope, &name, dml::Write::Insert(i)).await?),
         Claimed::Update(u, name) => Some(dml::run(session, scope, &name, dml::Write::Update(u)).await?),
         Claimed::Delete(d, name) => Some(dml::run(session, scope, &name, dml::Write::Delete(d)).await?),
@@ -129,14 +155,4 @@ pub async fn run(session: &Session, scope: TenantScope, claimed: Claimed<'_>) ->
             Ok(ctx.read_batch(batch)?)
         }
     }
-}
-
-/// DDL commits on its own: inside an open transaction it would wait for that transaction's
-/// own write lock.
-async fn ddl_only(session: &Session, ddl: impl std::future::Future<Output = Result<()>>) -> Result<()> {
-    if session.open_transaction().is_some() {
-        return Err(Error::Query("table definitions cannot change inside BEGIN ... COMMIT; COMMIT or ROLLBACK first".into()));
-    }
-    ddl.await?;
-    session.sync_catalog().await
 }

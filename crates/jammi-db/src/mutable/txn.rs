@@ -26,7 +26,9 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, Executor};
 use tokio::sync::{Mutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
+use super::MutableTable;
 use crate::catalog::{backoff, is_transient, BackendKind, Catalog};
+use crate::tenant::ScopedNames;
 use crate::error::{Error, Result};
 
 /// Starts write transactions on the catalog database; one per engine, shared by every part
@@ -86,6 +88,53 @@ pub struct WriteTxn {
     ended: AtomicBool,
     /// The idle timeout (ms) that rolled the transaction back; 0 while it is alive.
     timed_out_ms: AtomicU64,
+    /// Mutable table definitions as this transaction sees them, once DDL ran inside it
+    /// (`None`: the engine's). Other sessions keep the engine's until it commits.
+    definitions: std::sync::Mutex<Option<Arc<ScopedNames<Arc<MutableTable>>>>>,
+    /// How many DDL statements changed `definitions` (plans made before are stale).
+    definitions_changed: AtomicU64,
+    /// The client's savepoints, oldest first (checked here, so a bad name cannot abort the
+    /// transaction on Postgres).
+    savepoints: std::sync::Mutex<Vec<String>>,
+}
+
+/// What a client does with a savepoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SavepointOp {
+    /// `SAVEPOINT name`
+    Define,
+    /// `RELEASE [SAVEPOINT] name`
+    Release,
+    /// `ROLLBACK TO [SAVEPOINT] name`
+    RollbackTo,
+}
+
+impl SavepointOp {
+    fn sql(self) -> &'static str {
+        match self {
+            SavepointOp::Define => "SAVEPOINT",
+            SavepointOp::Release => "RELEASE SAVEPOINT",
+            SavepointOp::RollbackTo => "ROLLBACK TO SAVEPOINT",
+        }
+    }
+}
+
+/// The connection of an open transaction, held (so no other statement of the transaction
+/// uses it) until the guard drops.
+pub struct TxnConnection<'a>(tokio::sync::MutexGuard<'a, Option<PoolConnection<Any>>>);
+
+impl std::ops::Deref for TxnConnection<'_> {
+    type Target = sqlx::AnyConnection;
+
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref().expect("checked present when the guard was made")
+    }
+}
+
+impl std::ops::DerefMut for TxnConnection<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.0.as_mut().expect("checked present when the guard was made")
+    }
 }
 
 /// Attempts at a step that failed with a transient SQLite error (busy, locking protocol).
@@ -130,6 +179,9 @@ impl WriteTxn {
             last_active: std::sync::Mutex::new(Instant::now()),
             ended: AtomicBool::new(false),
             timed_out_ms: AtomicU64::new(0),
+            definitions: std::sync::Mutex::new(None),
+            definitions_changed: AtomicU64::new(0),
+            savepoints: std::sync::Mutex::new(Vec::new()),
         }))
     }
 
@@ -195,20 +247,74 @@ impl WriteTxn {
         self.kind
     }
 
+    /// The transaction's connection, for steps that borrow their inputs. Statements of the
+    /// transaction that need it meanwhile (a scan of a mutable table) wait for the guard.
+    pub async fn connection(&self) -> Result<TxnConnection<'_>> {
+        let slot = self.conn.lock().await;
+        if let Some(timeout_ms) = self.timed_out() {
+            return Err(Error::IdleInTransactionTimeout { timeout_ms });
+        }
+        if slot.is_none() {
+            return Err(Error::Query("the transaction has already ended".to_string()));
+        }
+        self.touch();
+        Ok(TxnConnection(slot))
+    }
+
     /// Run `f` on the transaction's connection.
     pub async fn with<T>(
         &self,
         f: impl for<'c> FnOnce(&'c mut sqlx::AnyConnection) -> futures::future::BoxFuture<'c, Result<T>>,
     ) -> Result<T> {
-        let mut slot = self.conn.lock().await;
-        if let Some(timeout_ms) = self.timed_out() {
-            return Err(Error::IdleInTransactionTimeout { timeout_ms });
-        }
-        let conn = slot.as_mut().ok_or_else(|| Error::Query("the transaction has already ended".to_string()))?;
-        self.touch();
-        let result = f(conn).await;
+        let mut conn = self.connection().await?;
+        let result = f(&mut conn).await;
         self.touch();
         result
+    }
+
+    /// `SAVEPOINT`, `RELEASE` or `ROLLBACK TO` the client's savepoint `name`.
+    pub async fn savepoint(&self, op: SavepointOp, name: &str) -> Result<()> {
+        let valid = !name.is_empty() && name.len() <= 63 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid || name.starts_with("jammi_") {
+            return Err(Error::Query(format!(
+                "savepoint name '{name}' is not allowed; use letters, digits and '_' (at most 63, not starting with 'jammi_')"
+            )));
+        }
+        let known = {
+            let savepoints = self.savepoints.lock().unwrap_or_else(|p| p.into_inner());
+            savepoints.iter().rposition(|s| s == name)
+        };
+        if op != SavepointOp::Define && known.is_none() {
+            return Err(Error::Query(format!("savepoint '{name}' does not exist in this transaction; define it with SAVEPOINT {name}")));
+        }
+        let sql = format!("{} {}", op.sql(), super::store::quote(name));
+        self.with(|conn| Box::pin(async move { sqlx::query(&sql).execute(conn).await.map(|_| ()).map_err(|e| Error::Query(crate::error::one_line(&e.to_string()))) }))
+            .await?;
+        let mut savepoints = self.savepoints.lock().unwrap_or_else(|p| p.into_inner());
+        match (op, known) {
+            (SavepointOp::Define, _) => savepoints.push(name.to_string()),
+            // RELEASE ends the savepoint and every later one; ROLLBACK TO keeps it.
+            (SavepointOp::Release, Some(at)) => savepoints.truncate(at),
+            (SavepointOp::RollbackTo, Some(at)) => savepoints.truncate(at + 1),
+            (_, None) => {}
+        }
+        Ok(())
+    }
+
+    /// The mutable table definitions this transaction sees, once DDL inside it changed them.
+    pub(crate) fn definitions(&self) -> Option<Arc<ScopedNames<Arc<MutableTable>>>> {
+        self.definitions.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Record the definitions as DDL inside this transaction left them.
+    pub(crate) fn set_definitions(&self, tables: ScopedNames<Arc<MutableTable>>) {
+        *self.definitions.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(tables));
+        self.definitions_changed.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How many times DDL inside this transaction changed the definitions it sees.
+    pub fn definitions_changed(&self) -> u64 {
+        self.definitions_changed.load(Ordering::Acquire)
     }
 
     /// Make concurrent readers-in-a-transaction and writers of `storage` wait for this

@@ -1,5 +1,6 @@
 //! Model-based property tests of mutable tables (proptest, bounded): random sequences of
-//! INSERT, UPSERT, UPDATE, DELETE, BEGIN, COMMIT and ROLLBACK — failing statements included —
+//! INSERT, UPSERT, UPDATE, DELETE, BEGIN, COMMIT, ROLLBACK, SAVEPOINT, RELEASE and ROLLBACK
+//! TO — failing statements included —
 //! run against the engine and against an in-memory model of the table; after every step the
 //! affected-row count, the error-or-not and the table as the session sees it must match the
 //! model. Runs on the SQLite catalog and on a real PostgreSQL catalog.
@@ -24,6 +25,9 @@ enum Op {
     Begin,
     Commit,
     Rollback,
+    Savepoint(u8),
+    Release(u8),
+    RollbackTo(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -39,14 +43,19 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Begin),
         1 => Just(Op::Commit),
         1 => Just(Op::Rollback),
+        1 => (0u8..3).prop_map(Op::Savepoint),
+        1 => (0u8..3).prop_map(Op::Release),
+        1 => (0u8..3).prop_map(Op::RollbackTo),
     ]
 }
 
-/// The table as committed, and as the open transaction sees it.
+/// The table as committed, as the open transaction sees it, and the transaction's
+/// savepoints (name, the table when it was made), oldest first.
 #[derive(Debug, Default)]
 struct Model {
     committed: BTreeMap<i64, i64>,
     txn: Option<BTreeMap<i64, i64>>,
+    savepoints: Vec<(u8, BTreeMap<i64, i64>)>,
 }
 
 impl Model {
@@ -94,10 +103,28 @@ impl Model {
             Op::Commit | Op::Rollback if self.txn.is_none() => Err(()),
             Op::Commit => {
                 self.committed = self.txn.take().unwrap_or_default();
+                self.savepoints.clear();
                 Ok(0)
             }
             Op::Rollback => {
                 self.txn = None;
+                self.savepoints.clear();
+                Ok(0)
+            }
+            Op::Savepoint(_) | Op::Release(_) | Op::RollbackTo(_) if self.txn.is_none() => Err(()),
+            Op::Savepoint(n) => {
+                let now = self.visible().clone();
+                self.savepoints.push((n, now));
+                Ok(0)
+            }
+            Op::Release(n) | Op::RollbackTo(n) => {
+                let at = self.savepoints.iter().rposition(|(name, _)| *name == n).ok_or(())?;
+                if let Op::RollbackTo(_) = op {
+                    self.txn = Some(self.savepoints[at].1.clone());
+                    self.savepoints.truncate(at + 1);
+                } else {
+                    self.savepoints.truncate(at);
+                }
                 Ok(0)
             }
         }
@@ -116,6 +143,9 @@ fn sql(op: &Op) -> String {
         Op::Begin => "BEGIN".into(),
         Op::Commit => "COMMIT".into(),
         Op::Rollback => "ROLLBACK".into(),
+        Op::Savepoint(n) => format!("SAVEPOINT s{n}"),
+        Op::Release(n) => format!("RELEASE SAVEPOINT s{n}"),
+        Op::RollbackTo(n) => format!("ROLLBACK TO SAVEPOINT s{n}"),
     }
 }
 

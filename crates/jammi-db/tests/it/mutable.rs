@@ -226,6 +226,78 @@ async fn transactions_group_statements(session: &Session) {
     assert!(sql_error(session, "COMMIT").await.contains("no transaction"));
 }
 
+async fn run(session: &Session, sql: &str) {
+    session.sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")).collect().await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Drivers (psycopg, SQLAlchemy, JDBC) open a transaction before the first statement, DDL
+/// included: definitions change with the transaction and only it sees them until COMMIT.
+async fn ddl_commits_and_rolls_back_with_the_transaction(session: &Session, pg: bool) {
+    let other = session.with_tenant(None);
+    // Created, used and rolled back: nothing remains, the name is free again.
+    run(session, "BEGIN").await;
+    run(session, "CREATE TABLE mutable.public.draft (id INT PRIMARY KEY, note TEXT)").await;
+    assert_eq!(exec(session, "INSERT INTO mutable.public.draft VALUES (1, 'a'), (2, 'b')").await, 2);
+    assert_eq!(scalar(session, "SELECT count(*) FROM mutable.public.draft").await, "2");
+    assert!(sql_error(&other, "SELECT * FROM mutable.public.draft").await.contains("not found"), "uncommitted DDL is private to its transaction");
+    run(session, "ROLLBACK").await;
+    assert!(sql_error(session, "SELECT * FROM mutable.public.draft").await.contains("not found"));
+
+    // Create, alter, index, fill and commit: every session sees all of it.
+    run(session, "BEGIN").await;
+    run(session, "CREATE TABLE mutable.public.draft (id INT PRIMARY KEY, note TEXT)").await;
+    run(session, "INSERT INTO mutable.public.draft VALUES (1, 'a')").await;
+    run(session, "ALTER TABLE mutable.public.draft ADD COLUMN score DOUBLE DEFAULT 0.5").await;
+    assert_eq!(rows(session, "SELECT id, note, score FROM mutable.public.draft").await, vec![vec!["1", "a", "0.5"]]);
+    run(session, "CREATE UNIQUE INDEX ON mutable.public.draft (note)").await;
+    // A failed statement (here a DDL one) leaves the transaction and its earlier work.
+    assert!(sql_error(session, "CREATE TABLE mutable.public.draft (x INT PRIMARY KEY)").await.contains("already exists"));
+    assert!(sql_error(session, "INSERT INTO mutable.public.draft (id, note) VALUES (2, 'a')").await.contains("duplicate"), "the index is in force inside the transaction");
+    run(session, "INSERT INTO mutable.public.draft (id, note, score) VALUES (2, 'b', 2.0)").await;
+    run(session, "COMMIT").await;
+    assert_eq!(rows(&other, "SELECT id, note, score FROM mutable.public.draft ORDER BY id").await, vec![vec!["1", "a", "0.5"], vec!["2", "b", "2.0"]]);
+    assert!(sql_error(&other, "INSERT INTO mutable.public.draft (id, note) VALUES (3, 'b')").await.contains("duplicate"));
+
+    // Dropped and rolled back: the table and its rows are back.
+    run(session, "BEGIN").await;
+    run(session, "DROP TABLE mutable.public.draft").await;
+    assert!(sql_error(session, "SELECT * FROM mutable.public.draft").await.contains("not found"));
+    if !pg {
+        // (On Postgres the DROP holds the table's lock: other readers wait for the outcome.)
+        assert_eq!(scalar(&other, "SELECT count(*) FROM mutable.public.draft").await, "2", "the drop is private until COMMIT");
+    }
+    run(session, "ROLLBACK").await;
+    assert_eq!(scalar(&other, "SELECT count(*) FROM mutable.public.draft").await, "2");
+    assert_eq!(scalar(session, "SELECT count(*) FROM mutable.public.draft").await, "2");
+
+    // Dropped and committed.
+    run(session, "BEGIN; DROP TABLE mutable.public.draft; COMMIT").await;
+    assert!(sql_error(&other, "SELECT * FROM mutable.public.draft").await.contains("not found"));
+}
+
+/// Savepoints (psycopg's nested `transaction()` blocks) undo part of a transaction, DDL
+/// included; unknown names are refused without harming the transaction.
+async fn savepoints_undo_part_of_a_transaction(session: &Session) {
+    run(session, "CREATE TABLE mutable.public.sp (id INT PRIMARY KEY, v TEXT)").await;
+    run(session, "BEGIN").await;
+    run(session, "INSERT INTO mutable.public.sp VALUES (1, 'kept')").await;
+    run(session, "SAVEPOINT before_more").await;
+    run(session, "INSERT INTO mutable.public.sp VALUES (2, 'undone')").await;
+    run(session, "CREATE TABLE mutable.public.sp_extra (id INT PRIMARY KEY)").await;
+    run(session, "ROLLBACK TO SAVEPOINT before_more").await;
+    assert!(sql_error(session, "SELECT * FROM mutable.public.sp_extra").await.contains("not found"), "DDL after the savepoint is undone");
+    assert!(sql_error(session, "ROLLBACK TO SAVEPOINT never_made").await.contains("does not exist"));
+    assert!(sql_error(session, "SAVEPOINT jammi_statement").await.contains("not allowed"));
+    run(session, "SAVEPOINT inner_one").await;
+    run(session, "UPDATE mutable.public.sp SET v = 'changed' WHERE id = 1").await;
+    run(session, "RELEASE SAVEPOINT before_more").await;
+    assert!(sql_error(session, "ROLLBACK TO inner_one").await.contains("does not exist"), "RELEASE ends later savepoints too");
+    run(session, "INSERT INTO mutable.public.sp VALUES (3, 'after')").await;
+    run(session, "COMMIT").await;
+    assert_eq!(rows(session, "SELECT id, v FROM mutable.public.sp ORDER BY id").await, vec![vec!["1", "changed"], vec!["3", "after"]]);
+    assert!(sql_error(session, "SAVEPOINT outside").await.contains("only inside BEGIN"));
+}
+
 async fn tenants_see_and_change_only_their_rows(session: &Session) {
     let a: TenantId = "0b7e8a52-1c59-4a39-8d7e-6a1b2c3d4e5f".parse().unwrap();
     let b: TenantId = "7f000000-0000-4000-8000-000000000002".parse().unwrap();
@@ -301,6 +373,8 @@ async fn suite(pg: bool) {
     dml_counts_subqueries_and_upserts(&session, dir.path()).await;
     errors_name_the_problem_and_write_nothing(&session).await;
     transactions_group_statements(&session).await;
+    ddl_commits_and_rolls_back_with_the_transaction(&session, pg).await;
+    savepoints_undo_part_of_a_transaction(&session).await;
     tenants_see_and_change_only_their_rows(&session).await;
     reads_push_down_filters_and_limits(&session, pg).await;
     concurrent_increments_lose_nothing(&session).await;

@@ -121,7 +121,7 @@ fn respond(statement: &SqlStatement, schema: &SchemaRef, batches: &[RecordBatch]
     let affected = crate::query::affected_rows(batches).map(|n| n as usize);
     match (tag, affected) {
         ("BEGIN", _) => Response::TransactionStart(Tag::new("BEGIN")),
-        ("COMMIT" | "ROLLBACK", _) => Response::TransactionEnd(Tag::new(tag)),
+        ("COMMIT" | "ROLLBACK", _) if statement.ends_transaction() => Response::TransactionEnd(Tag::new(tag)),
         ("INSERT", Some(n)) => Response::Execution(Tag::new("INSERT").with_oid(0).with_rows(n)),
         (_, Some(n)) => Response::Execution(Tag::new(tag).with_rows(n)),
         (_, None) => Response::Execution(Tag::new(tag)),
