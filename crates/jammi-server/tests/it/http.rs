@@ -200,3 +200,48 @@ async fn timeouts_busy_slots_and_graceful_shutdown() {
     served.server.wait().await;
     assert!(client.post(&sql).body("{}").send().await.is_err(), "no longer listening");
 }
+
+/// The offsets (`id:` lines) in server-sent-event text.
+fn event_ids(text: &str) -> Vec<i64> {
+    text.lines().filter_map(|l| l.strip_prefix("id: ")).map(|id| id.parse().unwrap()).collect()
+}
+
+/// A consumer-group member over HTTP that goes away — its `limit` reached, or the client
+/// disconnecting mid-stream — hands the events it claimed but did not acknowledge back at
+/// once: the next member gets them without waiting out the 60 s ack timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_members_over_sse_hand_over_at_once() {
+    let (session, dir) = session().await;
+    let served = serve(session, dir, Limits::default()).await;
+    let client = reqwest::Client::new();
+    let events = format!("{}/v1/topics/work/events", served.http);
+    served.session.topics().create(TopicDefinition { name: "work".into(), columns: jammi_db::topic::TopicSpec::parse_schema("n:int64").unwrap(), source_table: None, retention: Default::default() }).await.unwrap();
+    let body: Vec<String> = (0..30).map(|n| format!(r#"{{"n": {n}}}"#)).collect();
+    assert_eq!(client.post(&events).body(body.join("\n")).send().await.unwrap().status(), 200);
+    let member = |limit: &str| format!("{events}?from_beginning=true&group=g&ack_timeout_seconds=60{limit}");
+
+    // A member that stops at its limit: what it sent is acknowledged, the rest handed back.
+    let started = Instant::now();
+    let first = client.get(member("&limit=10")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(event_ids(&first), (0..10).collect::<Vec<_>>());
+
+    // A member whose client disconnects after reading a few events.
+    let mut streaming = client.get(member("")).send().await.unwrap();
+    let mut seen = String::new();
+    while event_ids(&seen).len() < 3 {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), streaming.chunk()).await.expect("events arrive").unwrap().unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert_eq!(event_ids(&seen)[..3], [10, 11, 12]);
+    drop(streaming);
+
+    // The next member gets every event not acknowledged (the disconnected member's batch was
+    // never acknowledged: at-least-once), at once.
+    let rest = tokio::time::timeout(Duration::from_secs(20), async { client.get(member("&limit=20")).send().await.unwrap().text().await.unwrap() })
+        .await
+        .expect("handed over well before the 60 s ack timeout");
+    assert_eq!(event_ids(&rest), (10..30).collect::<Vec<_>>());
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    served.server.shutdown();
+    served.server.wait().await;
+}
