@@ -12,4 +12,5 @@ mod processes;
 mod server;
 mod streaming;
 mod topics;
+mod tour;
 mod vectors;

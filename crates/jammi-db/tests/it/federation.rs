@@ -94,6 +94,16 @@ async fn postgres_source() {
     let phys = physical(&plan);
     assert!(phys.contains("RemoteQueryExec") && !phys.contains("HashJoinExec") && !phys.contains("AggregateExec"), "{plan}");
     assert_eq!(rows(&session, whole).await, [["ada", "1", "12.50"], ["bob", "1", "0.01"]]);
+    // With no filter or alias the optimizer leaves a bare aggregate on top of the pushed plan;
+    // its columns come back in the select list's order (they once came back swapped).
+    let bare = "SELECT c.name, count(o.id) FROM pg.shop.orders o JOIN pg.shop.customers c ON o.customer_id = c.id GROUP BY c.name";
+    let mut got = rows(&session, bare).await;
+    got.sort();
+    let mut want = rows(&session, "SELECT c.name, count(o.id) FROM pg.shop.customers c JOIN pg.shop.orders o ON o.customer_id = c.id WHERE o.id > 0 GROUP BY c.name").await;
+    want.sort();
+    assert_eq!(got, want);
+    assert!(got.iter().all(|r| r[0].chars().all(char::is_alphabetic)), "{got:?}");
+    assert_eq!(rows(&session, &format!("{bare} ORDER BY count(o.id) DESC, c.name LIMIT 1")).await, [want.iter().max_by_key(|r| (r[1].parse::<i64>().unwrap(), std::cmp::Reverse(r[0].clone()))).unwrap().clone()]);
     // avg over integers runs remotely without a per-row cast and still answers in doubles.
     let plan = explain(&session, "SELECT avg(s) FROM pg.shop.orders").await;
     assert!(plan.contains("avg(\"orders\".\"s\")") && !physical(&plan).contains("AggregateExec"), "{plan}");

@@ -399,7 +399,7 @@ pub(crate) fn to_remote_sql(plan: &LogicalPlan, kind: RemoteKind) -> DfResult<Re
     if fields.is_empty() {
         return datafusion::common::plan_err!("nothing to select remotely");
     }
-    let (renamed, params) = number_params(for_remote(plan.clone())?)?;
+    let (renamed, params) = number_params(for_remote(with_output_list(plan.clone())?)?)?;
     let inner = match kind {
         RemoteKind::Postgres => Unparser::new(&PostgreSqlDialect {}).plan_to_sql(&renamed)?,
         RemoteKind::Mysql => Unparser::new(&MySqlDialect {}).plan_to_sql(&renamed)?,
@@ -408,6 +408,25 @@ pub(crate) fn to_remote_sql(plan: &LogicalPlan, kind: RemoteKind) -> DfResult<Re
     let converted: Vec<String> = fields.iter().enumerate().map(|(i, f)| format!("{} AS c{i}", transport(kind, &format!("q.c{i}"), f.data_type()))).collect();
     let sql = format!("WITH q ({}) AS ({inner}) SELECT {} FROM q", names.join(", "), converted.join(", "));
     Ok(RemoteSql { sql, params })
+}
+
+/// `plan` with an explicit select list in its schema's order. The optimizer drops a
+/// projection that only repeats its input's columns, and the unparser writes a bare
+/// `Aggregate` with its aggregates before its group keys — the opposite of the plan's
+/// schema — so without this the columns of `SELECT k, sum(v) … GROUP BY k` came back swapped.
+fn with_output_list(plan: LogicalPlan) -> DfResult<LogicalPlan> {
+    match plan {
+        LogicalPlan::Aggregate(_) => {
+            let columns: Vec<Expr> = plan.schema().iter().map(|(qualifier, field)| Expr::Column(Column::new(qualifier.cloned(), field.name()))).collect();
+            datafusion::logical_expr::LogicalPlanBuilder::from(plan).project(columns)?.build()
+        }
+        // The unparser folds ORDER BY and LIMIT into the SELECT below them.
+        LogicalPlan::Sort(_) | LogicalPlan::Limit(_) => {
+            let input = with_output_list(plan.inputs()[0].clone())?;
+            plan.with_new_exprs(plan.expressions(), vec![input])
+        }
+        other => Ok(other),
+    }
 }
 
 /// Renumber the placeholders of `plan` `$1, $2, …` in order of first appearance (the
