@@ -27,6 +27,7 @@ cleanup() {
     for pid in "${PIDS[@]:-}"; do
         [[ -n "$pid" ]] && kill "$pid" 2>/dev/null || true
     done
+    if [[ -n "${SMALL_DISK:-}" ]] && mountpoint -q "$SMALL_DISK"; then umount "$SMALL_DISK" || true; fi
     rm -rf "$WORK"
     exit $rc
 }
@@ -138,6 +139,25 @@ for host in '%' localhost 127.0.0.1; do
 done
 export JAMMI_TEST_MYSQL_URL="mysql://jammi:jammi@127.0.0.1:$MY_PORT/mysql"
 log "MariaDB on 127.0.0.1:$MY_PORT"
+
+# --- A small disk for the full-disk and read-only fault tests (a 16 MiB tmpfs) -----------
+# Needs root (mount); without it the variables stay unset and those tests fail, naming them.
+SMALL_DISK="$WORK/small-disk"
+mkdir -p "$SMALL_DISK"
+if mount -t tmpfs -o size=16m,mode=0777 jammi-small-disk "$SMALL_DISK" 2>/dev/null; then
+    cat >"$WORK/small-disk-ctl" <<CTL
+#!/usr/bin/env bash
+# small-disk-ctl ro|rw: remount the small disk read-only or read-write.
+set -euo pipefail
+mount -o remount,"\$1" "$SMALL_DISK"
+CTL
+    chmod 755 "$WORK/small-disk-ctl"
+    export JAMMI_TEST_SMALL_DISK="$SMALL_DISK"
+    export JAMMI_TEST_SMALL_DISK_CTL="$WORK/small-disk-ctl"
+    log "small disk (16 MiB tmpfs) at $SMALL_DISK"
+else
+    log "cannot mount a tmpfs (not root?): the full-disk and read-only tests will fail"
+fi
 
 # --- Tests --------------------------------------------------------------------------------
 log "running the test suite"

@@ -264,6 +264,24 @@ pub(crate) fn bind_opt<'q>(query: sqlx::query::Query<'q, Any, sqlx::any::AnyArgu
 }
 
 /// Bump the change counter inside a write transaction.
+/// The pool's check of a connection given back: one still inside a transaction is closed,
+/// not pooled. A `COMMIT` that fails (a full disk) can leave SQLite's transaction rolled back
+/// but sqlx still counting it open, so every later `BEGIN` on that connection would fail.
+pub(crate) fn release_only_clean(
+    conn: &mut sqlx::AnyConnection,
+    _meta: sqlx::pool::PoolConnectionMetadata,
+) -> futures::future::BoxFuture<'_, Result<bool, sqlx::Error>> {
+    use sqlx::Connection;
+    Box::pin(async move {
+        if !conn.is_in_transaction() {
+            return Ok(true);
+        }
+        // A dropped transaction queues its rollback; the ping runs it.
+        conn.ping().await?;
+        Ok(!conn.is_in_transaction())
+    })
+}
+
 pub(crate) async fn bump_change_counter(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE jammi_change_counter SET counter = counter + 1 WHERE id = 1")
         .execute(conn)

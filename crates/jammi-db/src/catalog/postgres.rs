@@ -40,6 +40,7 @@ impl CatalogBackend for PostgresBackend {
         AnyPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(std::time::Duration::from_millis(config.connect_timeout_ms))
+            .after_release(super::release_only_clean)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     conn.execute(format!("SET lock_timeout = {lock_timeout}").as_str()).await?;

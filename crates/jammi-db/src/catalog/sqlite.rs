@@ -56,6 +56,29 @@ impl SqliteBackend {
     }
 }
 
+impl SqliteBackend {
+    /// The catalog file and its directory (where SQLite keeps its `-wal` and `-shm` files)
+    /// must be writable. Checked first because the pool would otherwise retry the failing
+    /// open until its timeout and then report only that it timed out.
+    fn check_writable(&self) -> Result<()> {
+        let unwritable = |path: &Path, e: std::io::Error| Error::Catalog {
+            backend: self.display_url(),
+            message: format!(
+                "cannot write {}: {e}; the catalog's file and directory must be writable (check permissions, free space, and that the disk is not mounted read-only)",
+                path.display()
+            ),
+        };
+        let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let probe = dir.join(format!(".jammi-write-probe-{}", std::process::id()));
+        std::fs::File::create(&probe).map_err(|e| unwritable(dir, e))?;
+        let _ = std::fs::remove_file(&probe);
+        if self.path.exists() {
+            std::fs::OpenOptions::new().write(true).open(&self.path).map_err(|e| unwritable(&self.path, e))?;
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl CatalogBackend for SqliteBackend {
     fn kind(&self) -> BackendKind {
@@ -70,6 +93,7 @@ impl CatalogBackend for SqliteBackend {
         if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
+        self.check_writable()?;
         let busy_ms = config.busy_timeout_ms;
         let url = format!("sqlite://{}?mode=rwc", self.path.display());
         AnyPoolOptions::new()
@@ -80,6 +104,7 @@ impl CatalogBackend for SqliteBackend {
             // Opening a connection runs pragmas that wait (up to the busy timeout) while
             // another process holds the write lock.
             .acquire_timeout(std::time::Duration::from_millis(config.connect_timeout_ms + busy_ms))
+            .after_release(super::release_only_clean)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     // busy_timeout first: the other pragmas may wait on another process.

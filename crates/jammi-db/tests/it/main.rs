@@ -6,6 +6,7 @@ mod artifacts;
 mod broker;
 mod catalog;
 mod durability;
+mod faults;
 mod federation;
 mod fuzz;
 mod jobs;
