@@ -11,6 +11,7 @@ mod federation;
 mod fuzz;
 mod jobs;
 mod model;
+mod model_topics;
 mod model_vectors;
 mod mutable;
 mod prepared;
