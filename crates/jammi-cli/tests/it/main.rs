@@ -4,6 +4,7 @@ mod support;
 
 mod artifacts;
 mod commands;
+mod crashloop;
 mod demo;
 mod federation;
 mod jobs;

@@ -14,7 +14,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use crate::support::*;
 
 /// `n` rows (ids from `first`) of 8-d vectors: row i points mostly along axis i % 8.
-fn write_vectors(path: &Path, first: i64, n: usize) {
+pub fn write_vectors(path: &Path, first: i64, n: usize) {
     let dims = 8;
     let mut values = Vec::with_capacity(n * dims);
     for i in 0..n {
