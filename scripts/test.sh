@@ -175,5 +175,12 @@ if [[ $# -gt 0 ]]; then
     "$@"
 else
     cargo test --workspace --locked -- --test-threads="${JAMMI_TEST_THREADS:-4}"
+    # The 60-second soak (the 30-minute one: docs/reliability.md): mixed load against
+    # `jammi serve`; fails on any request error or on open files / memory that keep growing.
+    log "soak: 60 s of mixed load against jammi serve"
+    if ! python3 scripts/soak.py --jammi "$CARGO_TARGET_DIR/debug/jammi" --seconds 60 --sample 10 >"$WORK/soak.json"; then
+        cat "$WORK/soak.json" >&2
+        exit 1
+    fi
 fi
 log "all tests passed"

@@ -10,7 +10,7 @@ import psycopg
 port, token = sys.argv[1], sys.argv[2]
 with psycopg.connect(f"postgresql://client:{token}@127.0.0.1:{port}/jammi") as conn:
     cur = conn.cursor()
-    # Table definitions run outside transactions in jammi: DDL in autocommit mode.
+    # DDL in autocommit mode here (inside transactions it works too: see psycopg_ddl.py).
     conn.autocommit = True
     cur.execute("CREATE TABLE mutable.public.py_notes (id BIGINT PRIMARY KEY, body VARCHAR, score DOUBLE)")
     conn.autocommit = False

@@ -11,7 +11,8 @@ use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, ObjectName, ObjectType, Statement, TableFactor, TableObject};
 
 use super::txn::SavepointOp;
-use super::{ddl, dml, CATALOG};
+use super::ddl::{self, Ddl};
+use super::{dml, CATALOG};
 use crate::error::{Error, Result};
 use crate::session::Session;
 use crate::tenant::TenantScope;
@@ -19,14 +20,8 @@ use crate::tenant::TenantScope;
 /// A statement this module runs.
 #[derive(Debug)]
 pub enum Claimed<'a> {
-    /// `CREATE TABLE mutable.public.T (...)`
-    CreateTable(&'a ast::CreateTable, String),
-    /// `DROP TABLE [IF EXISTS] mutable.public.T, ...`
-    Drop(Vec<String>, bool),
-    /// `ALTER TABLE mutable.public.T ...`
-    Alter(&'a ast::AlterTable, String),
-    /// `CREATE [UNIQUE] INDEX ... ON mutable.public.T (...)`
-    CreateIndex(&'a ast::CreateIndex, String),
+    /// A definition change (see [`ddl::Ddl`]).
+    Definition(ddl::Ddl<'a>),
     /// `INSERT INTO mutable.public.T ...`
     Insert(&'a ast::Insert, String),
     /// `UPDATE mutable.public.T SET ...`
@@ -78,7 +73,7 @@ fn relation_name(relation: &TableFactor) -> Option<String> {
 pub fn claim(statement: &DfStatement) -> Result<Option<Claimed<'_>>> {
     let DfStatement::Statement(statement) = statement else { return Ok(None) };
     Ok(match statement.as_ref() {
-        Statement::CreateTable(c) => mutable_name(&c.name).map(|n| Claimed::CreateTable(c, n)),
+        Statement::CreateTable(c) => mutable_name(&c.name).map(|n| Claimed::Definition(Ddl::CreateTable(c, n))),
         Statement::Drop { object_type: ObjectType::Table, if_exists, names, .. } => {
             let ours: Vec<String> = names.iter().filter_map(mutable_name).collect();
             if ours.is_empty() {
@@ -86,11 +81,11 @@ pub fn claim(statement: &DfStatement) -> Result<Option<Claimed<'_>>> {
             } else if ours.len() != names.len() {
                 return Err(Error::Query("DROP TABLE cannot mix mutable tables with other tables; drop them in separate statements".into()));
             } else {
-                Some(Claimed::Drop(ours, *if_exists))
+                Some(Claimed::Definition(Ddl::Drop(ours, *if_exists)))
             }
         }
-        Statement::AlterTable(a) => mutable_name(&a.name).map(|n| Claimed::Alter(a, n)),
-        Statement::CreateIndex(c) => mutable_name(&c.table_name).map(|n| Claimed::CreateIndex(c, n)),
+        Statement::AlterTable(a) => mutable_name(&a.name).map(|n| Claimed::Definition(Ddl::Alter(a, n))),
+        Statement::CreateIndex(c) => mutable_name(&c.table_name).map(|n| Claimed::Definition(Ddl::CreateIndex(c, n))),
         Statement::Insert(i) => match &i.table {
             TableObject::TableName(name) => mutable_name(name).map(|n| Claimed::Insert(i, n)),
             _ => None,
@@ -139,10 +134,7 @@ pub async fn run(session: &Session, scope: TenantScope, claimed: Claimed<'_>) ->
             }
             return Ok(ctx.read_empty()?);
         }
-        Claimed::CreateTable(c, name) => ddl::run(session, scope, &ddl::Ddl::CreateTable(c, name)).await.map(|_| None)?,
-        Claimed::Drop(names, if_exists) => ddl::run(session, scope, &ddl::Ddl::Drop(names, if_exists)).await.map(|_| None)?,
-        Claimed::Alter(a, name) => ddl::run(session, scope, &ddl::Ddl::Alter(a, name)).await.map(|_| None)?,
-        Claimed::CreateIndex(c, name) => ddl::run(session, scope, &ddl::Ddl::CreateIndex(c, name)).await.map(|_| None)?,
+        Claimed::Definition(definition) => ddl::run(session, scope, &definition).await.map(|_| None)?,
         Claimed::Insert(i, name) => Some(dml::run(session, scope, &name, dml::Write::Insert(i)).await?),
         Claimed::Update(u, name) => Some(dml::run(session, scope, &name, dml::Write::Update(u)).await?),
         Claimed::Delete(d, name) => Some(dml::run(session, scope, &name, dml::Write::Delete(d)).await?),

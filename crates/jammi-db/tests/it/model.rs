@@ -9,8 +9,6 @@ use std::collections::BTreeMap;
 
 use jammi_db::{Config, Session};
 use proptest::prelude::*;
-use proptest::strategy::ValueTree;
-use proptest::test_runner::{Config as RunnerConfig, TestRunner};
 
 use crate::support::*;
 
@@ -188,27 +186,12 @@ async fn model_suite(pg: bool) {
     let session = Session::open(config).await.unwrap();
     session.sql("CREATE TABLE mutable.public.kv (k BIGINT PRIMARY KEY, v BIGINT NOT NULL)").await.unwrap().collect().await.unwrap();
     // More cases for a long run: JAMMI_MODEL_CASES=2000 bash scripts/test.sh cargo test -p jammi-db --test it model
-    let cases: u32 = std::env::var("JAMMI_MODEL_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(24);
-    let mut runner = TestRunner::new(RunnerConfig { cases, failure_persistence: None, ..RunnerConfig::default() });
     let strategy = prop::collection::vec(op(), 1..30);
-    for _ in 0..cases {
-        let mut tree = strategy.new_tree(&mut runner).unwrap();
-        if let Err(failure) = run_case(&session, &tree.current()).await {
-            // Shrink to a short counterexample before failing.
-            let mut smallest = failure;
-            while tree.simplify() {
-                match run_case(&session, &tree.current()).await {
-                    Err(f) => smallest = f,
-                    Ok(()) => {
-                        if !tree.complicate() {
-                            break;
-                        }
-                    }
-                }
-            }
-            panic!("{smallest}");
-        }
-    }
+    check_sequences(strategy, 24, 1, |ops, _| {
+        let session = &session;
+        async move { run_case(session, &ops).await }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,8 +14,8 @@ use jammi_db::datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema}
 use jammi_db::topic::{StartAt, SubscribeOptions, Subscription, TopicDefinition, TopicSpec};
 use jammi_db::{Config, Session};
 use proptest::prelude::*;
-use proptest::strategy::ValueTree;
-use proptest::test_runner::{Config as RunnerConfig, TestRunner};
+
+use crate::support::check_sequences;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -159,29 +159,9 @@ async fn topics_match_the_model_log() {
     let dir = tempfile::tempdir().unwrap();
     let session = Session::open(Config::embedded(dir.path().join("home"))).await.unwrap();
     // More cases for a long run: JAMMI_MODEL_CASES=500 bash scripts/test.sh cargo test -p jammi-db --test it model
-    let cases: u32 = std::env::var("JAMMI_MODEL_CASES").ok().and_then(|c| c.parse().ok()).map(|c: u32| c / 3).unwrap_or(12).max(1);
-    let mut runner = TestRunner::new(RunnerConfig { cases, failure_persistence: None, ..RunnerConfig::default() });
-    let strategy = prop::collection::vec(op(), 1..20);
-    for case in 0..cases {
-        let mut tree = strategy.new_tree(&mut runner).unwrap();
-        let mut attempt = 0;
-        let mut name = || {
-            attempt += 1;
-            format!("t{case}_{attempt}")
-        };
-        if let Err(failure) = run_case(&session, &name(), &tree.current()).await {
-            let mut smallest = failure;
-            while tree.simplify() {
-                match run_case(&session, &name(), &tree.current()).await {
-                    Err(f) => smallest = f,
-                    Ok(()) => {
-                        if !tree.complicate() {
-                            break;
-                        }
-                    }
-                }
-            }
-            panic!("{smallest}");
-        }
-    }
+    check_sequences(prop::collection::vec(op(), 1..20), 12, 3, |ops, attempt| {
+        let session = &session;
+        async move { run_case(session, &format!("t{attempt}"), &ops).await }
+    })
+    .await;
 }

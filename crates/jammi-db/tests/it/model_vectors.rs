@@ -10,8 +10,6 @@ use jammi_db::vector::{ImportSpec, Metric, NoProgress, SearchRequest};
 use jammi_db::storage::StorageOptions;
 use jammi_db::{Config, Session};
 use proptest::prelude::*;
-use proptest::strategy::ValueTree;
-use proptest::test_runner::{Config as RunnerConfig, TestRunner};
 
 use crate::support::*;
 use crate::vectors::{brute_force, hits, write_rows, Rng, Row};
@@ -140,29 +138,9 @@ async fn vector_tables_match_a_brute_force_model() {
     let dir = tempfile::tempdir().unwrap();
     let session = Session::open(Config::embedded(dir.path().join("home"))).await.unwrap();
     // More cases for a long run: JAMMI_MODEL_CASES=500 bash scripts/test.sh cargo test -p jammi-db --test it model
-    let cases: u32 = std::env::var("JAMMI_MODEL_CASES").ok().and_then(|c| c.parse().ok()).map(|c: u32| c / 3).unwrap_or(16).max(1);
-    let mut runner = TestRunner::new(RunnerConfig { cases, failure_persistence: None, ..RunnerConfig::default() });
-    let strategy = prop::collection::vec(op(), 1..14);
-    for case in 0..cases {
-        let mut tree = strategy.new_tree(&mut runner).unwrap();
-        let mut attempt = 0;
-        let mut name = || {
-            attempt += 1;
-            format!("m{case}_{attempt}")
-        };
-        if let Err(failure) = run_case(&session, dir.path(), &name(), &tree.current()).await {
-            let mut smallest = failure;
-            while tree.simplify() {
-                match run_case(&session, dir.path(), &name(), &tree.current()).await {
-                    Err(f) => smallest = f,
-                    Ok(()) => {
-                        if !tree.complicate() {
-                            break;
-                        }
-                    }
-                }
-            }
-            panic!("{smallest}");
-        }
-    }
+    check_sequences(prop::collection::vec(op(), 1..14), 16, 3, |ops, attempt| {
+        let (session, dir) = (&session, dir.path());
+        async move { run_case(session, dir, &format!("m{attempt}"), &ops).await }
+    })
+    .await;
 }

@@ -169,3 +169,39 @@ pub fn s3_options() -> jammi_db::storage::StorageOptions {
         ("secret_access_key".to_string(), "test".to_string()),
     ])
 }
+
+/// Model-based checking: run `cases` sequences drawn from `strategy` through `run` (given the
+/// sequence and a fresh attempt number, for fresh table names), `JAMMI_MODEL_CASES` / `divisor`
+/// of them when that is set; on a failure, shrink to a short counterexample and fail with it.
+pub async fn check_sequences<T, S, F, Fut>(strategy: S, default_cases: u32, divisor: u32, mut run: F)
+where
+    T: std::fmt::Debug,
+    S: proptest::strategy::Strategy<Value = T>,
+    F: FnMut(T, usize) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config as RunnerConfig, TestRunner};
+    let cases: u32 = std::env::var("JAMMI_MODEL_CASES").ok().and_then(|c| c.parse().ok()).map(|c: u32| c / divisor).unwrap_or(default_cases).max(1);
+    let mut runner = TestRunner::new(RunnerConfig { cases, failure_persistence: None, ..RunnerConfig::default() });
+    let mut attempt = 0;
+    for _ in 0..cases {
+        let mut tree = strategy.new_tree(&mut runner).unwrap();
+        attempt += 1;
+        if let Err(failure) = run(tree.current(), attempt).await {
+            let mut smallest = failure;
+            while tree.simplify() {
+                attempt += 1;
+                match run(tree.current(), attempt).await {
+                    Err(f) => smallest = f,
+                    Ok(()) => {
+                        if !tree.complicate() {
+                            break;
+                        }
+                    }
+                }
+            }
+            panic!("{smallest}");
+        }
+    }
+}
