@@ -64,6 +64,28 @@ fn reject_options(url: &StorageUrl, options: &StorageOptions) -> Result<()> {
     }
 }
 
+/// How long a cloud request keeps retrying (connection refused, timeouts, 5xx) before the
+/// caller gets an error, unless `retry_timeout` says otherwise. The driver's own default is
+/// three minutes, which during an outage reads as a hang.
+const DEFAULT_RETRY_TIMEOUT_SECS: u64 = 30;
+
+/// The retry policy of a cloud store from jammi's own options `max_retries` (default 10) and
+/// `retry_timeout` (seconds, default [`DEFAULT_RETRY_TIMEOUT_SECS`]), and the options left
+/// for the driver.
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
+fn retry_policy(url: &StorageUrl, options: &StorageOptions) -> Result<(object_store::RetryConfig, StorageOptions)> {
+    let mut retry = object_store::RetryConfig { retry_timeout: std::time::Duration::from_secs(DEFAULT_RETRY_TIMEOUT_SECS), ..Default::default() };
+    let mut rest = options.clone();
+    if let Some(value) = rest.remove("max_retries") {
+        retry.max_retries = value.trim().parse().map_err(|_| option_error(url, "max_retries", format!("'{value}' is not a whole number")))?;
+    }
+    if let Some(value) = rest.remove("retry_timeout") {
+        let secs: u64 = value.trim().trim_end_matches('s').parse().map_err(|_| option_error(url, "retry_timeout", format!("'{value}' is not a number of seconds")))?;
+        retry.retry_timeout = std::time::Duration::from_secs(secs);
+    }
+    Ok((retry, rest))
+}
+
 fn option_error(url: &StorageUrl, key: &str, message: impl std::fmt::Display) -> Error {
     Error::InvalidOption { source_name: url.redacted(), key: key.to_string(), message: message.to_string() }
 }
@@ -75,7 +97,8 @@ mod cloud_s3 {
 
     /// S3 and S3-compatible stores (MinIO, SeaweedFS, Cloudflare R2 via `r2://`).
     pub(super) fn s3(url: &StorageUrl, options: &StorageOptions) -> Result<Arc<dyn ObjectStore>> {
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(url.bucket());
+        let (retry, options) = &retry_policy(url, options)?;
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(url.bucket()).with_retry(retry.clone());
         let mut account_id = None;
         for (key, value) in options {
             let canonical = match key.as_str() {
@@ -88,7 +111,7 @@ mod cloud_s3 {
                 k => k,
             };
             let parsed: AmazonS3ConfigKey = canonical.parse().map_err(|_| {
-                option_error(url, key, "not an S3 option (try endpoint, region, access_key_id, secret_access_key, allow_http)")
+                option_error(url, key, "not an S3 option (try endpoint, region, access_key_id, secret_access_key, allow_http, max_retries, retry_timeout)")
             })?;
             builder = builder.with_config(parsed, value);
         }
@@ -110,7 +133,8 @@ mod cloud_gcs {
     use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 
     pub(super) fn gcs(url: &StorageUrl, options: &StorageOptions) -> Result<Arc<dyn ObjectStore>> {
-        let mut builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(url.bucket());
+        let (retry, options) = &retry_policy(url, options)?;
+        let mut builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(url.bucket()).with_retry(retry.clone());
         for (key, value) in options {
             let parsed: GoogleConfigKey = key.parse().map_err(|_| option_error(url, key, "not a GCS option"))?;
             builder = builder.with_config(parsed, value);
@@ -125,7 +149,8 @@ mod cloud_azure {
     use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 
     pub(super) fn azure(url: &StorageUrl, options: &StorageOptions) -> Result<Arc<dyn ObjectStore>> {
-        let mut builder = MicrosoftAzureBuilder::from_env().with_container_name(url.bucket());
+        let (retry, options) = &retry_policy(url, options)?;
+        let mut builder = MicrosoftAzureBuilder::from_env().with_container_name(url.bucket()).with_retry(retry.clone());
         for (key, value) in options {
             let parsed: AzureConfigKey = key.parse().map_err(|_| option_error(url, key, "not an Azure option"))?;
             builder = builder.with_config(parsed, value);
