@@ -68,19 +68,26 @@ fn csv(home: &Path, sql: &str) -> Vec<Vec<String>> {
     out.lines().skip(1).map(|l| l.split(',').map(str::to_string).collect()).collect()
 }
 
+/// What an ack line acknowledges: a number, or an event's `_offset` (NDJSON).
+fn ack_of(line: &str) -> Option<i64> {
+    let line = line.trim();
+    line.parse().ok().or_else(|| serde_json::from_str::<serde_json::Value>(line).ok()?["_offset"].as_i64())
+}
+
 /// Run `trials` kills of `driver` (made per trial), checking `check` with every ack so far
 /// and those of the last trial.
-fn crash_loop(name: &str, home: &Path, dir: &Path, driver: impl Fn(usize) -> String, check: impl Fn(&BTreeSet<i64>, &BTreeSet<i64>)) {
+fn crash_loop(name: &str, home: &Path, dir: &Path, driver: impl Fn(usize) -> String, check: impl Fn(&BTreeSet<i64>, &BTreeSet<i64>)) -> BTreeSet<i64> {
     let mut rng = random();
     let mut acked = BTreeSet::new();
     for trial in 0..trials() {
         let after = Duration::from_millis(100 + rng.below(1400));
         let lines = run_and_kill(dir, home, &driver(trial), after);
-        let new: BTreeSet<i64> = lines.iter().map(|l| l.trim().parse::<i64>().unwrap_or_else(|_| panic!("{name}: ack line {l:?}"))).collect();
+        let new: BTreeSet<i64> = lines.iter().map(|l| ack_of(l).unwrap_or_else(|| panic!("{name}: ack line {l:?}"))).collect();
         acked.extend(new.iter().copied());
         check(&acked, &new);
     }
     eprintln!("crash loop {name}: {} trials, {} acknowledged writes, 0 violations", trials(), acked.len());
+    acked
 }
 
 /// Autocommit statements of 10 rows each, and multi-statement transactions.
@@ -101,7 +108,7 @@ fn crash_loop_mutable_writes() {
             start = trial * 100_000
         )
     };
-    crash_loop("mutable", &home, dir.path(), driver, |acked, _| {
+    let _ = crash_loop("mutable", &home, dir.path(), driver, |acked, _| {
         let groups: BTreeMap<i64, i64> = csv(&home, "SELECT g, count(*) FROM mutable.public.t GROUP BY g").into_iter().map(|r| (r[0].parse().unwrap(), r[1].parse().unwrap())).collect();
         for (g, n) in &groups {
             assert_eq!(*n, 10, "group {g}: a statement's rows are all there or none");
@@ -133,7 +140,7 @@ fn crash_loop_topic_publish() {
             start = trial * 100_000
         )
     };
-    crash_loop("topic publish", &home, dir.path(), driver, |acked, _| {
+    let _ = crash_loop("topic publish", &home, dir.path(), driver, |acked, _| {
         let stats = &csv(&home, "SELECT count(*), count(DISTINCT _offset), coalesce(min(_offset), 0), coalesce(max(_offset), -1) FROM topics.public.ev")[0];
         let (count, distinct, min, max): (i64, i64, i64, i64) = (stats[0].parse().unwrap(), stats[1].parse().unwrap(), stats[2].parse().unwrap(), stats[3].parse().unwrap());
         assert_eq!((count, distinct, min, max), (count, count, 0, count - 1), "offsets are 0..n, gap-free and unique");
@@ -145,6 +152,43 @@ fn crash_loop_topic_publish() {
             assert!(groups.contains_key(a), "acknowledged publish {a} is lost");
         }
     });
+}
+
+/// Consumer-group members killed while reading and acknowledging: no event is lost (each was
+/// printed by a member before the kill, or goes to the next member once the killed member's
+/// lease lapses), and once a member has drained the topic nothing is left pending.
+#[test]
+fn crash_loop_group_acknowledgement() {
+    const EVENTS: i64 = 400;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    ok(jammi(&home).args(["topic", "create", "ev", "--schema", "n:int64"]));
+    let events: Vec<String> = (0..EVENTS).map(|n| format!(r#"{{"n": {n}}}"#)).collect();
+    ok(jammi(&home).args(["topic", "publish", "ev", "--data", &format!("[{}]", events.join(","))]));
+    // Members print straight to the pipe the test reads, so what a member printed (and then
+    // acknowledged) is seen even when it is killed right after.
+    let member = |extra: &str| format!("$J --format ndjson topic subscribe ev --group g --from-beginning --ack-timeout-seconds 1 {extra}");
+    let driver = |_trial: usize| format!("while true; do {} || exit 1; done", member("--limit 7"));
+    let printed = crash_loop("group acknowledgement", &home, dir.path(), driver, |acked, _| {
+        assert!(acked.iter().all(|o| (0..EVENTS).contains(o)), "only offsets of the topic are delivered");
+    });
+    // Killed members' leases lapse after 1 s; a member then gets everything not yet
+    // acknowledged (SIGTERM after a while ends it cleanly, acknowledging what it printed).
+    std::thread::sleep(Duration::from_millis(1500));
+    let drain = |seconds: u64| -> BTreeSet<i64> {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!("timeout -s TERM {seconds} {}", member("")))
+            .env("J", format!("{} --data-dir {}", env!("CARGO_BIN_EXE_jammi"), home.display()))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| ack_of(l).unwrap_or_else(|| panic!("drain line {l:?}"))).collect()
+    };
+    let drained = drain(8);
+    let all: BTreeSet<i64> = printed.union(&drained).copied().collect();
+    assert_eq!(all, (0..EVENTS).collect::<BTreeSet<_>>(), "every event delivered at least once");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(drain(3).is_empty(), "after the drain nothing is pending or unacknowledged");
 }
 
 /// Vector appends, deletes and compactions.
@@ -171,7 +215,7 @@ fn crash_loop_vector_writes() {
             end = trial * 40 + 40
         )
     };
-    crash_loop("vector writes", &home, dir.path(), driver, |acked, _| {
+    let _ = crash_loop("vector writes", &home, dir.path(), driver, |acked, _| {
         let ids: BTreeSet<i64> = csv(&home, "SELECT id FROM vectors.public.docs").into_iter().map(|r| r[0].parse().unwrap()).collect();
         let present: BTreeMap<i64, usize> = ids.iter().filter(|id| **id >= 1000).fold(BTreeMap::new(), |mut m, id| {
             *m.entry(id / 1000 - 1).or_default() += 1;
@@ -214,7 +258,7 @@ fn crash_loop_artifact_put() {
         )
     };
     // Each trial's prefixes are fetched and verified (earlier ones were, and stay written once).
-    crash_loop("artifact put", &home, dir.path(), driver, |acked, new| {
+    let _ = crash_loop("artifact put", &home, dir.path(), driver, |acked, new| {
         for a in new.iter().chain(acked.first()) {
             let prefix = format!("{}/job/w/{a}", store.display());
             ok(jammi(&home).args(["artifact", "fetch", &prefix]));

@@ -46,6 +46,9 @@ pub(crate) struct SubscribeParams {
     ack_timeout_seconds: Option<u64>,
 }
 
+/// How often an idle event stream sends a keep-alive comment.
+const SSE_KEEP_ALIVE: Duration = Duration::from_secs(3);
+
 /// Stream the topic's events as server-sent events: `id` is the event's offset, `data`
 /// the event as a JSON object. Each batch is acknowledged once written to the response,
 /// so a group member that disconnects leaves its unsent events to the group.
@@ -74,7 +77,9 @@ pub(crate) async fn subscribe(
     shared.metrics.record(Protocol::Http, "subscribe", started.elapsed(), subscription.is_ok());
     let state = Feed { subscription: subscription?, queue: VecDeque::new(), unacked: None, sent: 0, limit: params.limit, stopping: shared.stopping.clone(), done: false };
     let events = futures::stream::unfold(state, |mut feed| async move { feed.next_event().await.map(|e| (Ok::<_, Infallible>(e), feed)) });
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
+    // The server notices a client that went away only when a write to it fails: frequent
+    // keep-alive comments bound how long a departed group member keeps its claims.
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(SSE_KEEP_ALIVE)).into_response())
 }
 
 /// A subscription turned into events, one at a time.
