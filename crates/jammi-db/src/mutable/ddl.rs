@@ -58,10 +58,15 @@ pub async fn run(session: &Session, scope: TenantScope, ddl: &Ddl<'_>) -> Result
     };
     {
         let mut conn = txn.connection().await?;
-        // Held until the transaction ends, as a DDL transaction of its own would hold it.
-        catalog.serialize_in(&mut conn).await?;
         savepoint(&mut conn, "SAVEPOINT jammi_statement").await?;
-        match apply(session, scope, &checked, &mut conn).await {
+        // The writer lock is held until the transaction ends, as a DDL transaction of its own
+        // would hold it; taken behind the savepoint, so a lock timeout fails this statement
+        // alone and not the client's whole transaction.
+        let applied = match catalog.serialize_in(&mut conn).await {
+            Ok(()) => apply(session, scope, &checked, &mut conn).await,
+            Err(e) => Err(e),
+        };
+        match applied {
             Ok(()) => savepoint(&mut conn, "RELEASE SAVEPOINT jammi_statement").await?,
             Err(e) => {
                 savepoint(&mut conn, "ROLLBACK TO SAVEPOINT jammi_statement").await?;
