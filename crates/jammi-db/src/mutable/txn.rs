@@ -98,6 +98,10 @@ pub struct WriteTxn {
     savepoints: std::sync::Mutex<Vec<String>>,
 }
 
+/// Savepoints one transaction may hold at once: each costs the catalog a subtransaction, and
+/// a client could otherwise make them without end.
+const MAX_SAVEPOINTS: usize = 1000;
+
 /// What a client does with a savepoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SavepointOp {
@@ -284,6 +288,13 @@ impl WriteTxn {
             let savepoints = self.savepoints.lock().unwrap_or_else(|p| p.into_inner());
             savepoints.iter().rposition(|s| s == name)
         };
+        if op == SavepointOp::Define && self.savepoints.lock().unwrap_or_else(|p| p.into_inner()).len() >= MAX_SAVEPOINTS {
+            return Err(Error::LimitExceeded {
+                argument: "savepoints in one transaction".into(),
+                value: "one more".into(),
+                limit: format!("{MAX_SAVEPOINTS}; RELEASE the ones no longer needed"),
+            });
+        }
         if op != SavepointOp::Define && known.is_none() {
             return Err(Error::Query(format!("savepoint '{name}' does not exist in this transaction; define it with SAVEPOINT {name}")));
         }
