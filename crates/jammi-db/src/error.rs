@@ -104,6 +104,15 @@ pub enum Error {
         message: String,
     },
 
+    /// No topic with this name is visible to the caller.
+    #[error("topic '{name}' does not exist{scope}; see `jammi topic list`")]
+    UnknownTopic {
+        /// Topic name.
+        name: String,
+        /// " for tenant <uuid>" or empty.
+        scope: String,
+    },
+
     /// No vector table with this name is visible to the caller.
     #[error("vector table '{name}' does not exist{scope}; see `jammi vectors list`")]
     UnknownVectorTable {

@@ -54,7 +54,7 @@ impl ServerError {
             ServerError::Engine(e) => match e {
                 E::PermissionDenied { .. } => 403,
                 E::IdleInTransactionTimeout { .. } => 409,
-                E::UnknownSource { .. } | E::UnknownVectorTable { .. } | E::NotFound { .. } => 404,
+                E::UnknownSource { .. } | E::UnknownVectorTable { .. } | E::UnknownTopic { .. } | E::NotFound { .. } => 404,
                 E::Catalog { .. } | E::Io { .. } | E::Storage(_) => 500,
                 _ => 400,
             },
@@ -75,7 +75,7 @@ impl ServerError {
                 E::PermissionDenied { .. } => "42501",
                 E::LimitExceeded { .. } => "22023",
                 E::IdleInTransactionTimeout { .. } => "25P03",
-                E::UnknownSource { .. } | E::UnknownVectorTable { .. } => "42P01",
+                E::UnknownSource { .. } | E::UnknownVectorTable { .. } | E::UnknownTopic { .. } => "42P01",
                 E::Catalog { .. } | E::Io { .. } | E::Storage(_) => "58000",
                 _ => "42000",
             },

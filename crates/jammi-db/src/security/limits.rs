@@ -21,6 +21,9 @@ pub const MAX_EVENT_BYTES: usize = 1 << 20;
 /// Longest line of an NDJSON input, in bytes.
 pub const MAX_NDJSON_LINE_BYTES: usize = 1 << 20;
 
+/// Most offsets acknowledged in one call (`Topics::ack`, `POST /v1/topics/{name}/ack`).
+pub const MAX_ACK_OFFSETS: usize = 10_000;
+
 /// `argument` = `value` must be at most `limit`.
 pub fn at_most(argument: &str, value: usize, limit: usize) -> Result<()> {
     if value <= limit {

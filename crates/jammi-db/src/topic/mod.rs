@@ -178,7 +178,7 @@ impl<'a> Topics<'a> {
 
     fn resolve(&self, name: &str) -> Result<Arc<TopicEntry>> {
         let scope = self.session.scope();
-        self.state().resolve(scope, name).ok_or_else(|| Error::Query(format!("topic '{name}' does not exist{}; see `jammi topic list`", scope.describe())))
+        self.state().resolve(scope, name).ok_or_else(|| Error::UnknownTopic { name: name.to_string(), scope: scope.describe() })
     }
 
     /// Create a topic owned by the session's tenant (shared when unbound).
@@ -365,6 +365,35 @@ impl<'a> Topics<'a> {
         let ctx = self.session.query_context(scope);
         subscribe::subscribe(self.state(), &ctx, entry, scope, options).await
     }
+
+    /// Acknowledge events on behalf of a consumer-group member (its id from
+    /// [`Subscription::member`]), for clients that read through one channel and acknowledge
+    /// through another (the HTTP server's explicit acknowledgement). Returns how many of
+    /// `offsets` the member still held; the rest had gone back to the group (lease expired,
+    /// or the member left) and may be delivered again. Group names are per tenant, so a
+    /// member id never reaches another tenant's group.
+    pub async fn ack(&self, name: &str, group: &str, member: &str, offsets: &[i64]) -> Result<AckOutcome> {
+        use crate::security::limits::{at_most, MAX_ACK_OFFSETS};
+        at_most("offsets", offsets.len(), MAX_ACK_OFFSETS)?;
+        self.session.sync_catalog().await?;
+        let entry = self.resolve(name)?;
+        let mut offsets = offsets.to_vec();
+        offsets.sort_unstable();
+        offsets.dedup();
+        let group_key = format!("{}{group}", subscribe::group_prefix(self.session.scope()));
+        let catalog = &self.state().catalog;
+        let acknowledged = subscribe::ack(catalog, &entry.record.id, &group_key, member, &offsets).await?;
+        Ok(AckOutcome { acknowledged, not_held: offsets.len() as u64 - acknowledged })
+    }
+}
+
+/// What [`Topics::ack`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckOutcome {
+    /// Leases removed: these events are done.
+    pub acknowledged: u64,
+    /// Offsets the member did not hold (never, or no longer): they may be delivered again.
+    pub not_held: u64,
 }
 
 /// A retried publish that still finds the topic gone: the user-facing message.

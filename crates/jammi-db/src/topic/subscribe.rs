@@ -107,6 +107,13 @@ impl Subscription {
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
     }
 
+    /// This group member's id (`None` outside a consumer group): with it, a client that
+    /// talks to the engine through another channel acknowledges what it processed
+    /// ([`Topics::ack`](super::Topics::ack)).
+    pub fn member(&self) -> Option<&str> {
+        self.group.as_ref().map(|g| g.member.as_str())
+    }
+
     /// Acknowledge a delivered batch (consumer groups; a no-op otherwise). Unacknowledged
     /// events are delivered again, to any member, after the ack timeout.
     pub async fn ack(&self, batch: &RecordBatch) -> Result<()> {
@@ -115,11 +122,14 @@ impl Subscription {
             .column_by_name(super::spec::OFFSET_COLUMN)
             .map(|c| c.as_primitive::<Int64Type>().values().to_vec())
             .unwrap_or_default();
-        ack(&g.catalog, &g.topic_id, &g.group_key, &g.member, &offsets).await
+        ack(&g.catalog, &g.topic_id, &g.group_key, &g.member, &offsets).await.map(drop)
     }
 }
 
-async fn ack(catalog: &Catalog, topic_id: &str, group_key: &str, member: &str, offsets: &[i64]) -> Result<()> {
+/// Delete `member`'s leases on `offsets`; returns how many it still held (an event whose
+/// lease expired, or that went back to the group when the member left, is not counted).
+pub(crate) async fn ack(catalog: &Catalog, topic_id: &str, group_key: &str, member: &str, offsets: &[i64]) -> Result<u64> {
+    let mut acknowledged = 0;
     for chunk in offsets.chunks(500) {
         let sql = format!(
             "DELETE FROM jammi_topic_pending WHERE topic_id = $1 AND group_name = $2 AND consumer = $3 AND event_offset IN ({})",
@@ -129,9 +139,9 @@ async fn ack(catalog: &Catalog, topic_id: &str, group_key: &str, member: &str, o
         for o in chunk {
             query = query.bind(*o);
         }
-        query.execute(catalog.pool()).await.map_err(|e| catalog.error(e))?;
+        acknowledged += query.execute(catalog.pool()).await.map_err(|e| catalog.error(e))?.rows_affected();
     }
-    Ok(())
+    Ok(acknowledged)
 }
 
 /// Start a subscription to `entry` in `scope`.

@@ -222,6 +222,20 @@ async fn retention_and_tenancy(session: &Session) {
     as_a.topics().publish("shared_ev", &events(6..8)).await.unwrap();
     topics.publish("shared_ev", &events(8..9)).await.unwrap();
     assert_eq!(collect(&mut live_b, 1, false).await, vec![8], "live: A's events never reach B");
+    // Acknowledging through another channel with a member id: only in the member's own
+    // tenant (group names are per tenant), and only what the member still holds.
+    let mut member_a = as_a.topics().subscribe("shared_ev", SubscribeOptions { from: StartAt::Beginning, group: Some("g".into()), ..Default::default() }).await.unwrap();
+    let held = collect(&mut member_a, 7, false).await;
+    assert_eq!(held, vec![0, 1, 2, 5, 6, 7, 8]);
+    let id = member_a.member().unwrap().to_string();
+    let outcome = as_b.topics().ack("shared_ev", "g", &id, &held).await.unwrap();
+    assert_eq!((outcome.acknowledged, outcome.not_held), (0, 7), "B cannot acknowledge A's events");
+    let outcome = as_a.topics().ack("shared_ev", "g", &id, &[0, 1, 1, 99]).await.unwrap();
+    assert_eq!((outcome.acknowledged, outcome.not_held), (2, 1));
+    let outcome = as_a.topics().ack("shared_ev", "g", &id, &held).await.unwrap();
+    assert_eq!((outcome.acknowledged, outcome.not_held), (5, 2), "0 and 1 were done already");
+    assert!(matches!(as_a.topics().ack("nope", "g", &id, &[1]).await, Err(jammi_db::Error::UnknownTopic { .. })));
+    drop(member_a);
     as_a.topics().create(definition("private_ev", "id:int64")).await.unwrap();
     assert!(as_b.topics().publish("private_ev", &events(0..1)).await.is_err(), "B cannot even see A's topic");
     let err = session.topics().publish_json("private_ev", r#"{"id": 1}"#).await.unwrap_err().to_string();

@@ -35,6 +35,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
         .route("/v1/sql", post(sql::sql))
         .route("/v1/search", post(sql::search))
         .route("/v1/topics/{name}/events", post(topics::publish).get(topics::subscribe))
+        .route("/v1/topics/{name}/ack", post(topics::ack))
         .layer(DefaultBodyLimit::max(shared.gate.limits().max_request_bytes))
         .with_state(Arc::clone(&shared));
     let mut stopping = shared.stopping.clone();

@@ -234,3 +234,85 @@ async fn group_members_over_sse_hand_over_at_once() {
     served.server.shutdown();
     served.server.wait().await;
 }
+
+/// Read server-sent events from `response` until `enough` holds for the text so far.
+async fn read_until(response: &mut reqwest::Response, enough: impl Fn(&str) -> bool) -> String {
+    let mut text = String::new();
+    while !enough(&text) {
+        let chunk = tokio::time::timeout(Duration::from_secs(20), response.chunk()).await.expect("events within 20 s").unwrap();
+        text.push_str(std::str::from_utf8(&chunk.expect("the stream ended early")).unwrap());
+    }
+    text
+}
+
+/// With `ack=explicit` nothing counts as done until the client acknowledges it: a member
+/// that disconnects after reading (and partly acknowledging) events loses none of them —
+/// the next member gets every unacknowledged one at once, including those that sat in the
+/// first one's connection. Acknowledgements after a lease moved on report `not_held`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn explicit_acknowledgement_over_sse_loses_nothing_on_disconnect() {
+    let (session, dir) = session().await;
+    let served = serve(session, dir, Limits::default()).await;
+    let client = reqwest::Client::new();
+    let events = format!("{}/v1/topics/work/events", served.http);
+    let ack_url = format!("{}/v1/topics/work/ack", served.http);
+    served.session.topics().create(TopicDefinition { name: "work".into(), columns: jammi_db::topic::TopicSpec::parse_schema("n:int64").unwrap(), source_table: None, retention: Default::default() }).await.unwrap();
+    let body: Vec<String> = (0..30).map(|n| format!(r#"{{"n": {n}}}"#)).collect();
+    assert_eq!(client.post(&events).body(body.join("\n")).send().await.unwrap().status(), 200);
+    let member = |extra: &str| format!("{events}?from_beginning=true&group=g&ack=explicit&ack_timeout_seconds=60{extra}");
+    let member_id = |text: &str| -> String {
+        let line = text.lines().skip_while(|l| *l != "event: member").nth(1).expect("a member event first");
+        let data: serde_json::Value = serde_json::from_str(line.strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(data["group"], "g");
+        data["member"].as_str().unwrap().to_string()
+    };
+    let ack = |member: String, offsets: Vec<i64>| {
+        let (client, url) = (client.clone(), ack_url.clone());
+        async move {
+            let response = client.post(&url).body(json!({"group": "g", "member": member, "offsets": offsets}).to_string()).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            let answer: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+            (answer["acknowledged"].as_u64().unwrap(), answer["not_held"].as_u64().unwrap())
+        }
+    };
+
+    // The first member reads at least ten events, acknowledges 0..5 and goes away.
+    let started = Instant::now();
+    let mut first = client.get(member("")).send().await.unwrap();
+    let text = read_until(&mut first, |t| event_ids(t).len() >= 10).await;
+    assert!(text.starts_with("event: member\n"), "{text}");
+    let first_member = member_id(&text);
+    assert_eq!(ack(first_member.clone(), (0..5).chain([0, 2]).collect()).await, (5, 0), "duplicates count once");
+    drop(first);
+
+    // The next member gets exactly the 25 unacknowledged events, well before the timeout.
+    let mut second = client.get(member("&limit=25")).send().await.unwrap();
+    let text = read_until(&mut second, |t| event_ids(t).len() >= 25).await;
+    assert_eq!(event_ids(&text), (5..30).collect::<Vec<_>>());
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    let second_member = member_id(&text);
+    // The first member's late acknowledgement no longer counts: the second holds them.
+    assert_eq!(ack(first_member, vec![5, 6]).await, (0, 2));
+    assert_eq!(ack(second_member.clone(), (5..30).collect()).await, (25, 0));
+    drop(second);
+
+    // All acknowledged: a new member receives nothing.
+    let mut third = client.get(member("")).send().await.unwrap();
+    let text = read_until(&mut third, |t| t.contains("event: member")).await;
+    let more = tokio::time::timeout(Duration::from_secs(2), third.chunk()).await;
+    assert!(more.is_err() || event_ids(std::str::from_utf8(&more.unwrap().unwrap().unwrap_or_default()).unwrap()).is_empty(), "{text}");
+
+    // Misuse is a clear 400.
+    let refused = client.get(format!("{events}?ack=explicit")).send().await.unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().await.unwrap().contains("group"));
+    let refused = client.post(&ack_url).body(json!({"group": "g", "member": second_member, "offsets": [1], "extra": 1}).to_string()).send().await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let refused = client.post(&ack_url).body(json!({"group": "g", "member": second_member, "offsets": vec![1; 10_001]}).to_string()).send().await.unwrap();
+    assert!(refused.status().is_client_error(), "{}", refused.status());
+    assert!(refused.text().await.unwrap().contains("offsets"));
+    let missing = client.post(format!("{}/v1/topics/nope/ack", served.http)).body(json!({"group": "g", "member": second_member, "offsets": [1]}).to_string()).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    served.server.shutdown();
+    served.server.wait().await;
+}
