@@ -280,3 +280,81 @@ fn crash_loop_first_open() {
         assert_eq!(csv(&home, "SELECT count(*) FROM mutable.public.x"), vec![vec!["1".to_string()]]);
     }
 }
+
+/// Training jobs as a CLI worker runs them — register, enqueue, claim, artifact put,
+/// finalize — killed at random: every acknowledged job's model serves a complete artifact,
+/// nothing serves an incomplete one; once the interrupted leases run out another worker
+/// finishes every job, and `job gc` leaves only the winning attempts' files.
+#[test]
+fn crash_loop_job_finalize() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::write(dir.path().join("weights.bin"), vec![7u8; 1 << 20]).unwrap();
+    std::fs::write(dir.path().join("config.json"), "{}").unwrap();
+    let store = dir.path().join("store");
+    // One job taken from the queue and finished; prints the payload's number once finalized.
+    let work = |worker: &str| {
+        format!(
+            r#"L=$($J job claim --worker {worker} --lease-seconds 3) || exit 1; [ -n "$L" ] || exit 0
+read job token root segs n < <(echo "$L" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print(d["job_id"], d["token"], d["artifact_root"], d["segments"], d["payload"]["i"])')
+$J artifact put $root $segs weights.bin config.json >/dev/null || exit 1
+$J job finalize $job --token $token >/dev/null || exit 1
+echo $n"#
+        )
+    };
+    let driver = |trial: usize| {
+        format!(
+            r#"i={start}; while true; do
+$J model register m v$i --task t >/dev/null || exit 1
+$J job enqueue m v$i --root {store} --max-attempts 100 --payload "{{\"i\": $i}}" >/dev/null || exit 1
+{work}
+i=$((i+1)); done"#,
+            start = trial * 100_000,
+            store = store.display(),
+            work = work("w")
+        )
+    };
+    // model version -> served artifact prefix (empty when none yet).
+    let served = |home: &Path| -> BTreeMap<String, String> {
+        let out = ok(jammi(home).args(["--format", "ndjson", "model", "list"]));
+        out.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).map(|m| (m["version"].as_str().unwrap().to_string(), m["artifact"].as_str().unwrap_or("").to_string())).collect()
+    };
+    let acked = crash_loop("job finalize", &home, dir.path(), driver, |_, new| {
+        let served = served(&home);
+        for n in new {
+            let prefix = &served[&format!("v{n}")];
+            assert!(!prefix.is_empty(), "job for v{n} was acknowledged but its model serves nothing");
+            ok(jammi(&home).args(["artifact", "fetch", prefix]));
+        }
+        // Nothing serves an artifact that is not complete, acknowledged or not.
+        for prefix in served.values().filter(|p| !p.is_empty()) {
+            ok(jammi(&home).args(["artifact", "fetch", prefix]));
+        }
+    });
+    // Recovery: the interrupted leases run out, another worker finishes every job.
+    std::thread::sleep(Duration::from_millis(3500));
+    let finish = format!("while true; do out=$({}) || exit 1; [ -n \"$out\" ] || exit 0; echo $out; done", work("recovery"));
+    let status = Command::new("bash").arg("-c").arg(&finish).current_dir(dir.path()).env("J", format!("{} --data-dir {}", env!("CARGO_BIN_EXE_jammi"), home.display())).status().unwrap();
+    assert!(status.success());
+    let jobs = ok(jammi(&home).args(["--format", "ndjson", "job", "list"]));
+    let jobs: Vec<serde_json::Value> = jobs.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(jobs.iter().all(|j| j["state"] == "succeeded"), "{jobs:?}");
+    let served = served(&home);
+    assert!(served.values().all(|p| !p.is_empty()), "every model serves an artifact after recovery: {served:?}");
+    assert!(acked.iter().all(|n| served.contains_key(&format!("v{n}"))));
+    ok(jammi(&home).args(["job", "gc"]));
+    // Only the winners' files are left in the store.
+    let winners: Vec<String> = served.values().map(|p| p.trim_start_matches("file://").trim_end_matches('/').to_string()).collect();
+    let mut stack = vec![store.clone()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let text = path.display().to_string();
+                assert!(winners.iter().any(|w| text.starts_with(&format!("{w}/"))), "{text} is left over from a losing attempt");
+            }
+        }
+    }
+}
