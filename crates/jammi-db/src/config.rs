@@ -248,7 +248,7 @@ impl Config {
             if !ok {
                 return Err(Error::config(
                     "catalog.url",
-                    format!("'{}' is not a sqlite:// or postgres:// URL", crate::catalog::redact_url(url)),
+                    format!("'{}' is not a sqlite:// or postgres:// URL", crate::redact::redact_url(url)),
                 ));
             }
         }

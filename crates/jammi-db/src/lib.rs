@@ -35,12 +35,18 @@
 
 pub mod artifact;
 pub mod catalog;
+pub mod change;
 pub mod config;
+mod context;
 mod delegate;
+pub mod engine_catalog;
 mod plan_cache;
 pub mod error;
+mod literal;
 pub mod mutable;
+pub mod names;
 pub mod prepared;
+pub mod redact;
 pub mod security;
 pub mod session;
 mod statement;
@@ -48,6 +54,7 @@ pub mod source;
 pub mod storage;
 pub mod tenant;
 pub mod topic;
+pub mod txn;
 pub mod vector;
 
 pub use config::Config;

@@ -21,15 +21,17 @@ use datafusion::sql::parser::{DFParser, Statement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use object_store::ObjectStore;
 
-use crate::catalog::{Catalog, SourceRecord};
+use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::catalog::VectorTableStatus;
-use crate::source::{self, EngineCatalog, EngineCatalogs, ScopedCatalogList, SourceCatalog, SourceCatalogs, Sources};
+use crate::engine_catalog::{EngineCatalog, EngineCatalogs};
+use crate::source::{self, ScopedCatalogList, SourceCatalogs, Sources};
 use crate::vector::search_fn::VectorSearchFunction;
-use crate::vector::sql::VectorsCatalog;
 use crate::vector::{CompactionPolicy, VectorState, Vectors};
-use crate::mutable::{self, provider::Mode, txn::{TxnOption, WriteTxn, Writer}, MutableCatalog, MutableState};
+use crate::mutable::statement::{Claimed, Control};
+use crate::mutable::{self, provider::Mode, MutableCatalog, MutableState};
+use crate::txn::{TxnOption, WriteTxn, Writer};
 use crate::config::BrokerKind;
 use crate::topic::broker::{Broker, InProcessBroker, JetStreamBroker};
 use crate::topic::{sql::TopicsCatalog, TopicState, Topics};
@@ -98,7 +100,7 @@ struct VectorsEngineCatalog(Arc<VectorState>);
 
 impl EngineCatalog for VectorsEngineCatalog {
     fn for_scope(&self, scope: TenantScope) -> Arc<dyn CatalogProvider> {
-        Arc::new(VectorsCatalog::new(Arc::clone(&self.0), scope))
+        Arc::new(crate::vector::sql::vectors_catalog(Arc::clone(&self.0), scope))
     }
 }
 
@@ -172,13 +174,14 @@ impl Session {
             .unwrap_or_else(|p| p.into_inner())
             .insert("vectors".to_string(), Arc::new(VectorsEngineCatalog(Arc::clone(&vectors))) as Arc<dyn EngineCatalog>);
         let writer = Arc::new(Writer::new(catalog.clone(), config.catalog.max_connections));
-        let mutable = Arc::new(MutableState::new(catalog.clone(), Arc::clone(&writer)));
         let broker: Arc<dyn Broker> = match config.broker.kind {
             BrokerKind::InProcess => Arc::new(InProcessBroker::default()),
             BrokerKind::Jetstream => Arc::new(JetStreamBroker::connect(config.broker.url.as_deref().unwrap_or_default()).await?),
         };
         let poll = std::time::Duration::from_millis(config.broker.poll_interval_ms);
-        let topics = Arc::new(TopicState::new(catalog.clone(), broker, writer, poll));
+        let topics = Arc::new(TopicState::new(catalog.clone(), broker, Arc::clone(&writer), poll));
+        // Mutable tables hand their row changes to the topics that follow them.
+        let mutable = Arc::new(MutableState::new(catalog.clone(), writer, Arc::clone(&topics) as Arc<dyn crate::change::ChangeSink>));
         engine_catalogs
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -242,7 +245,7 @@ impl Session {
 
     /// Sources: add, list, remove.
     pub fn sources(&self) -> Sources<'_> {
-        Sources::new(self)
+        Sources::new(self, &self.shared.sources)
     }
 
     /// A handle bound (sticky) to `tenant`, or unbound for `None`, with a transaction and
@@ -323,7 +326,13 @@ impl Session {
         self.sync_catalog().await?;
         let scope = self.scope();
         if let Some(claimed) = mutable::statement::claim(&statement.0)? {
-            return mutable::statement::run(self, scope, claimed).await;
+            return match claimed {
+                Claimed::Transaction(control) => {
+                    self.control_transaction(control).await?;
+                    Ok(self.query_context(scope).read_empty()?)
+                }
+                other => mutable::statement::run(self, &self.shared.mutable, scope, other).await,
+            };
         }
         // Boxed: planning futures are large, and debug builds run tests on small stacks.
         if let Some(frame) = Box::pin(self.run_shared_plan(statement, scope)).await? {
@@ -366,7 +375,7 @@ impl Session {
                 Ok(())
             }
             Some(timeout_ms) => match mutable::statement::claim(statement) {
-                Ok(Some(mutable::statement::Claimed::Commit | mutable::statement::Claimed::Rollback)) => Ok(()),
+                Ok(Some(Claimed::Transaction(Control::Commit | Control::Rollback))) => Ok(()),
                 _ => Err(Error::IdleInTransactionTimeout { timeout_ms }),
             },
         }
@@ -456,8 +465,28 @@ impl Session {
         self.txn.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Run a transaction control statement on this handle.
+    async fn control_transaction(&self, control: Control) -> Result<()> {
+        match control {
+            Control::Begin => self.begin_transaction().await,
+            Control::Commit => self.end_transaction(true).await,
+            Control::Rollback => self.end_transaction(false).await,
+            Control::Savepoint(op, name) => {
+                let txn = self
+                    .open_transaction()
+                    .ok_or_else(|| Error::Query(format!("savepoint '{name}': savepoints exist only inside BEGIN ... COMMIT")))?;
+                txn.savepoint(op, &name).await?;
+                // DDL after the savepoint was undone with it.
+                if op == crate::txn::SavepointOp::RollbackTo && txn.definitions_changed() > 0 {
+                    self.shared.mutable.reload_in(&txn).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// `BEGIN`: statements on this handle share one transaction until `COMMIT`/`ROLLBACK`.
-    pub(crate) async fn begin_transaction(&self) -> Result<()> {
+    async fn begin_transaction(&self) -> Result<()> {
         if self.open_transaction().is_some() {
             return Err(Error::Query("a transaction is already open on this session; COMMIT or ROLLBACK it first".into()));
         }
@@ -470,7 +499,7 @@ impl Session {
     }
 
     /// `COMMIT` (or `ROLLBACK` when `commit` is false) the open transaction.
-    pub(crate) async fn end_transaction(&self, commit: bool) -> Result<()> {
+    async fn end_transaction(&self, commit: bool) -> Result<()> {
         let txn = self.txn.lock().unwrap_or_else(|p| p.into_inner()).take();
         match txn {
             Some(txn) if commit => match txn.timed_out() {
@@ -489,17 +518,9 @@ impl Session {
         }
     }
 
-    pub(crate) fn mutable_state(&self) -> &Arc<MutableState> {
-        &self.shared.mutable
-    }
-
-    pub(crate) fn topic_state(&self) -> &Arc<TopicState> {
-        &self.shared.topics
-    }
-
     /// Topics: create, list, drop, publish, subscribe.
     pub fn topics(&self) -> Topics<'_> {
-        Topics::new(self)
+        Topics::new(self, &self.shared.topics, &self.shared.mutable)
     }
 
     /// Artifacts: put, fetch, verify and delete bundles on object storage with `options`
@@ -544,7 +565,7 @@ impl Session {
         let records = self.shared.catalog.sources().list_all().await?;
         let mut entries = Vec::with_capacity(records.len());
         for record in &records {
-            match self.build_source_catalog(record) {
+            match source::build_source_catalog(self, record) {
                 Ok(c) => entries.push((record.tenant, c)),
                 // One unusable source must not make the whole engine unusable; `source list`
                 // reports it.
@@ -586,23 +607,9 @@ impl Session {
         crate::vector::build_entry(&self.shared.vectors, record, files).await
     }
 
-    pub(crate) fn vector_state(&self) -> &Arc<VectorState> {
-        &self.shared.vectors
-    }
-
     /// Vector tables: import, list, drop, search.
     pub fn vectors(&self) -> Vectors<'_> {
-        Vectors::new(self)
-    }
-
-    pub(crate) fn build_source_catalog(&self, record: &SourceRecord) -> Result<Arc<SourceCatalog>> {
-        if source::remote::kind_of_url(&record.url).is_some() {
-            return source::build_catalog(record);
-        }
-        let url = StorageUrl::parse(&record.url)?;
-        let (_, storage_options) = source::split_options(&record.options);
-        self.register_store(&url, &storage_options)?;
-        source::build_catalog(record)
+        Vectors::new(self, &self.shared.vectors)
     }
 
     /// Make `url`'s store available to queries (object stores are keyed by scheme+bucket).
@@ -634,5 +641,44 @@ impl Session {
     /// Close catalog connections.
     pub async fn close(&self) {
         self.shared.catalog.close().await;
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::context::EngineContext for Session {
+    fn config(&self) -> &Config {
+        Session::config(self)
+    }
+
+    fn catalog(&self) -> &Catalog {
+        Session::catalog(self)
+    }
+
+    fn scope(&self) -> TenantScope {
+        Session::scope(self)
+    }
+
+    async fn sync_catalog(&self) -> Result<()> {
+        Session::sync_catalog(self).await
+    }
+
+    fn query_context(&self, scope: TenantScope) -> SessionContext {
+        Session::query_context(self, scope)
+    }
+
+    fn write_context(&self, scope: TenantScope, txn: &Arc<WriteTxn>) -> SessionContext {
+        Session::write_context(self, scope, txn)
+    }
+
+    fn open_transaction(&self) -> Option<Arc<WriteTxn>> {
+        Session::open_transaction(self)
+    }
+
+    fn register_store(&self, url: &StorageUrl, options: &StorageOptions) -> Result<Arc<dyn ObjectStore>> {
+        Session::register_store(self, url, options)
+    }
+
+    fn base_state(&self) -> SessionState {
+        Session::base_state(self)
     }
 }

@@ -9,7 +9,7 @@ use super::registry::Models;
 use super::ArtifactStore;
 use crate::catalog::{job_state, JobRecord, JobRepo};
 use crate::error::{Error, Result};
-use crate::session::Session;
+use crate::context::EngineContext;
 use crate::storage::StorageUrl;
 use crate::tenant::TenantId;
 
@@ -157,10 +157,10 @@ fn attempt_segments(tenant: Option<TenantId>, job_id: &str, worker: &str, attemp
     vec![owner, job_id.to_string(), worker.to_string(), format!("attempt-{attempt}")]
 }
 
-/// The job queue of a session, in its tenant scope. Get one with [`Session::jobs`].
+/// The job queue of a session, in its tenant scope. Get one with [`Session::jobs`](crate::Session::jobs).
 #[derive(Debug)]
 pub struct Jobs<'a> {
-    session: &'a Session,
+    ctx: &'a dyn EngineContext,
 }
 
 fn lease_ms(lease: Duration) -> Result<i64> {
@@ -172,24 +172,24 @@ fn lease_ms(lease: Duration) -> Result<i64> {
 }
 
 impl<'a> Jobs<'a> {
-    pub(crate) fn new(session: &'a Session) -> Self {
-        Jobs { session }
+    pub(crate) fn new(ctx: &'a dyn EngineContext) -> Self {
+        Jobs { ctx }
     }
 
     fn repo(&self) -> JobRepo<'a> {
-        self.session.catalog().jobs()
+        self.ctx.catalog().jobs()
     }
 
     /// Queue a job for a registered model version.
     pub async fn enqueue(&self, request: JobRequest) -> Result<JobInfo> {
-        let model = Models::new(self.session).record(&request.model, &request.version).await?;
+        let model = Models::new(self.ctx).record(&request.model, &request.version).await?;
         let root = StorageUrl::parse(&request.artifact_root)?;
         if request.max_attempts == 0 {
             return Err(Error::Query("max attempts must be at least 1".into()));
         }
         let record = JobRecord {
             id: uuid::Uuid::new_v4().to_string(),
-            tenant: self.session.scope().owner(),
+            tenant: self.ctx.scope().owner(),
             model_id: model.id,
             artifact_root: root.to_string(),
             payload: request.payload.to_string(),
@@ -210,12 +210,12 @@ impl<'a> Jobs<'a> {
 
     /// One job.
     pub async fn get(&self, id: &str) -> Result<JobInfo> {
-        self.repo().get(self.session.scope(), id).await?.map(JobInfo::from).ok_or_else(|| Error::Query(format!("job {id} does not exist{}; see `jammi job list`", self.session.scope().describe())))
+        self.repo().get(self.ctx.scope(), id).await?.map(JobInfo::from).ok_or_else(|| Error::Query(format!("job {id} does not exist{}; see `jammi job list`", self.ctx.scope().describe())))
     }
 
     /// Every job the session may see, newest first.
     pub async fn list(&self) -> Result<Vec<JobInfo>> {
-        Ok(self.repo().list(self.session.scope()).await?.into_iter().map(JobInfo::from).collect())
+        Ok(self.repo().list(self.ctx.scope()).await?.into_iter().map(JobInfo::from).collect())
     }
 
     /// Claim the next job (highest priority, then oldest) for `worker`, leased for `lease`.
@@ -227,7 +227,7 @@ impl<'a> Jobs<'a> {
         self.repo().expire_exhausted().await?;
         let claimed = self
             .repo()
-            .claim(self.session.scope(), worker, ms, |job, attempt| {
+            .claim(self.ctx.scope(), worker, ms, |job, attempt| {
                 let root = StorageUrl::parse(&job.artifact_root)?;
                 let segments = attempt_segments(job.tenant, &job.id, worker, attempt);
                 let refs: Vec<&str> = segments.iter().map(String::as_str).collect();

@@ -3,7 +3,7 @@
 
 use crate::catalog::{ModelRecord, ModelRepo};
 use crate::error::{Error, Result};
-use crate::session::Session;
+use crate::context::EngineContext;
 use crate::tenant::TenantId;
 
 /// What to register.
@@ -76,23 +76,23 @@ pub(crate) fn check_label(what: &str, value: &str) -> Result<()> {
     }
 }
 
-/// The model registry of a session, in its tenant scope. Get one with [`Session::models`].
+/// The model registry of a session, in its tenant scope. Get one with [`Session::models`](crate::Session::models).
 #[derive(Debug)]
 pub struct Models<'a> {
-    session: &'a Session,
+    ctx: &'a dyn EngineContext,
 }
 
 impl<'a> Models<'a> {
-    pub(crate) fn new(session: &'a Session) -> Self {
-        Models { session }
+    pub(crate) fn new(ctx: &'a dyn EngineContext) -> Self {
+        Models { ctx }
     }
 
     fn repo(&self) -> ModelRepo<'a> {
-        self.session.catalog().models()
+        self.ctx.catalog().models()
     }
 
     fn unknown(&self, name: &str, version: &str) -> Error {
-        Error::UnknownModel { name: name.into(), version: version.into(), scope: self.session.scope().describe() }
+        Error::UnknownModel { name: name.into(), version: version.into(), scope: self.ctx.scope().describe() }
     }
 
     /// Register a model version, owned by the session's tenant (shared when unbound). Its
@@ -109,7 +109,7 @@ impl<'a> Models<'a> {
         let metadata = if definition.metadata.is_null() { serde_json::json!({}) } else { definition.metadata };
         let record = ModelRecord {
             id: uuid::Uuid::new_v4().to_string(),
-            tenant: self.session.scope().owner(),
+            tenant: self.ctx.scope().owner(),
             name: definition.name,
             version: definition.version,
             task: definition.task,
@@ -126,7 +126,7 @@ impl<'a> Models<'a> {
 
     /// Every model version the session may see, with its aliases.
     pub async fn list(&self) -> Result<Vec<ModelInfo>> {
-        let scope = self.session.scope();
+        let scope = self.ctx.scope();
         let aliases = self.repo().aliases(scope).await?;
         let records = self.repo().list(scope).await?;
         Ok(records
@@ -139,13 +139,13 @@ impl<'a> Models<'a> {
     }
 
     async fn with_aliases(&self, record: ModelRecord) -> Result<ModelInfo> {
-        let aliases = self.repo().aliases(self.session.scope()).await?;
+        let aliases = self.repo().aliases(self.ctx.scope()).await?;
         let names = aliases.iter().filter(|a| a.model_id == record.id).map(|a| a.alias.clone()).collect();
         Ok(ModelInfo::from_record(record, names))
     }
 
     pub(crate) async fn record(&self, name: &str, version: &str) -> Result<ModelRecord> {
-        self.repo().get(self.session.scope(), name, version).await?.ok_or_else(|| self.unknown(name, version))
+        self.repo().get(self.ctx.scope(), name, version).await?.ok_or_else(|| self.unknown(name, version))
     }
 
     /// One version.
@@ -157,16 +157,16 @@ impl<'a> Models<'a> {
     /// The version an alias names, in one catalog read (the returned `aliases` holds just
     /// the one asked for).
     pub async fn resolve(&self, name: &str, alias: &str) -> Result<ModelInfo> {
-        let record = self.repo().resolve_alias(self.session.scope(), name, alias).await?.ok_or_else(|| self.unknown(name, alias))?;
+        let record = self.repo().resolve_alias(self.ctx.scope(), name, alias).await?.ok_or_else(|| self.unknown(name, alias))?;
         Ok(ModelInfo::from_record(record, vec![alias.to_string()]))
     }
 
     /// A version by its label, or else by an alias.
     pub async fn describe(&self, name: &str, version_or_alias: &str) -> Result<ModelInfo> {
-        match self.repo().get(self.session.scope(), name, version_or_alias).await? {
+        match self.repo().get(self.ctx.scope(), name, version_or_alias).await? {
             Some(record) => self.with_aliases(record).await,
             None => {
-                let record = self.repo().resolve_alias(self.session.scope(), name, version_or_alias).await?.ok_or_else(|| self.unknown(name, version_or_alias))?;
+                let record = self.repo().resolve_alias(self.ctx.scope(), name, version_or_alias).await?.ok_or_else(|| self.unknown(name, version_or_alias))?;
                 self.with_aliases(record).await
             }
         }
@@ -176,7 +176,7 @@ impl<'a> Models<'a> {
     pub async fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<ModelInfo> {
         check_label("alias", alias)?;
         let record = self.record(name, version).await?;
-        let scope = self.session.scope();
+        let scope = self.ctx.scope();
         if record.tenant.is_some() && record.tenant != scope.owner() && scope != crate::tenant::TenantScope::Admin {
             return Err(Error::PermissionDenied { message: format!("model {name}:{version} belongs to another tenant") });
         }
@@ -188,7 +188,7 @@ impl<'a> Models<'a> {
     /// Its artifacts stay on storage; delete them with `jammi artifact rm`.
     pub async fn delete(&self, name: &str, version: &str) -> Result<()> {
         let record = self.record(name, version).await?;
-        let scope = self.session.scope();
+        let scope = self.ctx.scope();
         if record.tenant != scope.owner() && scope != crate::tenant::TenantScope::Admin {
             return Err(Error::PermissionDenied { message: format!("model {name}:{version} is not owned by this session's tenant; only its owner may delete it") });
         }

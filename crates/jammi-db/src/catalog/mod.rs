@@ -96,7 +96,7 @@ impl Catalog {
         } else {
             return Err(Error::config(
                 "catalog.url",
-                format!("'{}' is not a sqlite:// or postgres:// URL", redact_url(url)),
+                format!("'{}' is not a sqlite:// or postgres:// URL", crate::redact::redact_url(url)),
             ));
         };
         let pool = backend.connect(config).await?;
@@ -287,17 +287,6 @@ pub(crate) async fn bump_change_counter(conn: &mut sqlx::AnyConnection) -> Resul
         .execute(conn)
         .await
         .map(|_| ())
-}
-
-/// Replace the password of a URL with `***` (`postgres://u:***@host/db`).
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_string(),
-    }
 }
 
 /// Milliseconds since the Unix epoch, for `created_at` columns.

@@ -5,7 +5,8 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 use sqlx::{Any, Executor, Transaction};
 
-use super::{redact_url, BackendKind, CatalogBackend};
+use super::{BackendKind, CatalogBackend};
+use crate::redact::redact_url;
 use crate::config::CatalogConfig;
 use crate::error::{Error, Result};
 

@@ -14,7 +14,8 @@ use super::store;
 use super::types::Stored;
 use crate::catalog::MutableTableRecord;
 use crate::error::{Error, Result};
-use crate::session::Session;
+use crate::context::EngineContext;
+use super::MutableState;
 use crate::tenant::TenantScope;
 
 /// A definition change on mutable tables.
@@ -47,14 +48,14 @@ struct NewColumn {
 }
 
 /// Run `ddl` in the session's open transaction if there is one, else in its own.
-pub async fn run(session: &Session, scope: TenantScope, ddl: &Ddl<'_>) -> Result<()> {
-    let checked = check(session, scope, ddl).await?;
-    let catalog = session.catalog();
-    let Some(txn) = session.open_transaction() else {
+pub(crate) async fn run(ctx: &dyn EngineContext, tables: &MutableState, scope: TenantScope, ddl: &Ddl<'_>) -> Result<()> {
+    let checked = check(ctx, scope, ddl).await?;
+    let catalog = ctx.catalog();
+    let Some(txn) = ctx.open_transaction() else {
         let mut tx = catalog.begin_serialized().await?;
-        apply(session, scope, &checked, &mut tx).await?;
-        tx.commit().await.map_err(catalog_err(session))?;
-        return session.sync_catalog().await;
+        apply(ctx, scope, &checked, &mut tx).await?;
+        tx.commit().await.map_err(catalog_err(ctx))?;
+        return ctx.sync_catalog().await;
     };
     {
         let mut conn = txn.connection().await?;
@@ -63,7 +64,7 @@ pub async fn run(session: &Session, scope: TenantScope, ddl: &Ddl<'_>) -> Result
         // would hold it; taken behind the savepoint, so a lock timeout fails this statement
         // alone and not the client's whole transaction.
         let applied = match catalog.serialize_in(&mut conn).await {
-            Ok(()) => apply(session, scope, &checked, &mut conn).await,
+            Ok(()) => apply(ctx, scope, &checked, &mut conn).await,
             Err(e) => Err(e),
         };
         match applied {
@@ -74,28 +75,28 @@ pub async fn run(session: &Session, scope: TenantScope, ddl: &Ddl<'_>) -> Result
             }
         }
     }
-    session.mutable_state().reload_in(&txn).await
+    tables.reload_in(&txn).await
 }
 
 async fn savepoint(conn: &mut AnyConnection, sql: &str) -> Result<()> {
     sqlx::query(sql).execute(conn).await.map(|_| ()).map_err(|e| Error::Query(crate::error::one_line(&e.to_string())))
 }
 
-async fn check<'a>(session: &Session, scope: TenantScope, ddl: &'a Ddl<'_>) -> Result<Checked<'a>> {
+async fn check<'a>(ctx: &dyn EngineContext, scope: TenantScope, ddl: &'a Ddl<'_>) -> Result<Checked<'a>> {
     Ok(match ddl {
-        Ddl::CreateTable(create, name) => Checked::CreateTable(create, name, check_create(session, scope, create, name).await?),
+        Ddl::CreateTable(create, name) => Checked::CreateTable(create, name, check_create(ctx, scope, create, name).await?),
         Ddl::Drop(names, if_exists) => Checked::Drop(names, *if_exists),
-        Ddl::Alter(alter, name) => Checked::Alter(name, check_alter(session, scope, alter, name).await?),
+        Ddl::Alter(alter, name) => Checked::Alter(name, check_alter(ctx, scope, alter, name).await?),
         Ddl::CreateIndex(create, name) => Checked::CreateIndex(create, name),
     })
 }
 
-async fn apply(session: &Session, scope: TenantScope, checked: &Checked<'_>, conn: &mut AnyConnection) -> Result<()> {
+async fn apply(ctx: &dyn EngineContext, scope: TenantScope, checked: &Checked<'_>, conn: &mut AnyConnection) -> Result<()> {
     match checked {
-        Checked::CreateTable(create, name, spec) => create_table(session, scope, create, name, spec, conn).await,
-        Checked::Drop(names, if_exists) => drop_tables(session, scope, names, *if_exists, conn).await,
-        Checked::Alter(name, columns) => alter_table(session, scope, name, columns, conn).await,
-        Checked::CreateIndex(create, name) => create_index(session, scope, create, name, conn).await,
+        Checked::CreateTable(create, name, spec) => create_table(ctx, scope, create, name, spec, conn).await,
+        Checked::Drop(names, if_exists) => drop_tables(ctx, scope, names, *if_exists, conn).await,
+        Checked::Alter(name, columns) => alter_table(ctx, scope, name, columns, conn).await,
+        Checked::CreateIndex(create, name) => create_index(ctx, scope, create, name, conn).await,
     }
 }
 
@@ -108,12 +109,12 @@ fn check_name(name: &str) -> Result<()> {
     }
 }
 
-fn catalog_err(session: &Session) -> impl Fn(sqlx::Error) -> Error + '_ {
-    move |e| session.catalog().error(e)
+fn catalog_err(ctx: &dyn EngineContext) -> impl Fn(sqlx::Error) -> Error + '_ {
+    move |e| ctx.catalog().error(e)
 }
 
 /// `CREATE TABLE mutable.public.NAME (...)`: the definition, checked.
-async fn check_create(session: &Session, scope: TenantScope, create: &ast::CreateTable, name: &str) -> Result<TableSpec> {
+async fn check_create(ctx: &dyn EngineContext, scope: TenantScope, create: &ast::CreateTable, name: &str) -> Result<TableSpec> {
     check_name(name)?;
     let display = format!("mutable.public.{name}");
     if create.query.is_some() {
@@ -123,15 +124,15 @@ async fn check_create(session: &Session, scope: TenantScope, create: &ast::Creat
     // Defaults are checked now, so a bad one fails the CREATE rather than a later INSERT.
     for c in &spec.columns {
         if let Some(default) = &c.default {
-            evaluate_constant(session, scope, default, c.ty, &c.name).await?;
+            evaluate_constant(ctx, scope, default, c.ty, &c.name).await?;
         }
     }
     Ok(spec)
 }
 
-async fn create_table(session: &Session, scope: TenantScope, create: &ast::CreateTable, name: &str, spec: &TableSpec, conn: &mut AnyConnection) -> Result<()> {
+async fn create_table(ctx: &dyn EngineContext, scope: TenantScope, create: &ast::CreateTable, name: &str, spec: &TableSpec, conn: &mut AnyConnection) -> Result<()> {
     let display = format!("mutable.public.{name}");
-    let catalog = session.catalog();
+    let catalog = ctx.catalog();
     // Names are per owner: another tenant's table of this name does not matter here.
     if catalog.mutable_tables().named_in(conn, name).await?.iter().any(|r| r.owner == scope.owner()) {
         if create.if_not_exists {
@@ -142,7 +143,7 @@ async fn create_table(session: &Session, scope: TenantScope, create: &ast::Creat
     let id = uuid::Uuid::new_v4().simple().to_string();
     let storage = format!("jammi_m_{}", &id[..16]);
     for sql in store::create_table_sql(catalog.backend().kind(), &storage, spec) {
-        sqlx::query(&sql).execute(&mut *conn).await.map_err(catalog_err(session))?;
+        sqlx::query(&sql).execute(&mut *conn).await.map_err(catalog_err(ctx))?;
     }
     let spec_json = serde_json::to_string(spec).map_err(|e| Error::Query(e.to_string()))?;
     let record = MutableTableRecord { id, owner: scope.owner(), name: name.to_string(), storage, spec: spec_json, created_at: 0 };
@@ -150,13 +151,13 @@ async fn create_table(session: &Session, scope: TenantScope, create: &ast::Creat
 }
 
 /// `DROP TABLE [IF EXISTS] mutable.public.A, ...`: all or nothing.
-async fn drop_tables(session: &Session, scope: TenantScope, names: &[String], if_exists: bool, conn: &mut AnyConnection) -> Result<()> {
-    let catalog = session.catalog();
+async fn drop_tables(ctx: &dyn EngineContext, scope: TenantScope, names: &[String], if_exists: bool, conn: &mut AnyConnection) -> Result<()> {
+    let catalog = ctx.catalog();
     for name in names {
-        match table_in(session, scope, conn, name).await? {
+        match table_in(ctx, scope, conn, name).await? {
             Some(record) => {
                 check_owner(scope, &record)?;
-                sqlx::query(&format!("DROP TABLE {}", store::quote(&record.storage))).execute(&mut *conn).await.map_err(catalog_err(session))?;
+                sqlx::query(&format!("DROP TABLE {}", crate::names::quote_ident(&record.storage))).execute(&mut *conn).await.map_err(catalog_err(ctx))?;
                 catalog.mutable_tables().delete_in(conn, &record.id).await?;
             }
             None if if_exists => {}
@@ -167,8 +168,8 @@ async fn drop_tables(session: &Session, scope: TenantScope, names: &[String], if
 }
 
 /// The table `scope` resolves `name` to, inside the transaction open on `conn`.
-async fn table_in(session: &Session, scope: TenantScope, conn: &mut AnyConnection, name: &str) -> Result<Option<MutableTableRecord>> {
-    let candidates = session.catalog().mutable_tables().named_in(conn, name).await?;
+async fn table_in(ctx: &dyn EngineContext, scope: TenantScope, conn: &mut AnyConnection, name: &str) -> Result<Option<MutableTableRecord>> {
+    let candidates = ctx.catalog().mutable_tables().named_in(conn, name).await?;
     Ok(crate::tenant::pick_scoped(scope, candidates, |r| r.owner))
 }
 
@@ -187,8 +188,8 @@ fn check_owner(scope: TenantScope, record: &MutableTableRecord) -> Result<()> {
 
 /// Read a table's definition inside the transaction open on `conn`, checking `scope` may
 /// change it.
-async fn spec_in(session: &Session, scope: TenantScope, conn: &mut AnyConnection, name: &str) -> Result<(MutableTableRecord, TableSpec)> {
-    let record = table_in(session, scope, conn, name)
+async fn spec_in(ctx: &dyn EngineContext, scope: TenantScope, conn: &mut AnyConnection, name: &str) -> Result<(MutableTableRecord, TableSpec)> {
+    let record = table_in(ctx, scope, conn, name)
         .await?
         .ok_or_else(|| Error::Query(format!("table mutable.public.{name} does not exist")))?;
     check_owner(scope, &record)?;
@@ -198,7 +199,7 @@ async fn spec_in(session: &Session, scope: TenantScope, conn: &mut AnyConnection
 
 /// `ALTER TABLE mutable.public.NAME ADD COLUMN c type [NOT NULL] [DEFAULT x]`: the new
 /// columns, checked, with the value existing rows get.
-async fn check_alter(session: &Session, scope: TenantScope, alter: &ast::AlterTable, name: &str) -> Result<Vec<NewColumn>> {
+async fn check_alter(ctx: &dyn EngineContext, scope: TenantScope, alter: &ast::AlterTable, name: &str) -> Result<Vec<NewColumn>> {
     let display = format!("mutable.public.{name}");
     let mut columns = Vec::with_capacity(alter.operations.len());
     for operation in &alter.operations {
@@ -214,7 +215,7 @@ async fn check_alter(session: &Session, scope: TenantScope, alter: &ast::AlterTa
             return Err(Error::Query(format!("ALTER TABLE {display}: the column name '{}' is reserved for tenancy", column.name)));
         }
         let fill = match &column.default {
-            Some(default) => Some(evaluate_constant(session, scope, default, column.ty, &column.name).await?),
+            Some(default) => Some(evaluate_constant(ctx, scope, default, column.ty, &column.name).await?),
             None if !column.nullable => {
                 return Err(Error::Query(format!(
                     "ALTER TABLE {display}: new NOT NULL column '{}' needs a DEFAULT for the existing rows",
@@ -228,10 +229,10 @@ async fn check_alter(session: &Session, scope: TenantScope, alter: &ast::AlterTa
     Ok(columns)
 }
 
-async fn alter_table(session: &Session, scope: TenantScope, name: &str, columns: &[NewColumn], conn: &mut AnyConnection) -> Result<()> {
+async fn alter_table(ctx: &dyn EngineContext, scope: TenantScope, name: &str, columns: &[NewColumn], conn: &mut AnyConnection) -> Result<()> {
     let display = format!("mutable.public.{name}");
-    let catalog = session.catalog();
-    let (record, mut spec) = spec_in(session, scope, conn, name).await?;
+    let catalog = ctx.catalog();
+    let (record, mut spec) = spec_in(ctx, scope, conn, name).await?;
     for NewColumn { column, fill, if_not_exists } in columns {
         if spec.column(&column.name).is_some() {
             if *if_not_exists {
@@ -243,7 +244,7 @@ async fn alter_table(session: &Session, scope: TenantScope, name: &str, columns:
         if !column.nullable {
             sql.push_str(" NOT NULL");
         }
-        sqlx::query(&sql).execute(&mut *conn).await.map_err(catalog_err(session))?;
+        sqlx::query(&sql).execute(&mut *conn).await.map_err(catalog_err(ctx))?;
         spec.columns.push(column.clone());
     }
     let spec_json = serde_json::to_string(&spec).map_err(|e| Error::Query(e.to_string()))?;
@@ -251,10 +252,10 @@ async fn alter_table(session: &Session, scope: TenantScope, name: &str, columns:
 }
 
 /// `CREATE [UNIQUE] INDEX [name] ON mutable.public.NAME (a, b)`.
-async fn create_index(session: &Session, scope: TenantScope, create: &ast::CreateIndex, name: &str, conn: &mut AnyConnection) -> Result<()> {
+async fn create_index(ctx: &dyn EngineContext, scope: TenantScope, create: &ast::CreateIndex, name: &str, conn: &mut AnyConnection) -> Result<()> {
     let display = format!("mutable.public.{name}");
-    let catalog = session.catalog();
-    let (record, mut spec) = spec_in(session, scope, conn, name).await?;
+    let catalog = ctx.catalog();
+    let (record, mut spec) = spec_in(ctx, scope, conn, name).await?;
     let mut columns = Vec::new();
     for c in &create.columns {
         match &c.column.expr {

@@ -16,15 +16,17 @@ use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, AssignmentTarget, OnConflictAction, OnInsert, Statement, TableFactor};
 
 use super::spec::TENANT_COLUMN;
-use super::store::{self, quote, WriteError};
+use super::store::{self, WriteError};
+use crate::names::quote_ident as quote;
 use super::types::Stored;
-use super::txn::WriteTxn;
+use crate::txn::WriteTxn;
 use super::types::ColumnType;
 use super::{MutableTable, WRITE_CATALOG};
-use crate::topic::feed::{self, Change};
-use crate::topic::log::rows_to_json;
+use crate::change::{self, Change};
+use crate::change::rows_to_json;
 use crate::error::{Error, Result};
-use crate::session::Session;
+use crate::context::EngineContext;
+use super::MutableState;
 use crate::tenant::TenantScope;
 
 /// A write statement on one mutable table.
@@ -41,34 +43,34 @@ pub enum Write<'a> {
 /// Run `write` on `mutable.public.NAME`: atomically, in the session's open transaction if
 /// there is one (behind a savepoint, so a failed statement leaves the earlier ones), else in
 /// its own. Returns the number of rows affected.
-pub async fn run(session: &Session, scope: TenantScope, name: &str, write: Write<'_>) -> Result<u64> {
-    let explicit = session.open_transaction();
-    let table = session.mutable_state().require_in(scope, name, explicit.as_deref())?;
+pub(crate) async fn run(engine: &dyn EngineContext, tables: &MutableState, scope: TenantScope, name: &str, write: Write<'_>) -> Result<u64> {
+    let explicit = engine.open_transaction();
+    let table = tables.require_in(scope, name, explicit.as_deref())?;
     let txn = match &explicit {
         Some(t) => Arc::clone(t),
-        None => session.mutable_state().begin().await?,
+        None => tables.begin().await?,
     };
     if explicit.is_some() {
         execute(&txn, "SAVEPOINT jammi_statement").await?;
     }
     // Change feeds of this table get their events in the statement's own transaction.
-    let feeds = session.topic_state().feeds_of(&table, session.mutable_state());
+    let feeds = tables.feeds_of(&table);
     let track = !feeds.is_empty();
     let result = async {
         txn.lock_table(&table.storage).await?;
-        let ctx = session.write_context(scope, &txn);
+        let ctx = engine.write_context(scope, &txn);
         let (count, changes) = match write {
-            Write::Insert(i) => insert(session, scope, &ctx, &txn, &table, i, track).await?,
+            Write::Insert(i) => insert(engine, scope, &ctx, &txn, &table, i, track).await?,
             Write::Update(u) => update(&ctx, &txn, &table, u, track).await?,
             Write::Delete(d) => delete(&ctx, &txn, &table, d, track).await?,
         };
-        let woken = feed::append(&txn, &feeds, &changes).await?;
+        let woken = change::append(&txn, &feeds, &changes).await?;
         Ok::<_, Error>((count, woken))
     }
     .await;
-    let wake = |woken: Vec<(String, i64)>| {
-        for (topic, next) in woken {
-            session.topic_state().broker().notify(&topic, next);
+    let wake = |woken: Vec<(Arc<dyn change::ChangeFeed>, i64)>| {
+        for (feed, next) in woken {
+            feed.wake(next);
         }
     };
     match (result, explicit.is_some()) {
@@ -137,7 +139,7 @@ pub fn conform(array: &ArrayRef, ty: ColumnType, column: &str, table: &str) -> R
                 valid.push(false);
                 continue;
             }
-            let v = crate::vector::parse_vector_text(text.value(i)).ok_or_else(|| bad(format!("'{}' is not a vector like [0.1, 0.2]", text.value(i))))?;
+            let v = crate::literal::parse_vector_text(text.value(i)).ok_or_else(|| bad(format!("'{}' is not a vector like [0.1, 0.2]", text.value(i))))?;
             if v.len() != dims as usize {
                 return Err(bad(format!("the vector has {} dimensions, the column {dims}", v.len())));
             }
@@ -165,8 +167,8 @@ pub fn conform(array: &ArrayRef, ty: ColumnType, column: &str, table: &str) -> R
 }
 
 /// Evaluate a constant expression (a DEFAULT) as a stored value of `ty`.
-pub async fn evaluate_constant(session: &Session, scope: TenantScope, sql: &str, ty: ColumnType, column: &str) -> Result<Stored> {
-    let ctx = session.query_context(scope);
+pub(crate) async fn evaluate_constant(engine: &dyn EngineContext, scope: TenantScope, sql: &str, ty: ColumnType, column: &str) -> Result<Stored> {
+    let ctx = engine.query_context(scope);
     let batch = query_sql(&ctx, &format!("SELECT {sql}")).await.map_err(|e| Error::Query(format!("column '{column}': DEFAULT {sql}: {e}")))?;
     if batch.num_rows() != 1 {
         return Err(Error::Query(format!("column '{column}': DEFAULT {sql} is not one value")));
@@ -237,7 +239,7 @@ pub(super) fn row_images(table: &MutableTable, columns: Vec<ArrayRef>) -> Result
 
 #[allow(clippy::too_many_arguments)]
 async fn insert(
-    session: &Session,
+    engine: &dyn EngineContext,
     scope: TenantScope,
     ctx: &SessionContext,
     txn: &WriteTxn,
@@ -270,7 +272,7 @@ async fn insert(
             Some(pos) => conform(batch.column(pos), spec.ty, &spec.name, &display(table))?,
             None => match &spec.default {
                 Some(default) => {
-                    let value = evaluate_constant(session, scope, default, spec.ty, &spec.name).await?;
+                    let value = evaluate_constant(engine, scope, default, spec.ty, &spec.name).await?;
                     let one = spec.ty.decode(vec![value]).map_err(Error::Query)?;
                     let indices = datafusion::arrow::array::UInt32Array::from(vec![0u32; rows]);
                     datafusion::arrow::compute::take(&one, &indices, None).map_err(|e| Error::Query(e.to_string()))?
@@ -320,7 +322,7 @@ async fn insert(
                     Ok((written.len() as u64, inserted(&written)))
                 }
                 OnConflictAction::DoUpdate(update) => {
-                    let (n, new_rows, mut changes) = super::upsert::run(ctx, session.catalog(), txn, table, tenant, &columns, stored, update, track).await?;
+                    let (n, new_rows, mut changes) = super::upsert::run(ctx, engine.catalog(), txn, table, tenant, &columns, stored, update, track).await?;
                     let mut all = inserted(&new_rows);
                     all.append(&mut changes);
                     Ok((n, all))

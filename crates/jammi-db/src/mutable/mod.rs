@@ -3,8 +3,7 @@
 //!
 //! Parts: [`types`] (column types and their stored form), [`spec`] (table definitions),
 //! [`store`] (the storage tables' SQL, shared by SQLite and Postgres), [`provider`]
-//! (`mutable.public.NAME` in queries, with pushdown), [`txn`] (write transactions),
-//! [`ddl`] and [`dml`] (the statements), [`statement`] (which statements are ours).
+//! (`mutable.public.NAME` in queries, with pushdown), [`ddl`] and [`dml`] (the statements), [`statement`] (which statements are ours).
 //!
 //! Writes: every statement computes its rows with DataFusion (so `INSERT ... SELECT`, `SET`
 //! expressions and `WHERE` subqueries may use any table) while holding the table's write
@@ -17,26 +16,25 @@ pub mod provider;
 pub mod spec;
 pub mod statement;
 pub mod store;
-pub mod txn;
 pub mod types;
 mod upsert;
 
 use std::sync::Arc;
 
-use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
-use datafusion::common::{exec_err, Result as DfResult};
+use datafusion::catalog::{CatalogProvider, TableProvider};
 use parking_lot::RwLock;
 
 use crate::catalog::Catalog;
+use crate::change::{ChangeFeed, ChangeSink};
+use crate::txn;
 use crate::error::{Error, Result};
-use crate::source::naming::DEFAULT_SCHEMA;
-use crate::source::EngineCatalog;
+use crate::engine_catalog::{EngineCatalog, PartTables, PublicOnlyCatalog};
 use crate::tenant::{resolve_scoped, visible, ScopedNames, TenantId, TenantScope};
 use provider::{Mode, MutableProvider};
 use spec::TableSpec;
 
 /// The SQL catalog name of mutable tables.
-pub const CATALOG: &str = "mutable";
+pub const CATALOG: &str = crate::names::MUTABLE_CATALOG;
 /// The catalog through which writes are planned (writable rows plus the tenant column);
 /// registered only in the contexts that plan writes.
 pub(crate) const WRITE_CATALOG: &str = "jammi_write";
@@ -64,11 +62,25 @@ pub struct MutableState {
     /// This process's writers queue here before they take a connection and the database's
     /// write lock, so waiting writers never starve the pool.
     writer: Arc<txn::Writer>,
+    /// Where committed row changes go (topics' change feeds).
+    changes: Arc<dyn ChangeSink>,
+}
+
+/// Definitions as a transaction sees them after DDL inside it ([`txn::WriteTxn::definitions`]).
+type Definitions = ScopedNames<Arc<MutableTable>>;
+
+fn definitions_in(txn: Option<&txn::WriteTxn>) -> Option<Arc<Definitions>> {
+    txn.and_then(|t| t.definitions()).and_then(|d| d.downcast::<Definitions>().ok())
 }
 
 impl MutableState {
-    pub(crate) fn new(catalog: Catalog, writer: Arc<txn::Writer>) -> Self {
-        MutableState { catalog, tables: RwLock::new(ScopedNames::new()), writer }
+    pub(crate) fn new(catalog: Catalog, writer: Arc<txn::Writer>, changes: Arc<dyn ChangeSink>) -> Self {
+        MutableState { catalog, tables: RwLock::new(ScopedNames::new()), writer, changes }
+    }
+
+    /// The change feeds following `table`.
+    pub(crate) fn feeds_of(&self, table: &MutableTable) -> Vec<Arc<dyn ChangeFeed>> {
+        self.changes.feeds_of(&table.name, &|scope| self.get(scope, &table.name).is_some_and(|t| t.id == table.id))
     }
 
     /// Reload the table list from the catalog.
@@ -86,7 +98,7 @@ impl MutableState {
     /// [`MutableState::get`] as `txn` sees it: DDL inside a transaction is visible to it alone
     /// until it commits.
     pub(crate) fn get_in(&self, scope: TenantScope, name: &str, txn: Option<&txn::WriteTxn>) -> Option<Arc<MutableTable>> {
-        match txn.and_then(|t| t.definitions()) {
+        match definitions_in(txn) {
             Some(tables) => resolve_scoped(&tables, scope, name),
             None => self.get(scope, name),
         }
@@ -110,7 +122,7 @@ impl MutableState {
             let mut conn = txn.connection().await?;
             self.catalog.mutable_tables().list_all_in(&mut conn).await?
         };
-        txn.set_definitions(tables_from(records)?);
+        txn.set_definitions(Arc::new(tables_from(records)?));
         Ok(())
     }
 
@@ -128,7 +140,7 @@ impl MutableState {
         let pick = |tables: &ScopedNames<Arc<MutableTable>>| -> Vec<String> {
             tables.keys().filter(|(owner, _)| visible(scope, *owner)).map(|(_, n)| n.clone()).collect()
         };
-        let mut names = match txn.and_then(|t| t.definitions()) {
+        let mut names = match definitions_in(txn) {
             Some(tables) => pick(&tables),
             None => pick(&self.tables.read()),
         };
@@ -154,43 +166,29 @@ fn tables_from(records: Vec<crate::catalog::MutableTableRecord>) -> Result<Scope
 pub(crate) struct MutableCatalog {
     state: Arc<MutableState>,
     mode: Mode,
-    /// Whose tables the catalog lists and resolves.
-    scope: TenantScope,
     /// The open transaction whose view of the definitions to use, for contexts planned in one.
     txn: Option<Arc<txn::WriteTxn>>,
 }
 
 impl MutableCatalog {
     pub(crate) fn new(state: Arc<MutableState>, mode: Mode) -> Self {
-        MutableCatalog { state, mode, scope: TenantScope::Unbound, txn: None }
+        MutableCatalog { state, mode, txn: None }
     }
 
     /// The catalog as the open transaction `txn` sees it (its own DDL included).
     pub(crate) fn in_transaction(state: Arc<MutableState>, mode: Mode, txn: Arc<txn::WriteTxn>) -> Self {
-        MutableCatalog { state, mode, scope: TenantScope::Unbound, txn: Some(txn) }
+        MutableCatalog { state, mode, txn: Some(txn) }
     }
 }
 
 impl EngineCatalog for MutableCatalog {
     fn for_scope(&self, scope: TenantScope) -> Arc<dyn CatalogProvider> {
-        Arc::new(MutableCatalog { state: Arc::clone(&self.state), mode: self.mode, scope, txn: self.txn.clone() })
-    }
-}
-
-impl CatalogProvider for MutableCatalog {
-    fn schema_names(&self) -> Vec<String> {
-        vec![DEFAULT_SCHEMA.to_string()]
-    }
-
-    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        (name == DEFAULT_SCHEMA).then(|| {
-            Arc::new(MutableSchema { state: Arc::clone(&self.state), mode: self.mode, scope: self.scope, txn: self.txn.clone() }) as Arc<dyn SchemaProvider>
-        })
+        Arc::new(PublicOnlyCatalog::new(MutableTables { state: Arc::clone(&self.state), mode: self.mode, scope, txn: self.txn.clone() }))
     }
 }
 
 #[derive(Debug)]
-struct MutableSchema {
+struct MutableTables {
     state: Arc<MutableState>,
     mode: Mode,
     scope: TenantScope,
@@ -198,24 +196,24 @@ struct MutableSchema {
 }
 
 #[async_trait::async_trait]
-impl SchemaProvider for MutableSchema {
-    fn table_names(&self) -> Vec<String> {
+impl PartTables for MutableTables {
+    fn names(&self) -> Vec<String> {
         self.state.names(self.scope, self.txn.as_deref())
     }
 
-    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        Ok(self.state.get_in(self.scope, name, self.txn.as_deref()).map(|t| Arc::new(MutableProvider::new(self.state.catalog.clone(), t, self.mode)) as Arc<dyn TableProvider>))
+    async fn table(&self, name: &str) -> Option<Arc<dyn TableProvider>> {
+        self.state.get_in(self.scope, name, self.txn.as_deref()).map(|t| Arc::new(MutableProvider::new(self.state.catalog.clone(), t, self.mode)) as Arc<dyn TableProvider>)
     }
 
-    fn register_table(&self, name: String, _table: Arc<dyn TableProvider>) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        exec_err!("create mutable tables with CREATE TABLE mutable.public.{name} (column type, ..., PRIMARY KEY (...))")
-    }
-
-    fn deregister_table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        exec_err!("drop mutable tables with DROP TABLE mutable.public.{name}")
-    }
-
-    fn table_exist(&self, name: &str) -> bool {
+    fn exists(&self, name: &str) -> bool {
         self.state.get_in(self.scope, name, self.txn.as_deref()).is_some()
+    }
+
+    fn create_instead(&self, name: &str) -> String {
+        format!("create mutable tables with CREATE TABLE mutable.public.{name} (column type, ..., PRIMARY KEY (...))")
+    }
+
+    fn drop_instead(&self, name: &str) -> String {
+        format!("drop mutable tables with DROP TABLE mutable.public.{name}")
     }
 }

@@ -19,13 +19,14 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
 
 use super::spec::TENANT_COLUMN;
-use super::store::{quote, Select};
-use super::txn::TxnOption;
+use super::store::Select;
+use crate::names::quote_ident as quote;
+use crate::txn::TxnOption;
 use super::types::Stored;
 use super::MutableTable;
 use crate::catalog::Catalog;
 use crate::tenant::TenantScope;
-use crate::vector::search_fn::scope_of;
+use crate::tenant::scope_of;
 
 /// Which rows and columns a provider shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,7 +186,7 @@ pub struct MutableScanExec {
     table: Arc<MutableTable>,
     select: Select,
     schema: SchemaRef,
-    txn: Option<Arc<super::txn::WriteTxn>>,
+    txn: Option<Arc<crate::txn::WriteTxn>>,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
 }
@@ -244,7 +245,7 @@ impl ExecutionPlan for MutableScanExec {
 /// Run `select` through the open transaction if there is one, else on a pooled connection.
 async fn fetch(
     catalog: &Catalog,
-    txn: Option<Arc<super::txn::WriteTxn>>,
+    txn: Option<Arc<crate::txn::WriteTxn>>,
     table: &Arc<MutableTable>,
     select: &Select,
     schema: &SchemaRef,

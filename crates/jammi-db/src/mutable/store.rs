@@ -11,14 +11,10 @@ use super::spec::{TableSpec, TENANT_COLUMN};
 use super::types::{StorageClass, Stored};
 use crate::catalog::BackendKind;
 use crate::error::{Error, Result};
+use crate::names::quote_ident;
 
 /// Most bind parameters one statement uses (SQLite allows 32,766, Postgres 65,535).
 const MAX_BINDS: usize = 30_000;
-
-/// Quote an identifier for both backends.
-pub fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
 
 fn type_name(kind: BackendKind, class: StorageClass) -> &'static str {
     match (kind, class) {
@@ -35,13 +31,13 @@ fn type_name(kind: BackendKind, class: StorageClass) -> &'static str {
 
 /// Statements creating the storage table and its indexes.
 pub fn create_table_sql(kind: BackendKind, storage: &str, spec: &TableSpec) -> Vec<String> {
-    let mut columns = vec![format!("{} TEXT NOT NULL DEFAULT ''", quote(TENANT_COLUMN))];
+    let mut columns = vec![format!("{} TEXT NOT NULL DEFAULT ''", quote_ident(TENANT_COLUMN))];
     for c in &spec.columns {
-        columns.push(format!("{} {}{}", quote(&c.name), type_name(kind, c.ty.storage()), if c.nullable { "" } else { " NOT NULL" }));
+        columns.push(format!("{} {}{}", quote_ident(&c.name), type_name(kind, c.ty.storage()), if c.nullable { "" } else { " NOT NULL" }));
     }
-    let key: Vec<String> = std::iter::once(TENANT_COLUMN.to_string()).chain(spec.primary_key.iter().cloned()).map(|c| quote(&c)).collect();
+    let key: Vec<String> = std::iter::once(TENANT_COLUMN.to_string()).chain(spec.primary_key.iter().cloned()).map(|c| quote_ident(&c)).collect();
     columns.push(format!("PRIMARY KEY ({})", key.join(", ")));
-    let mut out = vec![format!("CREATE TABLE {} ({})", quote(storage), columns.join(", "))];
+    let mut out = vec![format!("CREATE TABLE {} ({})", quote_ident(storage), columns.join(", "))];
     for index in &spec.indexes {
         out.push(create_index_sql(storage, &index.name, &index.columns, index.unique));
     }
@@ -50,12 +46,12 @@ pub fn create_table_sql(kind: BackendKind, storage: &str, spec: &TableSpec) -> V
 
 /// `CREATE [UNIQUE] INDEX` on the storage table; unique indexes are unique per tenant.
 pub fn create_index_sql(storage: &str, name: &str, columns: &[String], unique: bool) -> String {
-    let cols: Vec<String> = std::iter::once(TENANT_COLUMN.to_string()).chain(columns.iter().cloned()).map(|c| quote(&c)).collect();
+    let cols: Vec<String> = std::iter::once(TENANT_COLUMN.to_string()).chain(columns.iter().cloned()).map(|c| quote_ident(&c)).collect();
     format!(
         "CREATE {}INDEX {} ON {} ({})",
         if unique { "UNIQUE " } else { "" },
-        quote(&index_storage_name(storage, name)),
-        quote(storage),
+        quote_ident(&index_storage_name(storage, name)),
+        quote_ident(storage),
         cols.join(", ")
     )
 }
@@ -67,7 +63,7 @@ pub fn index_storage_name(storage: &str, name: &str) -> String {
 
 /// `ALTER TABLE ... ADD COLUMN` on the storage table.
 pub fn add_column_sql(kind: BackendKind, storage: &str, column: &super::spec::ColumnSpec, fill: Option<&Stored>) -> String {
-    let mut sql = format!("ALTER TABLE {} ADD COLUMN {} {}", quote(storage), quote(&column.name), type_name(kind, column.ty.storage()));
+    let mut sql = format!("ALTER TABLE {} ADD COLUMN {} {}", quote_ident(storage), quote_ident(&column.name), type_name(kind, column.ty.storage()));
     // Existing rows take the default; both backends need it as a literal here.
     if let Some(value) = fill {
         sql.push_str(&format!(" DEFAULT {}", literal(value)));
@@ -157,9 +153,9 @@ pub async fn insert(
         return Ok(0);
     }
     let width = spec.columns.len() + 1;
-    let names: Vec<String> = std::iter::once(TENANT_COLUMN.to_string()).chain(spec.columns.iter().map(|c| c.name.clone())).map(|c| quote(&c)).collect();
+    let names: Vec<String> = std::iter::once(TENANT_COLUMN.to_string()).chain(spec.columns.iter().map(|c| c.name.clone())).map(|c| quote_ident(&c)).collect();
     let conflict = if on_conflict_do_nothing {
-        let key: Vec<String> = std::iter::once(TENANT_COLUMN.to_string()).chain(spec.primary_key.iter().cloned()).map(|c| quote(&c)).collect();
+        let key: Vec<String> = std::iter::once(TENANT_COLUMN.to_string()).chain(spec.primary_key.iter().cloned()).map(|c| quote_ident(&c)).collect();
         format!(" ON CONFLICT ({}) DO NOTHING", key.join(", "))
     } else {
         String::new()
@@ -179,7 +175,7 @@ pub async fn insert(
                 format!("({})", params.join(", "))
             })
             .collect();
-        let sql = format!("INSERT INTO {} ({}) VALUES {}{conflict}", quote(storage), names.join(", "), tuples.join(", "));
+        let sql = format!("INSERT INTO {} ({}) VALUES {}{conflict}", quote_ident(storage), names.join(", "), tuples.join(", "));
         let mut query = sqlx::query(&sql);
         for row in chunk {
             query = query.bind(tenant.to_string());
@@ -207,10 +203,10 @@ pub async fn update_row(
         n += 1;
         format!("${n}")
     };
-    let sets: Vec<String> = columns.iter().map(|i| format!("{} = {}", quote(&spec.columns[*i].name), next())).collect();
-    let mut conditions = vec![format!("{} = {}", quote(TENANT_COLUMN), next())];
-    conditions.extend(spec.primary_key.iter().map(|k| format!("{} = {}", quote(k), next())));
-    let sql = format!("UPDATE {} SET {} WHERE {}", quote(storage), sets.join(", "), conditions.join(" AND "));
+    let sets: Vec<String> = columns.iter().map(|i| format!("{} = {}", quote_ident(&spec.columns[*i].name), next())).collect();
+    let mut conditions = vec![format!("{} = {}", quote_ident(TENANT_COLUMN), next())];
+    conditions.extend(spec.primary_key.iter().map(|k| format!("{} = {}", quote_ident(k), next())));
+    let sql = format!("UPDATE {} SET {} WHERE {}", quote_ident(storage), sets.join(", "), conditions.join(" AND "));
     let mut query = sqlx::query(&sql);
     for v in values {
         query = bind(query, v);
@@ -224,9 +220,9 @@ pub async fn update_row(
 
 /// Delete the row of `tenant` with key `key`. Returns rows deleted.
 pub async fn delete_row(conn: &mut AnyConnection, storage: &str, spec: &TableSpec, tenant: &str, key: Vec<Stored>) -> Result<u64, WriteError> {
-    let mut conditions = vec![format!("{} = $1", quote(TENANT_COLUMN))];
-    conditions.extend(spec.primary_key.iter().enumerate().map(|(i, k)| format!("{} = ${}", quote(k), i + 2)));
-    let sql = format!("DELETE FROM {} WHERE {}", quote(storage), conditions.join(" AND "));
+    let mut conditions = vec![format!("{} = $1", quote_ident(TENANT_COLUMN))];
+    conditions.extend(spec.primary_key.iter().enumerate().map(|(i, k)| format!("{} = ${}", quote_ident(k), i + 2)));
+    let sql = format!("DELETE FROM {} WHERE {}", quote_ident(storage), conditions.join(" AND "));
     let mut query = sqlx::query(&sql).bind(tenant.to_string());
     for k in key {
         query = bind(query, k);
@@ -254,11 +250,11 @@ impl Select {
         let cols: Vec<String> = self
             .columns
             .iter()
-            .map(|c| quote(c.map(|i| spec.columns[i].name.as_str()).unwrap_or(TENANT_COLUMN)))
+            .map(|c| quote_ident(c.map(|i| spec.columns[i].name.as_str()).unwrap_or(TENANT_COLUMN)))
             .collect();
         // `1` when nothing is projected (count(*)): both backends accept a constant.
         let cols = if cols.is_empty() { "1".to_string() } else { cols.join(", ") };
-        let mut sql = format!("SELECT {cols} FROM {}", quote(storage));
+        let mut sql = format!("SELECT {cols} FROM {}", quote_ident(storage));
         if !self.conditions.is_empty() {
             let mut n = 0;
             let conditions: Vec<String> = self

@@ -14,10 +14,10 @@ use datafusion::logical_expr::{col, Expr, JoinType, LogicalPlanBuilder};
 use datafusion::sql::sqlparser::ast::{self, AssignmentTarget, Ident};
 
 use super::dml::{conform, row_images, write_insert, write_updates};
-use crate::topic::feed::Change;
+use crate::change::Change;
 use super::provider::{Mode, MutableProvider};
 use super::spec::TENANT_COLUMN;
-use super::txn::WriteTxn;
+use crate::txn::WriteTxn;
 use super::types::Stored;
 use super::MutableTable;
 use crate::catalog::Catalog;

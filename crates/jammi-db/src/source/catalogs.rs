@@ -15,7 +15,8 @@ use datafusion::catalog::{
 };
 use datafusion::common::{exec_err, Result as DfResult};
 
-use super::naming::DEFAULT_SCHEMA;
+use crate::engine_catalog::EngineCatalogs;
+use crate::names::DEFAULT_SCHEMA;
 use crate::tenant::{TenantId, TenantScope};
 
 /// One source seen as a catalog: file sources have one schema, `public`; database sources
@@ -155,16 +156,6 @@ impl SourceCatalogs {
         names
     }
 }
-
-/// An engine-owned catalog (`mutable`, `vectors`, `topics`) that shows each scope what it
-/// may see.
-pub trait EngineCatalog: std::fmt::Debug + Send + Sync {
-    /// The catalog as `scope` sees it.
-    fn for_scope(&self, scope: TenantScope) -> Arc<dyn CatalogProvider>;
-}
-
-/// Engine catalogs by name, registered by engine parts.
-pub type EngineCatalogs = RwLock<BTreeMap<String, Arc<dyn EngineCatalog>>>;
 
 /// What one query sees: engine catalogs, then the scope's sources, then the scope's own
 /// scratch catalogs (views and in-memory tables created with SQL).

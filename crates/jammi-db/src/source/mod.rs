@@ -17,13 +17,13 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::TableProvider;
 
-pub use catalogs::{EngineCatalog, EngineCatalogs, ScopedCatalogList, SourceCatalog, SourceCatalogs};
+pub use catalogs::{ScopedCatalogList, SourceCatalog, SourceCatalogs};
 pub use file::{FileFormatKind, TableSpec};
 pub use read_only::ReadOnlyTable;
 
 use crate::catalog::SourceRecord;
 use crate::error::{Error, Result};
-use crate::session::Session;
+use crate::context::EngineContext;
 use crate::storage::{StorageOptions, StorageUrl};
 use crate::tenant::{TenantId, TenantScopedTable};
 
@@ -94,27 +94,28 @@ pub struct SourceInfo {
 /// The sources of one session: `session.sources()`.
 #[derive(Debug)]
 pub struct Sources<'a> {
-    session: &'a Session,
+    ctx: &'a dyn EngineContext,
+    catalogs: &'a SourceCatalogs,
 }
 
 impl<'a> Sources<'a> {
-    pub(crate) fn new(session: &'a Session) -> Self {
-        Sources { session }
+    pub(crate) fn new(ctx: &'a dyn EngineContext, catalogs: &'a SourceCatalogs) -> Self {
+        Sources { ctx, catalogs }
     }
 
     /// Register a source owned by the current scope's tenant (shared when unbound).
     /// Everything is checked before the catalog is written.
     pub async fn add(&self, spec: SourceSpec) -> Result<SourceInfo> {
-        let scope = self.session.scope();
+        let scope = self.ctx.scope();
         naming::validate_source_name(&spec.name)?;
         if let Some(kind) = remote::kind_of_url(&spec.url) {
             return self.add_database(spec, kind).await;
         }
         let url = StorageUrl::parse(&spec.url)?;
         let (format_options, storage_options) = split_options(&spec.options);
-        let store = self.session.register_store(&url, &storage_options)?;
+        let store = self.ctx.register_store(&url, &storage_options)?;
 
-        let state = self.session.base_state();
+        let state = self.ctx.base_state();
         let table_spec = file::inspect(&state, &store, &url, spec.format, &format_options, &spec.name)
             .await
             .map_err(|e| match e {
@@ -131,9 +132,9 @@ impl<'a> Sources<'a> {
         record.options = spec.options.clone();
         record.table_spec = serde_json::to_string(&table_spec).map_err(|e| Error::Query(e.to_string()))?;
         // Build before writing: a source that cannot be served is never registered.
-        let catalog = self.session.build_source_catalog(&record)?;
-        self.session.catalog().sources().insert(&record).await?;
-        self.session.source_catalogs().insert(record.tenant, catalog);
+        let catalog = build_source_catalog(self.ctx, &record)?;
+        self.ctx.catalog().sources().insert(&record).await?;
+        self.catalogs.insert(record.tenant, catalog);
         Ok(info(&record, "ok"))
     }
 
@@ -150,21 +151,21 @@ impl<'a> Sources<'a> {
         if let Some(column) = &spec.tenant_column {
             check_remote_tenant_column(&tables, column, &spec.name)?;
         }
-        let mut record = SourceRecord::new(self.session.scope().owner(), &spec.name, kind.as_str(), spec.url.as_str());
+        let mut record = SourceRecord::new(self.ctx.scope().owner(), &spec.name, kind.as_str(), spec.url.as_str());
         record.tenant_column = spec.tenant_column.clone();
         record.options = spec.options.clone();
         record.table_spec = serde_json::to_string(&tables).map_err(|e| Error::Query(e.to_string()))?;
         let catalog = build_catalog(&record)?;
-        self.session.catalog().sources().insert(&record).await?;
-        self.session.source_catalogs().insert(record.tenant, catalog);
+        self.ctx.catalog().sources().insert(&record).await?;
+        self.catalogs.insert(record.tenant, catalog);
         Ok(info(&record, "ok"))
     }
 
     /// Read a database source's tables and columns again (new tables, new columns).
     pub async fn refresh(&self, name: &str) -> Result<SourceInfo> {
-        let scope = self.session.scope();
+        let scope = self.ctx.scope();
         let record = self
-            .session
+            .ctx
             .catalog()
             .sources()
             .get_visible(scope, name)
@@ -173,18 +174,18 @@ impl<'a> Sources<'a> {
         let Some(kind) = remote::kind_of_url(&record.url) else {
             return Err(Error::Query(format!("source '{name}' is a file source: its schema is read when it is added; remove and add it again")));
         };
-        refresh_record(self.session, &record, kind).await?;
-        let record = self.session.catalog().sources().get_visible(scope, name).await?.unwrap_or(record);
+        refresh_record(self.ctx, &record, kind).await?;
+        let record = self.ctx.catalog().sources().get_visible(scope, name).await?.unwrap_or(record);
         Ok(info(&record, "ok"))
     }
 
     /// Sources visible in the current scope, each with its status (a database source is
     /// asked whether it answers).
     pub async fn list(&self) -> Result<Vec<SourceInfo>> {
-        let records = self.session.catalog().sources().list_visible(self.session.scope()).await?;
+        let records = self.ctx.catalog().sources().list_visible(self.ctx.scope()).await?;
         let mut out = Vec::with_capacity(records.len());
         for r in &records {
-            let status = match self.session.build_source_catalog(r) {
+            let status = match build_source_catalog(self.ctx, r) {
                 Err(e) => format!("unavailable: {e}"),
                 Ok(_) => match remote::kind_of_url(&r.url) {
                     None => "ok".to_string(),
@@ -206,8 +207,8 @@ impl<'a> Sources<'a> {
     /// Unregister `name` (the caller's own source; shared ones only when unbound).
     /// The data itself is never touched.
     pub async fn remove(&self, name: &str) -> Result<SourceInfo> {
-        let record = self.session.catalog().sources().remove(self.session.scope(), name).await?;
-        self.session.source_catalogs().remove(record.tenant, &record.name);
+        let record = self.ctx.catalog().sources().remove(self.ctx.scope(), name).await?;
+        self.catalogs.remove(record.tenant, &record.name);
         Ok(info(&record, "removed"))
     }
 }
@@ -256,13 +257,13 @@ fn schemas_option(options: &BTreeMap<String, String>) -> Vec<String> {
 }
 
 /// Re-read a database source's tables; the catalog row changes only when they did.
-pub(crate) async fn refresh_record(session: &Session, record: &SourceRecord, kind: remote::RemoteKind) -> Result<()> {
+pub(crate) async fn refresh_record(ctx: &dyn EngineContext, record: &SourceRecord, kind: remote::RemoteKind) -> Result<()> {
     let source = remote_source(&record.name, &record.url, kind)?;
     let tables = source.introspect(&schemas_option(&record.options)).await?;
     let spec = serde_json::to_string(&tables).map_err(|e| Error::Query(e.to_string()))?;
     if spec != record.table_spec {
-        session.catalog().sources().update_spec(&record.id, &spec).await?;
-        session.sync_catalog().await?;
+        ctx.catalog().sources().update_spec(&record.id, &spec).await?;
+        ctx.sync_catalog().await?;
     }
     Ok(())
 }
@@ -322,7 +323,7 @@ pub(crate) fn build_catalog(record: &SourceRecord) -> Result<Arc<SourceCatalog>>
     })?;
     let url = StorageUrl::parse(&record.url)?;
     let table = file::build_table(&spec, &url)?;
-    let display = format!("{}.{}.{}", record.name, naming::DEFAULT_SCHEMA, spec.table);
+    let display = format!("{}.{}.{}", record.name, crate::names::DEFAULT_SCHEMA, spec.table);
     let mut provider: Arc<dyn TableProvider> = Arc::new(ReadOnlyTable::new(table, display));
     if let Some(column) = &record.tenant_column {
         provider = Arc::new(TenantScopedTable::new(provider, column.clone()));
@@ -395,14 +396,14 @@ fn info(record: &SourceRecord, status: &str) -> SourceInfo {
             .map(|t| t.schemas.iter().flat_map(|(schema, tables)| tables.keys().map(move |table| format!("{}.{schema}.{table}", record.name))).collect())
             .unwrap_or_default(),
         None => serde_json::from_str::<TableSpec>(&record.table_spec)
-            .map(|s| vec![format!("{}.{}.{}", record.name, naming::DEFAULT_SCHEMA, s.table)])
+            .map(|s| vec![format!("{}.{}.{}", record.name, crate::names::DEFAULT_SCHEMA, s.table)])
             .unwrap_or_default(),
     };
     SourceInfo {
         name: record.name.clone(),
         tenant: record.tenant,
         kind: record.kind.clone(),
-        url: crate::catalog::redact_url(&record.url),
+        url: crate::redact::redact_url(&record.url),
         format: record.format.clone(),
         tables,
         tenant_column: record.tenant_column.clone(),
@@ -420,4 +421,15 @@ fn mask_secret(key: &str, value: &str) -> String {
         || k.contains("credential")
         || (k.ends_with("_key") && !k.ends_with("_key_id"));
     if secret { "***".to_string() } else { value.to_string() }
+}
+
+/// Build a source's SQL catalog, making its object store available to queries first.
+pub(crate) fn build_source_catalog(ctx: &dyn EngineContext, record: &SourceRecord) -> Result<Arc<SourceCatalog>> {
+    if remote::kind_of_url(&record.url).is_some() {
+        return build_catalog(record);
+    }
+    let url = StorageUrl::parse(&record.url)?;
+    let (_, storage_options) = split_options(&record.options);
+    ctx.register_store(&url, &storage_options)?;
+    build_catalog(record)
 }

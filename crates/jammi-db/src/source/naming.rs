@@ -1,12 +1,7 @@
 //! Names of sources and tables.
 
 use crate::error::{Error, Result};
-
-/// Catalog names the engine keeps for itself.
-pub const RESERVED_CATALOGS: &[&str] = &["mutable", "vectors", "topics", "datafusion", "information_schema"];
-
-/// The schema every file source's table lives in.
-pub const DEFAULT_SCHEMA: &str = "public";
+use crate::names::RESERVED_CATALOGS;
 
 /// A source name must be a plain lower-case SQL identifier, so that `NAME.public.T` works
 /// without quoting, and must not be one of the reserved catalog names.
@@ -45,11 +40,6 @@ pub fn table_name_from(stem: &str) -> String {
     name
 }
 
-/// Quote an identifier for SQL text (`"a""b"`), the one place identifiers are quoted.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,6 +56,5 @@ mod tests {
     fn table_names() {
         assert_eq!(table_name_from("Sales 2024-Q1"), "sales_2024_q1");
         assert_eq!(table_name_from("2024"), "_2024");
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
     }
 }

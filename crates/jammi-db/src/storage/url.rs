@@ -125,7 +125,7 @@ impl StorageUrl {
 
     /// The URL text with any embedded password hidden.
     pub fn redacted(&self) -> String {
-        crate::catalog::redact_url(self.url.as_str())
+        crate::redact::redact_url(self.url.as_str())
     }
 }
 

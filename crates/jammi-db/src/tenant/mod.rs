@@ -154,3 +154,8 @@ pub(crate) fn resolve_scoped<V: Clone>(map: &ScopedNames<V>, scope: TenantScope,
     }
     None
 }
+
+/// The tenant scope a DataFusion session (a query's context) was bound to.
+pub(crate) fn scope_of(session: &dyn datafusion::catalog::Session) -> TenantScope {
+    session.config_options().extensions.get::<TenantScopeOption>().map(|o| o.scope).unwrap_or_default()
+}

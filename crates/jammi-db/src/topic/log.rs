@@ -12,7 +12,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, TimestampMillisecondArray};
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::json::{LineDelimitedWriter, ReaderBuilder};
+use datafusion::arrow::json::ReaderBuilder;
 use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::spec::{Retention, TopicSpec};
@@ -162,18 +162,6 @@ pub async fn bounds(pool: &AnyPool, topic_id: &str) -> Result<(i64, i64)> {
         .map_err(sql_err)?
         .ok_or_else(|| Error::Query("the topic no longer exists".into()))?;
     Ok((row.try_get(0).map_err(sql_err)?, row.try_get(1).map_err(sql_err)?))
-}
-
-/// Each row of `batch` as one JSON object.
-pub fn rows_to_json(batch: &RecordBatch) -> Result<Vec<String>> {
-    let mut buf = Vec::new();
-    {
-        let mut writer = LineDelimitedWriter::new(&mut buf);
-        writer.write(batch).map_err(|e| Error::Query(e.to_string()))?;
-        writer.finish().map_err(|e| Error::Query(e.to_string()))?;
-    }
-    let text = String::from_utf8(buf).map_err(|e| Error::Query(e.to_string()))?;
-    Ok(text.lines().map(str::to_string).collect())
 }
 
 /// Stored events as a batch of the topic's event schema (columns, `_offset`, `_produced_at`).

@@ -25,8 +25,8 @@ use parking_lot::RwLock;
 
 use crate::catalog::{Catalog, TopicRecord};
 use crate::error::{Error, Result};
-use crate::mutable::txn::Writer;
-use crate::session::Session;
+use crate::txn::Writer;
+use crate::context::EngineContext;
 use crate::tenant::{ScopedNames, TenantId, TenantScope};
 use broker::Broker;
 pub use spec::{Retention, TopicColumn, TopicSpec, TopicType};
@@ -85,28 +85,6 @@ impl TopicState {
         out.sort_by(|a, b| a.record.name.cmp(&b.record.name));
         out
     }
-
-    /// Change-feed topics of `mutable.public.NAME`.
-    /// The change feeds of `table`: topics created `--from-table` with its name whose owner's
-    /// scope resolves that name to this very table (a tenant's feed never follows another
-    /// tenant's table of the same name).
-    pub(crate) fn feeds_of(&self, table: &crate::mutable::MutableTable, tables: &crate::mutable::MutableState) -> Vec<Arc<TopicEntry>> {
-        let source = format!("mutable.public.{}", table.name);
-        self.topics
-            .read()
-            .values()
-            .filter(|e| e.spec.source_table.as_deref() == Some(source.as_str()))
-            .filter(|e| {
-                let scope = e.record.tenant.map(TenantScope::Tenant).unwrap_or(TenantScope::Unbound);
-                tables.get(scope, &table.name).is_some_and(|t| t.id == table.id)
-            })
-            .cloned()
-            .collect()
-    }
-
-    pub(crate) fn broker(&self) -> &Arc<dyn Broker> {
-        &self.broker
-    }
 }
 
 /// What to create.
@@ -164,20 +142,23 @@ pub struct Published {
 /// Topic operations of one session (`session.topics()`).
 #[derive(Debug)]
 pub struct Topics<'a> {
-    session: &'a Session,
+    ctx: &'a dyn EngineContext,
+    state: &'a Arc<TopicState>,
+    /// Mutable tables, which change feeds follow.
+    tables: &'a crate::mutable::MutableState,
 }
 
 impl<'a> Topics<'a> {
-    pub(crate) fn new(session: &'a Session) -> Self {
-        Topics { session }
+    pub(crate) fn new(ctx: &'a dyn EngineContext, state: &'a Arc<TopicState>, tables: &'a crate::mutable::MutableState) -> Self {
+        Topics { ctx, state, tables }
     }
 
     fn state(&self) -> &Arc<TopicState> {
-        self.session.topic_state()
+        self.state
     }
 
     fn resolve(&self, name: &str) -> Result<Arc<TopicEntry>> {
-        let scope = self.session.scope();
+        let scope = self.ctx.scope();
         self.state().resolve(scope, name).ok_or_else(|| Error::UnknownTopic { name: name.to_string(), scope: scope.describe() })
     }
 
@@ -187,8 +168,8 @@ impl<'a> Topics<'a> {
         let columns = match &definition.source_table {
             Some(table) => {
                 let name = table.strip_prefix("mutable.public.").unwrap_or(table);
-                self.session.sync_catalog().await?;
-                self.session.mutable_state().require(self.session.scope(), name)?;
+                self.ctx.sync_catalog().await?;
+                self.tables.require(self.ctx.scope(), name)?;
                 TopicSpec::change_feed_columns()
             }
             None if definition.columns.is_empty() => return Err(Error::Query("a topic needs columns (--schema) or a source table (--from-table)".into())),
@@ -203,22 +184,22 @@ impl<'a> Topics<'a> {
         let spec = TopicSpec { columns, source_table, retention: definition.retention };
         let record = TopicRecord {
             id: uuid::Uuid::new_v4().to_string(),
-            tenant: self.session.scope().owner(),
+            tenant: self.ctx.scope().owner(),
             name: definition.name.clone(),
             spec: serde_json::to_string(&spec).map_err(|e| Error::Query(e.to_string()))?,
             next_offset: 0,
             low_offset: 0,
         };
-        self.session.catalog().topics().insert(&record).await?;
-        self.session.sync_catalog().await?;
+        self.ctx.catalog().topics().insert(&record).await?;
+        self.ctx.sync_catalog().await?;
         self.info(&TopicEntry { record, spec }).await
     }
 
     async fn info(&self, entry: &TopicEntry) -> Result<TopicInfo> {
-        let (low, next) = log::bounds(self.session.catalog().pool(), &entry.record.id).await?;
-        let prefix = subscribe::group_prefix(self.session.scope());
+        let (low, next) = log::bounds(self.ctx.catalog().pool(), &entry.record.id).await?;
+        let prefix = subscribe::group_prefix(self.ctx.scope());
         let groups = self
-            .session
+            .ctx
             .catalog()
             .topics()
             .groups(&entry.record.id, &prefix)
@@ -238,9 +219,9 @@ impl<'a> Topics<'a> {
 
     /// Every topic the session's scope sees, with offsets and its groups' lag.
     pub async fn list(&self) -> Result<Vec<TopicInfo>> {
-        self.session.sync_catalog().await?;
+        self.ctx.sync_catalog().await?;
         let mut out = Vec::new();
-        for entry in self.state().visible(self.session.scope()) {
+        for entry in self.state().visible(self.ctx.scope()) {
             out.push(self.info(&entry).await?);
         }
         Ok(out)
@@ -248,16 +229,16 @@ impl<'a> Topics<'a> {
 
     /// Drop a topic with its events and groups (owner or admin only).
     pub async fn drop(&self, name: &str) -> Result<()> {
-        self.session.sync_catalog().await?;
+        self.ctx.sync_catalog().await?;
         let entry = self.resolve(name)?;
         self.check_owner(&entry)?;
-        self.session.catalog().topics().delete(&entry.record.id).await?;
+        self.ctx.catalog().topics().delete(&entry.record.id).await?;
         self.state().recent.forget(&entry.record.id);
-        self.session.sync_catalog().await
+        self.ctx.sync_catalog().await
     }
 
     fn check_owner(&self, entry: &TopicEntry) -> Result<()> {
-        let scope = self.session.scope();
+        let scope = self.ctx.scope();
         match entry.record.tenant {
             Some(owner) if scope != TenantScope::Admin && scope.owner() != Some(owner) => Err(Error::Query(format!(
                 "permission denied: topic '{}' belongs to another tenant; only its owner may publish to or drop it",
@@ -275,7 +256,7 @@ impl<'a> Topics<'a> {
             // Another process dropped (and maybe re-created) the topic since this process
             // last looked: look again and publish to what the name means now.
             Err(Error::TopicGone) => {
-                self.session.sync_catalog().await?;
+                self.ctx.sync_catalog().await?;
                 let entry = self.resolve(name)?;
                 self.publish_to(&entry, batch).await.map_err(gone_to_query)
             }
@@ -287,10 +268,10 @@ impl<'a> Topics<'a> {
     /// asking the catalog what changed (one query less on the hot path); an unknown name
     /// syncs first, and a topic dropped meanwhile is caught by the append itself.
     async fn resolve_for_publish(&self, name: &str) -> Result<Arc<TopicEntry>> {
-        if let Some(entry) = self.state().resolve(self.session.scope(), name) {
+        if let Some(entry) = self.state().resolve(self.ctx.scope(), name) {
             return Ok(entry);
         }
-        self.session.sync_catalog().await?;
+        self.ctx.sync_catalog().await?;
         self.resolve(name)
     }
 
@@ -302,15 +283,15 @@ impl<'a> Topics<'a> {
         }
         let conformed = conform(&entry.spec, batch, name)?;
         if conformed.num_rows() == 0 {
-            let (_, next) = log::bounds(self.session.catalog().pool(), &entry.record.id).await?;
+            let (_, next) = log::bounds(self.ctx.catalog().pool(), &entry.record.id).await?;
             return Ok(Published { first_offset: next, count: 0 });
         }
-        let payloads = log::rows_to_json(&conformed)?;
+        let payloads = crate::change::rows_to_json(&conformed)?;
         for p in &payloads {
             crate::security::limits::at_most("topic event size (bytes)", p.len(), crate::security::limits::MAX_EVENT_BYTES)?;
         }
         let count = payloads.len() as i64;
-        let tenant = self.session.scope().owner().map(|t| t.to_string());
+        let tenant = self.ctx.scope().owner().map(|t| t.to_string());
         let txn = self.state().writer.begin().await?;
         let (id, retention, owner) = (entry.record.id.clone(), entry.spec.retention, tenant.clone());
         let kind = txn.kind();
@@ -333,7 +314,7 @@ impl<'a> Topics<'a> {
 
     /// Publish JSON: one object, an array of objects, or NDJSON (one object per line).
     pub async fn publish_json(&self, name: &str, text: &str) -> Result<Published> {
-        self.session.sync_catalog().await?;
+        self.ctx.sync_catalog().await?;
         let entry = self.resolve(name)?;
         let trimmed = text.trim();
         let objects: Vec<String> = if trimmed.starts_with('[') {
@@ -359,10 +340,10 @@ impl<'a> Topics<'a> {
 
     /// Subscribe; see [`SubscribeOptions`].
     pub async fn subscribe(&self, name: &str, options: SubscribeOptions) -> Result<Subscription> {
-        self.session.sync_catalog().await?;
+        self.ctx.sync_catalog().await?;
         let entry = self.resolve(name)?;
-        let scope = self.session.scope();
-        let ctx = self.session.query_context(scope);
+        let scope = self.ctx.scope();
+        let ctx = self.ctx.query_context(scope);
         subscribe::subscribe(self.state(), &ctx, entry, scope, options).await
     }
 
@@ -375,12 +356,12 @@ impl<'a> Topics<'a> {
     pub async fn ack(&self, name: &str, group: &str, member: &str, offsets: &[i64]) -> Result<AckOutcome> {
         use crate::security::limits::{at_most, MAX_ACK_OFFSETS};
         at_most("offsets", offsets.len(), MAX_ACK_OFFSETS)?;
-        self.session.sync_catalog().await?;
+        self.ctx.sync_catalog().await?;
         let entry = self.resolve(name)?;
         let mut offsets = offsets.to_vec();
         offsets.sort_unstable();
         offsets.dedup();
-        let group_key = format!("{}{group}", subscribe::group_prefix(self.session.scope()));
+        let group_key = format!("{}{group}", subscribe::group_prefix(self.ctx.scope()));
         let catalog = &self.state().catalog;
         let acknowledged = subscribe::ack(catalog, &entry.record.id, &group_key, member, &offsets).await?;
         Ok(AckOutcome { acknowledged, not_held: offsets.len() as u64 - acknowledged })

@@ -5,72 +5,61 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::{CatalogProvider, SchemaProvider, Session as DfSession, TableProvider};
-use datafusion::common::{exec_err, DataFusionError, Result as DfResult};
+use datafusion::catalog::{CatalogProvider, Session as DfSession, TableProvider};
+use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::{log, TopicEntry, TopicState};
-use crate::source::naming::DEFAULT_SCHEMA;
-use crate::source::EngineCatalog;
+use crate::engine_catalog::{EngineCatalog, PartTables, PublicOnlyCatalog};
 use crate::tenant::TenantScope;
 
 /// The `topics` catalog.
+/// The `topics` catalog: each topic as a read-only table of its log.
 #[derive(Debug)]
 pub(crate) struct TopicsCatalog {
     state: Arc<TopicState>,
-    scope: TenantScope,
 }
 
 impl TopicsCatalog {
     pub(crate) fn new(state: Arc<TopicState>) -> Self {
-        TopicsCatalog { state, scope: TenantScope::Unbound }
+        TopicsCatalog { state }
     }
 }
 
 impl EngineCatalog for TopicsCatalog {
     fn for_scope(&self, scope: TenantScope) -> Arc<dyn CatalogProvider> {
-        Arc::new(TopicsCatalog { state: Arc::clone(&self.state), scope })
-    }
-}
-
-impl CatalogProvider for TopicsCatalog {
-    fn schema_names(&self) -> Vec<String> {
-        vec![DEFAULT_SCHEMA.to_string()]
-    }
-
-    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        (name == DEFAULT_SCHEMA).then(|| Arc::new(TopicsSchema { state: Arc::clone(&self.state), scope: self.scope }) as Arc<dyn SchemaProvider>)
+        Arc::new(PublicOnlyCatalog::new(TopicTables { state: Arc::clone(&self.state), scope }))
     }
 }
 
 #[derive(Debug)]
-struct TopicsSchema {
+struct TopicTables {
     state: Arc<TopicState>,
     scope: TenantScope,
 }
 
 #[async_trait]
-impl SchemaProvider for TopicsSchema {
-    fn table_names(&self) -> Vec<String> {
+impl PartTables for TopicTables {
+    fn names(&self) -> Vec<String> {
         self.state.visible(self.scope).iter().map(|e| e.record.name.clone()).collect()
     }
 
-    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        Ok(self.state.resolve(self.scope, name).map(|entry| Arc::new(TopicTable { state: Arc::clone(&self.state), entry, scope: self.scope }) as Arc<dyn TableProvider>))
+    async fn table(&self, name: &str) -> Option<Arc<dyn TableProvider>> {
+        self.state.resolve(self.scope, name).map(|entry| Arc::new(TopicTable { state: Arc::clone(&self.state), entry, scope: self.scope }) as Arc<dyn TableProvider>)
     }
 
-    fn register_table(&self, name: String, _table: Arc<dyn TableProvider>) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        exec_err!("create topics with `jammi topic create {name} --schema ...`")
-    }
-
-    fn deregister_table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        exec_err!("drop topics with `jammi topic drop {name}`")
-    }
-
-    fn table_exist(&self, name: &str) -> bool {
+    fn exists(&self, name: &str) -> bool {
         self.state.resolve(self.scope, name).is_some()
+    }
+
+    fn create_instead(&self, name: &str) -> String {
+        format!("create topics with `jammi topic create {name} --schema ...`")
+    }
+
+    fn drop_instead(&self, name: &str) -> String {
+        format!("drop topics with `jammi topic drop {name}`")
     }
 }
 

@@ -36,14 +36,14 @@ use datafusion::prelude::SessionContext;
 use parking_lot::RwLock;
 
 pub use search::{SearchPath, SearchRequest};
-pub use search_fn::parse_vector_text;
+pub use crate::literal::parse_vector_text;
 pub use spec::{Metric, Precision};
 pub use write::CompactionPolicy;
 pub(crate) use recover::recover;
 
 use crate::catalog::{now_millis, Catalog, VectorTableRecord, VectorTableStatus};
 use crate::error::{Error, Result};
-use crate::session::Session;
+use crate::context::EngineContext;
 use crate::source::{file as source_file, naming, FileFormatKind};
 use crate::storage::{StorageOptions, StorageUrl};
 use crate::tenant::{TenantId, TenantScope};
@@ -258,16 +258,17 @@ pub(crate) fn pause_point(name: &str) {
 /// The vector tables of one session: `session.vectors()`.
 #[derive(Debug)]
 pub struct Vectors<'a> {
-    session: &'a Session,
+    ctx: &'a dyn EngineContext,
+    state: &'a Arc<VectorState>,
 }
 
 impl<'a> Vectors<'a> {
-    pub(crate) fn new(session: &'a Session) -> Self {
-        Vectors { session }
+    pub(crate) fn new(ctx: &'a dyn EngineContext, state: &'a Arc<VectorState>) -> Self {
+        Vectors { ctx, state }
     }
 
     fn state(&self) -> &Arc<VectorState> {
-        self.session.vector_state()
+        self.state
     }
 
     /// Import a Parquet file or directory as a new vector table. Everything is validated
@@ -288,8 +289,8 @@ impl<'a> Vectors<'a> {
         if spec.oversample == Some(0) {
             return Err(invalid("the oversample factor must be at least 1"));
         }
-        let scope = self.session.scope();
-        self.session.sync_catalog().await?;
+        let scope = self.ctx.scope();
+        self.ctx.sync_catalog().await?;
         if self.state().resolve(scope, &spec.name).filter(|e| e.record.tenant == scope.owner()).is_some() {
             return Err(Error::InvalidName {
                 name: spec.name.clone(),
@@ -315,9 +316,9 @@ impl<'a> Vectors<'a> {
             source_columns: Some((spec.id_column.clone(), spec.vector_column.clone())),
         };
         let table_id = uuid::Uuid::new_v4().to_string();
-        let root = StorageUrl::parse(&self.session.config().storage_root())?.as_dir();
+        let root = StorageUrl::parse(&self.ctx.config().storage_root())?.as_dir();
         let location = format!("{}vectors/{table_id}/", root.url());
-        let files = table_files(self.session, &location)?;
+        let files = table_files(self.ctx, &location)?;
         let now = now_millis();
         let record = VectorTableRecord {
             id: table_id.clone(),
@@ -334,7 +335,7 @@ impl<'a> Vectors<'a> {
 
         // The lock file tells recovery in other processes that this import is alive.
         let lock = self.lock_file(&table_id)?;
-        self.session.catalog().vector_tables().insert_building(&record).await?;
+        self.ctx.catalog().vector_tables().insert_building(&record).await?;
         pause_point("vectors.import.registered");
         let written = async {
             let segment = write::write_segment(&files, &table_spec, &rows.batches, &rows.vectors, 0, progress).await?;
@@ -354,15 +355,15 @@ impl<'a> Vectors<'a> {
             Err(e) => {
                 // Best effort: leave nothing behind; recovery finishes the job if this fails.
                 let _ = files.delete_all().await;
-                let _ = self.session.catalog().vector_tables().delete(&table_id).await;
+                let _ = self.ctx.catalog().vector_tables().delete(&table_id).await;
                 return Err(e);
             }
         };
         pause_point("vectors.import.before_commit");
-        self.session.catalog().vector_tables().mark_ready(&table_id, &record.spec, manifest.generation, &manifest_name).await?;
+        self.ctx.catalog().vector_tables().mark_ready(&table_id, &record.spec, manifest.generation, &manifest_name).await?;
         drop(lock);
-        let _ = std::fs::remove_file(lock_path(self.session, &table_id));
-        self.session.sync_catalog().await?;
+        let _ = std::fs::remove_file(lock_path(self.ctx.config(), &table_id));
+        self.ctx.sync_catalog().await?;
         Ok(info_of(&record, &table_spec, &manifest))
     }
 
@@ -379,7 +380,7 @@ impl<'a> Vectors<'a> {
     /// The id and vector column names `append` reads by default: those of the data the table
     /// was imported from (`id` and `embedding` for tables imported before they were recorded).
     pub async fn source_columns(&self, name: &str) -> Result<(String, String)> {
-        self.session.sync_catalog().await?;
+        self.ctx.sync_catalog().await?;
         let entry = self.resolve(name)?;
         Ok(entry.spec.source_columns.clone().unwrap_or_else(|| ("id".to_string(), "embedding".to_string())))
     }
@@ -398,13 +399,13 @@ impl<'a> Vectors<'a> {
     pub async fn compact(&self, name: &str, progress: &dyn Progress) -> Result<()> {
         let entry = self.writable(name).await?;
         write::compact_if_due(self.state(), &entry, true, progress).await?;
-        self.session.sync_catalog().await
+        self.ctx.sync_catalog().await
     }
 
     /// Ready tables visible in the current scope.
     pub async fn list(&self) -> Result<Vec<VectorTableInfo>> {
-        self.session.sync_catalog().await?;
-        let scope = self.session.scope();
+        self.ctx.sync_catalog().await?;
+        let scope = self.ctx.scope();
         let tables = self.state().tables.read();
         let mut out: Vec<VectorTableInfo> = tables
             .values()
@@ -418,15 +419,15 @@ impl<'a> Vectors<'a> {
     /// Drop a table: the catalog row first (the commit point), then its files.
     pub async fn drop(&self, name: &str) -> Result<()> {
         let entry = self.writable(name).await?;
-        self.session.catalog().vector_tables().delete(&entry.record.id).await?;
+        self.ctx.catalog().vector_tables().delete(&entry.record.id).await?;
         self.state().cache.remove(&entry.record.id);
         entry.files.delete_all().await?;
-        self.session.sync_catalog().await
+        self.ctx.sync_catalog().await
     }
 
     /// Search `name` for the request's nearest neighbours.
     pub async fn search(&self, name: &str, request: &SearchRequest) -> Result<SearchResult> {
-        self.session.sync_catalog().await?;
+        self.ctx.sync_catalog().await?;
         let entry = self.resolve(name)?;
         search_entry(self.state(), &entry, request).await
     }
@@ -445,14 +446,14 @@ impl<'a> Vectors<'a> {
     }
 
     fn resolve(&self, name: &str) -> Result<Arc<VectorEntry>> {
-        let scope = self.session.scope();
+        let scope = self.ctx.scope();
         self.state().resolve(scope, name).ok_or_else(|| Error::UnknownVectorTable { name: name.to_string(), scope: scope.describe() })
     }
 
     async fn writable(&self, name: &str) -> Result<Arc<VectorEntry>> {
-        self.session.sync_catalog().await?;
+        self.ctx.sync_catalog().await?;
         let entry = self.resolve(name)?;
-        let scope = self.session.scope();
+        let scope = self.ctx.scope();
         if !may_write(scope, &entry) {
             return Err(write_denied(scope, &entry));
         }
@@ -461,13 +462,13 @@ impl<'a> Vectors<'a> {
 
     async fn after_write(&self, entry: &VectorEntry, progress: &dyn Progress) -> Result<()> {
         write::compact_if_due(self.state(), entry, false, progress).await?;
-        self.session.sync_catalog().await
+        self.ctx.sync_catalog().await
     }
 
     async fn read_input(&self, url: &str, options: &StorageOptions, name: &str) -> Result<Vec<RecordBatch>> {
         let url = StorageUrl::parse(url)?;
-        let store = self.session.register_store(&url, options)?;
-        let state = self.session.base_state();
+        let store = self.ctx.register_store(&url, options)?;
+        let state = self.ctx.base_state();
         let table_spec =
             source_file::inspect(&state, &store, &url, Some(FileFormatKind::Parquet), &Default::default(), name).await?;
         let provider = source_file::build_table(&table_spec, &url)?;
@@ -476,7 +477,7 @@ impl<'a> Vectors<'a> {
     }
 
     fn lock_file(&self, table_id: &str) -> Result<std::fs::File> {
-        let path = lock_path(self.session, table_id);
+        let path = lock_path(self.ctx.config(), table_id);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
@@ -487,14 +488,14 @@ impl<'a> Vectors<'a> {
 }
 
 /// The lock file an import holds while it runs.
-pub(crate) fn lock_path(session: &Session, table_id: &str) -> PathBuf {
-    session.config().data_dir.join("locks").join(format!("vector-{table_id}.lock"))
+pub(crate) fn lock_path(config: &crate::config::Config, table_id: &str) -> PathBuf {
+    config.data_dir.join("locks").join(format!("vector-{table_id}.lock"))
 }
 
 /// The files of a table at `location`, under the storage root (so with its options).
-pub(crate) fn table_files(session: &Session, location: &str) -> Result<TableFiles> {
+pub(crate) fn table_files(ctx: &dyn EngineContext, location: &str) -> Result<TableFiles> {
     let url = StorageUrl::parse(location)?;
-    let store = session.register_store(&url, &session.config().storage.options)?;
+    let store = ctx.register_store(&url, &ctx.config().storage.options)?;
     Ok(TableFiles::new(store, url.object_path()?, url.url().to_string()))
 }
 

@@ -5,19 +5,19 @@
 use super::{lock_path, table_files};
 use crate::catalog::{now_millis, VectorTableStatus};
 use crate::error::Result;
-use crate::session::Session;
+use crate::context::EngineContext;
 
 /// How long an import without a lock file on this host (another host's) may stay
 /// `building` before it is presumed dead.
 const FOREIGN_IMPORT_GRACE_MS: i64 = 3_600_000;
 
 /// Run recovery over every vector table in the catalog.
-pub(crate) async fn recover(session: &Session) -> Result<()> {
-    let records = session.catalog().vector_tables().list_all().await?;
+pub(crate) async fn recover(ctx: &dyn EngineContext) -> Result<()> {
+    let records = ctx.catalog().vector_tables().list_all().await?;
     for record in records {
         match record.status {
             VectorTableStatus::Building => {
-                let lock = lock_path(session, &record.id);
+                let lock = lock_path(ctx.config(), &record.id);
                 let abandoned = match std::fs::OpenOptions::new().write(true).open(&lock) {
                     // The importer holds this lock while alive; the kernel frees it on death.
                     Ok(file) => file.try_lock().is_ok(),
@@ -25,8 +25,8 @@ pub(crate) async fn recover(session: &Session) -> Result<()> {
                 };
                 if abandoned {
                     tracing::warn!(table = %record.name, "removing an import that did not finish");
-                    table_files(session, &record.location)?.delete_all().await?;
-                    session.catalog().vector_tables().delete(&record.id).await?;
+                    table_files(ctx, &record.location)?.delete_all().await?;
+                    ctx.catalog().vector_tables().delete(&record.id).await?;
                     let _ = std::fs::remove_file(&lock);
                 }
             }

@@ -24,11 +24,7 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Par
 
 use super::search::{result_schema, SearchRequest};
 use super::{search_entry, VectorState};
-use crate::tenant::{TenantScope, TenantScopeOption};
-
-pub(crate) fn scope_of(session: &dyn DfSession) -> TenantScope {
-    session.config_options().extensions.get::<TenantScopeOption>().map(|o| o.scope).unwrap_or_default()
-}
+use crate::tenant::{scope_of, TenantScope};
 
 /// `vector_search('NAME', [0.1, ...], k [, 'payload predicate' [, ef]])`.
 #[derive(Debug)]
@@ -316,7 +312,7 @@ pub(crate) fn const_vector(expr: &Expr) -> Option<Vec<f32>> {
         Expr::Literal(ScalarValue::LargeList(list), _) => array_values(list.values()),
         Expr::Literal(ScalarValue::FixedSizeList(list), _) => array_values(list.values()),
         Expr::Cast(c) => const_vector(&c.expr),
-        other => const_string(other).and_then(|s| parse_vector_text(&s)),
+        other => const_string(other).and_then(|s| crate::literal::parse_vector_text(&s)),
     }
 }
 
@@ -330,26 +326,4 @@ fn array_values(values: &Arc<dyn Array>) -> Option<Vec<f32>> {
     }
     let cast = datafusion::arrow::compute::cast(values, &DataType::Float64).ok()?;
     Some(cast.as_primitive::<Float64Type>().values().iter().map(|v| *v as f32).collect())
-}
-
-/// Parse `[0.1, 0.2, ...]` (brackets optional).
-pub fn parse_vector_text(text: &str) -> Option<Vec<f32>> {
-    let inner = text.trim().trim_start_matches('[').trim_end_matches(']');
-    if inner.trim().is_empty() {
-        return None;
-    }
-    inner.split(',').map(|v| v.trim().parse::<f32>().ok()).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn vector_text_parses_with_and_without_brackets() {
-        assert_eq!(parse_vector_text("[1, -2.5]"), Some(vec![1.0, -2.5]));
-        assert_eq!(parse_vector_text("1,2"), Some(vec![1.0, 2.0]));
-        assert_eq!(parse_vector_text("[]"), None);
-        assert_eq!(parse_vector_text("[1, x]"), None);
-    }
 }

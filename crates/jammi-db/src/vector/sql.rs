@@ -6,8 +6,8 @@ use std::sync::{Arc, Weak};
 use async_trait::async_trait;
 use datafusion::arrow::array::{RecordBatch, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::{CatalogProvider, SchemaProvider, Session as DfSession, TableProvider};
-use datafusion::common::{exec_err, plan_datafusion_err, plan_err, Column, DataFusionError, Result as DfResult, ScalarValue};
+use datafusion::catalog::{Session as DfSession, TableProvider};
+use datafusion::common::{plan_datafusion_err, plan_err, Column, DataFusionError, Result as DfResult, ScalarValue};
 use datafusion::datasource::empty::EmptyTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
@@ -21,61 +21,44 @@ use datafusion::physical_plan::ExecutionPlan;
 use super::files::TableFiles;
 use super::spec::{Manifest, VectorTableSpec};
 use super::write::{self, Selection};
-use super::search_fn::scope_of;
+use crate::tenant::scope_of;
 use super::{NoProgress, VectorEntry, VectorState};
 use crate::catalog::VectorTableRecord;
 use crate::error::Result;
-use crate::source::naming::DEFAULT_SCHEMA;
+use crate::engine_catalog::{PartTables, PublicOnlyCatalog};
 use crate::tenant::TenantScope;
 
 /// The `vectors` catalog as one scope sees it.
-#[derive(Debug)]
-pub(crate) struct VectorsCatalog {
-    schema: Arc<VectorsSchema>,
-}
-
-impl VectorsCatalog {
-    pub(crate) fn new(state: Arc<VectorState>, scope: TenantScope) -> Self {
-        VectorsCatalog { schema: Arc::new(VectorsSchema { state, scope }) }
-    }
-}
-
-impl CatalogProvider for VectorsCatalog {
-    fn schema_names(&self) -> Vec<String> {
-        vec![DEFAULT_SCHEMA.to_string()]
-    }
-
-    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        (name == DEFAULT_SCHEMA).then(|| Arc::clone(&self.schema) as Arc<dyn SchemaProvider>)
-    }
+pub(crate) fn vectors_catalog(state: Arc<VectorState>, scope: TenantScope) -> PublicOnlyCatalog<VectorTables> {
+    PublicOnlyCatalog::new(VectorTables { state, scope })
 }
 
 #[derive(Debug)]
-struct VectorsSchema {
+pub(crate) struct VectorTables {
     state: Arc<VectorState>,
     scope: TenantScope,
 }
 
 #[async_trait]
-impl SchemaProvider for VectorsSchema {
-    fn table_names(&self) -> Vec<String> {
+impl PartTables for VectorTables {
+    fn names(&self) -> Vec<String> {
         self.state.visible_names(self.scope)
     }
 
-    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        Ok(self.state.resolve(self.scope, name).map(|e| Arc::clone(&e.provider)))
+    async fn table(&self, name: &str) -> Option<Arc<dyn TableProvider>> {
+        self.state.resolve(self.scope, name).map(|e| Arc::clone(&e.provider))
     }
 
-    fn register_table(&self, name: String, _table: Arc<dyn TableProvider>) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        exec_err!("cannot create vectors.public.{name} with SQL; use `jammi vectors import`")
-    }
-
-    fn deregister_table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        exec_err!("cannot drop vectors.public.{name} with SQL; use `jammi vectors drop {name}`")
-    }
-
-    fn table_exist(&self, name: &str) -> bool {
+    fn exists(&self, name: &str) -> bool {
         self.state.resolve(self.scope, name).is_some()
+    }
+
+    fn create_instead(&self, name: &str) -> String {
+        format!("cannot create vectors.public.{name} with SQL; use `jammi vectors import`")
+    }
+
+    fn drop_instead(&self, name: &str) -> String {
+        format!("cannot drop vectors.public.{name} with SQL; use `jammi vectors drop {name}`")
     }
 }
 

@@ -63,9 +63,9 @@ pub fn kind_of_url(url: &str) -> Option<RemoteKind> {
 impl RemoteSource {
     /// Connect (lazily) to the database at `url` as source `name`.
     pub fn connect(name: &str, url: &str, kind: RemoteKind) -> Result<Arc<Self>> {
-        let parsed = url::Url::parse(url).map_err(|e| Error::invalid_url(crate::catalog::redact_url(url), e.to_string()))?;
+        let parsed = url::Url::parse(url).map_err(|e| Error::invalid_url(crate::redact::redact_url(url), e.to_string()))?;
         if parsed.host_str().is_none_or(str::is_empty) {
-            return Err(Error::invalid_url(crate::catalog::redact_url(url), "missing host: write postgres://user:password@host:port/database"));
+            return Err(Error::invalid_url(crate::redact::redact_url(url), "missing host: write postgres://user:password@host:port/database"));
         }
         let password = parsed.password().map(|p| p.to_string());
         // MariaDB speaks the MySQL protocol; sqlx only knows `mysql://`.

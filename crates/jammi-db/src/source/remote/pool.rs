@@ -66,7 +66,7 @@ pub(crate) fn describe(e: &sqlx::Error, source: &str, password: Option<&str>) ->
 impl RemotePool {
     /// A pool that connects on first use.
     pub fn lazy(kind: RemoteKind, url: &str, max_connections: u32) -> Result<Self> {
-        let bad = |e: sqlx::Error| Error::invalid_url(crate::catalog::redact_url(url), crate::error::one_line(&e.to_string()));
+        let bad = |e: sqlx::Error| Error::invalid_url(crate::redact::redact_url(url), crate::error::one_line(&e.to_string()));
         Ok(match kind {
             RemoteKind::Postgres => RemotePool::Postgres(
                 PgPoolOptions::new().max_connections(max_connections).acquire_timeout(Duration::from_secs(2)).connect_lazy(url).map_err(bad)?,

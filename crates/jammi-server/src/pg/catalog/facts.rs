@@ -4,7 +4,7 @@
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::DataType;
-use jammi_db::source::naming::quote_ident;
+use jammi_db::names::quote_ident;
 use jammi_db::Session;
 
 use crate::error::Result;

@@ -1,4 +1,5 @@
-//! Write transactions on mutable tables and how queries reach them.
+//! Write transactions: the one writer every part that writes to the catalog shares
+//! (mutable tables, topics), and how queries reach an open transaction.
 //!
 //! Every write runs in a [`WriteTxn`]: one catalog connection inside a transaction. On
 //! SQLite it holds the database's write lock (`BEGIN IMMEDIATE`) and this process's writer
@@ -26,9 +27,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, Executor};
 use tokio::sync::{Mutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
-use super::MutableTable;
 use crate::catalog::{backoff, is_transient, BackendKind, Catalog};
-use crate::tenant::ScopedNames;
 use crate::error::{Error, Result};
 
 /// Starts write transactions on the catalog database; one per engine, shared by every part
@@ -88,9 +87,10 @@ pub struct WriteTxn {
     ended: AtomicBool,
     /// The idle timeout (ms) that rolled the transaction back; 0 while it is alive.
     timed_out_ms: AtomicU64,
-    /// Mutable table definitions as this transaction sees them, once DDL ran inside it
+    /// Table definitions as this transaction sees them, once DDL ran inside it (kept by the
+    /// part that owns the definitions — mutable tables — and opaque here)
     /// (`None`: the engine's). Other sessions keep the engine's until it commits.
-    definitions: std::sync::Mutex<Option<Arc<ScopedNames<Arc<MutableTable>>>>>,
+    definitions: std::sync::Mutex<Option<Arc<dyn StdAny + Send + Sync>>>,
     /// How many DDL statements changed `definitions` (plans made before are stale).
     definitions_changed: AtomicU64,
     /// The client's savepoints, oldest first (checked here, so a bad name cannot abort the
@@ -298,7 +298,7 @@ impl WriteTxn {
         if op != SavepointOp::Define && known.is_none() {
             return Err(Error::Query(format!("savepoint '{name}' does not exist in this transaction; define it with SAVEPOINT {name}")));
         }
-        let sql = format!("{} {}", op.sql(), super::store::quote(name));
+        let sql = format!("{} {}", op.sql(), crate::names::quote_ident(name));
         self.with(|conn| Box::pin(async move { sqlx::query(&sql).execute(conn).await.map(|_| ()).map_err(|e| Error::Query(crate::error::one_line(&e.to_string()))) }))
             .await?;
         let mut savepoints = self.savepoints.lock().unwrap_or_else(|p| p.into_inner());
@@ -312,14 +312,15 @@ impl WriteTxn {
         Ok(())
     }
 
-    /// The mutable table definitions this transaction sees, once DDL inside it changed them.
-    pub(crate) fn definitions(&self) -> Option<Arc<ScopedNames<Arc<MutableTable>>>> {
+    /// The definitions this transaction sees, once DDL inside it changed them (the owning
+    /// part downcasts them to its own type).
+    pub(crate) fn definitions(&self) -> Option<Arc<dyn StdAny + Send + Sync>> {
         self.definitions.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Record the definitions as DDL inside this transaction left them.
-    pub(crate) fn set_definitions(&self, tables: ScopedNames<Arc<MutableTable>>) {
-        *self.definitions.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(tables));
+    pub(crate) fn set_definitions(&self, definitions: Arc<dyn StdAny + Send + Sync>) {
+        *self.definitions.lock().unwrap_or_else(|p| p.into_inner()) = Some(definitions);
         self.definitions_changed.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -339,7 +340,7 @@ impl WriteTxn {
         if locked.iter().any(|s| s == storage) {
             return Ok(());
         }
-        let sql = format!("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE", super::store::quote(storage));
+        let sql = format!("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE", crate::names::quote_ident(storage));
         self.with(|conn| Box::pin(async move { sqlx::query(&sql).execute(conn).await.map(|_| ()).map_err(|e| Error::Query(e.to_string())) })).await?;
         locked.push(storage.to_string());
         Ok(())
