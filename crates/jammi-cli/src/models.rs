@@ -3,14 +3,11 @@
 //! `heartbeat`, `fail` and `finalize` commands let a shell script be a worker.
 
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
-use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
 use clap::Subcommand;
-use jammi_db::artifact::{JobInfo, JobRequest, ModelDefinition, ModelInfo};
+use jammi_db::artifact::{JobRequest, ModelDefinition, ModelInfo};
 use jammi_db::Session;
 
 use crate::cli::OutputFormat;
@@ -139,50 +136,6 @@ pub enum JobCommand {
     },
 }
 
-fn text<'a>(values: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
-    Arc::new(StringArray::from(values.collect::<Vec<_>>()))
-}
-
-fn models_batch(models: &[ModelInfo]) -> Result<RecordBatch> {
-    let fields = ["name", "version", "task", "dimensions", "aliases", "artifact", "metadata"];
-    let schema = Schema::new(fields.iter().map(|f| Field::new(*f, if *f == "dimensions" { DataType::Int64 } else { DataType::Utf8 }, true)).collect::<Vec<_>>());
-    let aliases: Vec<String> = models.iter().map(|m| m.aliases.join(",")).collect();
-    let metadata: Vec<String> = models.iter().map(|m| m.metadata.to_string()).collect();
-    let columns: Vec<ArrayRef> = vec![
-        text(models.iter().map(|m| Some(m.name.as_str()))),
-        text(models.iter().map(|m| Some(m.version.as_str()))),
-        text(models.iter().map(|m| Some(m.task.as_str()))),
-        Arc::new(Int64Array::from(models.iter().map(|m| m.dimensions.map(i64::from)).collect::<Vec<_>>())),
-        text(aliases.iter().map(|a| Some(a.as_str()))),
-        text(models.iter().map(|m| m.artifact_prefix.as_deref())),
-        text(metadata.iter().map(|m| Some(m.as_str()))),
-    ];
-    Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
-}
-
-fn jobs_batch(jobs: &[JobInfo]) -> Result<RecordBatch> {
-    let schema = Schema::new(vec![
-        Field::new("id", DataType::Utf8, false),
-        Field::new("state", DataType::Utf8, false),
-        Field::new("priority", DataType::Int64, false),
-        Field::new("attempts", DataType::Utf8, false),
-        Field::new("worker", DataType::Utf8, true),
-        Field::new("last_error", DataType::Utf8, true),
-        Field::new("artifact", DataType::Utf8, true),
-    ]);
-    let attempts: Vec<String> = jobs.iter().map(|j| format!("{}/{}", j.attempts, j.max_attempts)).collect();
-    let columns: Vec<ArrayRef> = vec![
-        text(jobs.iter().map(|j| Some(j.id.as_str()))),
-        text(jobs.iter().map(|j| Some(j.state.as_str()))),
-        Arc::new(Int64Array::from(jobs.iter().map(|j| j.priority).collect::<Vec<_>>())),
-        text(attempts.iter().map(|a| Some(a.as_str()))),
-        text(jobs.iter().map(|j| j.worker.as_deref())),
-        text(jobs.iter().map(|j| j.last_error.as_deref())),
-        text(jobs.iter().map(|j| j.artifact_prefix.as_deref())),
-    ];
-    Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
-}
-
 fn json_arg(what: &str, value: Option<String>) -> Result<serde_json::Value> {
     match value {
         None => Ok(serde_json::json!({})),
@@ -196,9 +149,9 @@ pub async fn run_model(session: &Session, command: ModelCommand, format: OutputF
         ModelCommand::Register { name, version, task, dimensions, metadata } => {
             let metadata = json_arg("--metadata", metadata)?;
             let info = models.register(ModelDefinition { name, version, task, dimensions, metadata }).await?;
-            print::print_batch(&models_batch(&[info])?, format, out)
+            print::print_batch(&jammi_db::artifact::models_to_batch(&[info])?, format, out)
         }
-        ModelCommand::List => print::print_batch(&models_batch(&models.list().await?)?, format, out),
+        ModelCommand::List => print::print_batch(&jammi_db::artifact::models_to_batch(&models.list().await?)?, format, out),
         ModelCommand::Describe { name, version } => {
             let found = match version {
                 Some(v) => vec![models.describe(&name, &v).await?],
@@ -210,7 +163,7 @@ pub async fn run_model(session: &Session, command: ModelCommand, format: OutputF
                     all
                 }
             };
-            print::print_batch(&models_batch(&found)?, format, out)
+            print::print_batch(&jammi_db::artifact::models_to_batch(&found)?, format, out)
         }
         ModelCommand::Alias { name, alias, version } => {
             let info = models.set_alias(&name, &alias, &version).await?;
@@ -231,9 +184,9 @@ pub async fn run_job(session: &Session, command: JobCommand, format: OutputForma
         JobCommand::Enqueue { model, version, root, priority, max_attempts, payload } => {
             let request = JobRequest { model, version, artifact_root: root, priority, max_attempts, payload: json_arg("--payload", payload)? };
             let info = jobs.enqueue(request).await?;
-            print::print_batch(&jobs_batch(&[info])?, format, out)
+            print::print_batch(&jammi_db::artifact::jobs_to_batch(&[info])?, format, out)
         }
-        JobCommand::List => print::print_batch(&jobs_batch(&jobs.list().await?)?, format, out),
+        JobCommand::List => print::print_batch(&jammi_db::artifact::jobs_to_batch(&jobs.list().await?)?, format, out),
         JobCommand::Claim { worker, lease_seconds } => {
             if let Some(lease) = jobs.claim(&worker, Duration::from_secs(lease_seconds)).await? {
                 let line = serde_json::json!({

@@ -149,14 +149,11 @@ impl WriteTxn {
     /// Begin: wait for this process's writer mutex, then for the database's write lock.
     pub async fn begin(catalog: &Catalog, writer: Arc<Mutex<()>>, slot: Option<OwnedSemaphorePermit>) -> Result<Arc<WriteTxn>> {
         let kind = catalog.backend().kind();
-        let guard = match kind {
-            BackendKind::Sqlite => Some(writer.lock_owned().await),
-            BackendKind::Postgres => None,
+        let guard = match kind.single_writer() {
+            true => Some(writer.lock_owned().await),
+            false => None,
         };
-        let begin = match kind {
-            BackendKind::Sqlite => "BEGIN IMMEDIATE",
-            BackendKind::Postgres => "BEGIN",
-        };
+        let begin = kind.begin_write();
         let mut attempt = 0;
         let conn = loop {
             let result = async {
@@ -167,7 +164,7 @@ impl WriteTxn {
             .await;
             match result {
                 Ok(conn) => break conn,
-                Err(e) if kind == BackendKind::Sqlite && is_transient(&e) && attempt + 1 < ATTEMPTS => {
+                Err(e) if kind.single_writer() && is_transient(&e) && attempt + 1 < ATTEMPTS => {
                     attempt += 1;
                     backoff(attempt).await;
                 }
@@ -333,7 +330,7 @@ impl WriteTxn {
     /// transaction (Postgres; SQLite's write lock already covers the whole database). Taken
     /// at a transaction's first read or write of the table.
     pub async fn lock_table(&self, storage: &str) -> Result<()> {
-        if self.kind != BackendKind::Postgres {
+        if !self.kind.locks_tables() {
             return Ok(());
         }
         let mut locked = self.locked.lock().await;
@@ -364,7 +361,7 @@ impl WriteTxn {
                     conn.finish();
                     return Ok(());
                 }
-                Err(e) if self.kind == BackendKind::Sqlite && is_transient(&e) && attempt + 1 < ATTEMPTS => {
+                Err(e) if self.kind.single_writer() && is_transient(&e) && attempt + 1 < ATTEMPTS => {
                     attempt += 1;
                     backoff(attempt).await;
                 }

@@ -34,6 +34,7 @@
 //! ```
 
 mod cache;
+mod listing;
 mod manifest;
 mod prefix;
 mod queue;
@@ -41,6 +42,7 @@ mod registry;
 mod store;
 mod transfer;
 
+pub use listing::{jobs_to_batch, models_to_batch};
 pub use manifest::{validate_name, Manifest, ManifestEntry, MANIFEST_FORMAT, MANIFEST_NAME};
 pub use prefix::{encode_segment, prefix_url};
 pub use queue::{JobInfo, JobRequest, JobState, Jobs, Lease};

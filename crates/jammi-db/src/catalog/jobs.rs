@@ -185,7 +185,7 @@ impl<'a> JobRepo<'a> {
         let c = self.catalog;
         let now = now_millis();
         let mut tx = self.begin().await?;
-        let lock = if c.backend().kind() == BackendKind::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+        let lock = c.backend().kind().skip_locked(None);
         let ids: Vec<String> = sqlx::query(&format!(
             "SELECT id FROM jammi_jobs WHERE state = 'running' AND lease_expires_at < $1 AND attempts >= max_attempts{lock}"
         ))
@@ -231,7 +231,7 @@ impl<'a> JobRepo<'a> {
         let c = self.catalog;
         let now = now_millis();
         let mut tx = self.begin().await?;
-        let lock = if c.backend().kind() == BackendKind::Postgres { " FOR UPDATE OF j SKIP LOCKED" } else { "" };
+        let lock = c.backend().kind().skip_locked(Some("j"));
         let (condition, tenant) = super::visible_rows("j", scope, 2);
         let sql = format!(
             "SELECT {COLUMNS} FROM jammi_jobs j WHERE (j.state = 'queued' OR (j.state = 'running' AND j.lease_expires_at < $1)) \

@@ -48,6 +48,79 @@ pub enum BackendKind {
     Postgres,
 }
 
+/// The storage classes of values in the catalog database (mutable-table columns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageClass {
+    /// 64-bit integer.
+    Integer,
+    /// 64-bit float.
+    Real,
+    /// UTF-8 text.
+    Text,
+    /// Bytes.
+    Blob,
+}
+
+impl BackendKind {
+    /// The column type that holds `class`.
+    pub(crate) fn column_type(self, class: StorageClass) -> &'static str {
+        match (self, class) {
+            (BackendKind::Sqlite, StorageClass::Integer) => "INTEGER",
+            (BackendKind::Sqlite, StorageClass::Real) => "REAL",
+            (BackendKind::Sqlite, StorageClass::Text) => "TEXT",
+            (BackendKind::Sqlite, StorageClass::Blob) => "BLOB",
+            (BackendKind::Postgres, StorageClass::Integer) => "BIGINT",
+            (BackendKind::Postgres, StorageClass::Real) => "DOUBLE PRECISION",
+            (BackendKind::Postgres, StorageClass::Text) => "TEXT",
+            (BackendKind::Postgres, StorageClass::Blob) => "BYTEA",
+        }
+    }
+
+    /// The `n`th (1-based) bind parameter of a statement with many parameters: `?` on
+    /// SQLite, `$n` on Postgres. (sqlx binds SQLite's `$n` by looking each name up in a
+    /// list, which is quadratic in the number of parameters: most of a 1,000-row insert's
+    /// time.)
+    pub(crate) fn placeholder(self, n: usize) -> String {
+        match self {
+            BackendKind::Sqlite => "?".to_string(),
+            BackendKind::Postgres => format!("${n}"),
+        }
+    }
+
+    /// The statement that opens a write transaction: SQLite takes the database's write
+    /// lock at once (`BEGIN IMMEDIATE`), so a transaction never fails to upgrade later.
+    pub(crate) fn begin_write(self) -> &'static str {
+        match self {
+            BackendKind::Sqlite => "BEGIN IMMEDIATE",
+            BackendKind::Postgres => "BEGIN",
+        }
+    }
+
+    /// Whether the database admits one writer at a time, so this process's writers should
+    /// queue on a mutex instead of spinning on busy errors (SQLite) — and whether its busy
+    /// errors are worth retrying.
+    pub(crate) fn single_writer(self) -> bool {
+        self == BackendKind::Sqlite
+    }
+
+    /// Whether a write transaction must lock each table it reads or writes to be
+    /// serializable (Postgres, without a database-wide write lock).
+    pub(crate) fn locks_tables(self) -> bool {
+        self == BackendKind::Postgres
+    }
+
+    /// The row-lock clause that lets queue claims from several processes pass each other
+    /// (`FOR UPDATE [OF t] SKIP LOCKED` on Postgres; SQLite's write lock already serialises
+    /// them). `of` names the table to lock in a join.
+    pub(crate) fn skip_locked(self, of: Option<&str>) -> String {
+        match (self, of) {
+            (BackendKind::Postgres, Some(t)) => format!(" FOR UPDATE OF {t} SKIP LOCKED"),
+            (BackendKind::Postgres, None) => " FOR UPDATE SKIP LOCKED".to_string(),
+            (BackendKind::Sqlite, _) => String::new(),
+        }
+    }
+}
+
 /// What differs between catalog databases. Everything else is shared SQL.
 #[async_trait]
 pub trait CatalogBackend: Send + Sync + fmt::Debug {
@@ -214,16 +287,6 @@ pub(crate) fn is_transient(e: &sqlx::Error) -> bool {
 /// Wait before retry `attempt` (exponential, 10 ms to 640 ms).
 pub(crate) async fn backoff(attempt: u32) {
     tokio::time::sleep(std::time::Duration::from_millis(5u64 << attempt.clamp(1, 7))).await;
-}
-
-/// Placeholder number `n` (1-based) of a statement with many parameters: `?` on SQLite,
-/// `$n` on Postgres. (sqlx binds SQLite's `$n` by looking each name up in a list, which is
-/// quadratic in the number of parameters: most of a 1,000-row insert's time.)
-pub(crate) fn placeholder(kind: BackendKind, n: usize) -> String {
-    match kind {
-        BackendKind::Sqlite => "?".to_string(),
-        BackendKind::Postgres => format!("${n}"),
-    }
 }
 
 /// Whether `owner` (`None`: shared) already has a row named `name` in `table` (a table with

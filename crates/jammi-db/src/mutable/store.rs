@@ -16,24 +16,11 @@ use crate::names::quote_ident;
 /// Most bind parameters one statement uses (SQLite allows 32,766, Postgres 65,535).
 const MAX_BINDS: usize = 30_000;
 
-fn type_name(kind: BackendKind, class: StorageClass) -> &'static str {
-    match (kind, class) {
-        (BackendKind::Sqlite, StorageClass::Integer) => "INTEGER",
-        (BackendKind::Sqlite, StorageClass::Real) => "REAL",
-        (BackendKind::Sqlite, StorageClass::Text) => "TEXT",
-        (BackendKind::Sqlite, StorageClass::Blob) => "BLOB",
-        (BackendKind::Postgres, StorageClass::Integer) => "BIGINT",
-        (BackendKind::Postgres, StorageClass::Real) => "DOUBLE PRECISION",
-        (BackendKind::Postgres, StorageClass::Text) => "TEXT",
-        (BackendKind::Postgres, StorageClass::Blob) => "BYTEA",
-    }
-}
-
 /// Statements creating the storage table and its indexes.
 pub fn create_table_sql(kind: BackendKind, storage: &str, spec: &TableSpec) -> Vec<String> {
     let mut columns = vec![format!("{} TEXT NOT NULL DEFAULT ''", quote_ident(TENANT_COLUMN))];
     for c in &spec.columns {
-        columns.push(format!("{} {}{}", quote_ident(&c.name), type_name(kind, c.ty.storage()), if c.nullable { "" } else { " NOT NULL" }));
+        columns.push(format!("{} {}{}", quote_ident(&c.name), kind.column_type(c.ty.storage()), if c.nullable { "" } else { " NOT NULL" }));
     }
     let key: Vec<String> = std::iter::once(TENANT_COLUMN.to_string()).chain(spec.primary_key.iter().cloned()).map(|c| quote_ident(&c)).collect();
     columns.push(format!("PRIMARY KEY ({})", key.join(", ")));
@@ -63,7 +50,7 @@ pub fn index_storage_name(storage: &str, name: &str) -> String {
 
 /// `ALTER TABLE ... ADD COLUMN` on the storage table.
 pub fn add_column_sql(kind: BackendKind, storage: &str, column: &super::spec::ColumnSpec, fill: Option<&Stored>) -> String {
-    let mut sql = format!("ALTER TABLE {} ADD COLUMN {} {}", quote_ident(storage), quote_ident(&column.name), type_name(kind, column.ty.storage()));
+    let mut sql = format!("ALTER TABLE {} ADD COLUMN {} {}", quote_ident(storage), quote_ident(&column.name), kind.column_type(column.ty.storage()));
     // Existing rows take the default; both backends need it as a literal here.
     if let Some(value) = fill {
         sql.push_str(&format!(" DEFAULT {}", literal(value)));
@@ -169,7 +156,7 @@ pub async fn insert(
                 let params: Vec<String> = (0..width)
                     .map(|_| {
                         n += 1;
-                        crate::catalog::placeholder(kind, n)
+                        kind.placeholder(n)
                     })
                     .collect();
                 format!("({})", params.join(", "))

@@ -62,18 +62,7 @@ pub enum ColumnType {
     },
 }
 
-/// How a backend stores a value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StorageClass {
-    /// 64-bit integer.
-    Integer,
-    /// 64-bit float.
-    Real,
-    /// UTF-8 text.
-    Text,
-    /// Bytes.
-    Blob,
-}
+pub use crate::catalog::StorageClass;
 
 /// One stored value, ready to bind.
 #[derive(Debug, Clone, PartialEq)]

@@ -16,7 +16,7 @@ use datafusion::arrow::json::ReaderBuilder;
 use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::spec::{Retention, TopicSpec};
-use crate::catalog::{now_millis, placeholder, BackendKind};
+use crate::catalog::{now_millis, BackendKind};
 use crate::error::{Error, Result};
 use crate::tenant::TenantScope;
 
@@ -62,7 +62,7 @@ pub async fn append(conn: &mut AnyConnection, kind: BackendKind, topic_id: &str,
     let now = now_millis();
     for (chunk_index, chunk) in payloads.chunks(1000).enumerate() {
         let tuples: Vec<String> = (0..chunk.len())
-            .map(|i| format!("({})", (1..=5).map(|j| placeholder(kind, i * 5 + j)).collect::<Vec<_>>().join(", ")))
+            .map(|i| format!("({})", (1..=5).map(|j| kind.placeholder(i * 5 + j)).collect::<Vec<_>>().join(", ")))
             .collect();
         let sql = format!("INSERT INTO jammi_topic_events (topic_id, event_offset, tenant_id, produced_at, payload) VALUES {}", tuples.join(", "));
         let mut query = sqlx::query(&sql);
