@@ -75,21 +75,25 @@ pub enum Error {
         message: String,
     },
 
-    /// A source with this name already exists in the caller's scope.
-    #[error("source '{name}' already exists{scope}; remove it first or pick another name")]
-    DuplicateSource {
-        /// Source name.
+    /// No object of this kind and name is visible to the caller.
+    #[error("{}", kind.unknown(name, scope))]
+    Unknown {
+        /// What was looked for.
+        kind: ObjectKind,
+        /// Its name as given (models: `name:version`).
         name: String,
-        /// " for tenant <uuid>" or empty for shared sources.
+        /// " for tenant <uuid>" or empty.
         scope: String,
     },
 
-    /// No source with this name is visible to the caller.
-    #[error("source '{name}' does not exist{scope}")]
-    UnknownSource {
-        /// Source name.
+    /// An object of this kind and name already exists for the caller.
+    #[error("{} '{name}' already exists{scope}; {}", kind.noun(), kind.on_duplicate())]
+    AlreadyExists {
+        /// What was being created.
+        kind: ObjectKind,
+        /// Its name.
         name: String,
-        /// " for tenant <uuid>" or empty for shared sources.
+        /// " for tenant <uuid>" or empty.
         scope: String,
     },
 
@@ -102,24 +106,6 @@ pub enum Error {
         key: String,
         /// What is wrong and how to fix it.
         message: String,
-    },
-
-    /// No topic with this name is visible to the caller.
-    #[error("topic '{name}' does not exist{scope}; see `jammi topic list`")]
-    UnknownTopic {
-        /// Topic name.
-        name: String,
-        /// " for tenant <uuid>" or empty.
-        scope: String,
-    },
-
-    /// No vector table with this name is visible to the caller.
-    #[error("vector table '{name}' does not exist{scope}; see `jammi vectors list`")]
-    UnknownVectorTable {
-        /// Table name.
-        name: String,
-        /// " for tenant <uuid>" or empty.
-        scope: String,
     },
 
     /// Input for a vector table (import, append, delete, search) is invalid; nothing was
@@ -198,17 +184,6 @@ pub enum Error {
     LeaseLost {
         /// The job.
         job: String,
-    },
-
-    /// A model name/version or alias that is not registered.
-    #[error("model {name}:{version} is not registered{scope}; see `jammi model list`")]
-    UnknownModel {
-        /// Model name.
-        name: String,
-        /// Version or alias asked for.
-        version: String,
-        /// " for tenant …" or "".
-        scope: String,
     },
 
     /// A topic was dropped while an append to it was under way; nothing was written.
@@ -298,4 +273,59 @@ impl From<object_store::Error> for Error {
 /// Collapse multi-line messages (DataFusion adds backtrace-like context) into one line.
 pub(crate) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The kinds of named objects the engine keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// A file or database source.
+    Source,
+    /// A mutable table.
+    MutableTable,
+    /// A vector table.
+    VectorTable,
+    /// A topic.
+    Topic,
+    /// A model version (or alias).
+    Model,
+    /// A training job.
+    Job,
+}
+
+impl ObjectKind {
+    /// The object in words.
+    pub fn noun(self) -> &'static str {
+        match self {
+            ObjectKind::Source => "source",
+            ObjectKind::MutableTable => "mutable table",
+            ObjectKind::VectorTable => "vector table",
+            ObjectKind::Topic => "topic",
+            ObjectKind::Model => "model",
+            ObjectKind::Job => "job",
+        }
+    }
+
+    /// Whether the object is queried as a table (SQLSTATE 42P01 when missing).
+    pub fn is_table(self) -> bool {
+        matches!(self, ObjectKind::Source | ObjectKind::MutableTable | ObjectKind::VectorTable | ObjectKind::Topic)
+    }
+
+    fn unknown(self, name: &str, scope: &str) -> String {
+        match self {
+            ObjectKind::Source => format!("source '{name}' does not exist{scope}; see `jammi source list`"),
+            ObjectKind::MutableTable => format!("mutable table 'mutable.public.{name}' does not exist{scope}; create it with CREATE TABLE mutable.public.{name} (...)"),
+            ObjectKind::VectorTable => format!("vector table '{name}' does not exist{scope}; see `jammi vectors list`"),
+            ObjectKind::Topic => format!("topic '{name}' does not exist{scope}; see `jammi topic list`"),
+            ObjectKind::Model => format!("model {name} is not registered{scope}; see `jammi model list`"),
+            ObjectKind::Job => format!("job {name} does not exist{scope}; see `jammi job list`"),
+        }
+    }
+
+    fn on_duplicate(self) -> &'static str {
+        match self {
+            ObjectKind::Source => "remove it first or pick another name",
+            ObjectKind::VectorTable => "drop it first or pick another name",
+            _ => "pick another name",
+        }
+    }
 }

@@ -85,6 +85,9 @@ const DONE: &[u8] = b"done:";
 
 fn status(e: ServerError) -> Status {
     let message = e.to_string();
+    if matches!(e, ServerError::Engine(jammi_db::Error::AlreadyExists { .. })) {
+        return Status::already_exists(message);
+    }
     match e.http_status() {
         401 => Status::unauthenticated(message),
         403 => Status::permission_denied(message),

@@ -210,7 +210,7 @@ impl<'a> Jobs<'a> {
 
     /// One job.
     pub async fn get(&self, id: &str) -> Result<JobInfo> {
-        self.repo().get(self.ctx.scope(), id).await?.map(JobInfo::from).ok_or_else(|| Error::Query(format!("job {id} does not exist{}; see `jammi job list`", self.ctx.scope().describe())))
+        self.repo().get(self.ctx.scope(), id).await?.map(JobInfo::from).ok_or_else(|| Error::Unknown { kind: crate::error::ObjectKind::Job, name: id.to_string(), scope: self.ctx.scope().describe() })
     }
 
     /// Every job the session may see, newest first.

@@ -92,7 +92,7 @@ impl<'a> Models<'a> {
     }
 
     fn unknown(&self, name: &str, version: &str) -> Error {
-        Error::UnknownModel { name: name.into(), version: version.into(), scope: self.ctx.scope().describe() }
+        Error::Unknown { kind: crate::error::ObjectKind::Model, name: format!("{name}:{version}"), scope: self.ctx.scope().describe() }
     }
 
     /// Register a model version, owned by the session's tenant (shared when unbound). Its

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use super::{Catalog, SourceRecord, MIGRATIONS};
 use crate::config::CatalogConfig;
-use crate::error::Error;
+use crate::error::{Error, ObjectKind};
 use crate::tenant::{TenantId, TenantScope};
 
 /// Run every check against the catalog at `url`.
@@ -74,7 +74,7 @@ pub async fn source_round_trip(catalog: &Catalog) {
     assert_eq!(removed, record);
     assert!(catalog.sources().get_visible(TenantScope::Unbound, &record.name).await.unwrap().is_none());
     let err = catalog.sources().remove(TenantScope::Unbound, &record.name).await.unwrap_err();
-    assert!(matches!(err, Error::UnknownSource { .. }), "{err}");
+    assert!(matches!(err, Error::Unknown { kind: ObjectKind::Source, .. }), "{err}");
 }
 
 /// Two shared sources cannot share a name; two tenants (and shared) can each own one.
@@ -84,11 +84,11 @@ pub async fn names_unique_per_tenant_and_among_shared(catalog: &Catalog) {
     let repo = catalog.sources();
     repo.insert(&SourceRecord::new(None, &name, "file", "file:///shared")).await.unwrap();
     let err = repo.insert(&SourceRecord::new(None, &name, "file", "file:///other")).await.unwrap_err();
-    assert!(matches!(err, Error::DuplicateSource { .. }), "{err}");
+    assert!(matches!(err, Error::AlreadyExists { kind: ObjectKind::Source, .. }), "{err}");
     repo.insert(&SourceRecord::new(Some(a), &name, "file", "file:///a")).await.unwrap();
     repo.insert(&SourceRecord::new(Some(b), &name, "file", "file:///b")).await.unwrap();
     let err = repo.insert(&SourceRecord::new(Some(a), &name, "file", "file:///a2")).await.unwrap_err();
-    assert!(matches!(err, Error::DuplicateSource { .. }), "{err}");
+    assert!(matches!(err, Error::AlreadyExists { kind: ObjectKind::Source, .. }), "{err}");
 
     // The failed inserts left nothing behind.
     let rows: Vec<_> = repo.list_all().await.unwrap().into_iter().filter(|r| r.name == name).collect();
@@ -137,7 +137,7 @@ pub async fn remove_respects_ownership(catalog: &Catalog) {
     let err = repo.remove(TenantScope::Tenant(a), &shared).await.unwrap_err();
     assert!(matches!(err, Error::PermissionDenied { .. }), "{err}");
     let err = repo.remove(TenantScope::Tenant(b), &private).await.unwrap_err();
-    assert!(matches!(err, Error::UnknownSource { .. }), "{err}");
+    assert!(matches!(err, Error::Unknown { kind: ObjectKind::Source, .. }), "{err}");
     assert!(repo.get_visible(TenantScope::Tenant(a), &private).await.unwrap().is_some());
     repo.remove(TenantScope::Tenant(a), &private).await.unwrap();
     assert!(repo.get_visible(TenantScope::Tenant(a), &private).await.unwrap().is_none());

@@ -87,7 +87,7 @@ impl<'a> SourceRepo<'a> {
         let tenant = record.tenant.map(|t| t.to_string());
         let mut tx = c.begin_serialized().await?;
         if super::name_taken(&mut tx, "jammi_sources", tenant.as_deref(), &record.name).await.map_err(|e| c.error(e))? {
-            return Err(Error::DuplicateSource { name: record.name.clone(), scope: scope_text });
+            return Err(Error::AlreadyExists { kind: crate::error::ObjectKind::Source, name: record.name.clone(), scope: scope_text });
         }
         let options = serde_json::to_string(&record.options).map_err(|e| Error::Query(e.to_string()))?;
         let inserted = sqlx::query(&format!(
@@ -109,7 +109,7 @@ impl<'a> SourceRepo<'a> {
             Ok(_) => {}
             // The unique index is the backstop if a backend ever lets two writers through.
             Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                return Err(Error::DuplicateSource { name: record.name.clone(), scope: scope_text });
+                return Err(Error::AlreadyExists { kind: crate::error::ObjectKind::Source, name: record.name.clone(), scope: scope_text });
             }
             Err(e) => return Err(c.error(e)),
         }
@@ -172,7 +172,7 @@ impl<'a> SourceRepo<'a> {
                     message: format!("source '{name}' is shared; only an unbound session can remove it"),
                 });
             }
-            return Err(Error::UnknownSource { name: name.to_string(), scope: scope.describe() });
+            return Err(Error::Unknown { kind: crate::error::ObjectKind::Source, name: name.to_string(), scope: scope.describe() });
         };
         let record = self.decode(&row)?;
         sqlx::query("DELETE FROM jammi_sources WHERE id = $1")

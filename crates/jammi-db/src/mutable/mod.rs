@@ -112,7 +112,7 @@ impl MutableState {
     /// [`MutableState::require`] as `txn` sees it.
     pub(crate) fn require_in(&self, scope: TenantScope, name: &str, txn: Option<&txn::WriteTxn>) -> Result<Arc<MutableTable>> {
         self.get_in(scope, name, txn).ok_or_else(|| {
-            Error::Query(format!("mutable table 'mutable.public.{name}' does not exist{}; create it with CREATE TABLE mutable.public.{name} (...)", scope.describe()))
+            Error::Unknown { kind: crate::error::ObjectKind::MutableTable, name: name.to_string(), scope: scope.describe() }
         })
     }
 

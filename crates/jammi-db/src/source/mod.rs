@@ -170,7 +170,7 @@ impl<'a> Sources<'a> {
             .sources()
             .get_visible(scope, name)
             .await?
-            .ok_or_else(|| Error::UnknownSource { name: name.to_string(), scope: scope.describe() })?;
+            .ok_or_else(|| Error::Unknown { kind: crate::error::ObjectKind::Source, name: name.to_string(), scope: scope.describe() })?;
         let Some(kind) = remote::kind_of_url(&record.url) else {
             return Err(Error::Query(format!("source '{name}' is a file source: its schema is read when it is added; remove and add it again")));
         };

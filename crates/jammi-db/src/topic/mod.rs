@@ -159,7 +159,7 @@ impl<'a> Topics<'a> {
 
     fn resolve(&self, name: &str) -> Result<Arc<TopicEntry>> {
         let scope = self.ctx.scope();
-        self.state().resolve(scope, name).ok_or_else(|| Error::UnknownTopic { name: name.to_string(), scope: scope.describe() })
+        self.state().resolve(scope, name).ok_or_else(|| Error::Unknown { kind: crate::error::ObjectKind::Topic, name: name.to_string(), scope: scope.describe() })
     }
 
     /// Create a topic owned by the session's tenant (shared when unbound).

@@ -447,7 +447,7 @@ impl<'a> Vectors<'a> {
 
     fn resolve(&self, name: &str) -> Result<Arc<VectorEntry>> {
         let scope = self.ctx.scope();
-        self.state().resolve(scope, name).ok_or_else(|| Error::UnknownVectorTable { name: name.to_string(), scope: scope.describe() })
+        self.state().resolve(scope, name).ok_or_else(|| Error::Unknown { kind: crate::error::ObjectKind::VectorTable, name: name.to_string(), scope: scope.describe() })
     }
 
     async fn writable(&self, name: &str) -> Result<Arc<VectorEntry>> {

@@ -169,7 +169,7 @@ impl TableProvider for VectorRowsTable {
         let state = self.state.upgrade().ok_or_else(|| plan_datafusion_err!("the session is closed"))?;
         let entry = self
             .entry(&state)
-            .ok_or_else(|| external(crate::error::Error::UnknownVectorTable { name: self.name.clone(), scope: String::new() }))?;
+            .ok_or_else(|| external(crate::error::Error::Unknown { kind: crate::error::ObjectKind::VectorTable, name: self.name.clone(), scope: String::new() }))?;
         let scope = scope_of(session);
         if !super::may_write(scope, &entry) {
             return Err(external(super::write_denied(scope, &entry)));

@@ -104,7 +104,7 @@ async fn current(state: &VectorState, entry: &VectorEntry) -> Result<Current> {
         .vector_tables()
         .get(&entry.record.id)
         .await?
-        .ok_or_else(|| Error::UnknownVectorTable { name: entry.record.name.clone(), scope: String::new() })?;
+        .ok_or_else(|| Error::Unknown { kind: crate::error::ObjectKind::VectorTable, name: entry.record.name.clone(), scope: String::new() })?;
     let manifest = read_manifest(&entry.files, &record.manifest).await?;
     let table = state.loaded_at(&record, &entry.spec, &entry.files, &manifest).await?;
     Ok(Current { record, manifest, table })

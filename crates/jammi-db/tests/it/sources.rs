@@ -1,6 +1,7 @@
 //! File sources: answers checked against values computed independently in Rust.
 
 use jammi_db::source::{FileFormatKind, SourceSpec};
+use jammi_db::error::ObjectKind;
 use jammi_db::{Config, Error, Session};
 
 use crate::support::*;
@@ -144,9 +145,9 @@ async fn bad_input_is_a_clear_error_and_leaves_no_trace() {
 
     session.sources().add(SourceSpec::new("good", good.display().to_string())).await.unwrap();
     let err = session.sources().add(SourceSpec::new("good", good.display().to_string())).await.unwrap_err();
-    assert!(matches!(err, Error::DuplicateSource { .. }), "{err}");
+    assert!(matches!(err, Error::AlreadyExists { kind: ObjectKind::Source, .. }), "{err}");
     let err = session.sources().remove("ghost").await.unwrap_err();
-    assert!(matches!(err, Error::UnknownSource { .. }), "{err}");
+    assert!(matches!(err, Error::Unknown { kind: ObjectKind::Source, .. }), "{err}");
 
     for (sql, needle) in [
         ("SELEC 1", "syntax"),

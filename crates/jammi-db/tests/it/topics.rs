@@ -234,7 +234,7 @@ async fn retention_and_tenancy(session: &Session) {
     assert_eq!((outcome.acknowledged, outcome.not_held), (2, 1));
     let outcome = as_a.topics().ack("shared_ev", "g", &id, &held).await.unwrap();
     assert_eq!((outcome.acknowledged, outcome.not_held), (5, 2), "0 and 1 were done already");
-    assert!(matches!(as_a.topics().ack("nope", "g", &id, &[1]).await, Err(jammi_db::Error::UnknownTopic { .. })));
+    assert!(matches!(as_a.topics().ack("nope", "g", &id, &[1]).await, Err(jammi_db::Error::Unknown { kind: jammi_db::error::ObjectKind::Topic, .. })));
     drop(member_a);
     as_a.topics().create(definition("private_ev", "id:int64")).await.unwrap();
     assert!(as_b.topics().publish("private_ev", &events(0..1)).await.is_err(), "B cannot even see A's topic");

@@ -99,6 +99,11 @@ async fn tokens_cannot_reach_files_settings_or_other_tenants() {
         let (_, message) = pg_error(&mut pg_b, sql).await.unwrap_or_else(|| panic!("B ran {sql}"));
         assert!(message.contains("secrets"), "{sql}: {message}");
     }
+    // Typed: to B the table does not exist — SQLSTATE 42P01 on the wire, 404 over HTTP.
+    let (code, _) = pg_error(&mut pg_b, "INSERT INTO mutable.public.secrets VALUES (2, 'b')").await.unwrap();
+    assert_eq!(code, "42P01");
+    let (status, answer) = post(&client, &sql_url, Some(&t.token_b), json!({"sql": "INSERT INTO mutable.public.secrets VALUES (2, 'b')"})).await;
+    assert_eq!(status, 404, "{answer}");
     assert!(pg_error(&mut pg_b, "CREATE TABLE mutable.public.secrets (id BIGINT PRIMARY KEY)").await.is_none(), "B may use the same name");
     let a_rows: Vec<String> = sqlx::query_scalar("SELECT note FROM mutable.public.secrets").fetch_all(&mut pg_a).await.unwrap();
     assert_eq!(a_rows, vec!["a's secret".to_string()], "A's data is intact");
