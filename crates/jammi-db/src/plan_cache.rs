@@ -128,46 +128,44 @@ struct Shape {
     values: Vec<ScalarValue>,
 }
 
-impl Session {
-    /// Run `statement` on the shared plan of its shape, when it has one (see the module
-    /// docs); `None` when it must be planned as usual. The catalog is synced by the caller.
-    pub(crate) async fn run_shared_plan(&self, statement: &SqlStatement, scope: TenantScope) -> Result<Option<DataFrame>> {
-        if self.open_transaction().is_some() {
-            return Ok(None);
-        }
-        let sources = self.source_catalogs();
-        let Some(shape) = shape_of(statement, |name| sources.resolve(scope, name).is_some_and(|c| c.reads_database())) else {
-            return Ok(None);
-        };
-        let generation = self.catalog_generation();
-        let key = (scope, shape.text);
-        let shared = match self.plan_cache().get(&key, generation) {
-            Some(Entry::Shared(shared)) => shared,
-            Some(Entry::Unshared(_)) => return Ok(None),
-            None => {
-                // A shape that fails to plan (a constant where a parameter cannot stand)
-                // is simply not shared; planning the query itself reports any real error.
-                let entry = match self.plan_statement(&shape.statement, generation, scope, (0, 0)).await {
-                    // A parameter in an output column's name (`SELECT a = 5`) would rename it.
-                    Ok(planned) if planned.reusable().is_some() && !planned.logical.schema().fields().iter().any(|f| f.name().contains('$')) => {
-                        Entry::Shared(Arc::new(SharedPlan::new(planned)?))
-                    }
-                    _ => Entry::Unshared(generation),
-                };
-                self.plan_cache().insert(key, entry.clone());
-                match entry {
-                    Entry::Shared(shared) => shared,
-                    Entry::Unshared(_) => return Ok(None),
-                }
-            }
-        };
-        let Some((physical, task)) = shared.planned.reusable() else { return Ok(None) };
-        let Some(values) = fitted_values(&shared.parameter_types, shape.values) else { return Ok(None) };
-        let physical = bind_parameters(Arc::clone(physical), &ParamValues::List(values.into_iter().map(Into::into).collect()))?;
-        let ready = Arc::new(ReadyPlan { plan: Arc::new(ReadyExec::new(physical, Arc::clone(task))) });
-        let plan = LogicalPlanBuilder::scan("shared_plan", provider_as_source(ready), None)?.build()?;
-        Ok(Some(DataFrame::new(shared.frame_state.clone(), plan)))
+/// Run `statement` on the shared plan of its shape, when it has one (see the module
+/// docs); `None` when it must be planned as usual. The catalog is synced by the caller.
+pub(crate) async fn run_shared_plan(session: &Session, statement: &SqlStatement, scope: TenantScope) -> Result<Option<DataFrame>> {
+    if session.open_transaction().is_some() {
+        return Ok(None);
     }
+    let sources = session.source_catalogs();
+    let Some(shape) = shape_of(statement, |name| sources.resolve(scope, name).is_some_and(|c| c.reads_database())) else {
+        return Ok(None);
+    };
+    let generation = session.catalog_generation();
+    let key = (scope, shape.text);
+    let shared = match session.plan_cache().get(&key, generation) {
+        Some(Entry::Shared(shared)) => shared,
+        Some(Entry::Unshared(_)) => return Ok(None),
+        None => {
+            // A shape that fails to plan (a constant where a parameter cannot stand)
+            // is simply not shared; planning the query itself reports any real error.
+            let entry = match crate::prepared::plan_statement(session, &shape.statement, generation, scope, (0, 0)).await {
+                // A parameter in an output column's name (`SELECT a = 5`) would rename it.
+                Ok(planned) if planned.reusable().is_some() && !planned.logical.schema().fields().iter().any(|f| f.name().contains('$')) => {
+                    Entry::Shared(Arc::new(SharedPlan::new(planned)?))
+                }
+                _ => Entry::Unshared(generation),
+            };
+            session.plan_cache().insert(key, entry.clone());
+            match entry {
+                Entry::Shared(shared) => shared,
+                Entry::Unshared(_) => return Ok(None),
+            }
+        }
+    };
+    let Some((physical, task)) = shared.planned.reusable() else { return Ok(None) };
+    let Some(values) = fitted_values(&shared.parameter_types, shape.values) else { return Ok(None) };
+    let physical = bind_parameters(Arc::clone(physical), &ParamValues::List(values.into_iter().map(Into::into).collect()))?;
+    let ready = Arc::new(ReadyPlan { plan: Arc::new(ReadyExec::new(physical, Arc::clone(task))) });
+    let plan = LogicalPlanBuilder::scan("shared_plan", provider_as_source(ready), None)?.build()?;
+    Ok(Some(DataFrame::new(shared.frame_state.clone(), plan)))
 }
 
 /// The shape's values converted to the types inferred for their parameters, or `None`

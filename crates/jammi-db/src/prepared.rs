@@ -75,52 +75,50 @@ enum PlanKind {
     Statement,
 }
 
-impl Session {
-    /// Plan one SQL statement with `$n` parameters for repeated runs. Unknown tables,
-    /// syntax errors and bad constant arguments are reported here, before any run.
-    pub async fn prepare(&self, sql: &str) -> Result<PreparedStatement> {
-        let mut statements = self.parse(sql)?;
-        if statements.len() != 1 {
-            return Err(Error::Query(format!("a prepared statement is one SQL statement; got {}", statements.len())));
-        }
-        crate::security::check_statement(statements[0].inner(), self.access())?;
-        if crate::mutable::statement::claim(statements[0].inner())?.is_some() {
-            return Err(Error::Query("statements on mutable tables and transaction control cannot be prepared yet; run them with sql()".into()));
-        }
-        let prepared = PreparedStatement { session: self.clone(), statement: statements.remove(0), planned: Mutex::new(None) };
-        prepared.planned().await?;
-        Ok(prepared)
+/// Plan one SQL statement with `$n` parameters for repeated runs. Unknown tables,
+/// syntax errors and bad constant arguments are reported here, before any run.
+pub(crate) async fn prepare(session: &Session, sql: &str) -> Result<PreparedStatement> {
+    let mut statements = session.parse(sql)?;
+    if statements.len() != 1 {
+        return Err(Error::Query(format!("a prepared statement is one SQL statement; got {}", statements.len())));
     }
+    crate::security::check_statement(statements[0].inner(), session.access())?;
+    if crate::mutable::statement::claim(statements[0].inner())?.is_some() {
+        return Err(Error::Query("statements on mutable tables and transaction control cannot be prepared yet; run them with sql()".into()));
+    }
+    let prepared = PreparedStatement { session: session.clone(), statement: statements.remove(0), planned: Mutex::new(None) };
+    prepared.planned().await?;
+    Ok(prepared)
+}
 
-    /// Plan `statement` in `scope` (at catalog `generation`, inside transaction `txn`).
-    pub(crate) async fn plan_statement(&self, statement: &SqlStatement, generation: i64, scope: TenantScope, txn: (usize, usize)) -> Result<Planned> {
-        let ctx = self.query_context(scope);
-        let state = ctx.state();
-        let logical = state.statement_to_plan(statement.inner().clone()).await?;
-        crate::security::check_plan(&logical, self.access())?;
-        // EXPLAIN too: its text is made (and, for restricted callers, redacted) by the
-        // session's statement path.
-        let is_statement = matches!(logical, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_) | LogicalPlan::Explain(_) | LogicalPlan::Analyze(_));
-        let kind = if is_statement {
-            PlanKind::Statement
+/// Plan `statement` in `scope` (at catalog `generation`, inside transaction `txn`).
+pub(crate) async fn plan_statement(session: &Session, statement: &SqlStatement, generation: i64, scope: TenantScope, txn: (usize, usize)) -> Result<Planned> {
+    let ctx = session.query_context(scope);
+    let state = ctx.state();
+    let logical = state.statement_to_plan(statement.inner().clone()).await?;
+    crate::security::check_plan(&logical, session.access())?;
+    // EXPLAIN too: its text is made (and, for restricted callers, redacted) by the
+    // session's statement path.
+    let is_statement = matches!(logical, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_) | LogicalPlan::Explain(_) | LogicalPlan::Analyze(_));
+    let kind = if is_statement {
+        PlanKind::Statement
+    } else {
+        let task = Arc::new(TaskContext::from(&state));
+        // Placeholders in `vector_search` arguments and in statements sent to a database
+        // source are bound into the physical plan; anywhere else (a local filter, say)
+        // the physical plan cannot be made until they have values, so those plans take
+        // the logical substitution.
+        let physical = if logical.get_parameter_types()?.is_empty() {
+            Some(state.create_physical_plan(&logical).await?)
         } else {
-            let task = Arc::new(TaskContext::from(&state));
-            // Placeholders in `vector_search` arguments and in statements sent to a database
-            // source are bound into the physical plan; anywhere else (a local filter, say)
-            // the physical plan cannot be made until they have values, so those plans take
-            // the logical substitution.
-            let physical = if logical.get_parameter_types()?.is_empty() {
-                Some(state.create_physical_plan(&logical).await?)
-            } else {
-                state.create_physical_plan(&logical).await.ok()
-            };
-            match physical {
-                Some(physical) if reusable_plan(&physical) => PlanKind::Reusable { physical, task },
-                _ => PlanKind::Query { task },
-            }
+            state.create_physical_plan(&logical).await.ok()
         };
-        Ok(Planned { generation, scope, txn, ctx, state, logical, kind })
-    }
+        match physical {
+            Some(physical) if reusable_plan(&physical) => PlanKind::Reusable { physical, task },
+            _ => PlanKind::Query { task },
+        }
+    };
+    Ok(Planned { generation, scope, txn, ctx, state, logical, kind })
 }
 
 impl PreparedStatement {
@@ -233,7 +231,7 @@ impl PreparedStatement {
             return Ok(planned);
         }
         let (generation, scope, txn) = self.plan_key();
-        let planned = Arc::new(self.session.plan_statement(&self.statement, generation, scope, txn).await?);
+        let planned = Arc::new(plan_statement(&self.session, &self.statement, generation, scope, txn).await?);
         *self.planned.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&planned));
         Ok(planned)
     }

@@ -335,7 +335,7 @@ impl Session {
             };
         }
         // Boxed: planning futures are large, and debug builds run tests on small stacks.
-        if let Some(frame) = Box::pin(self.run_shared_plan(statement, scope)).await? {
+        if let Some(frame) = Box::pin(crate::plan_cache::run_shared_plan(self, statement, scope)).await? {
             return Ok(frame);
         }
         let ctx = self.query_context(scope);
@@ -383,6 +383,12 @@ impl Session {
 
     pub(crate) fn plan_cache(&self) -> &crate::plan_cache::PlanCache {
         &self.shared.plans
+    }
+
+    /// Plan one SQL statement with `$n` parameters for repeated runs. Unknown tables,
+    /// syntax errors and bad constant arguments are reported here, before any run.
+    pub async fn prepare(&self, sql: &str) -> Result<crate::PreparedStatement> {
+        crate::prepared::prepare(self, sql).await
     }
 
     /// Start a planned statement in `scope`'s context `ctx`.
