@@ -306,22 +306,34 @@ impl<'a> JobRepo<'a> {
         Ok((row.try_get(0).map_err(|e| c.error(e))?, row.try_get(1).map_err(|e| c.error(e))?))
     }
 
+    /// `UPDATE jammi_jobs SET {set}` for the current lease holder only (`$1` job, `$2`
+    /// token, `$3` now, `$4` = `value`); [`Error::LeaseLost`] when the lease is not held.
+    async fn update_as_holder<V>(&self, conn: &mut sqlx::AnyConnection, set: &str, job_id: &str, token: &str, now: i64, value: V) -> Result<()>
+    where
+        V: for<'q> sqlx::Encode<'q, Any> + sqlx::Type<Any> + Send,
+    {
+        let c = self.catalog;
+        let moved = sqlx::query(&format!("UPDATE jammi_jobs SET {set} WHERE {HOLDER}"))
+            .bind(job_id)
+            .bind(token)
+            .bind(now)
+            .bind(value)
+            .execute(conn)
+            .await
+            .map_err(|e| c.error(e))?
+            .rows_affected();
+        match moved {
+            0 => Err(lease_lost(job_id)),
+            _ => Ok(()),
+        }
+    }
+
     /// Extend the lease to `lease_ms` from now.
     pub async fn heartbeat(&self, job_id: &str, token: &str, lease_ms: i64) -> Result<i64> {
         let c = self.catalog;
         let now = now_millis();
-        let moved = sqlx::query(&format!("UPDATE jammi_jobs SET lease_expires_at = $4 WHERE {HOLDER}"))
-            .bind(job_id)
-            .bind(token)
-            .bind(now)
-            .bind(now + lease_ms)
-            .execute(c.pool())
-            .await
-            .map_err(|e| c.error(e))?
-            .rows_affected();
-        if moved == 0 {
-            return Err(lease_lost(job_id));
-        }
+        let mut conn = c.pool().acquire().await.map_err(|e| c.error(e))?;
+        self.update_as_holder(&mut conn, "lease_expires_at = $4", job_id, token, now, now + lease_ms).await?;
         Ok(now + lease_ms)
     }
 
@@ -331,22 +343,10 @@ impl<'a> JobRepo<'a> {
         let c = self.catalog;
         let now = now_millis();
         let mut tx = self.begin().await?;
-        let moved = sqlx::query(&format!(
-            "UPDATE jammi_jobs SET state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END, \
-             finished_at = CASE WHEN attempts >= max_attempts THEN $3 ELSE NULL END, \
-             last_error = $4, lease_token = NULL, lease_expires_at = NULL WHERE {HOLDER}"
-        ))
-        .bind(job_id)
-        .bind(token)
-        .bind(now)
-        .bind(error)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| c.error(e))?
-        .rows_affected();
-        if moved == 0 {
-            return Err(lease_lost(job_id));
-        }
+        let set = "state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END, \
+                   finished_at = CASE WHEN attempts >= max_attempts THEN $3 ELSE NULL END, \
+                   last_error = $4, lease_token = NULL, lease_expires_at = NULL";
+        self.update_as_holder(&mut tx, set, job_id, token, now, error.to_string()).await?;
         sqlx::query("UPDATE jammi_job_attempts SET outcome = 'failed' WHERE job_id = $1 AND lease_token = $2")
             .bind(job_id)
             .bind(token)
@@ -369,21 +369,8 @@ impl<'a> JobRepo<'a> {
         let c = self.catalog;
         let now = now_millis();
         let mut tx = self.begin().await?;
-        let moved = sqlx::query(&format!(
-            "UPDATE jammi_jobs SET state = 'succeeded', artifact_prefix = $4, finished_at = $3, lease_token = NULL, lease_expires_at = NULL, last_error = NULL \
-             WHERE {HOLDER}"
-        ))
-        .bind(job_id)
-        .bind(token)
-        .bind(now)
-        .bind(prefix)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| c.error(e))?
-        .rows_affected();
-        if moved == 0 {
-            return Err(lease_lost(job_id));
-        }
+        let set = "state = 'succeeded', artifact_prefix = $4, finished_at = $3, lease_token = NULL, lease_expires_at = NULL, last_error = NULL";
+        self.update_as_holder(&mut tx, set, job_id, token, now, prefix.to_string()).await?;
         sqlx::query("UPDATE jammi_models SET artifact_prefix = $1, job_id = $2, updated_at = $3 WHERE id = (SELECT model_id FROM jammi_jobs WHERE id = $2)")
             .bind(prefix)
             .bind(job_id)
