@@ -60,7 +60,8 @@ pub mod vector;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use prepared::PreparedStatement;
-pub use session::{Session, SqlStatement};
+pub use session::Session;
+pub use statement::SqlStatement;
 pub use tenant::{TenantId, TenantScope};
 
 /// Re-exported so embedders use the same DataFusion and Arrow versions as the engine.

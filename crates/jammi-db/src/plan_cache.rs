@@ -39,7 +39,8 @@ use datafusion::sql::sqlparser::ast::{visit_relations, BinaryOperator, Expr, Obj
 
 use crate::error::Result;
 use crate::prepared::{bind_parameters, parameter_types, Planned};
-use crate::session::{Session, SqlStatement};
+use crate::session::Session;
+use crate::statement::SqlStatement;
 use crate::tenant::TenantScope;
 
 /// Shapes kept at most; when full, entries of older catalog generations go first, then all.

@@ -25,7 +25,8 @@ use datafusion::physical_plan::{execute_stream, ExecutionPlan};
 use futures::StreamExt;
 
 use crate::error::{Error, Result};
-use crate::session::{Session, SqlStatement};
+use crate::session::Session;
+use crate::statement::SqlStatement;
 use crate::tenant::TenantScope;
 use crate::source::remote::exec::RemoteQueryExec;
 use crate::vector::search_fn::VectorSearchExec;
@@ -83,7 +84,7 @@ pub(crate) async fn prepare(session: &Session, sql: &str) -> Result<PreparedStat
         return Err(Error::Query(format!("a prepared statement is one SQL statement; got {}", statements.len())));
     }
     crate::security::check_statement(statements[0].inner(), session.access())?;
-    if crate::mutable::statement::claim(statements[0].inner())?.is_some() {
+    if crate::mutable::classify::claim(statements[0].inner())?.is_some() {
         return Err(Error::Query("statements on mutable tables and transaction control cannot be prepared yet; run them with sql()".into()));
     }
     let prepared = PreparedStatement { session: session.clone(), statement: statements.remove(0), planned: Mutex::new(None) };

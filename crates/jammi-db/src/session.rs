@@ -29,7 +29,8 @@ use crate::engine_catalog::{EngineCatalog, EngineCatalogs};
 use crate::source::{self, ScopedCatalogList, SourceCatalogs, Sources};
 use crate::vector::search_fn::VectorSearchFunction;
 use crate::vector::{CompactionPolicy, VectorState, Vectors};
-use crate::mutable::statement::{Claimed, Control};
+use crate::mutable::classify::{Claimed, Control};
+use crate::statement::SqlStatement;
 use crate::mutable::{self, provider::Mode, MutableCatalog, MutableState};
 use crate::txn::{TxnOption, WriteTxn, Writer};
 use crate::config::BrokerKind;
@@ -48,26 +49,6 @@ fn session_setting(statement: &Statement) -> Option<Result<security::SessionSett
             _ => None,
         },
         _ => None,
-    }
-}
-
-/// One parsed SQL statement, ready to run with [`Session::run`].
-#[derive(Debug, Clone)]
-pub struct SqlStatement(Statement);
-
-impl SqlStatement {
-    pub(crate) fn inner(&self) -> &Statement {
-        &self.0
-    }
-
-    pub(crate) fn from_inner(statement: Statement) -> Self {
-        SqlStatement(statement)
-    }
-}
-
-impl fmt::Display for SqlStatement {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
     }
 }
 
@@ -325,13 +306,13 @@ impl Session {
         }
         self.sync_catalog().await?;
         let scope = self.scope();
-        if let Some(claimed) = mutable::statement::claim(&statement.0)? {
+        if let Some(claimed) = mutable::classify::claim(&statement.0)? {
             return match claimed {
                 Claimed::Transaction(control) => {
                     self.control_transaction(control).await?;
                     Ok(self.query_context(scope).read_empty()?)
                 }
-                other => mutable::statement::run(self, &self.shared.mutable, scope, other).await,
+                other => mutable::classify::run(self, &self.shared.mutable, scope, other).await,
             };
         }
         // Boxed: planning futures are large, and debug builds run tests on small stacks.
@@ -374,7 +355,7 @@ impl Session {
                 txn.touch();
                 Ok(())
             }
-            Some(timeout_ms) => match mutable::statement::claim(statement) {
+            Some(timeout_ms) => match mutable::classify::claim(statement) {
                 Ok(Some(Claimed::Transaction(Control::Commit | Control::Rollback))) => Ok(()),
                 _ => Err(Error::IdleInTransactionTimeout { timeout_ms }),
             },

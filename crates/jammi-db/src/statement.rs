@@ -1,6 +1,7 @@
-//! What a server needs to know of a parsed statement: whether it returns rows, the command
-//! tag a Postgres client expects, and the statement with `$n` parameters replaced by
-//! literals (for statements that cannot be prepared, such as DML on mutable tables).
+//! [`SqlStatement`]: one parsed statement, and what a server needs to know of it — whether
+//! it returns rows, the command tag a Postgres client expects, and the statement with `$n`
+//! parameters replaced by literals (for statements that cannot be prepared, such as DML on
+//! mutable tables). Which part runs a statement is decided in `mutable/classify.rs` (the one place statements are classified).
 
 use datafusion::common::ScalarValue;
 use datafusion::sql::parser::Statement as DfStatement;
@@ -8,7 +9,27 @@ use datafusion::sql::sqlparser::ast::{self, Expr, Statement, Value, VisitMut, Vi
 use std::ops::ControlFlow;
 
 use crate::error::{Error, Result};
-use crate::session::SqlStatement;
+use std::fmt;
+
+/// One parsed SQL statement, ready to run with [`Session::run`](crate::Session::run).
+#[derive(Debug, Clone)]
+pub struct SqlStatement(pub(crate) DfStatement);
+
+impl SqlStatement {
+    pub(crate) fn inner(&self) -> &DfStatement {
+        &self.0
+    }
+
+    pub(crate) fn from_inner(statement: DfStatement) -> Self {
+        SqlStatement(statement)
+    }
+}
+
+impl fmt::Display for SqlStatement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
 
 impl SqlStatement {
     /// Whether the statement answers with rows of its own (a query, `EXPLAIN`, `SHOW`),

@@ -3,7 +3,7 @@
 //!
 //! Parts: [`types`] (column types and their stored form), [`spec`] (table definitions),
 //! [`store`] (the storage tables' SQL, shared by SQLite and Postgres), [`provider`]
-//! (`mutable.public.NAME` in queries, with pushdown), [`ddl`] and [`dml`] (the statements), [`statement`] (which statements are ours).
+//! (`mutable.public.NAME` in queries, with pushdown), [`ddl`] and [`dml`] (the statements), [`classify`] (which statements are ours).
 //!
 //! Writes: every statement computes its rows with DataFusion (so `INSERT ... SELECT`, `SET`
 //! expressions and `WHERE` subqueries may use any table) while holding the table's write
@@ -14,7 +14,7 @@ pub mod ddl;
 pub mod dml;
 pub mod provider;
 pub mod spec;
-pub mod statement;
+pub mod classify;
 pub mod store;
 pub mod types;
 mod upsert;
