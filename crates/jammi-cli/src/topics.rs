@@ -64,9 +64,13 @@ async fn print_events(subscription: &mut jammi_db::topic::Subscription, limit: O
     let stop = jammi_server::shutdown_signal();
     tokio::pin!(stop);
     loop {
+        // `stop` first: its first poll installs the SIGINT/SIGTERM handlers, which must be in
+        // place before the first event is printed (a Ctrl-C before that killed the process
+        // without handing its claimed events back; found by the README tour test).
         let next = tokio::select! {
-            next = subscription.next() => next,
+            biased;
             _ = &mut stop => return Ok(()),
+            next = subscription.next() => next,
         };
         let Some(batch) = next else { return Err(anyhow!("the subscription ended")) };
         let batch = batch?;
