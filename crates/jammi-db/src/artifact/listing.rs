@@ -6,7 +6,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
-use super::{JobInfo, ModelInfo};
+use super::{JobRecord, ModelInfo};
 use crate::error::{Error, Result};
 
 fn text<'a>(values: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
@@ -32,7 +32,7 @@ pub fn models_to_batch(models: &[ModelInfo]) -> Result<RecordBatch> {
 }
 
 /// `job list` as a record batch.
-pub fn jobs_to_batch(jobs: &[JobInfo]) -> Result<RecordBatch> {
+pub fn jobs_to_batch(jobs: &[JobRecord]) -> Result<RecordBatch> {
     let schema = Schema::new(vec![
         Field::new("id", DataType::Utf8, false),
         Field::new("state", DataType::Utf8, false),

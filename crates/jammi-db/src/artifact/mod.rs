@@ -45,6 +45,7 @@ mod transfer;
 pub use listing::{jobs_to_batch, models_to_batch};
 pub use manifest::{validate_name, Manifest, ManifestEntry, MANIFEST_FORMAT, MANIFEST_NAME};
 pub use prefix::{encode_segment, prefix_url};
-pub use queue::{JobInfo, JobRequest, JobState, Jobs, Lease};
+pub use crate::catalog::{JobRecord, JobState};
+pub use queue::{JobRequest, Jobs, Lease};
 pub use registry::{ModelDefinition, ModelInfo, Models};
 pub use store::{ArtifactFile, ArtifactSource, ArtifactStore, FetchedArtifact, DEFAULT_PART_SIZE};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::registry::Models;
 use super::ArtifactStore;
-use crate::catalog::{job_state, JobRecord, JobRepo};
+use crate::catalog::{JobRecord, JobRepo, JobState};
 use crate::error::{Error, Result};
 use crate::context::EngineContext;
 use crate::storage::StorageUrl;
@@ -34,88 +34,6 @@ impl JobRequest {
     /// A job for `model:version` writing under `artifact_root`, priority 0, 3 attempts.
     pub fn new(model: impl Into<String>, version: impl Into<String>, artifact_root: impl Into<String>) -> Self {
         JobRequest { model: model.into(), version: version.into(), artifact_root: artifact_root.into(), priority: 0, max_attempts: 3, payload: serde_json::json!({}) }
-    }
-}
-
-/// Where a job stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobState {
-    /// Waiting for a worker.
-    Queued,
-    /// Claimed (the lease may have expired; the next claim takes it over).
-    Running,
-    /// Finalized.
-    Succeeded,
-    /// Failed on its last attempt.
-    Failed,
-}
-
-impl JobState {
-    fn parse(s: &str) -> JobState {
-        match s {
-            job_state::RUNNING => JobState::Running,
-            job_state::SUCCEEDED => JobState::Succeeded,
-            job_state::FAILED => JobState::Failed,
-            _ => JobState::Queued,
-        }
-    }
-
-    /// The stored name.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            JobState::Queued => job_state::QUEUED,
-            JobState::Running => job_state::RUNNING,
-            JobState::Succeeded => job_state::SUCCEEDED,
-            JobState::Failed => job_state::FAILED,
-        }
-    }
-}
-
-/// A job, for `jammi job list`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JobInfo {
-    /// Identifier.
-    pub id: String,
-    /// State.
-    pub state: JobState,
-    /// Priority.
-    pub priority: i64,
-    /// Claims so far.
-    pub attempts: u32,
-    /// Claims allowed.
-    pub max_attempts: u32,
-    /// Current or last lease holder.
-    pub worker: Option<String>,
-    /// Lease end, ms since the epoch.
-    pub lease_expires_at_ms: Option<i64>,
-    /// Why the last attempt failed.
-    pub last_error: Option<String>,
-    /// The winning artifact prefix.
-    pub artifact_prefix: Option<String>,
-    /// Where attempts write.
-    pub artifact_root: String,
-    /// Payload.
-    pub payload: serde_json::Value,
-    /// Owning tenant.
-    pub tenant: Option<TenantId>,
-}
-
-impl From<JobRecord> for JobInfo {
-    fn from(r: JobRecord) -> Self {
-        JobInfo {
-            id: r.id,
-            state: JobState::parse(&r.state),
-            priority: r.priority,
-            attempts: r.attempts as u32,
-            max_attempts: r.max_attempts as u32,
-            worker: r.worker,
-            lease_expires_at_ms: r.lease_expires_at,
-            last_error: r.last_error,
-            artifact_prefix: r.artifact_prefix,
-            artifact_root: r.artifact_root,
-            payload: serde_json::from_str(&r.payload).unwrap_or(serde_json::Value::Null),
-            tenant: r.tenant,
-        }
     }
 }
 
@@ -181,7 +99,7 @@ impl<'a> Jobs<'a> {
     }
 
     /// Queue a job for a registered model version.
-    pub async fn enqueue(&self, request: JobRequest) -> Result<JobInfo> {
+    pub async fn enqueue(&self, request: JobRequest) -> Result<JobRecord> {
         let model = Models::new(self.ctx).record(&request.model, &request.version).await?;
         let root = StorageUrl::parse(&request.artifact_root)?;
         if request.max_attempts == 0 {
@@ -192,13 +110,13 @@ impl<'a> Jobs<'a> {
             tenant: self.ctx.scope().owner(),
             model_id: model.id,
             artifact_root: root.to_string(),
-            payload: request.payload.to_string(),
+            payload: request.payload,
             priority: request.priority,
-            state: job_state::QUEUED.into(),
+            state: JobState::Queued,
             attempts: 0,
-            max_attempts: i64::from(request.max_attempts),
+            max_attempts: request.max_attempts,
             worker: None,
-            lease_expires_at: None,
+            lease_expires_at_ms: None,
             last_error: None,
             artifact_prefix: None,
             enqueued_at: 0,
@@ -209,13 +127,13 @@ impl<'a> Jobs<'a> {
     }
 
     /// One job.
-    pub async fn get(&self, id: &str) -> Result<JobInfo> {
-        self.repo().get(self.ctx.scope(), id).await?.map(JobInfo::from).ok_or_else(|| Error::Unknown { kind: crate::error::ObjectKind::Job, name: id.to_string(), scope: self.ctx.scope().describe() })
+    pub async fn get(&self, id: &str) -> Result<JobRecord> {
+        self.repo().get(self.ctx.scope(), id).await?.ok_or_else(|| Error::Unknown { kind: crate::error::ObjectKind::Job, name: id.to_string(), scope: self.ctx.scope().describe() })
     }
 
     /// Every job the session may see, newest first.
-    pub async fn list(&self) -> Result<Vec<JobInfo>> {
-        Ok(self.repo().list(self.ctx.scope()).await?.into_iter().map(JobInfo::from).collect())
+    pub async fn list(&self) -> Result<Vec<JobRecord>> {
+        self.repo().list(self.ctx.scope()).await
     }
 
     /// Claim the next job (highest priority, then oldest) for `worker`, leased for `lease`.
@@ -239,10 +157,10 @@ impl<'a> Jobs<'a> {
             attempt: c.attempt as u32,
             token: c.token,
             worker: worker.to_string(),
-            payload: serde_json::from_str(&c.job.payload).unwrap_or(serde_json::Value::Null),
+            payload: c.job.payload,
             artifact_root: c.job.artifact_root,
             artifact_prefix: c.artifact_prefix,
-            expires_at_ms: c.job.lease_expires_at.unwrap_or_default(),
+            expires_at_ms: c.job.lease_expires_at_ms.unwrap_or_default(),
             tenant: c.job.tenant,
         }))
     }

@@ -26,7 +26,41 @@ pub mod state {
     pub const FAILED: &str = "failed";
 }
 
-/// One job as stored.
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    /// Waiting for a worker.
+    Queued,
+    /// Claimed (the lease may have expired; the next claim takes it over).
+    Running,
+    /// Finalized.
+    Succeeded,
+    /// Failed on its last attempt.
+    Failed,
+}
+
+impl JobState {
+    pub(crate) fn parse(s: &str) -> JobState {
+        match s {
+            state::RUNNING => JobState::Running,
+            state::SUCCEEDED => JobState::Succeeded,
+            state::FAILED => JobState::Failed,
+            _ => JobState::Queued,
+        }
+    }
+
+    /// The stored name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            JobState::Queued => state::QUEUED,
+            JobState::Running => state::RUNNING,
+            JobState::Succeeded => state::SUCCEEDED,
+            JobState::Failed => state::FAILED,
+        }
+    }
+}
+
+/// One job: what the catalog stores of it, as every caller sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobRecord {
     /// Identifier.
@@ -38,19 +72,19 @@ pub struct JobRecord {
     /// Where attempts write their artifacts (each under its own prefix).
     pub artifact_root: String,
     /// Free-form JSON handed to the worker.
-    pub payload: String,
+    pub payload: serde_json::Value,
     /// Higher runs first.
     pub priority: i64,
-    /// See [`state`].
-    pub state: String,
+    /// Where the job stands.
+    pub state: JobState,
     /// Claims so far.
-    pub attempts: i64,
+    pub attempts: u32,
     /// Claims allowed.
-    pub max_attempts: i64,
+    pub max_attempts: u32,
     /// Current or last lease holder.
     pub worker: Option<String>,
     /// Lease end, ms since the epoch (running jobs).
-    pub lease_expires_at: Option<i64>,
+    pub lease_expires_at_ms: Option<i64>,
     /// Why the last attempt failed.
     pub last_error: Option<String>,
     /// The winning attempt's prefix (succeeded jobs).
@@ -100,13 +134,13 @@ fn record(row: &AnyRow) -> std::result::Result<JobRecord, sqlx::Error> {
         tenant: super::tenant_of(row)?,
         model_id: row.try_get("model_id")?,
         artifact_root: row.try_get("artifact_root")?,
-        payload: row.try_get("payload")?,
+        payload: serde_json::from_str(&row.try_get::<String, _>("payload")?).unwrap_or(serde_json::Value::Null),
         priority: row.try_get("priority")?,
-        state: row.try_get("state")?,
-        attempts: row.try_get("attempts")?,
-        max_attempts: row.try_get("max_attempts")?,
+        state: JobState::parse(&row.try_get::<String, _>("state")?),
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
         worker: row.try_get("worker")?,
-        lease_expires_at: row.try_get("lease_expires_at")?,
+        lease_expires_at_ms: row.try_get("lease_expires_at")?,
         last_error: row.try_get("last_error")?,
         artifact_prefix: row.try_get("artifact_prefix")?,
         enqueued_at: row.try_get("enqueued_at")?,
@@ -151,9 +185,9 @@ impl<'a> JobRepo<'a> {
         .bind(job.tenant.map(|t| t.to_string()))
         .bind(&job.model_id)
         .bind(&job.artifact_root)
-        .bind(&job.payload)
+        .bind(job.payload.to_string())
         .bind(job.priority)
-        .bind(job.max_attempts)
+        .bind(i64::from(job.max_attempts))
         .bind(now_micros())
         .execute(c.pool())
         .await
@@ -243,7 +277,7 @@ impl<'a> JobRepo<'a> {
             return Ok(None);
         };
         let mut job = record(&row).map_err(|e| c.error(e))?;
-        let attempt = job.attempts + 1;
+        let attempt = i64::from(job.attempts) + 1;
         let prefix = prefix_of(&job, attempt)?;
         let token = uuid::Uuid::new_v4().to_string();
         let expires = now + lease_ms;
@@ -255,7 +289,7 @@ impl<'a> JobRepo<'a> {
         .bind(&token)
         .bind(expires)
         .bind(&job.id)
-        .bind(job.attempts)
+        .bind(i64::from(job.attempts))
         .execute(&mut *tx)
         .await
         .map_err(|e| c.error(e))?
@@ -286,10 +320,10 @@ impl<'a> JobRepo<'a> {
         .await
         .map_err(|e| c.error(e))?;
         tx.commit().await.map_err(|e| c.error(e))?;
-        job.state = state::RUNNING.into();
-        job.attempts = attempt;
+        job.state = JobState::Running;
+        job.attempts = attempt as u32;
         job.worker = Some(worker.to_string());
-        job.lease_expires_at = Some(expires);
+        job.lease_expires_at_ms = Some(expires);
         Ok(Some(ClaimRecord { job, attempt, token, artifact_prefix: prefix }))
     }
 

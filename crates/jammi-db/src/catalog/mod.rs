@@ -28,7 +28,7 @@ use crate::config::CatalogConfig;
 use crate::error::{Error, Result};
 use crate::tenant::{TenantId, TenantScope};
 
-pub use jobs::{state as job_state, ClaimRecord, JobRecord, JobRepo, LosingAttempt};
+pub use jobs::{state as job_state, ClaimRecord, JobRecord, JobRepo, JobState, LosingAttempt};
 pub use migrations::{Migration, MIGRATIONS};
 pub use models::{AliasRecord, ModelRecord, ModelRepo};
 pub use tokens::{TokenRecord, TokenRepo};
