@@ -512,10 +512,11 @@ impl Session {
 
     /// Artifacts: put, fetch, verify and delete bundles on object storage with `options`
     /// (endpoint, region, credentials of the cloud store), cached under
-    /// `<data_dir>/cache/artifacts`.
+    /// `<data_dir>/cache/artifacts`. A tenant-bound session's store writes under the
+    /// tenant's own `tenant-<uuid>` segment and cannot reach another tenant's prefixes.
     pub fn artifacts(&self, options: StorageOptions) -> crate::artifact::ArtifactStore {
         let cache = self.shared.config.data_dir.join("cache").join("artifacts");
-        crate::artifact::ArtifactStore::new(StorageRegistry::new(), options, cache)
+        crate::artifact::ArtifactStore::new(StorageRegistry::new(), options, cache).for_owner(self.scope().owner())
     }
 
     /// The model registry, in the session's tenant scope.

@@ -51,6 +51,10 @@ fn serve_target_and_python_client() {
     let token: serde_json::Value = serde_json::from_str(&created).unwrap();
     let token = token[0]["token"].as_str().unwrap().to_string();
     assert!(token.starts_with("jammi_"));
+    // A second tenant's token, for the isolation checks over Flight SQL.
+    let other = ok(jammi(&data).args(["--tenant", "3f2b8c1e-0000-4000-8000-000000000002", "--format", "json", "token", "create", "--name", "other"]));
+    let other: serde_json::Value = serde_json::from_str(&other).unwrap();
+    let other_token = other[0]["token"].as_str().unwrap().to_string();
     let listed = ok(jammi(&data).args(["token", "list"]));
     assert!(listed.contains(tenant) && listed.contains("ci") && !listed.contains(&token), "{listed}");
 
@@ -79,15 +83,15 @@ fn serve_target_and_python_client() {
 
     // Real Python drivers (installed by scripts/test.sh): psycopg over the Postgres protocol,
     // ADBC over Flight SQL.
-    python_client("psycopg_client.py", &running.pg_port, &token);
-    python_client("adbc_client.py", &running.flight_port, &token);
+    python_client("psycopg_client.py", &running.pg_port, &[&token]);
+    python_client("adbc_client.py", &running.flight_port, &[&token, &other_token]);
     stop(running);
 }
 
 /// Run `tests/clients/<script> PORT TOKEN`; it prints "ok" or fails with a traceback.
-fn python_client(script: &str, port: &str, token: &str) {
+fn python_client(script: &str, port: &str, tokens: &[&str]) {
     let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("python3").arg(&path).arg(port).arg(token).output().expect("python3");
+    let out = Command::new("python3").arg(&path).arg(port).args(tokens).output().expect("python3");
     assert!(
         out.status.success(),
         "{script} failed (scripts/test.sh installs psycopg, adbc-driver-flightsql and pyarrow):\n{}{}",

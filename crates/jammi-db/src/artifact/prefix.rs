@@ -12,6 +12,7 @@ use object_store::path::Path as ObjectPath;
 
 use crate::error::{Error, Result};
 use crate::storage::StorageUrl;
+use crate::tenant::TenantId;
 
 /// The folder, under a job's prefix, that holds its resume checkpoint.
 pub(crate) const RESUME_SEGMENT: &str = "_resume";
@@ -19,6 +20,44 @@ pub(crate) const RESUME_SEGMENT: &str = "_resume";
 /// The object a put writes before its data files and removes after its manifest: a prefix
 /// holding it but no manifest is an unfinished put, which a delete may collect by listing.
 pub(crate) const PUT_MARKER: &str = "_put";
+
+/// The first segment of every prefix an owner writes: `tenant-<uuid>` for a tenant's
+/// artifacts, `shared` for the operator's. One tenant's prefixes never lie under another's.
+pub(crate) fn owner_segment(owner: Option<TenantId>) -> String {
+    owner.map_or_else(|| "shared".to_string(), |t| format!("tenant-{t}"))
+}
+
+/// The segments a store bound to `owner` writes under: a tenant's start with its own
+/// segment (added when the caller did not give it); the operator's are taken as given.
+pub(crate) fn owned_segments<'a>(owner: Option<TenantId>, segments: &[&'a str]) -> Vec<std::borrow::Cow<'a, str>> {
+    let mut out: Vec<std::borrow::Cow<'a, str>> = segments.iter().map(|s| std::borrow::Cow::Borrowed(*s)).collect();
+    if owner.is_some() {
+        let own = owner_segment(owner);
+        if segments.first() != Some(&own.as_str()) {
+            out.insert(0, std::borrow::Cow::Owned(own));
+        }
+    }
+    out
+}
+
+/// Refuse, for a store bound to tenant `owner`, a prefix under another tenant's segment:
+/// tenants read their own artifacts and shared ones, never each other's.
+pub(crate) fn check_owner_reaches(owner: Option<TenantId>, prefix: &StorageUrl) -> Result<()> {
+    let Some(owner) = owner else { return Ok(()) };
+    let own = owner_segment(Some(owner));
+    let foreign = prefix
+        .url()
+        .path_segments()
+        .into_iter()
+        .flatten()
+        .find(|s| *s != own && s.strip_prefix("tenant-").is_some_and(|id| id.parse::<TenantId>().is_ok()));
+    match foreign {
+        Some(segment) => Err(Error::PermissionDenied {
+            message: format!("artifact prefix {prefix} lies under '{segment}', another tenant's artifacts; a tenant reaches only prefixes under '{own}' and shared ones"),
+        }),
+        None => Ok(()),
+    }
+}
 
 /// Encode one caller-given prefix segment (see the module docs). An empty segment is an
 /// error naming its position, since it would silently merge two levels of the prefix.

@@ -58,21 +58,27 @@ pub struct Lease {
     pub expires_at_ms: i64,
     /// The job's tenant (`None`: shared); its artifacts sit under the tenant's own segment.
     pub tenant: Option<TenantId>,
+    /// The tenant of the session that claimed it (`None`: the operator). A tenant's worker
+    /// writes under its own segment even for a shared job, as its artifact store requires.
+    pub claimed_by: Option<TenantId>,
 }
 
 impl Lease {
     /// The segments under `artifact_root` that make this attempt's prefix, for
     /// [`ArtifactStore::put_artifact`].
     pub fn segments(&self) -> Vec<String> {
-        attempt_segments(self.tenant, &self.job_id, &self.worker, self.attempt as i64)
+        attempt_segments(self.claimed_by, self.tenant, &self.job_id, &self.worker, self.attempt as i64)
     }
 }
 
 /// tenant / job / worker / attempt-N: unique per attempt, so no attempt overwrites
-/// another's files, and each tenant's artifacts under their own segment.
-fn attempt_segments(tenant: Option<TenantId>, job_id: &str, worker: &str, attempt: i64) -> Vec<String> {
-    let owner = tenant.map_or_else(|| "shared".to_string(), |t| format!("tenant-{t}"));
-    vec![owner, job_id.to_string(), worker.to_string(), format!("attempt-{attempt}")]
+/// another's files, and each tenant's artifacts under their own segment — the claiming
+/// tenant's first when a tenant's worker runs a shared job.
+fn attempt_segments(claimer: Option<TenantId>, tenant: Option<TenantId>, job_id: &str, worker: &str, attempt: i64) -> Vec<String> {
+    let owner = crate::artifact::prefix::owner_segment(tenant);
+    let attempt = format!("attempt-{attempt}");
+    let segments = [owner.as_str(), job_id, worker, attempt.as_str()];
+    crate::artifact::prefix::owned_segments(claimer, &segments).into_iter().map(|s| s.into_owned()).collect()
 }
 
 /// The job queue of a session, in its tenant scope. Get one with [`Session::jobs`](crate::Session::jobs).
@@ -143,11 +149,12 @@ impl<'a> Jobs<'a> {
         super::registry::check_label("worker name", worker)?;
         let ms = lease_ms(lease)?;
         self.repo().expire_exhausted().await?;
+        let claimer = self.ctx.scope().owner();
         let claimed = self
             .repo()
             .claim(self.ctx.scope(), worker, ms, |job, attempt| {
                 let root = StorageUrl::parse(&job.artifact_root)?;
-                let segments = attempt_segments(job.tenant, &job.id, worker, attempt);
+                let segments = attempt_segments(claimer, job.tenant, &job.id, worker, attempt);
                 let refs: Vec<&str> = segments.iter().map(String::as_str).collect();
                 Ok(super::prefix_url(&root, &refs)?.to_string())
             })
@@ -162,6 +169,7 @@ impl<'a> Jobs<'a> {
             artifact_prefix: c.artifact_prefix,
             expires_at_ms: c.job.lease_expires_at_ms.unwrap_or_default(),
             tenant: c.job.tenant,
+            claimed_by: claimer,
         }))
     }
 

@@ -177,7 +177,8 @@ impl<'a> Models<'a> {
         check_label("alias", alias)?;
         let record = self.record(name, version).await?;
         let scope = self.ctx.scope();
-        if record.tenant.is_some() && record.tenant != scope.owner() && scope != crate::tenant::TenantScope::Admin {
+        // An alias is the session's own name for a version it can see (its own or a shared one).
+        if !crate::tenant::visible(scope, record.tenant) {
             return Err(Error::PermissionDenied { message: format!("model {name}:{version} belongs to another tenant") });
         }
         self.repo().set_alias(scope.owner(), name, alias, &record.id).await?;
@@ -189,7 +190,7 @@ impl<'a> Models<'a> {
     pub async fn delete(&self, name: &str, version: &str) -> Result<()> {
         let record = self.record(name, version).await?;
         let scope = self.ctx.scope();
-        if record.tenant != scope.owner() && scope != crate::tenant::TenantScope::Admin {
+        if !crate::tenant::may_change(scope, record.tenant) {
             return Err(Error::PermissionDenied { message: format!("model {name}:{version} is not owned by this session's tenant; only its owner may delete it") });
         }
         self.repo().delete(&record).await

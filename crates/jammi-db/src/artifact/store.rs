@@ -12,10 +12,11 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 
 use crate::artifact::cache::Cache;
 use crate::artifact::manifest::{validate_name, Manifest, ManifestEntry, MANIFEST_NAME};
-use crate::artifact::prefix::{checkpoint_url, child_key, encode_name, prefix_key, PUT_MARKER};
+use crate::artifact::prefix::{check_owner_reaches, checkpoint_url, child_key, encode_name, owned_segments, prefix_key, PUT_MARKER};
 use crate::artifact::transfer::{self, Content, TransferConfig};
 use crate::error::{Error, Result};
 use crate::storage::{StorageOptions, StorageRegistry, StorageUrl};
+use crate::tenant::TenantId;
 
 /// Default multipart part size: large enough for few requests, small enough that the few
 /// parts in flight stay well under 100 MiB.
@@ -100,6 +101,8 @@ enum Overwrite {
 pub struct ArtifactStore {
     inner: Arc<Inner>,
     transfer: TransferConfig,
+    /// The tenant this store acts for (`None`: the operator). See [`ArtifactStore::for_owner`].
+    owner: Option<TenantId>,
 }
 
 #[derive(Debug)]
@@ -120,7 +123,17 @@ impl ArtifactStore {
         ArtifactStore {
             inner: Arc::new(Inner { registry, options, cache: Cache::new(cache_dir.into()), stores: Mutex::new(HashMap::new()) }),
             transfer: TransferConfig { part_size: DEFAULT_PART_SIZE, parts_in_flight: DEFAULT_PARTS_IN_FLIGHT },
+            owner: None,
         }
+    }
+
+    /// The same store acting for tenant `owner`: every prefix it writes starts with the
+    /// tenant's own segment (`tenant-<uuid>`, added when the segments do not start with it),
+    /// and it refuses to read or delete prefixes under another tenant's segment. `None` (the
+    /// operator) writes prefixes as given and reaches every prefix.
+    pub fn for_owner(mut self, owner: Option<TenantId>) -> Self {
+        self.owner = owner;
+        self
     }
 
     /// The same store with another multipart part size (at least 5 MiB, S3's minimum) and
@@ -139,12 +152,14 @@ impl ArtifactStore {
 
     /// The prefix URL `put_artifact(root, segments, ..)` writes to.
     pub fn prefix_url(&self, root: &StorageUrl, segments: &[&str]) -> Result<StorageUrl> {
-        crate::artifact::prefix::prefix_url(root, segments)
+        let segments = owned_segments(self.owner, segments);
+        crate::artifact::prefix::prefix_url(root, &segments.iter().map(|s| s.as_ref()).collect::<Vec<_>>())
     }
 
     /// The prefix of a job's resume checkpoint: `{job prefix}/_resume/`.
     pub fn checkpoint_url(&self, root: &StorageUrl, job_segments: &[&str]) -> Result<StorageUrl> {
-        checkpoint_url(root, job_segments)
+        let segments = owned_segments(self.owner, job_segments);
+        checkpoint_url(root, &segments.iter().map(|s| s.as_ref()).collect::<Vec<_>>())
     }
 
     /// Write `files` under the prefix built from `segments` (each sanitised) below `root`:
@@ -171,6 +186,7 @@ impl ArtifactStore {
     /// The manifest at `prefix`, or `None` when there is none (nothing was put, or the put
     /// has not finished). A manifest that cannot be read is an error.
     pub async fn read_manifest(&self, prefix: &StorageUrl) -> Result<Option<Manifest>> {
+        check_owner_reaches(self.owner, prefix)?;
         let store = self.store(prefix)?;
         let key = child_key(&prefix_key(prefix)?, MANIFEST_NAME)?;
         let bytes = match store.get(&key).await {
@@ -211,6 +227,7 @@ impl ArtifactStore {
     /// the only LIST the store ever makes. A prefix with neither (not an artifact prefix,
     /// or a folder above several) is refused, never emptied.
     pub async fn delete_artifact_prefix(&self, prefix: &StorageUrl) -> Result<()> {
+        check_owner_reaches(self.owner, prefix)?;
         let manifest = match self.read_manifest(prefix).await {
             Ok(m) => m,
             Err(Error::Artifact { .. }) => None, // unreadable: collect it like a crashed put

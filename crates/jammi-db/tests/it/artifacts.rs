@@ -488,3 +488,39 @@ async fn session_hands_out_a_store_caching_under_the_data_dir() {
     let fetched = store.fetch_artifact(&prefix).await.unwrap();
     assert!(fetched.dir.starts_with(dir.path().join("cache").join("artifacts")));
 }
+
+/// A tenant's artifacts lie under its own segment; another tenant can neither read nor
+/// delete them, while shared (operator) bundles stay readable to every tenant.
+#[tokio::test]
+async fn tenants_write_under_their_own_segment_and_cannot_reach_each_other() {
+    let (session, dir) = crate::support::temp_session().await;
+    let root = StorageUrl::parse(&dir.path().join("bundles").display().to_string()).unwrap();
+    let (a, b) = (jammi_db::tenant::TenantId::random(), jammi_db::tenant::TenantId::random());
+    let store_a = session.with_tenant(Some(a)).artifacts(StorageOptions::new());
+    let store_b = session.with_tenant(Some(b)).artifacts(StorageOptions::new());
+    let operator = session.artifacts(StorageOptions::new());
+
+    let prefix_a = store_a.put_artifact(&root, &["model", "v1"], &[ArtifactFile::from_bytes("w.bin", "secret-a")]).await.unwrap();
+    assert!(prefix_a.to_string().contains(&format!("/tenant-{a}/model/v1/")), "{prefix_a}");
+    // Giving the own segment explicitly does not double it.
+    let again = store_a.prefix_url(&root, &[&format!("tenant-{a}"), "model", "v1"]).unwrap();
+    assert_eq!(again, prefix_a);
+
+    // Tenant B: reading, verifying or deleting A's bundle is refused, naming the segment.
+    let refused = store_b.fetch_artifact(&prefix_a).await.unwrap_err();
+    assert!(matches!(refused, jammi_db::Error::PermissionDenied { .. }), "{refused}");
+    assert!(refused.to_string().contains(&format!("tenant-{a}")), "{refused}");
+    assert!(store_b.verify_artifact(&prefix_a).await.is_err());
+    assert!(store_b.delete_artifact_prefix(&prefix_a).await.is_err());
+    // B's own put of the same segments lands elsewhere.
+    let prefix_b = store_b.put_artifact(&root, &["model", "v1"], &[ArtifactFile::from_bytes("w.bin", "secret-b")]).await.unwrap();
+    assert_ne!(prefix_a, prefix_b);
+    // A's bundle is intact, and A reads it.
+    let fetched = store_a.fetch_artifact(&prefix_a).await.unwrap();
+    assert_eq!(std::fs::read(fetched.path("w.bin")).unwrap(), b"secret-a");
+
+    // Shared bundles (the operator's) are readable by tenants; the operator reaches all.
+    let shared = operator.put_artifact(&root, &["shared", "base"], &[ArtifactFile::from_bytes("w.bin", "base")]).await.unwrap();
+    assert_eq!(std::fs::read(store_b.fetch_artifact(&shared).await.unwrap().path("w.bin")).unwrap(), b"base");
+    assert!(operator.verify_artifact(&prefix_a).await.is_ok());
+}

@@ -83,9 +83,13 @@ async fn registry(session: &Session) {
     assert!(refused.contains("queued or running"), "{refused}");
     models.delete("encoder", "v1").await.unwrap();
     assert!(models.get("encoder", "v1").await.is_err());
+    // A tenant's worker that claims the shared job writes under the tenant's own segment
+    // (its artifact store allows nothing else), and the lease says so.
+    let lease = sa.jobs().claim("tenant-worker", Duration::from_secs(5)).await.unwrap().unwrap();
+    assert!(lease.artifact_prefix.contains(&format!("/tenant-{a}/shared/")), "{}", lease.artifact_prefix);
+    put_for(&store(&sa), &lease, "tenant-trained").await;
+    sa.jobs().fail(&lease.job_id, &lease.token, "not this one", &store(&sa)).await.unwrap();
     // Drain the queue for the next part.
-    let lease = session.jobs().claim("drain", Duration::from_secs(5)).await.unwrap().unwrap();
-    session.jobs().fail(&lease.job_id, &lease.token, "not this one", &store(session)).await.unwrap();
     while let Some(l) = session.jobs().claim("drain", Duration::from_secs(5)).await.unwrap() {
         session.jobs().fail(&l.job_id, &l.token, "drained", &store(session)).await.unwrap();
     }
