@@ -35,6 +35,10 @@ struct Attacked {
 }
 
 async fn two_tenants(config: Option<Config>) -> Attacked {
+    two_tenants_with(config, Limits::default()).await
+}
+
+async fn two_tenants_with(config: Option<Config>, limits: Limits) -> Attacked {
     let (session, dir) = match config {
         Some(c) => {
             let dir = tempfile::tempdir().unwrap();
@@ -48,7 +52,7 @@ async fn two_tenants(config: Option<Config>) -> Attacked {
     docs(&session, dir.path(), 40).await;
     let (_, token_a) = jammi_server::auth::create_token(&session, Some(a), "a").await.unwrap();
     let (_, token_b) = jammi_server::auth::create_token(&session, Some(b), "b").await.unwrap();
-    let served = serve(session, dir, Limits::default()).await;
+    let served = serve(session, dir, limits).await;
     Attacked { served, token_a, token_b }
 }
 
@@ -181,6 +185,34 @@ async fn a_disconnect_releases_the_transactions_locks_at_once() {
     assert!(started.elapsed() < Duration::from_secs(5));
     let ids = t.served.session.admin(|s| async move { s.sql("SELECT id FROM mutable.public.shared_log").await.unwrap().collect().await.unwrap() }).await;
     assert_eq!(ids.iter().map(|b| b.num_rows()).sum::<usize>(), 1, "the disconnected transaction's row was rolled back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_statement_past_the_timeout_writes_nothing_and_releases_its_locks() {
+    let limits = Limits { query_timeout: Duration::from_millis(1500), ..Limits::default() };
+    let t = two_tenants_with(None, limits).await;
+    t.served.session.sql("CREATE TABLE mutable.public.shared_log (id BIGINT PRIMARY KEY, who TEXT)").await.unwrap().collect().await.unwrap();
+    let mut pg_a = sqlx::PgConnection::connect(&pg_url(t.served.pg_port, &t.token_a)).await.unwrap();
+    let mut pg_b = sqlx::PgConnection::connect(&pg_url(t.served.pg_port, &t.token_b)).await.unwrap();
+    // A's write reads far more rows than the timeout allows; B writes while it runs.
+    let slow = pg_error(&mut pg_a, "INSERT INTO mutable.public.shared_log SELECT value, 'a' FROM range(1000, 20000000000)");
+    let other = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = Instant::now();
+        tokio::time::timeout(Duration::from_secs(6), sqlx::raw_sql("INSERT INTO mutable.public.shared_log VALUES (2, 'b')").execute(&mut pg_b))
+            .await
+            .expect("B must not wait past A's statement timeout")
+            .unwrap();
+        started.elapsed()
+    };
+    let (outcome, waited) = tokio::join!(slow, other);
+    assert!(waited < Duration::from_secs(6), "{waited:?}");
+    let (code, message) = outcome.expect("the slow statement must be cancelled");
+    assert_eq!(code, "57014", "{message}");
+    // Nothing of the cancelled statement was written, and A's connection works on.
+    let all = t.served.session.admin(|s| async move { s.sql("SELECT id FROM mutable.public.shared_log").await.unwrap().collect().await.unwrap() }).await;
+    assert_eq!(all.iter().map(|b| b.num_rows()).sum::<usize>(), 1, "only B's row exists");
+    assert!(pg_error(&mut pg_a, "INSERT INTO mutable.public.shared_log VALUES (1, 'a')").await.is_none());
 }
 
 /// Server-sent events of `path` (with `limit` so the stream ends): each event's JSON.
