@@ -65,9 +65,9 @@ pub fn rows_to_json(batch: &RecordBatch) -> Result<Vec<String>> {
     let mut buf = Vec::new();
     {
         let mut writer = LineDelimitedWriter::new(&mut buf);
-        writer.write(batch).map_err(|e| Error::Query(e.to_string()))?;
-        writer.finish().map_err(|e| Error::Query(e.to_string()))?;
+        writer.write(batch).map_err(Error::internal)?;
+        writer.finish().map_err(Error::internal)?;
     }
-    let text = String::from_utf8(buf).map_err(|e| Error::Query(e.to_string()))?;
+    let text = String::from_utf8(buf).map_err(Error::internal)?;
     Ok(text.lines().map(str::to_string).collect())
 }

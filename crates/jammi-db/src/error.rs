@@ -132,7 +132,99 @@ pub enum Error {
         message: String,
     },
 
-    /// SQL could not be parsed, planned or executed.
+    /// An argument, value or statement part the caller gave is not valid (a bad metric, a
+    /// value that does not fit its column, a malformed filter); nothing was done. The message
+    /// names the argument and what to give instead.
+    #[error("{message}")]
+    InvalidArgument {
+        /// What was wrong: the argument, column or clause, as the caller wrote it.
+        argument: String,
+        /// The sentence naming the input and the fix.
+        message: String,
+    },
+
+    /// The statement or option is valid SQL but not something jammi-db does; the message
+    /// names what to use instead.
+    #[error("{message}")]
+    Unsupported {
+        /// The sentence naming the construct and the alternative.
+        message: String,
+    },
+
+    /// A write would repeat a key or unique value that another row already has; nothing
+    /// was written.
+    #[error("{message}")]
+    UniqueViolation {
+        /// The table, as the user names it.
+        table: String,
+        /// The sentence naming the key and the row.
+        message: String,
+    },
+
+    /// The operation does not fit the current state of an object (a model with queued jobs,
+    /// a topic dropped meanwhile, a subscriber behind retention, a finished lease's
+    /// artifact); it may succeed once that state changes.
+    #[error("{message}")]
+    Conflict {
+        /// What conflicts, and what to do.
+        message: String,
+    },
+
+    /// Transaction control does not fit the session's state (BEGIN inside a transaction,
+    /// COMMIT or a savepoint outside one, a transaction that already ended).
+    #[error("{message}")]
+    TransactionState {
+        /// What the session was asked, and what to send instead.
+        message: String,
+    },
+
+    /// A concurrent transaction changed what this one read or wrote (a serialization failure
+    /// or deadlock in the catalog database); nothing was written. Retry the transaction.
+    #[error("{message}; nothing was written: retry the transaction")]
+    SerializationFailure {
+        /// The database's own words.
+        message: String,
+    },
+
+    /// An operation ran past its deadline and was given up.
+    #[error("{operation} timed out: {message}")]
+    Timeout {
+        /// What was waiting (a catalog connection, a remote source, ...).
+        operation: String,
+        /// What to do about it.
+        message: String,
+    },
+
+    /// A backend needed for this (a remote database, the broker, the catalog database) could
+    /// not be reached or dropped the connection; nothing was changed by this call.
+    #[error("{backend} is unavailable: {message}")]
+    Unavailable {
+        /// The backend, credentials removed.
+        backend: String,
+        /// What failed.
+        message: String,
+    },
+
+    /// An invariant of the engine broke (a bug): building a batch of the engine's own
+    /// making failed. Please report it with the message.
+    #[error("internal error: {message}")]
+    Internal {
+        /// What failed.
+        message: String,
+    },
+
+    /// A federated source's database refused or failed a statement (credentials, a missing
+    /// database, a value that does not convert); the message names the source, never its
+    /// password.
+    #[error("{message}")]
+    Source {
+        /// The source's name.
+        source_name: String,
+        /// The sentence naming the source and the cause.
+        message: String,
+    },
+
+    /// SQL could not be parsed, planned or executed — DataFusion's own message.
     #[error("{0}")]
     Query(String),
 
@@ -232,14 +324,63 @@ impl Error {
         Error::Io { path: path.into(), source }
     }
 
-    /// A copy of the errors whose kind a client must see (a refusal, a limit, a timed-out
-    /// transaction: each has its own status and SQLSTATE) when they come back through
+    pub(crate) fn invalid(argument: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::InvalidArgument { argument: argument.into(), message: message.into() }
+    }
+
+    pub(crate) fn unsupported(message: impl Into<String>) -> Self {
+        Error::Unsupported { message: message.into() }
+    }
+
+    pub(crate) fn conflict(message: impl Into<String>) -> Self {
+        Error::Conflict { message: message.into() }
+    }
+
+    pub(crate) fn transaction_state(message: impl Into<String>) -> Self {
+        Error::TransactionState { message: message.into() }
+    }
+
+    /// A failure of the engine's own making (an Arrow batch or JSON text it built itself).
+    pub(crate) fn internal(e: impl std::fmt::Display) -> Self {
+        Error::Internal { message: one_line(&e.to_string()) }
+    }
+
+    /// A catalog-database error, by kind: serialization failures and deadlocks (retry),
+    /// lost connections (unavailable), waits for a connection (timeout); the rest is a
+    /// catalog error. `backend` describes the database without credentials.
+    pub(crate) fn from_sqlx(backend: &str, e: &sqlx::Error) -> Self {
+        let message = one_line(&e.to_string());
+        match e {
+            sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40001" | "40P01")) => Error::SerializationFailure { message },
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => Error::Unavailable { backend: backend.to_string(), message },
+            sqlx::Error::PoolTimedOut => Error::Timeout {
+                operation: format!("waiting for a connection to {backend}"),
+                message: "every connection is in use; retry, or raise the pool size".to_string(),
+            },
+            _ => Error::Catalog { backend: backend.to_string(), message },
+        }
+    }
+
+    /// A copy of the errors whose kind a client must see (a refusal, a limit, a conflict, a
+    /// missing object: each has its own status and SQLSTATE) when they come back through
     /// DataFusion; other kinds are reported by their text.
     fn same_kind(&self) -> Option<Error> {
         Some(match self {
             Error::PermissionDenied { message } => Error::PermissionDenied { message: message.clone() },
             Error::LimitExceeded { argument, value, limit } => Error::LimitExceeded { argument: argument.clone(), value: value.clone(), limit: limit.clone() },
             Error::IdleInTransactionTimeout { timeout_ms } => Error::IdleInTransactionTimeout { timeout_ms: *timeout_ms },
+            Error::InvalidArgument { argument, message } => Error::InvalidArgument { argument: argument.clone(), message: message.clone() },
+            Error::Unsupported { message } => Error::Unsupported { message: message.clone() },
+            Error::UniqueViolation { table, message } => Error::UniqueViolation { table: table.clone(), message: message.clone() },
+            Error::Conflict { message } => Error::Conflict { message: message.clone() },
+            Error::TransactionState { message } => Error::TransactionState { message: message.clone() },
+            Error::SerializationFailure { message } => Error::SerializationFailure { message: message.clone() },
+            Error::Timeout { operation, message } => Error::Timeout { operation: operation.clone(), message: message.clone() },
+            Error::Unavailable { backend, message } => Error::Unavailable { backend: backend.clone(), message: message.clone() },
+            Error::Unknown { kind, name, scope } => Error::Unknown { kind: *kind, name: name.clone(), scope: scope.clone() },
+            Error::AlreadyExists { kind, name, scope } => Error::AlreadyExists { kind: *kind, name: name.clone(), scope: scope.clone() },
+            Error::InvalidVectors { table, message } => Error::InvalidVectors { table: table.clone(), message: message.clone() },
+            Error::Source { source_name, message } => Error::Source { source_name: source_name.clone(), message: message.clone() },
             _ => return None,
         })
     }
@@ -325,6 +466,7 @@ impl ObjectKind {
         match self {
             ObjectKind::Source => "remove it first or pick another name",
             ObjectKind::VectorTable => "drop it first or pick another name",
+            ObjectKind::MutableTable => "drop it first, pick another name, or use CREATE TABLE IF NOT EXISTS",
             _ => "pick another name",
         }
     }

@@ -81,11 +81,11 @@ enum PlanKind {
 pub(crate) async fn prepare(session: &Session, sql: &str) -> Result<PreparedStatement> {
     let mut statements = session.parse(sql)?;
     if statements.len() != 1 {
-        return Err(Error::Query(format!("a prepared statement is one SQL statement; got {}", statements.len())));
+        return Err(Error::invalid("SQL", format!("a prepared statement is one SQL statement; got {}", statements.len())));
     }
     crate::security::check_statement(statements[0].inner(), session.access())?;
     if crate::mutable::classify::claim(statements[0].inner())?.is_some() {
-        return Err(Error::Query("statements on mutable tables and transaction control cannot be prepared yet; run them with sql()".into()));
+        return Err(Error::unsupported("statements on mutable tables and transaction control cannot be prepared yet; run them with sql()"));
     }
     let prepared = PreparedStatement { session: session.clone(), statement: statements.remove(0), planned: Mutex::new(None) };
     prepared.planned().await?;

@@ -288,7 +288,7 @@ impl Session {
         let statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
             .map_err(|e| Error::Query(format!("SQL syntax error: {e}")))?;
         if statements.is_empty() {
-            return Err(Error::Query("no SQL statement given".to_string()));
+            return Err(Error::invalid("SQL", "no SQL statement given"));
         }
         Ok(statements.into_iter().map(SqlStatement).collect())
     }
@@ -341,7 +341,7 @@ impl Session {
                     None => Arc::clone(c),
                 })
                 .collect();
-            out.push(datafusion::arrow::array::RecordBatch::try_new(batch.schema(), columns).map_err(|e| Error::Query(e.to_string()))?);
+            out.push(datafusion::arrow::array::RecordBatch::try_new(batch.schema(), columns).map_err(Error::internal)?);
         }
         Ok(ctx.read_batches(out)?)
     }
@@ -461,7 +461,7 @@ impl Session {
             Control::Savepoint(op, name) => {
                 let txn = self
                     .open_transaction()
-                    .ok_or_else(|| Error::Query(format!("savepoint '{name}': savepoints exist only inside BEGIN ... COMMIT")))?;
+                    .ok_or_else(|| Error::transaction_state(format!("savepoint '{name}': savepoints exist only inside BEGIN ... COMMIT")))?;
                 txn.savepoint(op, &name).await?;
                 // DDL after the savepoint was undone with it.
                 if op == crate::txn::SavepointOp::RollbackTo && txn.definitions_changed() > 0 {
@@ -475,7 +475,7 @@ impl Session {
     /// `BEGIN`: statements on this handle share one transaction until `COMMIT`/`ROLLBACK`.
     async fn begin_transaction(&self) -> Result<()> {
         if self.open_transaction().is_some() {
-            return Err(Error::Query("a transaction is already open on this session; COMMIT or ROLLBACK it first".into()));
+            return Err(Error::transaction_state("a transaction is already open on this session; COMMIT or ROLLBACK it first"));
         }
         let txn = self.shared.mutable.begin_explicit().await?;
         if let Some(timeout) = self.settings.lock().unwrap_or_else(|p| p.into_inner()).idle_in_transaction_timeout {
@@ -501,7 +501,7 @@ impl Session {
                 }
             },
             Some(txn) => txn.rollback().await,
-            None => Err(Error::Query(format!("no transaction is open; {} needs a BEGIN first", if commit { "COMMIT" } else { "ROLLBACK" }))),
+            None => Err(Error::transaction_state(format!("no transaction is open; {} needs a BEGIN first", if commit { "COMMIT" } else { "ROLLBACK" }))),
         }
     }
 

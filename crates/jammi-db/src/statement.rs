@@ -114,7 +114,7 @@ impl VisitorMut for Binder<'_> {
         let Value::Placeholder(id) = &value.value else { return ControlFlow::Continue(()) };
         let index = id.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()).filter(|n| *n >= 1);
         let Some(param) = index.and_then(|n| self.params.get(n - 1)) else {
-            self.error = Some(Error::Query(format!("parameter {id} has no value ({} given)", self.params.len())));
+            self.error = Some(Error::invalid("parameters", format!("parameter {id} has no value ({} given)", self.params.len())));
             return ControlFlow::Break(());
         };
         match literal(param) {
@@ -157,7 +157,7 @@ fn literal(value: &ScalarValue) -> Result<Expr> {
             let parsed = datafusion::sql::sqlparser::parser::Parser::new(&datafusion::sql::sqlparser::dialect::GenericDialect {})
                 .try_with_sql(&text)
                 .and_then(|mut p| p.parse_expr())
-                .map_err(|e| Error::Query(format!("cannot use {text} as a literal: {e}")))?;
+                .map_err(|e| Error::invalid("parameters", format!("cannot use {text} as a literal: {e}")))?;
             Ok(parsed)
         }
         other => {
@@ -180,6 +180,6 @@ fn sql_type(value: &ScalarValue) -> Result<ast::DataType> {
             ast::DataType::Timestamp(None, ast::TimezoneInfo::None)
         }
         ScalarValue::Decimal128(_, p, s) => ast::DataType::Decimal(ast::ExactNumberInfo::PrecisionAndScale(u64::from(*p), i64::from(*s))),
-        other => return Err(Error::Query(format!("a parameter of type {} cannot be bound here", other.data_type()))),
+        other => return Err(Error::invalid("parameters", format!("a parameter of type {} cannot be bound here", other.data_type()))),
     })
 }

@@ -256,7 +256,7 @@ impl WriteTxn {
             return Err(Error::IdleInTransactionTimeout { timeout_ms });
         }
         if slot.is_none() {
-            return Err(Error::Query("the transaction has already ended".to_string()));
+            return Err(Error::transaction_state("the transaction has already ended; BEGIN a new one"));
         }
         self.touch();
         Ok(TxnConnection(slot))
@@ -277,7 +277,7 @@ impl WriteTxn {
     pub async fn savepoint(&self, op: SavepointOp, name: &str) -> Result<()> {
         let valid = !name.is_empty() && name.len() <= 63 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid || name.starts_with("jammi_") {
-            return Err(Error::Query(format!(
+            return Err(Error::invalid("savepoint name", format!(
                 "savepoint name '{name}' is not allowed; use letters, digits and '_' (at most 63, not starting with 'jammi_')"
             )));
         }
@@ -293,10 +293,10 @@ impl WriteTxn {
             });
         }
         if op != SavepointOp::Define && known.is_none() {
-            return Err(Error::Query(format!("savepoint '{name}' does not exist in this transaction; define it with SAVEPOINT {name}")));
+            return Err(Error::transaction_state(format!("savepoint '{name}' does not exist in this transaction; define it with SAVEPOINT {name}")));
         }
         let sql = format!("{} {}", op.sql(), crate::names::quote_ident(name));
-        self.with(|conn| Box::pin(async move { sqlx::query(&sql).execute(conn).await.map(|_| ()).map_err(|e| Error::Query(crate::error::one_line(&e.to_string()))) }))
+        self.with(|conn| Box::pin(async move { sqlx::query(&sql).execute(conn).await.map(|_| ()).map_err(|e| Error::from_sqlx("the catalog database", &e)) }))
             .await?;
         let mut savepoints = self.savepoints.lock().unwrap_or_else(|p| p.into_inner());
         match (op, known) {
@@ -338,7 +338,7 @@ impl WriteTxn {
             return Ok(());
         }
         let sql = format!("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE", crate::names::quote_ident(storage));
-        self.with(|conn| Box::pin(async move { sqlx::query(&sql).execute(conn).await.map(|_| ()).map_err(|e| Error::Query(e.to_string())) })).await?;
+        self.with(|conn| Box::pin(async move { sqlx::query(&sql).execute(conn).await.map(|_| ()).map_err(|e| Error::from_sqlx("the catalog database", &e)) })).await?;
         locked.push(storage.to_string());
         Ok(())
     }
@@ -348,7 +348,7 @@ impl WriteTxn {
     pub async fn commit(&self) -> Result<()> {
         self.ended.store(true, Ordering::Release);
         let _writer = self.end();
-        let conn = self.conn.lock().await.take().ok_or_else(|| Error::Query("the transaction has already ended".to_string()))?;
+        let conn = self.conn.lock().await.take().ok_or_else(|| Error::transaction_state("the transaction has already ended; BEGIN a new one"))?;
         let mut conn = InFlight(Some(conn));
         let mut attempt = 0;
         loop {
@@ -366,7 +366,7 @@ impl WriteTxn {
                     backoff(attempt).await;
                 }
                 // Unknown state: `conn` closes rather than going back to the pool.
-                Err(e) => return Err(Error::Query(format!("commit failed: {}", crate::error::one_line(&e.to_string())))),
+                Err(e) => return Err(Error::from_sqlx("the catalog database (COMMIT)", &e)),
             }
         }
     }
@@ -384,7 +384,7 @@ impl WriteTxn {
         let _writer = self.end();
         if let Some(conn) = self.conn.lock().await.take() {
             let mut conn = InFlight(Some(conn));
-            conn.get().execute("ROLLBACK").await.map_err(|e| Error::Query(format!("rollback failed: {}", crate::error::one_line(&e.to_string()))))?;
+            conn.get().execute("ROLLBACK").await.map_err(|e| Error::from_sqlx("the catalog database (ROLLBACK)", &e))?;
             conn.finish();
         }
         Ok(())

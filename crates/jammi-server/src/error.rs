@@ -53,10 +53,18 @@ impl ServerError {
             ServerError::Start(_) => 500,
             ServerError::Engine(e) => match e {
                 E::PermissionDenied { .. } => 403,
-                E::IdleInTransactionTimeout { .. } => 409,
                 E::Unknown { .. } | E::NotFound { .. } => 404,
-                E::AlreadyExists { .. } => 409,
-                E::Catalog { .. } | E::Io { .. } | E::Storage(_) => 500,
+                E::AlreadyExists { .. }
+                | E::UniqueViolation { .. }
+                | E::Conflict { .. }
+                | E::TransactionState { .. }
+                | E::SerializationFailure { .. }
+                | E::IdleInTransactionTimeout { .. }
+                | E::LeaseLost { .. }
+                | E::TopicGone => 409,
+                E::Unavailable { .. } => 503,
+                E::Timeout { .. } => 504,
+                E::Catalog { .. } | E::Io { .. } | E::Storage(_) | E::Internal { .. } | E::Migration { .. } | E::DataDir { .. } => 500,
                 _ => 400,
             },
         }
@@ -74,13 +82,23 @@ impl ServerError {
             ServerError::Start(_) => "XX000",
             ServerError::Engine(e) => match e {
                 E::PermissionDenied { .. } => "42501",
-                E::LimitExceeded { .. } => "22023",
+                E::LimitExceeded { .. } | E::InvalidArgument { .. } | E::InvalidVectors { .. } | E::InvalidOption { .. } => "22023",
+                E::InvalidName { .. } => "42602",
+                E::InvalidTenant { .. } | E::InvalidUrl { .. } => "22023",
+                E::Unsupported { .. } => "0A000",
+                E::UniqueViolation { .. } => "23505",
+                E::Conflict { .. } | E::LeaseLost { .. } | E::TopicGone => "55000",
+                E::TransactionState { .. } => "25000",
+                E::SerializationFailure { .. } => "40001",
                 E::IdleInTransactionTimeout { .. } => "25P03",
+                E::Timeout { .. } => "57014",
+                E::Unavailable { .. } => "08006",
                 E::Unknown { kind, .. } if kind.is_table() => "42P01",
                 E::Unknown { .. } => "42704",
                 E::AlreadyExists { kind, .. } if kind.is_table() => "42P07",
                 E::AlreadyExists { .. } => "42710",
                 E::Catalog { .. } | E::Io { .. } | E::Storage(_) => "58000",
+                E::Internal { .. } => "XX000",
                 _ => "42000",
             },
         }

@@ -85,8 +85,11 @@ const DONE: &[u8] = b"done:";
 
 fn status(e: ServerError) -> Status {
     let message = e.to_string();
-    if matches!(e, ServerError::Engine(jammi_db::Error::AlreadyExists { .. })) {
-        return Status::already_exists(message);
+    match &e {
+        ServerError::Engine(jammi_db::Error::AlreadyExists { .. } | jammi_db::Error::UniqueViolation { .. }) => return Status::already_exists(message),
+        ServerError::Engine(jammi_db::Error::Unsupported { .. }) => return Status::unimplemented(message),
+        ServerError::Engine(jammi_db::Error::TransactionState { .. } | jammi_db::Error::Conflict { .. }) => return Status::failed_precondition(message),
+        _ => {}
     }
     match e.http_status() {
         401 => Status::unauthenticated(message),

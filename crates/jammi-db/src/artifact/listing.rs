@@ -28,7 +28,7 @@ pub fn models_to_batch(models: &[ModelInfo]) -> Result<RecordBatch> {
         text(models.iter().map(|m| m.artifact_prefix.as_deref())),
         text(metadata.iter().map(|m| Some(m.as_str()))),
     ];
-    RecordBatch::try_new(Arc::new(schema), columns).map_err(|e| Error::Query(e.to_string()))
+    RecordBatch::try_new(Arc::new(schema), columns).map_err(Error::internal)
 }
 
 /// `job list` as a record batch.
@@ -52,5 +52,5 @@ pub fn jobs_to_batch(jobs: &[JobRecord]) -> Result<RecordBatch> {
         text(jobs.iter().map(|j| j.last_error.as_deref())),
         text(jobs.iter().map(|j| j.artifact_prefix.as_deref())),
     ];
-    RecordBatch::try_new(Arc::new(schema), columns).map_err(|e| Error::Query(e.to_string()))
+    RecordBatch::try_new(Arc::new(schema), columns).map_err(Error::internal)
 }

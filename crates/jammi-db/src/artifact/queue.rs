@@ -90,7 +90,7 @@ pub struct Jobs<'a> {
 fn lease_ms(lease: Duration) -> Result<i64> {
     let ms = lease.as_millis() as i64;
     if ms <= 0 {
-        return Err(Error::Query("a lease must last at least 1 ms".into()));
+        return Err(Error::invalid("lease", "a lease must last at least 1 ms"));
     }
     Ok(ms)
 }
@@ -109,7 +109,7 @@ impl<'a> Jobs<'a> {
         let model = Models::new(self.ctx).record(&request.model, &request.version).await?;
         let root = StorageUrl::parse(&request.artifact_root)?;
         if request.max_attempts == 0 {
-            return Err(Error::Query("max attempts must be at least 1".into()));
+            return Err(Error::invalid("max attempts", "max attempts must be at least 1"));
         }
         let record = JobRecord {
             id: uuid::Uuid::new_v4().to_string(),
@@ -194,7 +194,7 @@ impl<'a> Jobs<'a> {
     pub async fn finalize(&self, job_id: &str, token: &str, store: &ArtifactStore) -> Result<String> {
         let (_, prefix) = self.repo().attempt_of(job_id, token).await?;
         let url = StorageUrl::parse(&prefix)?;
-        store.verify_artifact(&url).await.map_err(|e| Error::Query(format!("job {job_id}: cannot finalize: the attempt's artifact at {prefix} is not complete: {e}")))?;
+        store.verify_artifact(&url).await.map_err(|e| Error::conflict(format!("job {job_id}: cannot finalize: the attempt's artifact at {prefix} is not complete: {e}")))?;
         self.repo().finalize(job_id, token, &prefix).await?;
         if let Err(e) = self.collect(store).await {
             // The job is done; leftovers are collected by the next finalize or `collect`.

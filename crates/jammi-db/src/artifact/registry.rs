@@ -101,10 +101,10 @@ impl<'a> Models<'a> {
         check_label("name", &definition.name)?;
         check_label("version", &definition.version)?;
         if definition.task.trim().is_empty() {
-            return Err(Error::Query("a model needs a task (for example embedding or classification)".into()));
+            return Err(Error::invalid("task", "a model needs a task (for example embedding or classification)"));
         }
         if !definition.metadata.is_object() && !definition.metadata.is_null() {
-            return Err(Error::Query("model metadata must be a JSON object".into()));
+            return Err(Error::invalid("metadata", "model metadata must be a JSON object"));
         }
         let metadata = if definition.metadata.is_null() { serde_json::json!({}) } else { definition.metadata };
         let record = ModelRecord {

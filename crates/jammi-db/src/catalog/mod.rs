@@ -266,7 +266,7 @@ impl Catalog {
 
     /// Turn a driver error into an engine error naming this catalog.
     pub(crate) fn error(&self, e: sqlx::Error) -> Error {
-        Error::Catalog { backend: self.backend.display_url(), message: crate::error::one_line(&e.to_string()) }
+        Error::from_sqlx(&self.backend.display_url(), &e)
     }
 }
 

@@ -192,7 +192,7 @@ impl<'a> ModelRepo<'a> {
             .and_then(|r| r.try_get(0))
             .map_err(|e| c.error(e))?;
         if active > 0 {
-            return Err(Error::Query(format!(
+            return Err(Error::conflict(format!(
                 "model {}:{} has {active} queued or running job(s); let them finish (or fail) before deleting it",
                 record.name, record.version
             )));

@@ -89,7 +89,7 @@ impl<'a> SourceRepo<'a> {
         if super::name_taken(&mut tx, "jammi_sources", tenant.as_deref(), &record.name).await.map_err(|e| c.error(e))? {
             return Err(Error::AlreadyExists { kind: crate::error::ObjectKind::Source, name: record.name.clone(), scope: scope_text });
         }
-        let options = serde_json::to_string(&record.options).map_err(|e| Error::Query(e.to_string()))?;
+        let options = serde_json::to_string(&record.options).map_err(Error::internal)?;
         let inserted = sqlx::query(&format!(
             "INSERT INTO jammi_sources ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         ))

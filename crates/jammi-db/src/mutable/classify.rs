@@ -65,7 +65,7 @@ pub fn claim(statement: &DfStatement) -> Result<Option<Claimed<'_>>> {
             if ours.is_empty() {
                 None
             } else if ours.len() != names.len() {
-                return Err(Error::Query("DROP TABLE cannot mix mutable tables with other tables; drop them in separate statements".into()));
+                return Err(Error::unsupported("DROP TABLE cannot mix mutable tables with other tables; drop them in separate statements"));
             } else {
                 Some(Claimed::Definition(Ddl::Drop(ours, *if_exists)))
             }
@@ -98,7 +98,7 @@ pub fn claim(statement: &DfStatement) -> Result<Option<Claimed<'_>>> {
 pub(crate) async fn run(ctx: &dyn EngineContext, tables: &MutableState, scope: TenantScope, claimed: Claimed<'_>) -> Result<DataFrame> {
     let query = ctx.query_context(scope);
     let count = match claimed {
-        Claimed::Transaction(control) => return Err(Error::Query(format!("{control:?} is transaction control: the session runs it"))),
+        Claimed::Transaction(control) => return Err(Error::internal(format!("{control:?} is transaction control: the session runs it"))),
         Claimed::Definition(definition) => ddl::run(ctx, tables, scope, &definition).await.map(|_| None)?,
         Claimed::Insert(i, name) => Some(dml::run(ctx, tables, scope, &name, dml::Write::Insert(i)).await?),
         Claimed::Update(u, name) => Some(dml::run(ctx, tables, scope, &name, dml::Write::Update(u)).await?),
@@ -108,7 +108,7 @@ pub(crate) async fn run(ctx: &dyn EngineContext, tables: &MutableState, scope: T
         None => Ok(query.read_empty()?),
         Some(n) => {
             let schema = Arc::new(Schema::new(vec![Field::new("count", DataType::UInt64, false)]));
-            let batch = RecordBatch::try_new(schema, vec![Arc::new(UInt64Array::from(vec![n]))]).map_err(|e| Error::Query(e.to_string()))?;
+            let batch = RecordBatch::try_new(schema, vec![Arc::new(UInt64Array::from(vec![n]))]).map_err(Error::internal)?;
             Ok(query.read_batch(batch)?)
         }
     }

@@ -13,7 +13,7 @@ use super::spec::{column_spec, ColumnSpec, IndexSpec, TableSpec};
 use super::store;
 use super::types::Stored;
 use crate::catalog::MutableTableRecord;
-use crate::error::{Error, Result};
+use crate::error::{Error, ObjectKind, Result};
 use crate::context::EngineContext;
 use super::MutableState;
 use crate::tenant::TenantScope;
@@ -79,7 +79,7 @@ pub(crate) async fn run(ctx: &dyn EngineContext, tables: &MutableState, scope: T
 }
 
 async fn savepoint(conn: &mut AnyConnection, sql: &str) -> Result<()> {
-    sqlx::query(sql).execute(conn).await.map(|_| ()).map_err(|e| Error::Query(crate::error::one_line(&e.to_string())))
+    sqlx::query(sql).execute(conn).await.map(|_| ()).map_err(|e| Error::from_sqlx("the catalog database", &e))
 }
 
 async fn check<'a>(ctx: &dyn EngineContext, scope: TenantScope, ddl: &'a Ddl<'_>) -> Result<Checked<'a>> {
@@ -118,7 +118,7 @@ async fn check_create(ctx: &dyn EngineContext, scope: TenantScope, create: &ast:
     check_name(name)?;
     let display = format!("mutable.public.{name}");
     if create.query.is_some() {
-        return Err(Error::Query(format!("CREATE TABLE {display} AS SELECT is not supported; CREATE TABLE with columns, then INSERT ... SELECT")));
+        return Err(Error::unsupported(format!("CREATE TABLE {display} AS SELECT is not supported; CREATE TABLE with columns, then INSERT ... SELECT")));
     }
     let spec = TableSpec::from_create(&display, create)?;
     // Defaults are checked now, so a bad one fails the CREATE rather than a later INSERT.
@@ -131,21 +131,20 @@ async fn check_create(ctx: &dyn EngineContext, scope: TenantScope, create: &ast:
 }
 
 async fn create_table(ctx: &dyn EngineContext, scope: TenantScope, create: &ast::CreateTable, name: &str, spec: &TableSpec, conn: &mut AnyConnection) -> Result<()> {
-    let display = format!("mutable.public.{name}");
     let catalog = ctx.catalog();
     // Names are per owner: another tenant's table of this name does not matter here.
     if catalog.mutable_tables().named_in(conn, name).await?.iter().any(|r| r.owner == scope.owner()) {
         if create.if_not_exists {
             return Ok(());
         }
-        return Err(Error::Query(format!("table {display} already exists; DROP TABLE {display} first or use CREATE TABLE IF NOT EXISTS")));
+        return Err(Error::AlreadyExists { kind: ObjectKind::MutableTable, name: name.to_string(), scope: scope.describe() });
     }
     let id = uuid::Uuid::new_v4().simple().to_string();
     let storage = format!("jammi_m_{}", &id[..16]);
     for sql in store::create_table_sql(catalog.backend().kind(), &storage, spec) {
         sqlx::query(&sql).execute(&mut *conn).await.map_err(catalog_err(ctx))?;
     }
-    let spec_json = serde_json::to_string(spec).map_err(|e| Error::Query(e.to_string()))?;
+    let spec_json = serde_json::to_string(spec).map_err(Error::internal)?;
     let record = MutableTableRecord { id, owner: scope.owner(), name: name.to_string(), storage, spec: spec_json, created_at: 0 };
     catalog.mutable_tables().insert_in(conn, &record).await
 }
@@ -161,7 +160,7 @@ async fn drop_tables(ctx: &dyn EngineContext, scope: TenantScope, names: &[Strin
                 catalog.mutable_tables().delete_in(conn, &record.id).await?;
             }
             None if if_exists => {}
-            None => return Err(Error::Query(format!("table mutable.public.{name} does not exist; use DROP TABLE IF EXISTS to ignore that"))),
+            None => return Err(Error::Unknown { kind: ObjectKind::MutableTable, name: name.to_string(), scope: scope.describe() }),
         }
     }
     Ok(())
@@ -178,11 +177,11 @@ fn check_owner(scope: TenantScope, record: &MutableTableRecord) -> Result<()> {
     if crate::tenant::may_change(scope, record.owner) {
         Ok(())
     } else {
-        Err(Error::Query(format!(
-            "permission denied: mutable.public.{} was created {}; only its creator (or the admin scope) may change or drop it",
+        Err(Error::PermissionDenied { message: format!(
+            "mutable.public.{} was created {}; only its creator (or the admin scope) may change or drop it",
             record.name,
             record.owner.map(|t| format!("by tenant {t}")).unwrap_or_else(|| "by the operator (shared)".into())
-        )))
+        ) })
     }
 }
 
@@ -191,9 +190,9 @@ fn check_owner(scope: TenantScope, record: &MutableTableRecord) -> Result<()> {
 async fn spec_in(ctx: &dyn EngineContext, scope: TenantScope, conn: &mut AnyConnection, name: &str) -> Result<(MutableTableRecord, TableSpec)> {
     let record = table_in(ctx, scope, conn, name)
         .await?
-        .ok_or_else(|| Error::Query(format!("table mutable.public.{name} does not exist")))?;
+        .ok_or_else(|| Error::Unknown { kind: ObjectKind::MutableTable, name: name.to_string(), scope: scope.describe() })?;
     check_owner(scope, &record)?;
-    let spec = serde_json::from_str(&record.spec).map_err(|e| Error::Query(format!("mutable.public.{name}: unreadable definition: {e}")))?;
+    let spec = serde_json::from_str(&record.spec).map_err(|e| Error::Catalog { backend: "catalog".into(), message: format!("mutable.public.{name}: unreadable definition: {e}") })?;
     Ok((record, spec))
 }
 
@@ -204,20 +203,20 @@ async fn check_alter(ctx: &dyn EngineContext, scope: TenantScope, alter: &ast::A
     let mut columns = Vec::with_capacity(alter.operations.len());
     for operation in &alter.operations {
         let AlterTableOperation::AddColumn { column_def, if_not_exists, .. } = operation else {
-            return Err(Error::Query(format!("ALTER TABLE {display}: only ADD COLUMN is supported, not '{operation}'")));
+            return Err(Error::unsupported(format!("ALTER TABLE {display}: only ADD COLUMN is supported, not '{operation}'")));
         };
         let mut extra = TableSpec { columns: vec![], primary_key: vec![], indexes: vec![] };
         let column = column_spec(&display, column_def, &mut extra)?;
         if !extra.primary_key.is_empty() || !extra.indexes.is_empty() {
-            return Err(Error::Query(format!("ALTER TABLE {display}: a new column cannot be a key; add it, then CREATE UNIQUE INDEX")));
+            return Err(Error::unsupported(format!("ALTER TABLE {display}: a new column cannot be a key; add it, then CREATE UNIQUE INDEX")));
         }
         if column.name.eq_ignore_ascii_case(super::spec::TENANT_COLUMN) {
-            return Err(Error::Query(format!("ALTER TABLE {display}: the column name '{}' is reserved for tenancy", column.name)));
+            return Err(Error::InvalidName { name: column.name.clone(), message: format!("ALTER TABLE {display}: the column name is reserved for tenancy") });
         }
         let fill = match &column.default {
             Some(default) => Some(evaluate_constant(ctx, scope, default, column.ty, &column.name).await?),
             None if !column.nullable => {
-                return Err(Error::Query(format!(
+                return Err(Error::invalid(column.name.clone(), format!(
                     "ALTER TABLE {display}: new NOT NULL column '{}' needs a DEFAULT for the existing rows",
                     column.name
                 )))
@@ -238,7 +237,7 @@ async fn alter_table(ctx: &dyn EngineContext, scope: TenantScope, name: &str, co
             if *if_not_exists {
                 continue;
             }
-            return Err(Error::Query(format!("ALTER TABLE {display}: column '{}' already exists", column.name)));
+            return Err(Error::invalid(column.name.clone(), format!("ALTER TABLE {display}: column '{}' already exists", column.name)));
         }
         let mut sql = store::add_column_sql(catalog.backend().kind(), &record.storage, column, fill.as_ref());
         if !column.nullable {
@@ -247,7 +246,7 @@ async fn alter_table(ctx: &dyn EngineContext, scope: TenantScope, name: &str, co
         sqlx::query(&sql).execute(&mut *conn).await.map_err(catalog_err(ctx))?;
         spec.columns.push(column.clone());
     }
-    let spec_json = serde_json::to_string(&spec).map_err(|e| Error::Query(e.to_string()))?;
+    let spec_json = serde_json::to_string(&spec).map_err(Error::internal)?;
     catalog.mutable_tables().update_spec_in(conn, &record.id, &spec_json).await
 }
 
@@ -260,7 +259,7 @@ async fn create_index(ctx: &dyn EngineContext, scope: TenantScope, create: &ast:
     for c in &create.columns {
         match &c.column.expr {
             ast::Expr::Identifier(id) if spec.column(&id.value).is_some() => columns.push(id.value.clone()),
-            other => return Err(Error::Query(format!("CREATE INDEX on {display}: '{other}' is not a column of the table"))),
+            other => return Err(Error::invalid(other.to_string(), format!("CREATE INDEX on {display}: '{other}' is not a column of the table"))),
         }
     }
     let index_name = match &create.name {
@@ -272,19 +271,19 @@ async fn create_index(ctx: &dyn EngineContext, scope: TenantScope, create: &ast:
         if create.if_not_exists {
             return Ok(());
         }
-        return Err(Error::Query(format!("CREATE INDEX on {display}: an index named '{index_name}' already exists")));
+        return Err(Error::invalid(index_name.clone(), format!("CREATE INDEX on {display}: an index named '{index_name}' already exists")));
     }
     let sql = store::create_index_sql(&record.storage, &index_name, &columns, create.unique);
     if let Err(e) = sqlx::query(&sql).execute(&mut *conn).await {
         return Err(match store::write_error(e, &record.storage, &spec) {
-            store::WriteError::Duplicate(_) => Error::Query(format!(
+            store::WriteError::Duplicate(_) => Error::UniqueViolation { table: display.to_string(), message: format!(
                 "CREATE UNIQUE INDEX on {display} ({}): existing rows already repeat a value",
                 columns.join(", ")
-            )),
-            store::WriteError::Other(m) => Error::Query(format!("CREATE INDEX on {display}: {m}")),
+            ) },
+            store::WriteError::Other(e) => e,
         });
     }
     spec.indexes.push(IndexSpec { name: index_name, columns, unique: create.unique });
-    let spec_json = serde_json::to_string(&spec).map_err(|e| Error::Query(e.to_string()))?;
+    let spec_json = serde_json::to_string(&spec).map_err(Error::internal)?;
     catalog.mutable_tables().update_spec_in(conn, &record.id, &spec_json).await
 }

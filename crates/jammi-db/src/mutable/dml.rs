@@ -94,7 +94,7 @@ pub(crate) async fn run(engine: &dyn EngineContext, tables: &MutableState, scope
 
 async fn execute(txn: &WriteTxn, sql: &'static str) -> Result<()> {
     txn.with(move |conn| {
-        Box::pin(async move { sqlx::query(sql).execute(conn).await.map(|_| ()).map_err(|e| Error::Query(crate::error::one_line(&e.to_string()))) })
+        Box::pin(async move { sqlx::query(sql).execute(conn).await.map(|_| ()).map_err(|e| Error::from_sqlx("the catalog database", &e)) })
     })
     .await
 }
@@ -113,21 +113,21 @@ async fn query(ctx: &SessionContext, statement: Statement) -> Result<RecordBatch
     let plan = ctx.state().statement_to_plan(DfStatement::Statement(Box::new(statement))).await?;
     let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
     let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
-    concat_batches(&schema, &batches).map_err(|e| Error::Query(e.to_string()))
+    concat_batches(&schema, &batches).map_err(Error::internal)
 }
 
 async fn query_sql(ctx: &SessionContext, sql: &str) -> Result<RecordBatch> {
     let statement = datafusion::sql::parser::DFParser::parse_sql(sql).map_err(|e| Error::Query(format!("SQL syntax error: {e}")))?;
     match statement.into_iter().next() {
         Some(DfStatement::Statement(s)) => query(ctx, *s).await,
-        _ => Err(Error::Query(format!("not a query: {sql}"))),
+        _ => Err(Error::invalid("SQL", format!("not a query: {sql}"))),
     }
 }
 
 /// Convert `array` to column `column`'s type, or say which value does not fit.
 pub fn conform(array: &ArrayRef, ty: ColumnType, column: &str, table: &str) -> Result<ArrayRef> {
     let target = ty.arrow_type();
-    let bad = |m: String| Error::Query(format!("{table}: column '{column}' ({}): {m}", ty.sql_name()));
+    let bad = |m: String| Error::invalid(column, format!("{table}: column '{column}' ({}): {m}", ty.sql_name()));
     if let (ColumnType::Vector { dims }, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) = (ty, array.data_type()) {
         let text = cast_with_options(array, &DataType::Utf8, &CastOptions::default()).map_err(|e| bad(e.to_string()))?;
         let text = text.as_string::<i32>();
@@ -169,12 +169,12 @@ pub fn conform(array: &ArrayRef, ty: ColumnType, column: &str, table: &str) -> R
 /// Evaluate a constant expression (a DEFAULT) as a stored value of `ty`.
 pub(crate) async fn evaluate_constant(engine: &dyn EngineContext, scope: TenantScope, sql: &str, ty: ColumnType, column: &str) -> Result<Stored> {
     let ctx = engine.query_context(scope);
-    let batch = query_sql(&ctx, &format!("SELECT {sql}")).await.map_err(|e| Error::Query(format!("column '{column}': DEFAULT {sql}: {e}")))?;
+    let batch = query_sql(&ctx, &format!("SELECT {sql}")).await.map_err(|e| Error::invalid(column, format!("column '{column}': DEFAULT {sql}: {e}")))?;
     if batch.num_rows() != 1 {
-        return Err(Error::Query(format!("column '{column}': DEFAULT {sql} is not one value")));
+        return Err(Error::invalid(column, format!("column '{column}': DEFAULT {sql} is not one value")));
     }
     let array = conform(batch.column(0), ty, column, "DEFAULT")?;
-    ty.encode(&array, 0).map_err(|m| Error::Query(format!("column '{column}': DEFAULT {sql}: {m}")))
+    ty.encode(&array, 0).map_err(|m| Error::invalid(column, format!("column '{column}': DEFAULT {sql}: {m}")))
 }
 
 /// Rows of `columns` (each conformed to its column) as stored values; NOT NULL enforced.
@@ -183,7 +183,7 @@ fn encode_rows(table: &MutableTable, columns: &[ArrayRef], column_ids: &[usize],
         let spec = &table.spec.columns[c];
         if !spec.nullable && array.null_count() > 0 {
             let row = (0..array.len()).find(|r| array.is_null(*r)).unwrap_or(0);
-            return Err(Error::Query(format!(
+            return Err(Error::invalid(spec.name.clone(), format!(
                 "{}: column '{}' is NOT NULL, but row {} of the statement has NULL there; nothing was written",
                 display(table),
                 spec.name,
@@ -196,7 +196,7 @@ fn encode_rows(table: &MutableTable, columns: &[ArrayRef], column_ids: &[usize],
         let mut row = Vec::with_capacity(columns.len());
         for (array, &c) in columns.iter().zip(column_ids) {
             let spec = &table.spec.columns[c];
-            row.push(spec.ty.encode(array, r).map_err(|m| Error::Query(format!("{}: column '{}', row {}: {m}", display(table), spec.name, r + 1)))?);
+            row.push(spec.ty.encode(array, r).map_err(|m| Error::invalid(spec.name.clone(), format!("{}: column '{}', row {}: {m}", display(table), spec.name, r + 1)))?);
         }
         out.push(row);
     }
@@ -207,14 +207,15 @@ fn duplicate(table: &MutableTable, e: WriteError) -> Error {
     match e {
         WriteError::Duplicate(columns) => {
             let what = if columns == table.spec.primary_key { "primary key".to_string() } else { "unique index".to_string() };
-            Error::Query(format!(
+            Error::UniqueViolation { table: display(table), message: format!(
                 "{}: duplicate key: another row already has this ({}) — {what}; nothing was written{}",
                 display(table),
                 columns.join(", "),
                 if what == "primary key" { "; use INSERT ... ON CONFLICT to update or skip it" } else { "" }
-            ))
+            ) }
         }
-        WriteError::Other(m) => Error::Query(format!("{}: {m}; nothing was written", display(table))),
+        WriteError::Other(Error::Catalog { backend, message }) => Error::Catalog { backend, message: format!("{}: {message}; nothing was written", display(table)) },
+        WriteError::Other(other) => other,
     }
 }
 
@@ -223,7 +224,7 @@ fn column_position(table: &MutableTable, name: &str) -> Result<usize> {
         .spec
         .column(name)
         .map(|(i, _)| i)
-        .ok_or_else(|| Error::Query(format!("{}: no column '{name}'; columns: {}", display(table), table.spec.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "))))
+        .ok_or_else(|| Error::invalid(name, format!("{}: no column '{name}'; columns: {}", display(table), table.spec.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "))))
 }
 
 fn last_ident(name: &ast::ObjectName) -> String {
@@ -232,8 +233,8 @@ fn last_ident(name: &ast::ObjectName) -> String {
 
 /// Each row of `columns` (all of the table's, in order) and its key as JSON objects.
 pub(super) fn row_images(table: &MutableTable, columns: Vec<ArrayRef>) -> Result<(Vec<String>, Vec<String>)> {
-    let batch = RecordBatch::try_new(table.spec.schema(), columns).map_err(|e| Error::Query(e.to_string()))?;
-    let key = batch.project(&table.spec.key_positions()).map_err(|e| Error::Query(e.to_string()))?;
+    let batch = RecordBatch::try_new(table.spec.schema(), columns).map_err(Error::internal)?;
+    let key = batch.project(&table.spec.key_positions()).map_err(Error::internal)?;
     Ok((rows_to_json(&batch)?, rows_to_json(&key)?))
 }
 
@@ -250,7 +251,7 @@ async fn insert(
     let source = insert
         .source
         .as_ref()
-        .ok_or_else(|| Error::Query(format!("INSERT INTO {}: give VALUES (...) or a SELECT", display(table))))?;
+        .ok_or_else(|| Error::invalid("INSERT", format!("INSERT INTO {}: give VALUES (...) or a SELECT", display(table))))?;
     let batch = query(ctx, Statement::Query(source.clone())).await?;
     let targets: Vec<usize> = if insert.columns.is_empty() {
         (0..table.spec.columns.len()).collect()
@@ -258,7 +259,7 @@ async fn insert(
         insert.columns.iter().map(|c| column_position(table, &last_ident(c))).collect::<Result<_>>()?
     };
     if batch.num_columns() != targets.len() {
-        return Err(Error::Query(format!(
+        return Err(Error::invalid("INSERT", format!(
             "INSERT INTO {}: {} values per row for {} columns",
             display(table),
             batch.num_columns(),
@@ -275,7 +276,7 @@ async fn insert(
                     let value = evaluate_constant(engine, scope, default, spec.ty, &spec.name).await?;
                     let one = spec.ty.decode(vec![value]).map_err(Error::Query)?;
                     let indices = datafusion::arrow::array::UInt32Array::from(vec![0u32; rows]);
-                    datafusion::arrow::compute::take(&one, &indices, None).map_err(|e| Error::Query(e.to_string()))?
+                    datafusion::arrow::compute::take(&one, &indices, None).map_err(Error::internal)?
                 }
                 None => new_null_array(&spec.ty.arrow_type(), rows),
             },
@@ -302,7 +303,7 @@ async fn insert(
             if let Some(ast::ConflictTarget::Columns(cols)) = &on.conflict_target {
                 let named: Vec<String> = cols.iter().map(|c| c.value.clone()).collect();
                 if named != table.spec.primary_key {
-                    return Err(Error::Query(format!(
+                    return Err(Error::invalid("ON CONFLICT", format!(
                         "INSERT INTO {}: ON CONFLICT must name the primary key ({})",
                         display(table),
                         table.spec.primary_key.join(", ")
@@ -329,7 +330,7 @@ async fn insert(
                 }
             }
         }
-        Some(other) => Err(Error::Query(format!("INSERT INTO {}: '{other}' is not supported; use ON CONFLICT (key) DO ...", display(table)))),
+        Some(other) => Err(Error::unsupported(format!("INSERT INTO {}: '{other}' is not supported; use ON CONFLICT (key) DO ...", display(table)))),
     }
 }
 
@@ -380,13 +381,13 @@ fn keys_of(batch: &RecordBatch, table: &MutableTable, row: usize) -> Result<(Str
 
 async fn update(ctx: &SessionContext, txn: &WriteTxn, table: &Arc<MutableTable>, update: &ast::Update, track: bool) -> Result<(u64, Vec<Change>)> {
     if !update.table.joins.is_empty() || update.from.is_some() {
-        return Err(Error::Query(format!("UPDATE {}: FROM and JOIN are not supported; use a subquery in WHERE", display(table))));
+        return Err(Error::unsupported(format!("UPDATE {}: FROM and JOIN are not supported; use a subquery in WHERE", display(table))));
     }
     let mut set_columns = Vec::new();
     let mut values = Vec::new();
     for a in &update.assignments {
         let AssignmentTarget::ColumnName(name) = &a.target else {
-            return Err(Error::Query(format!("UPDATE {}: assign one column at a time", display(table))));
+            return Err(Error::unsupported(format!("UPDATE {}: assign one column at a time", display(table))));
         };
         set_columns.push(column_position(table, &last_ident(name))?);
         values.push(format!("{} AS jammi_set_{}", a.value, values.len()));
@@ -445,7 +446,7 @@ async fn delete(ctx: &SessionContext, txn: &WriteTxn, table: &Arc<MutableTable>,
         ast::FromTable::WithFromKeyword(t) | ast::FromTable::WithoutKeyword(t) => t,
     };
     if tables.len() != 1 || !tables[0].joins.is_empty() || delete.using.is_some() || delete.limit.is_some() {
-        return Err(Error::Query(format!("DELETE FROM {}: one table only; use a subquery in WHERE", display(table))));
+        return Err(Error::unsupported(format!("DELETE FROM {}: one table only; use a subquery in WHERE", display(table))));
     }
     let batch = touched(ctx, table, &tables[0].relation, &[], delete.selection.as_ref(), track).await?;
     let changes = if track {

@@ -155,7 +155,7 @@ fn tables_from(records: Vec<crate::catalog::MutableTableRecord>) -> Result<Scope
     let mut tables = ScopedNames::with_capacity(records.len());
     for r in records {
         let spec: TableSpec = serde_json::from_str(&r.spec)
-            .map_err(|e| Error::Query(format!("mutable table '{}' has an unreadable definition in the catalog: {e}", r.name)))?;
+            .map_err(|e| Error::Catalog { backend: "catalog".into(), message: format!("mutable table '{}' has an unreadable definition: {e}", r.name) })?;
         tables.insert((r.owner, r.name.clone()), Arc::new(MutableTable { id: r.id, owner: r.owner, name: r.name, storage: r.storage, spec }));
     }
     Ok(tables)

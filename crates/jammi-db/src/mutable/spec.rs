@@ -75,7 +75,7 @@ impl TableSpec {
             let name = def.name.value.clone();
             let column = column_spec(table, def, &mut spec)?;
             if spec.column(&name).is_some() {
-                return Err(Error::Query(format!("CREATE TABLE {table}: column '{name}' is defined twice")));
+                return Err(Error::invalid(name.clone(), format!("CREATE TABLE {table}: column '{name}' is defined twice")));
             }
             spec.columns.push(column);
         }
@@ -83,7 +83,7 @@ impl TableSpec {
             match constraint {
                 TableConstraint::PrimaryKey(pk) => {
                     if !spec.primary_key.is_empty() {
-                        return Err(Error::Query(format!("CREATE TABLE {table}: more than one PRIMARY KEY")));
+                        return Err(Error::invalid("PRIMARY KEY", format!("CREATE TABLE {table}: more than one PRIMARY KEY")));
                     }
                     spec.primary_key = index_columns(&pk.columns)?;
                 }
@@ -92,7 +92,7 @@ impl TableSpec {
                     let name = format!("{}_unique_{}", table.rsplit('.').next().unwrap_or(table), columns.join("_"));
                     spec.indexes.push(IndexSpec { name, columns, unique: true });
                 }
-                other => return Err(Error::Query(format!("CREATE TABLE {table}: constraint '{other}' is not supported"))),
+                other => return Err(Error::unsupported(format!("CREATE TABLE {table}: constraint '{other}' is not supported"))),
             }
         }
         spec.validate(table)?;
@@ -102,28 +102,28 @@ impl TableSpec {
     /// Check the key and indexes name existing columns; key columns become NOT NULL.
     pub fn validate(&mut self, table: &str) -> Result<()> {
         if self.columns.is_empty() {
-            return Err(Error::Query(format!("CREATE TABLE {table}: a table needs at least one column")));
+            return Err(Error::invalid("columns", format!("CREATE TABLE {table}: a table needs at least one column")));
         }
         if self.primary_key.is_empty() {
-            return Err(Error::Query(format!(
+            return Err(Error::invalid("PRIMARY KEY", format!(
                 "CREATE TABLE {table}: a mutable table needs a PRIMARY KEY, e.g. `id BIGINT PRIMARY KEY` or `PRIMARY KEY (a, b)`"
             )));
         }
         for c in &self.columns {
             if c.name.eq_ignore_ascii_case(TENANT_COLUMN) {
-                return Err(Error::Query(format!("CREATE TABLE {table}: the column name '{}' is reserved for tenancy", c.name)));
+                return Err(Error::invalid(c.name.clone(), format!("CREATE TABLE {table}: the column name '{}' is reserved for tenancy", c.name)));
             }
         }
         let names: Vec<String> = self.primary_key.iter().chain(self.indexes.iter().flat_map(|i| i.columns.iter())).cloned().collect();
         for name in names {
             if self.column(&name).is_none() {
-                return Err(Error::Query(format!("CREATE TABLE {table}: key or index column '{name}' is not a column of the table")));
+                return Err(Error::invalid(name.clone(), format!("CREATE TABLE {table}: key or index column '{name}' is not a column of the table")));
             }
         }
         for key in self.primary_key.clone() {
             if let Some(c) = self.columns.iter_mut().find(|c| c.name == key) {
                 if matches!(c.ty, ColumnType::Vector { .. } | ColumnType::Json) {
-                    return Err(Error::Query(format!("CREATE TABLE {table}: column '{key}' of type {} cannot be part of the key", c.ty.sql_name())));
+                    return Err(Error::invalid(key.clone(), format!("CREATE TABLE {table}: column '{key}' of type {} cannot be part of the key", c.ty.sql_name())));
                 }
                 c.nullable = false;
             }
@@ -143,14 +143,14 @@ pub fn column_spec(table: &str, def: &ast::ColumnDef, spec: &mut TableSpec) -> R
             ColumnOption::Default(expr) => column.default = Some(expr.to_string()),
             ColumnOption::PrimaryKey(_) => {
                 if !spec.primary_key.is_empty() {
-                    return Err(Error::Query(format!("CREATE TABLE {table}: more than one PRIMARY KEY")));
+                    return Err(Error::invalid("PRIMARY KEY", format!("CREATE TABLE {table}: more than one PRIMARY KEY")));
                 }
                 spec.primary_key = vec![name.clone()];
             }
             ColumnOption::Unique(_) => {
                 spec.indexes.push(IndexSpec { name: format!("{}_unique_{name}", table.rsplit('.').next().unwrap_or(table)), columns: vec![name.clone()], unique: true })
             }
-            other => return Err(Error::Query(format!("column '{name}': option '{other}' is not supported"))),
+            other => return Err(Error::unsupported(format!("column '{name}': option '{other}' is not supported"))),
         }
     }
     Ok(column)
@@ -161,7 +161,7 @@ fn index_columns(columns: &[ast::IndexColumn]) -> Result<Vec<String>> {
         .iter()
         .map(|c| match &c.column.expr {
             ast::Expr::Identifier(id) => Ok(id.value.clone()),
-            other => Err(Error::Query(format!("only plain columns can be keys or indexed; got '{other}'"))),
+            other => Err(Error::unsupported(format!("only plain columns can be keys or indexed; got '{other}'"))),
         })
         .collect()
 }

@@ -89,8 +89,8 @@ pub fn bind(query: AnyQuery<'_>, value: Stored) -> AnyQuery<'_> {
 pub enum WriteError {
     /// A primary-key or unique-index violation on these columns (tenant column dropped).
     Duplicate(Vec<String>),
-    /// Anything else, as the backend said it.
-    Other(String),
+    /// Anything else, classified like every catalog-database error.
+    Other(crate::error::Error),
 }
 
 /// Classify a backend error from a write to `storage`.
@@ -119,9 +119,8 @@ pub fn write_error(e: sqlx::Error, storage: &str, spec: &TableSpec) -> WriteErro
             };
             return WriteError::Duplicate(columns);
         }
-        return WriteError::Other(crate::error::one_line(db.message()));
     }
-    WriteError::Other(crate::error::one_line(&e.to_string()))
+    WriteError::Other(crate::error::Error::from_sqlx("the catalog database", &e))
 }
 
 /// Insert the rows of `columns` (stored values, column-major, in `spec` order) stamped with
@@ -274,23 +273,23 @@ impl Select {
         for v in &self.binds {
             query = bind(query, v.clone());
         }
-        let rows: Vec<AnyRow> = query.fetch_all(&mut *conn).await.map_err(|e| Error::Query(format!("reading {storage}: {}", crate::error::one_line(&e.to_string()))))?;
+        let rows: Vec<AnyRow> = query.fetch_all(&mut *conn).await.map_err(|e| Error::from_sqlx("the catalog database", &e))?;
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.columns.len());
         for (pos, column) in self.columns.iter().enumerate() {
             let (class, ty) = match column {
                 Some(i) => (spec.columns[*i].ty.storage(), Some(spec.columns[*i].ty)),
                 None => (StorageClass::Text, None),
             };
-            let values = rows.iter().map(|r| read(r, pos, class)).collect::<std::result::Result<Vec<_>, _>>().map_err(|e| Error::Query(format!("reading {storage}: {e}")))?;
+            let values = rows.iter().map(|r| read(r, pos, class)).collect::<std::result::Result<Vec<_>, _>>().map_err(|e| Error::Catalog { backend: "catalog".into(), message: format!("reading {storage}: {e}") })?;
             let array = match ty {
                 Some(ty) => ty.decode(values),
                 None => super::types::ColumnType::Text.decode(values),
             }
-            .map_err(|e| Error::Query(format!("reading {storage}: {e}")))?;
+            .map_err(|e| Error::Catalog { backend: "catalog".into(), message: format!("reading {storage}: {e}") })?;
             arrays.push(array);
         }
         let options = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(rows.len()));
-        RecordBatch::try_new_with_options(SchemaRef::clone(schema), arrays, &options).map_err(|e| Error::Query(e.to_string()))
+        RecordBatch::try_new_with_options(SchemaRef::clone(schema), arrays, &options).map_err(Error::internal)
     }
 }
 

@@ -309,7 +309,7 @@ fn real(v: f64) -> std::result::Result<Stored, String> {
 }
 
 fn column_error(column: &str, message: String) -> Error {
-    Error::Query(format!("column '{column}': {message}"))
+    Error::invalid(column, format!("column '{column}': {message}"))
 }
 
 /// `value × 10^-scale` written exactly (`-12.30` for 1230 at scale 2).

@@ -58,9 +58,9 @@ pub(super) async fn run(
     let mut fields: Vec<Field> = table.spec.columns.iter().map(|c| Field::new(&c.name, c.ty.arrow_type(), true)).collect();
     fields.push(Field::new(TENANT_COLUMN, DataType::Utf8, false));
     let schema = Arc::new(Schema::new(fields));
-    let mut arrays = columns.iter().map(|a| take(a, &indices, None)).collect::<std::result::Result<Vec<_>, _>>().map_err(|e| Error::Query(e.to_string()))?;
+    let mut arrays = columns.iter().map(|a| take(a, &indices, None)).collect::<std::result::Result<Vec<_>, _>>().map_err(Error::internal)?;
     arrays.push(Arc::new(StringArray::from(vec![tenant.as_str(); indices.len()])));
-    let excluded = RecordBatch::try_new(Arc::clone(&schema), arrays).map_err(|e| Error::Query(e.to_string()))?;
+    let excluded = RecordBatch::try_new(Arc::clone(&schema), arrays).map_err(Error::internal)?;
     let excluded = MemTable::try_new(schema, vec![vec![excluded]])?;
 
     let target = MutableProvider::new(catalog.clone(), Arc::clone(table), Mode::Write);
@@ -78,12 +78,12 @@ pub(super) async fn run(
     let mut projection: Vec<Expr> = key.iter().map(|k| col(datafusion::common::Column::new(Some(alias.clone()), k))).collect();
     for a in &update.assignments {
         let AssignmentTarget::ColumnName(name) = &a.target else {
-            return Err(Error::Query(format!("INSERT INTO {display} ... DO UPDATE: assign one column at a time")));
+            return Err(Error::unsupported(format!("INSERT INTO {display} ... DO UPDATE: assign one column at a time")));
         };
         let column = name.0.last().and_then(|p| p.as_ident()).map(|i| i.value.clone()).unwrap_or_default();
-        let (pos, _) = table.spec.column(&column).ok_or_else(|| Error::Query(format!("{display}: no column '{column}'")))?;
+        let (pos, _) = table.spec.column(&column).ok_or_else(|| Error::invalid(column.clone(), format!("{display}: no column '{column}'")))?;
         if table.spec.primary_key.contains(&column) {
-            return Err(Error::Query(format!("INSERT INTO {display} ... DO UPDATE cannot change the key column '{column}'")));
+            return Err(Error::invalid(column.clone(), format!("INSERT INTO {display} ... DO UPDATE cannot change the key column '{column}'")));
         }
         set_columns.push(pos);
         projection.push(parse(&a.value)?.alias(format!("set_{}", set_columns.len())));
@@ -97,7 +97,7 @@ pub(super) async fn run(
     let plan = builder.project(projection)?.build()?;
     let out_schema = Arc::new(plan.schema().as_arrow().clone());
     let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
-    let batch = concat_batches(&out_schema, &batches).map_err(|e| Error::Query(e.to_string()))?;
+    let batch = concat_batches(&out_schema, &batches).map_err(Error::internal)?;
 
     let mut writes = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
@@ -112,7 +112,7 @@ pub(super) async fn run(
             let spec = &table.spec.columns[c];
             let array = conform(batch.column(key.len() + i), spec.ty, &spec.name, &display)?;
             if !spec.nullable && array.is_null(row) {
-                return Err(Error::Query(format!("{display}: column '{}' is NOT NULL, but DO UPDATE sets it to NULL; nothing was written", spec.name)));
+                return Err(Error::invalid(spec.name.clone(), format!("{display}: column '{}' is NOT NULL, but DO UPDATE sets it to NULL; nothing was written", spec.name)));
             }
             values.push(spec.ty.encode(&array, row).map_err(Error::Query)?);
         }

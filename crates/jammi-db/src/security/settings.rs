@@ -45,7 +45,7 @@ pub fn parse_session_setting(set: &Set) -> Option<Result<SessionSetting>> {
 }
 
 fn bad_duration(input: &str) -> Error {
-    Error::Query(format!(
+    Error::invalid("idle_in_transaction_timeout", format!(
         "invalid value {input} for idle_in_transaction_timeout: give milliseconds (5000) or a duration such as '5s', '500ms' or '1min' (0 turns it off)"
     ))
 }

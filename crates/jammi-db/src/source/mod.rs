@@ -130,7 +130,7 @@ impl<'a> Sources<'a> {
         record.format = Some(table_spec.format.to_string());
         record.tenant_column = spec.tenant_column.clone();
         record.options = spec.options.clone();
-        record.table_spec = serde_json::to_string(&table_spec).map_err(|e| Error::Query(e.to_string()))?;
+        record.table_spec = serde_json::to_string(&table_spec).map_err(Error::internal)?;
         // Build before writing: a source that cannot be served is never registered.
         let catalog = build_source_catalog(self.ctx, &record)?;
         self.ctx.catalog().sources().insert(&record).await?;
@@ -154,7 +154,7 @@ impl<'a> Sources<'a> {
         let mut record = SourceRecord::new(self.ctx.scope().owner(), &spec.name, kind.as_str(), spec.url.as_str());
         record.tenant_column = spec.tenant_column.clone();
         record.options = spec.options.clone();
-        record.table_spec = serde_json::to_string(&tables).map_err(|e| Error::Query(e.to_string()))?;
+        record.table_spec = serde_json::to_string(&tables).map_err(Error::internal)?;
         let catalog = build_catalog(&record)?;
         self.ctx.catalog().sources().insert(&record).await?;
         self.catalogs.insert(record.tenant, catalog);
@@ -172,7 +172,7 @@ impl<'a> Sources<'a> {
             .await?
             .ok_or_else(|| Error::Unknown { kind: crate::error::ObjectKind::Source, name: name.to_string(), scope: scope.describe() })?;
         let Some(kind) = remote::kind_of_url(&record.url) else {
-            return Err(Error::Query(format!("source '{name}' is a file source: its schema is read when it is added; remove and add it again")));
+            return Err(Error::unsupported(format!("source '{name}' is a file source: its schema is read when it is added; remove and add it again")));
         };
         refresh_record(self.ctx, &record, kind).await?;
         let record = self.ctx.catalog().sources().get_visible(scope, name).await?.unwrap_or(record);
@@ -234,7 +234,7 @@ pub fn sources_to_batch(sources: &[SourceInfo]) -> Result<RecordBatch> {
     ];
     let schema = Schema::new(columns.iter().map(|(n, _)| Field::new(*n, DataType::Utf8, true)).collect::<Vec<_>>());
     RecordBatch::try_new(Arc::new(schema), columns.into_iter().map(|(_, c)| c).collect())
-        .map_err(|e| Error::Query(e.to_string()))
+        .map_err(Error::internal)
 }
 
 /// The connection pool of a database source, shared by every catalog built for it in this
@@ -260,7 +260,7 @@ fn schemas_option(options: &BTreeMap<String, String>) -> Vec<String> {
 pub(crate) async fn refresh_record(ctx: &dyn EngineContext, record: &SourceRecord, kind: remote::RemoteKind) -> Result<()> {
     let source = remote_source(&record.name, &record.url, kind)?;
     let tables = source.introspect(&schemas_option(&record.options)).await?;
-    let spec = serde_json::to_string(&tables).map_err(|e| Error::Query(e.to_string()))?;
+    let spec = serde_json::to_string(&tables).map_err(Error::internal)?;
     if spec != record.table_spec {
         ctx.catalog().sources().update_spec(&record.id, &spec).await?;
         ctx.sync_catalog().await?;
@@ -343,14 +343,14 @@ pub(crate) fn refuse_source_ddl(
     if let LogicalPlan::Ddl(DdlStatement::DropTable(drop)) = plan {
         if let Some(catalog) = drop.name.catalog() {
             if catalog == "vectors" {
-                return Err(Error::Query(format!(
+                return Err(Error::unsupported(format!(
                     "cannot drop {} with SQL; use `jammi vectors drop {}`",
                     drop.name,
                     drop.name.table()
                 )));
             }
             if sources.resolve(scope, catalog).is_some() {
-                return Err(Error::Query(format!(
+                return Err(Error::unsupported(format!(
                     "cannot drop table {}: it belongs to source '{catalog}'; use `jammi source remove {catalog}`",
                     drop.name
                 )));

@@ -29,7 +29,7 @@ pub struct EventFilter {
 }
 
 fn refuse(text: &str, what: impl std::fmt::Display) -> Error {
-    Error::Query(format!(
+    Error::invalid("filter", format!(
         "subscription filter '{text}': {what} is not allowed; use comparisons, AND/OR/NOT, IS [NOT] NULL, BETWEEN, IN, LIKE, \
          CAST and common string and math functions ({})",
         FUNCTIONS.join(", ")
@@ -112,22 +112,22 @@ impl EventFilter {
         let expr = Parser::new(&GenericDialect {})
             .try_with_sql(text)
             .and_then(|mut p| p.parse_expr())
-            .map_err(|e| Error::Query(format!("subscription filter '{text}': {e}")))?;
+            .map_err(|e| Error::invalid("filter", format!("subscription filter '{text}': {e}")))?;
         check(text, &expr)?;
-        let logical = ctx.parse_sql_expr(text, schema).map_err(|e| Error::Query(format!("subscription filter '{text}': {e}")))?;
-        let predicate = ctx.create_physical_expr(logical, schema).map_err(|e| Error::Query(format!("subscription filter '{text}': {e}")))?;
-        let ty = predicate.data_type(schema.as_arrow()).map_err(|e| Error::Query(format!("subscription filter '{text}': {e}")))?;
+        let logical = ctx.parse_sql_expr(text, schema).map_err(|e| Error::invalid("filter", format!("subscription filter '{text}': {e}")))?;
+        let predicate = ctx.create_physical_expr(logical, schema).map_err(|e| Error::invalid("filter", format!("subscription filter '{text}': {e}")))?;
+        let ty = predicate.data_type(schema.as_arrow()).map_err(|e| Error::invalid("filter", format!("subscription filter '{text}': {e}")))?;
         if ty != datafusion::arrow::datatypes::DataType::Boolean {
-            return Err(Error::Query(format!("subscription filter '{text}' is a {ty} value, not a true/false condition")));
+            return Err(Error::invalid("filter", format!("subscription filter '{text}' is a {ty} value, not a true/false condition")));
         }
         Ok(EventFilter { text: text.to_string(), predicate })
     }
 
     /// The rows of `batch` the filter keeps (NULL counts as false).
     pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        let value = self.predicate.evaluate(batch).and_then(|v| v.into_array(batch.num_rows())).map_err(|e| Error::Query(format!("filter '{}': {e}", self.text)))?;
-        let mask = value.as_boolean_opt().ok_or_else(|| Error::Query(format!("subscription filter '{}' is not a true/false condition", self.text)))?;
+        let value = self.predicate.evaluate(batch).and_then(|v| v.into_array(batch.num_rows())).map_err(|e| Error::invalid("filter", format!("filter '{}': {e}", self.text)))?;
+        let mask = value.as_boolean_opt().ok_or_else(|| Error::invalid("filter", format!("subscription filter '{}' is not a true/false condition", self.text)))?;
         let mask: BooleanArray = if mask.null_count() > 0 { prep_null_mask_filter(mask) } else { mask.clone() };
-        filter_record_batch(batch, &mask).map_err(|e| Error::Query(e.to_string()))
+        filter_record_batch(batch, &mask).map_err(Error::internal)
     }
 }

@@ -32,7 +32,7 @@ pub struct LogEvent {
 }
 
 fn sql_err(e: sqlx::Error) -> Error {
-    Error::Query(format!("topic log: {}", crate::error::one_line(&e.to_string())))
+    Error::from_sqlx("the topic log", &e)
 }
 
 /// Where an append landed.
@@ -160,7 +160,7 @@ pub async fn bounds(pool: &AnyPool, topic_id: &str) -> Result<(i64, i64)> {
         .fetch_optional(pool)
         .await
         .map_err(sql_err)?
-        .ok_or_else(|| Error::Query("the topic no longer exists".into()))?;
+        .ok_or_else(|| Error::conflict("the topic was dropped meanwhile; nothing was written"))?;
     Ok((row.try_get(0).map_err(sql_err)?, row.try_get(1).map_err(sql_err)?))
 }
 
@@ -171,7 +171,7 @@ pub fn events_to_batch(spec: &TopicSpec, events: &[LogEvent]) -> Result<RecordBa
     let mut columns: Vec<ArrayRef> = payloads.columns().to_vec();
     columns.push(Arc::new(Int64Array::from(events.iter().map(|e| e.offset).collect::<Vec<_>>())));
     columns.push(Arc::new(TimestampMillisecondArray::from(events.iter().map(|e| e.produced_at).collect::<Vec<_>>()).with_timezone("UTC")));
-    RecordBatch::try_new(spec.event_schema(), columns).map_err(|e| Error::Query(e.to_string()))
+    RecordBatch::try_new(spec.event_schema(), columns).map_err(Error::internal)
 }
 
 /// Parse JSON objects (one per item) into a batch of `schema`.
@@ -185,7 +185,7 @@ pub fn decode<'a>(schema: &SchemaRef, rows: impl Iterator<Item = &'a str>) -> Re
         .with_batch_size(8192)
         .with_strict_mode(true)
         .build(Cursor::new(text.into_bytes()))
-        .map_err(|e| Error::Query(e.to_string()))?;
-    let batches = reader.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| Error::Query(format!("events do not match the topic's columns: {e}")))?;
-    concat_batches(schema, &batches).map_err(|e| Error::Query(e.to_string()))
+        .map_err(Error::internal)?;
+    let batches = reader.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| Error::invalid("events", format!("events do not match the topic's columns: {e}")))?;
+    concat_batches(schema, &batches).map_err(Error::internal)
 }

@@ -62,7 +62,7 @@ impl TopicState {
         let mut topics = HashMap::new();
         for record in self.catalog.topics().list_all().await? {
             let spec: TopicSpec = serde_json::from_str(&record.spec)
-                .map_err(|e| Error::Query(format!("topic '{}' has an unreadable definition in the catalog: {e}", record.name)))?;
+                .map_err(|e| Error::Catalog { backend: "catalog".into(), message: format!("topic '{}' has an unreadable definition: {e}", record.name) })?;
             topics.insert((record.tenant, record.name.clone()), Arc::new(TopicEntry { record, spec }));
         }
         *self.topics.write() = topics;
@@ -172,12 +172,12 @@ impl<'a> Topics<'a> {
                 self.tables.require(self.ctx.scope(), name)?;
                 TopicSpec::change_feed_columns()
             }
-            None if definition.columns.is_empty() => return Err(Error::Query("a topic needs columns (--schema) or a source table (--from-table)".into())),
+            None if definition.columns.is_empty() => return Err(Error::invalid("schema", "a topic needs columns (--schema) or a source table (--from-table)")),
             None => definition.columns.clone(),
         };
         for (what, v) in [("max age", definition.retention.max_age_ms), ("max events", definition.retention.max_events)] {
             if v.is_some_and(|v| v <= 0) {
-                return Err(Error::Query(format!("retention {what} must be positive")));
+                return Err(Error::invalid("retention", format!("retention {what} must be positive")));
             }
         }
         let source_table = definition.source_table.as_ref().map(|t| if t.starts_with("mutable.") { t.clone() } else { format!("mutable.public.{t}") });
@@ -186,7 +186,7 @@ impl<'a> Topics<'a> {
             id: uuid::Uuid::new_v4().to_string(),
             tenant: self.ctx.scope().owner(),
             name: definition.name.clone(),
-            spec: serde_json::to_string(&spec).map_err(|e| Error::Query(e.to_string()))?,
+            spec: serde_json::to_string(&spec).map_err(Error::internal)?,
             next_offset: 0,
             low_offset: 0,
         };
@@ -239,11 +239,12 @@ impl<'a> Topics<'a> {
 
     fn check_owner(&self, entry: &TopicEntry) -> Result<()> {
         let scope = self.ctx.scope();
+        // A tenant changes only its own topics; shared ones take events from every scope
+        // (each event stamped with its writer's tenant), so only another tenant's are refused.
         match entry.record.tenant {
-            Some(owner) if scope != TenantScope::Admin && scope.owner() != Some(owner) => Err(Error::Query(format!(
-                "permission denied: topic '{}' belongs to another tenant; only its owner may publish to or drop it",
-                entry.record.name
-            ))),
+            Some(owner) if !crate::tenant::may_change(scope, Some(owner)) => Err(Error::PermissionDenied {
+                message: format!("topic '{}' belongs to another tenant; only its owner may publish to or drop it", entry.record.name),
+            }),
             _ => Ok(()),
         }
     }
@@ -279,7 +280,7 @@ impl<'a> Topics<'a> {
         let name = entry.record.name.as_str();
         self.check_owner(entry)?;
         if entry.spec.source_table.is_some() {
-            return Err(Error::Query(format!("topic '{name}' is the change feed of {}; it is written by that table's changes only", entry.spec.source_table.as_deref().unwrap_or_default())));
+            return Err(Error::unsupported(format!("topic '{name}' is the change feed of {}; it is written by that table's changes only", entry.spec.source_table.as_deref().unwrap_or_default())));
         }
         let conformed = conform(&entry.spec, batch, name)?;
         if conformed.num_rows() == 0 {
@@ -318,23 +319,23 @@ impl<'a> Topics<'a> {
         let entry = self.resolve(name)?;
         let trimmed = text.trim();
         let objects: Vec<String> = if trimmed.starts_with('[') {
-            let values: Vec<serde_json::Value> = serde_json::from_str(trimmed).map_err(|e| Error::Query(format!("publish to '{name}': not a JSON array of objects: {e}")))?;
+            let values: Vec<serde_json::Value> = serde_json::from_str(trimmed).map_err(|e| Error::invalid("events", format!("publish to '{name}': not a JSON array of objects: {e}")))?;
             values.iter().map(|v| v.to_string()).collect()
         } else {
             let mut out = Vec::new();
             for (i, line) in trimmed.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
                 crate::security::limits::at_most(&format!("NDJSON line {} (bytes)", i + 1), line.len(), crate::security::limits::MAX_NDJSON_LINE_BYTES)?;
-                let value: serde_json::Value = serde_json::from_str(line).map_err(|e| Error::Query(format!("publish to '{name}': line {}: not JSON: {e}", i + 1)))?;
+                let value: serde_json::Value = serde_json::from_str(line).map_err(|e| Error::invalid("events", format!("publish to '{name}': line {}: not JSON: {e}", i + 1)))?;
                 out.push(value.to_string());
             }
             out
         };
         for (i, o) in objects.iter().enumerate() {
             if !o.starts_with('{') {
-                return Err(Error::Query(format!("publish to '{name}': event {} is not a JSON object", i + 1)));
+                return Err(Error::invalid("events", format!("publish to '{name}': event {} is not a JSON object", i + 1)));
             }
         }
-        let batch = log::decode(&entry.spec.payload_schema(), objects.iter().map(String::as_str)).map_err(|e| Error::Query(format!("publish to '{name}': {e}; nothing was published")))?;
+        let batch = log::decode(&entry.spec.payload_schema(), objects.iter().map(String::as_str)).map_err(|e| Error::invalid("events", format!("publish to '{name}': {e}; nothing was published")))?;
         self.publish_to(&entry, &batch).await
     }
 
@@ -380,7 +381,7 @@ pub struct AckOutcome {
 /// A retried publish that still finds the topic gone: the user-facing message.
 fn gone_to_query(e: Error) -> Error {
     match e {
-        Error::TopicGone => Error::Query("the topic was dropped while publishing; nothing was written".into()),
+        Error::TopicGone => Error::conflict("the topic was dropped while publishing; nothing was written"),
         other => other,
     }
 }
@@ -401,7 +402,7 @@ fn check_name(name: &str) -> Result<()> {
 fn conform(spec: &TopicSpec, batch: &RecordBatch, topic: &str) -> Result<RecordBatch> {
     for field in batch.schema().fields() {
         if !spec.columns.iter().any(|c| &c.name == field.name()) {
-            return Err(Error::Query(format!(
+            return Err(Error::invalid("events", format!(
                 "publish to '{topic}': column '{}' is not in the topic; its columns are {}; nothing was published",
                 field.name(),
                 spec.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
@@ -414,22 +415,22 @@ fn conform(spec: &TopicSpec, batch: &RecordBatch, topic: &str) -> Result<RecordB
         let array = match batch.column_by_name(&c.name) {
             Some(a) if a.data_type() == &target => Arc::clone(a),
             Some(a) => cast_with_options(a, &target, &CastOptions { safe: false, ..Default::default() }).map_err(|e| {
-                Error::Query(format!("publish to '{topic}': column '{}' ({:?}): {e}; nothing was published", c.name, c.ty))
+                Error::invalid(c.name.clone(), format!("publish to '{topic}': column '{}' ({:?}): {e}; nothing was published", c.name, c.ty))
             })?,
             None => datafusion::arrow::array::new_null_array(&target, batch.num_rows()),
         };
         if !c.nullable && array.null_count() > 0 {
-            return Err(Error::Query(format!("publish to '{topic}': column '{}' is required but missing or NULL in some events; nothing was published", c.name)));
+            return Err(Error::invalid(c.name.clone(), format!("publish to '{topic}': column '{}' is required but missing or NULL in some events; nothing was published", c.name)));
         }
         if c.ty == TopicType::Json {
             let text = array.as_any().downcast_ref::<StringArray>();
             for v in text.into_iter().flatten().flatten() {
-                serde_json::from_str::<serde_json::Value>(v).map_err(|e| Error::Query(format!("publish to '{topic}': column '{}': '{v}' is not JSON: {e}", c.name)))?;
+                serde_json::from_str::<serde_json::Value>(v).map_err(|e| Error::invalid(c.name.clone(), format!("publish to '{topic}': column '{}': '{v}' is not JSON: {e}", c.name)))?;
             }
         }
         columns.push(array);
     }
-    RecordBatch::try_new(spec.payload_schema(), columns).map_err(|e| Error::Query(e.to_string()))
+    RecordBatch::try_new(spec.payload_schema(), columns).map_err(Error::internal)
 }
 
 /// `topic list` as a table.
@@ -459,5 +460,5 @@ pub fn topics_to_batch(topics: &[TopicInfo]) -> Result<RecordBatch> {
             text(&|t| t.tenant.map(|x| x.to_string())),
         ],
     )
-    .map_err(|e| Error::Query(e.to_string()))
+    .map_err(Error::internal)
 }

@@ -47,7 +47,7 @@ impl Committed {
         let mut columns: Vec<ArrayRef> = rows.columns().to_vec();
         columns.push(Arc::new(Int64Array::from_iter_values(from..from + take as i64)));
         columns.push(Arc::new(TimestampMillisecondArray::from(vec![self.produced_at; take]).with_timezone("UTC")));
-        RecordBatch::try_new(spec.event_schema(), columns).map_err(|e| Error::Query(e.to_string()))
+        RecordBatch::try_new(spec.event_schema(), columns).map_err(Error::internal)
     }
 
     /// Whether `scope` may see these events (the log's visibility rule).

@@ -109,7 +109,7 @@ pub const PRODUCED_AT_COLUMN: &str = "_produced_at";
 impl TopicSpec {
     /// Read `col:type[:nullable],...` (also `col:type?` for nullable).
     pub fn parse_schema(text: &str) -> Result<Vec<TopicColumn>> {
-        let bad = |m: String| Error::Query(format!("topic schema '{text}': {m}"));
+        let bad = |m: String| Error::invalid("topic schema", format!("topic schema '{text}': {m}"));
         let mut columns: Vec<TopicColumn> = Vec::new();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let pieces: Vec<&str> = part.split(':').map(str::trim).collect();

@@ -152,7 +152,7 @@ pub(crate) async fn subscribe(state: &Arc<TopicState>, ctx: &datafusion::prelude
     }
     let filter = match &options.filter {
         Some(text) if !text.trim().is_empty() => {
-            let df_schema = datafusion::common::DFSchema::try_from(SchemaRef::clone(&schema)).map_err(|e| Error::Query(e.to_string()))?;
+            let df_schema = datafusion::common::DFSchema::try_from(SchemaRef::clone(&schema)).map_err(Error::internal)?;
             Some(EventFilter::new(ctx, text, &df_schema)?)
         }
         _ => None,
@@ -162,12 +162,12 @@ pub(crate) async fn subscribe(state: &Arc<TopicState>, ctx: &datafusion::prelude
         StartAt::Live => top,
         StartAt::Beginning => low,
         StartAt::Offset(n) if n < low => {
-            return Err(Error::Query(format!(
+            return Err(Error::invalid("from offset", format!(
                 "topic '{}': offset {n} is no longer available (retention removed older events); the lowest available offset is {low}",
                 entry.record.name
             )))
         }
-        StartAt::Offset(n) if n < 0 => return Err(Error::Query(format!("offset {n} is negative"))),
+        StartAt::Offset(n) if n < 0 => return Err(Error::invalid("from offset", format!("offset {n} is negative"))),
         StartAt::Offset(n) => n,
     };
     let (tx, rx) = mpsc::channel(4);
@@ -275,7 +275,7 @@ impl Worker {
         let Some(last) = events.last() else {
             let (low, _) = log::bounds(self.state.catalog.pool(), id).await?;
             if low > next {
-                return Err(Error::Query(format!(
+                return Err(Error::conflict(format!(
                     "topic '{}': the subscriber fell behind retention at offset {next}; the lowest available offset is {low}",
                     self.entry.record.name
                 )));
@@ -389,7 +389,7 @@ async fn claim(state: &TopicState, member: &GroupMember, scope: TenantScope, lim
 }
 
 async fn claim_in(conn: &mut AnyConnection, topic_id: &str, group: &str, consumer: &str, scope: TenantScope, limit: i64, ack_ms: i64) -> Result<Vec<i64>> {
-    let err = |e: sqlx::Error| Error::Query(format!("consumer group: {}", crate::error::one_line(&e.to_string())));
+    let err = |e: sqlx::Error| Error::from_sqlx("the consumer-group table", &e);
     // Lock the group's row first: members claiming at once then take turns (Postgres runs
     // this transaction without a database-wide lock).
     sqlx::query("UPDATE jammi_topic_groups SET next_offset = next_offset WHERE topic_id = $1 AND group_name = $2")

@@ -121,7 +121,7 @@ impl TableFiles {
 
 /// Encode batches as one zstd Parquet file.
 pub fn parquet_bytes(batches: &[RecordBatch]) -> Result<Vec<u8>> {
-    let schema = batches.first().map(|b| b.schema()).ok_or_else(|| Error::Query("no rows to write".into()))?;
+    let schema = batches.first().map(|b| b.schema()).ok_or_else(|| Error::internal("no rows to write"))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(|e| Error::Storage(e.to_string()))?))
         .build();

@@ -56,7 +56,7 @@ pub async fn matching_keys(table: &LoadedTable, expr: Expr) -> Result<Vec<u64>> 
             })
         })
         .map(|t| t.data)
-        .map_err(|e| Error::Query(e.to_string()))?;
+        .map_err(Error::internal)?;
     evaluate(table, &text, move |_, _| Ok(unqualified)).await
 }
 
@@ -67,7 +67,7 @@ async fn evaluate(
     build: impl FnOnce(&SessionContext, &DFSchema) -> datafusion::error::Result<Expr>,
 ) -> Result<Vec<u64>> {
     let invalid =
-        |e: &dyn std::fmt::Display| Error::Query(format!("invalid vector filter '{text}': {}", crate::error::one_line(&e.to_string())));
+        |e: &dyn std::fmt::Display| Error::invalid("filter", format!("invalid vector filter '{text}': {}", crate::error::one_line(&e.to_string())));
     let row_schema = table.row_schema();
     let mut fields: Vec<Arc<Field>> = row_schema.fields().iter().cloned().collect();
     fields.push(Arc::new(Field::new(KEY_COLUMN, DataType::UInt64, false)));

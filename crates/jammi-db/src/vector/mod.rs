@@ -510,7 +510,7 @@ pub(crate) async fn search_entry(state: &VectorState, entry: &VectorEntry, reque
     };
     let (scored, path) = search::search(&table, request, allowed.as_deref().map(|v| v.as_slice()))
         .map_err(|e| match e {
-            Error::Query(message) => Error::InvalidVectors { table: entry.record.name.clone(), message },
+            Error::InvalidArgument { message, .. } => Error::InvalidVectors { table: entry.record.name.clone(), message },
             other => other,
         })?;
     Ok(SearchResult { batch: search::result_batch(&table, &scored)?, path })

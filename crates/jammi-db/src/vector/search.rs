@@ -77,14 +77,14 @@ pub enum SearchPath {
 pub fn search(table: &LoadedTable, request: &SearchRequest, allowed: Option<&[bool]>) -> Result<(Vec<Scored>, SearchPath)> {
     let spec = &table.spec;
     if request.vector.len() != spec.dims {
-        return Err(Error::Query(format!(
+        return Err(Error::invalid("query vector", format!(
             "query vector has {} dimensions; the table has {}",
             request.vector.len(),
             spec.dims
         )));
     }
     if let Some(pos) = request.vector.iter().position(|v| !v.is_finite()) {
-        return Err(Error::Query(format!("query vector has a non-finite value at dimension {pos}")));
+        return Err(Error::invalid("query vector", format!("query vector has a non-finite value at dimension {pos}")));
     }
     let mut query = request.vector.clone();
     if spec.metric == Metric::Cosine {
@@ -179,9 +179,9 @@ pub fn result_batch(table: &LoadedTable, scored: &[Scored]) -> Result<RecordBatc
     for c in 0..row_schema.fields().len() {
         let sources: Vec<&dyn datafusion::arrow::array::Array> =
             table.segments.iter().map(|seg| seg.rows.column(c).as_ref()).collect();
-        columns.push(interleave(&sources, &picks).map_err(|e| Error::Query(e.to_string()))?);
+        columns.push(interleave(&sources, &picks).map_err(Error::internal)?);
     }
     columns.push(Arc::new(Float32Array::from_iter_values(scored.iter().map(|s| s.distance))));
     columns.push(Arc::new(Int64Array::from_iter_values(1..=scored.len() as i64)));
-    RecordBatch::try_new(schema, columns).map_err(|e| Error::Query(e.to_string()))
+    RecordBatch::try_new(schema, columns).map_err(Error::internal)
 }

@@ -14,7 +14,7 @@ use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type, SchemaRef};
 use datafusion::catalog::{Session as DfSession, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{exec_datafusion_err, plan_datafusion_err, plan_err, DataFusionError, ParamValues, Result as DfResult, ScalarValue};
+use datafusion::common::{exec_datafusion_err, DataFusionError, ParamValues, Result as DfResult, ScalarValue};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
@@ -38,21 +38,26 @@ impl VectorSearchFunction {
     }
 }
 
+/// A bad argument of `vector_search`, typed so that clients get SQLSTATE 22023 / HTTP 400.
+fn invalid(message: String) -> DataFusionError {
+    DataFusionError::External(Box::new(crate::error::Error::invalid("vector_search", message)))
+}
+
 impl TableFunctionImpl for VectorSearchFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
         let exprs = args.exprs();
         if !(3..=5).contains(&exprs.len()) {
-            return plan_err!(
+            return Err(invalid(format!(
                 "vector_search takes (table name, query vector, k [, filter [, ef]]); got {} arguments",
                 exprs.len()
-            );
+            )));
         }
-        let name = const_string(&exprs[0]).ok_or_else(|| plan_datafusion_err!("vector_search: the first argument is the table name as a string"))?;
+        let name = const_string(&exprs[0]).ok_or_else(|| invalid(format!("vector_search: the first argument is the table name as a string")))?;
         let scope = scope_of(args.session());
         let entry = self
             .state
             .resolve(scope, &name)
-            .ok_or_else(|| plan_datafusion_err!("vector table '{name}' does not exist{}; see `jammi vectors list`", scope.describe()))?;
+            .ok_or_else(|| DataFusionError::External(Box::new(crate::error::Error::Unknown { kind: crate::error::ObjectKind::VectorTable, name: name.clone(), scope: scope.describe() })))?;
         let args = SearchArgs { name, dims: entry.spec.dims, exprs: exprs.to_vec() };
         // Without parameters every argument is checked now, so mistakes surface at planning.
         let request = if args.has_parameters() { None } else { Some(args.request()?) };
@@ -78,22 +83,22 @@ impl SearchArgs {
     fn request(&self) -> DfResult<SearchRequest> {
         let exprs = &self.exprs;
         let vector = const_vector(&exprs[1]).ok_or_else(|| {
-            plan_datafusion_err!("vector_search: the second argument is the query vector, e.g. [0.1, 0.2] or '[0.1, 0.2]'")
+            invalid(format!("vector_search: the second argument is the query vector, e.g. [0.1, 0.2] or '[0.1, 0.2]'"))
         })?;
         if vector.len() != self.dims {
-            return plan_err!("vector_search: the query vector has {} dimensions; '{}' has {}", vector.len(), self.name, self.dims);
+            return Err(invalid(format!("vector_search: the query vector has {} dimensions; '{}' has {}", vector.len(), self.name, self.dims)));
         }
         let positive = |e: &Expr, what: &str| {
             const_f64(e)
                 .filter(|v| *v >= 1.0 && v.fract() == 0.0)
                 .map(|v| v as usize)
-                .ok_or_else(|| plan_datafusion_err!("vector_search: {what} must be a positive integer"))
+                .ok_or_else(|| invalid(format!("vector_search: {what} must be a positive integer")))
         };
         let mut request = SearchRequest::new(vector, positive(&exprs[2], "k")?);
         // The filter may be NULL or '' (no filter), so that ef can follow it.
         request.filter = match exprs.get(3) {
             Some(Expr::Literal(v, _)) if v.is_null() => None,
-            Some(e) => Some(const_string(e).ok_or_else(|| plan_datafusion_err!("vector_search: the filter is a SQL predicate in a string"))?),
+            Some(e) => Some(const_string(e).ok_or_else(|| invalid(format!("vector_search: the filter is a SQL predicate in a string")))?),
             None => None,
         }
         .filter(|f| !f.trim().is_empty());

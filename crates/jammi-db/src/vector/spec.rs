@@ -29,7 +29,7 @@ impl FromStr for Metric {
             "cosine" | "cos" => Ok(Metric::Cosine),
             "l2" | "l2sq" | "euclidean" => Ok(Metric::L2),
             "ip" | "dot" | "inner_product" => Ok(Metric::Ip),
-            other => Err(Error::Query(format!("'{other}' is not a metric; use cosine, l2 or ip"))),
+            other => Err(Error::invalid("metric", format!("'{other}' is not a metric; use cosine, l2 or ip"))),
         }
     }
 }
@@ -79,7 +79,7 @@ impl FromStr for Precision {
             "f16" => Ok(Precision::F16),
             "int8" | "i8" => Ok(Precision::Int8),
             "binary" | "b1" => Ok(Precision::Binary),
-            other => Err(Error::Query(format!("'{other}' is not a precision; use f32, f16, int8 or binary"))),
+            other => Err(Error::invalid("precision", format!("'{other}' is not a precision; use f32, f16, int8 or binary"))),
         }
     }
 }

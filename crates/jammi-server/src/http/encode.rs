@@ -68,5 +68,5 @@ pub(crate) fn json_rows(batch: &RecordBatch) -> Result<Vec<String>> {
 }
 
 fn encode_error(e: datafusion::arrow::error::ArrowError) -> ServerError {
-    ServerError::Engine(jammi_db::Error::Query(format!("cannot encode the result: {e}")))
+    ServerError::Engine(jammi_db::Error::Internal { message: format!("cannot encode the result: {e}") })
 }

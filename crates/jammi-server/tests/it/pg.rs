@@ -209,3 +209,39 @@ async fn catalog_queries_through_the_extended_protocol() {
     let names: Vec<(String, String)> = rows.iter().map(|r| (r.get("Schema"), r.get("Name"))).collect();
     assert_eq!(names, [("files.public".to_string(), "people".to_string())]);
 }
+
+/// The engine's typed errors reach clients as the SQLSTATE and HTTP status a Postgres or
+/// REST client can act on (retry, fix the input, pick another name), never a generic code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn typed_errors_reach_clients_as_sqlstate_and_status() {
+    let (session, dir) = session().await;
+    docs(&session, dir.path(), 8).await;
+    let served = serve(session, dir, Limits::default()).await;
+    let mut conn = sqlx::PgConnection::connect(&url(served.pg_port, "any")).await.unwrap();
+    sqlx::raw_sql("CREATE TABLE mutable.public.kv (k BIGINT PRIMARY KEY, v VARCHAR NOT NULL)").execute(&mut conn).await.unwrap();
+    sqlx::raw_sql("INSERT INTO mutable.public.kv VALUES (1, 'one')").execute(&mut conn).await.unwrap();
+    let client = reqwest::Client::new();
+    let cases = [
+        ("INSERT INTO mutable.public.kv VALUES (1, 'again')", "23505", 409, "duplicate key"),
+        ("CREATE TABLE mutable.public.kv (k BIGINT PRIMARY KEY)", "42P07", 409, "already exists"),
+        ("DROP TABLE mutable.public.nothing", "42P01", 404, "nothing"),
+        ("INSERT INTO mutable.public.kv VALUES (2, NULL)", "22023", 400, "NOT NULL"),
+        ("ALTER TABLE mutable.public.kv DROP COLUMN v", "0A000", 400, "only ADD COLUMN"),
+        ("SELECT * FROM vector_search('docs', '[1, 2]', 3)", "22023", 400, "dimensions"),
+        ("SELECT * FROM vector_search('docs', '[1, 0, 0, 0]', 3, 'lang = ')", "22023", 400, "filter"),
+        ("COMMIT", "25000", 409, "no transaction is open"),
+    ];
+    for (sql, sqlstate, status, needle) in cases {
+        let error = sqlx::raw_sql(sql).execute(&mut conn).await.expect_err(sql);
+        let db = error.as_database_error().unwrap_or_else(|| panic!("{sql}: {error}"));
+        // The pg wire handler ends a COMMIT outside a transaction itself, as Postgres does
+        // (a warning, not an error); the engine's answer is checked over HTTP below.
+        assert_eq!(db.code().as_deref(), Some(sqlstate), "{sql}: {}", db.message());
+        assert!(db.message().contains(needle), "{sql}: {}", db.message());
+        let (code, answer) = post(&client, &format!("{}/v1/sql", served.http), None, serde_json::json!({ "sql": sql })).await;
+        assert_eq!(code, status, "HTTP {sql}: {answer}");
+    }
+    // Nothing of the refused writes was kept.
+    let rows: Vec<(i64, String)> = sqlx::query_as("SELECT k, v FROM mutable.public.kv ORDER BY k").fetch_all(&mut conn).await.unwrap();
+    assert_eq!(rows, vec![(1, "one".to_string())]);
+}

@@ -139,7 +139,7 @@ impl ExecutionPlan for RemoteQueryExec {
                     baseline.record_output(batch.num_rows());
                     Ok(batch)
                 }
-                Err(e) => Err(DataFusionError::External(Box::new(crate::error::Error::Query(super::pool::describe(&e, &name, password.as_deref()))))),
+                Err(e) => Err(DataFusionError::External(Box::new(super::pool::remote_error(&e, &name, password.as_deref())))),
             }
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(SchemaRef::clone(&self.schema), stream)))

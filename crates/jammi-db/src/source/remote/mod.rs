@@ -78,7 +78,7 @@ impl RemoteSource {
 
     /// A clear error for `e`, without credentials.
     pub fn error(&self, e: &sqlx::Error) -> Error {
-        Error::Query(pool::describe(e, &self.name, self.password.as_deref()))
+        pool::remote_error(e, &self.name, self.password.as_deref())
     }
 
     /// Read the tables of `schemas` (every user schema when empty).
@@ -86,7 +86,7 @@ impl RemoteSource {
         let tables = introspect::introspect(&self.pool, self.kind, schemas).await.map_err(|e| self.error(&e))?;
         if tables.schemas.is_empty() {
             let which = if schemas.is_empty() { "any schema".to_string() } else { format!("schemas {}", schemas.join(", ")) };
-            return Err(Error::Query(format!("source '{}': no tables or views found in {which}", self.name)));
+            return Err(Error::Source { source_name: self.name.clone(), message: format!("source '{}': no tables or views found in {which}", self.name) });
         }
         Ok(tables)
     }

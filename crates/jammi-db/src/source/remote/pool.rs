@@ -41,6 +41,19 @@ fn is_transient(e: &sqlx::Error) -> bool {
     }
 }
 
+/// The engine error for `e` from source `source`: unreachable or out of connections is
+/// [`Error::Unavailable`], anything else the database said is [`Error::Source`]; neither
+/// ever contains the connection URL or its password.
+pub(crate) fn remote_error(e: &sqlx::Error, source: &str, password: Option<&str>) -> crate::error::Error {
+    let message = describe(e, source, password);
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+            crate::error::Error::Unavailable { backend: format!("source '{source}'"), message }
+        }
+        _ => crate::error::Error::Source { source_name: source.to_string(), message },
+    }
+}
+
 /// A message for `e` that never contains the connection URL or its password.
 pub(crate) fn describe(e: &sqlx::Error, source: &str, password: Option<&str>) -> String {
     let text = match e {

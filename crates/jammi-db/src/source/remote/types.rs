@@ -195,7 +195,7 @@ impl WireColumn {
         if raw.len() != rows {
             return Ok(new_null_array(target, rows));
         }
-        let convert = |e: datafusion::arrow::error::ArrowError| Error::Query(format!("remote value does not fit {target}: {e}"));
+        let convert = |e: datafusion::arrow::error::ArrowError| Error::internal(format!("remote value does not fit {target}: {e}"));
         match (raw.data_type(), target) {
             // Days, microseconds: reinterpret the integers in the temporal type.
             (DataType::Int64, DataType::Date32) => cast(&cast(&raw, &DataType::Int32).map_err(convert)?, target).map_err(convert),
