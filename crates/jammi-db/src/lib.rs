@@ -39,6 +39,7 @@ pub mod change;
 pub mod config;
 mod context;
 mod delegate;
+mod engine;
 pub mod engine_catalog;
 mod plan_cache;
 pub mod error;

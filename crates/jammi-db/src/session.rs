@@ -1,21 +1,15 @@
-//! [`Session`]: the engine's entry point. It wires a DataFusion context to the catalog, the
-//! storage registry and the engine parts, and plans every query in its tenant scope.
-//!
-//! Engine parts get their own handles (`session.sources()`); the session itself only opens,
-//! scopes and runs SQL.
+//! [`Session`]: the engine's entry point — a thin facade over the [`Engine`] it opened. It
+//! binds a tenant, parses and runs SQL (handling `BEGIN`/`COMMIT`/`ROLLBACK` itself), and
+//! hands out the parts' handles (`session.sources()`, `vectors()`, …), passing itself down
+//! as their [`EngineContext`](crate::context::EngineContext).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use datafusion::catalog::{CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList, MemorySchemaProvider};
-use datafusion::catalog::CatalogProvider;
 use datafusion::dataframe::DataFrame;
-use datafusion::execution::context::{SessionConfig, SessionContext, SessionState};
-use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::context::{SessionContext, SessionState};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::{DFParser, Statement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
@@ -23,22 +17,18 @@ use object_store::ObjectStore;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::engine::Engine;
+use crate::engine_catalog::EngineCatalog;
 use crate::error::{Error, Result};
-use crate::catalog::VectorTableStatus;
-use crate::engine_catalog::{EngineCatalog, EngineCatalogs};
-use crate::source::{self, ScopedCatalogList, SourceCatalogs, Sources};
-use crate::vector::search_fn::VectorSearchFunction;
-use crate::vector::{CompactionPolicy, VectorState, Vectors};
-use crate::mutable::classify::{Claimed, Control};
-use crate::statement::SqlStatement;
-use crate::mutable::{self, provider::Mode, MutableCatalog, MutableState};
-use crate::txn::{TxnOption, WriteTxn, Writer};
-use crate::config::BrokerKind;
-use crate::topic::broker::{Broker, InProcessBroker, JetStreamBroker};
-use crate::topic::{sql::TopicsCatalog, TopicState, Topics};
-use crate::storage::{StorageOptions, StorageRegistry, StorageUrl};
-use crate::tenant::{self, TenantFilterRule, TenantId, TenantScope, TenantScopeOption};
+use crate::mutable::{self, classify::{Claimed, Control}};
 use crate::security::{self, Access, SessionSettings};
+use crate::source::{self, SourceCatalogs, Sources};
+use crate::statement::SqlStatement;
+use crate::storage::{StorageOptions, StorageRegistry, StorageUrl};
+use crate::tenant::{self, TenantId, TenantScope};
+use crate::topic::Topics;
+use crate::txn::WriteTxn;
+use crate::vector::Vectors;
 
 /// `SET` of one of the engine's own session settings.
 fn session_setting(statement: &Statement) -> Option<Result<security::SessionSetting>> {
@@ -52,44 +42,11 @@ fn session_setting(statement: &Statement) -> Option<Result<security::SessionSett
     }
 }
 
-struct Shared {
-    config: Config,
-    catalog: Catalog,
-    storage: StorageRegistry,
-    /// Template state: functions, rules and the runtime (object stores) every query shares.
-    base: SessionState,
-    sources: Arc<SourceCatalogs>,
-    engine_catalogs: Arc<EngineCatalogs>,
-    /// Per-scope scratch catalogs: views made by one tenant never resolve for another.
-    scratch: Mutex<HashMap<TenantScope, Arc<MemoryCatalogProviderList>>>,
-    /// Query contexts by scope, built once: cloning the base state per statement (every
-    /// function registry) was a measurable share of a small query's latency.
-    contexts: Mutex<HashMap<TenantScope, SessionContext>>,
-    /// Catalog change counter at the last sync with the catalog.
-    synced_counter: AtomicI64,
-    sync_lock: tokio::sync::Mutex<()>,
-    vectors: Arc<VectorState>,
-    mutable: Arc<MutableState>,
-    topics: Arc<TopicState>,
-    /// Plans shared by SQL text queries of one shape.
-    plans: crate::plan_cache::PlanCache,
-}
-
-/// The `vectors` catalog, per scope.
-#[derive(Debug)]
-struct VectorsEngineCatalog(Arc<VectorState>);
-
-impl EngineCatalog for VectorsEngineCatalog {
-    fn for_scope(&self, scope: TenantScope) -> Arc<dyn CatalogProvider> {
-        Arc::new(crate::vector::sql::vectors_catalog(Arc::clone(&self.0), scope))
-    }
-}
-
 /// An open jammi-db engine. Cheap to clone; clones share everything but the sticky tenant
 /// binding, which belongs to each handle.
 #[derive(Clone)]
 pub struct Session {
-    shared: Arc<Shared>,
+    engine: Arc<Engine>,
     sticky: TenantScope,
     /// The transaction opened by `BEGIN` on this handle (and its clones), until `COMMIT`
     /// or `ROLLBACK`.
@@ -103,8 +60,8 @@ pub struct Session {
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
-            .field("data_dir", &self.shared.config.data_dir)
-            .field("catalog", &self.shared.catalog.backend().display_url())
+            .field("data_dir", &self.engine.config.data_dir)
+            .field("catalog", &self.engine.catalog.backend().display_url())
             .field("scope", &self.sticky)
             .finish()
     }
@@ -120,80 +77,13 @@ impl Session {
     /// Open the engine: create the data directory, connect and migrate the catalog, and
     /// restore every registered source.
     pub async fn open(config: Config) -> Result<Self> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| Error::DataDir {
-            path: config.data_dir.clone(),
-            message: format!("cannot create: {e}"),
-        })?;
-        let catalog = Catalog::open(&config.catalog_url(), &config.catalog).await?;
-
-        let mut df_config = SessionConfig::new()
-            .with_information_schema(true)
-            .with_batch_size(config.query.batch_size)
-            .with_create_default_catalog_and_schema(false);
-        if config.query.target_partitions > 0 {
-            df_config = df_config.with_target_partitions(config.query.target_partitions);
-        }
-        let mut rules = vec![Arc::new(TenantFilterRule::new()) as _];
-        rules.extend(datafusion::optimizer::Analyzer::new().rules);
-        let mut base = SessionStateBuilder::new()
-            .with_config(df_config)
-            .with_default_features()
-            .with_analyzer_rules(rules)
-            // After DataFusion's own rules: hand whole parts of plans to database sources.
-            .with_optimizer_rule(Arc::new(crate::source::remote::pushdown::RemotePushdown))
-            .with_query_planner(Arc::new(crate::source::remote::FederatedQueryPlanner))
-            .build();
-        let policy = CompactionPolicy {
-            max_segments: config.vectors.max_segments,
-            max_deleted_fraction: config.vectors.max_deleted_fraction,
-        };
-        let vectors = Arc::new(VectorState::new(config.vectors.cache_mb.saturating_mul(1 << 20), catalog.clone(), policy));
-        base.register_udtf("vector_search", Arc::new(VectorSearchFunction::new(Arc::clone(&vectors))));
-        let engine_catalogs = Arc::new(EngineCatalogs::default());
-        engine_catalogs
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert("vectors".to_string(), Arc::new(VectorsEngineCatalog(Arc::clone(&vectors))) as Arc<dyn EngineCatalog>);
-        let writer = Arc::new(Writer::new(catalog.clone(), config.catalog.max_connections));
-        let broker: Arc<dyn Broker> = match config.broker.kind {
-            BrokerKind::InProcess => Arc::new(InProcessBroker::default()),
-            BrokerKind::Jetstream => Arc::new(JetStreamBroker::connect(config.broker.url.as_deref().unwrap_or_default()).await?),
-        };
-        let poll = std::time::Duration::from_millis(config.broker.poll_interval_ms);
-        let topics = Arc::new(TopicState::new(catalog.clone(), broker, Arc::clone(&writer), poll));
-        // Mutable tables hand their row changes to the topics that follow them.
-        let mutable = Arc::new(MutableState::new(catalog.clone(), writer, Arc::clone(&topics) as Arc<dyn crate::change::ChangeSink>));
-        engine_catalogs
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert("topics".to_string(), Arc::new(TopicsCatalog::new(Arc::clone(&topics))) as Arc<dyn EngineCatalog>);
-        engine_catalogs
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(mutable::CATALOG.to_string(), Arc::new(MutableCatalog::new(Arc::clone(&mutable), Mode::Read)) as Arc<dyn EngineCatalog>);
-
-        let shared = Arc::new(Shared {
-            config,
-            catalog,
-            storage: StorageRegistry::new(),
-            base,
-            sources: Arc::new(SourceCatalogs::default()),
-            engine_catalogs,
-            scratch: Mutex::new(HashMap::new()),
-            contexts: Mutex::new(HashMap::new()),
-            synced_counter: AtomicI64::new(i64::MIN),
-            sync_lock: tokio::sync::Mutex::new(()),
-            vectors,
-            mutable,
-            topics,
-            plans: Default::default(),
-        });
+        let engine = Arc::new(Engine::open(config).await?);
         let session = Session {
             sticky: TenantScope::Unbound,
             txn: Arc::new(Mutex::new(None)),
             restricted: false,
-            settings: Arc::new(Mutex::new(SessionSettings::from_config(&shared.config.security))),
-            shared,
+            settings: Arc::new(Mutex::new(SessionSettings::from_config(&engine.config.security))),
+            engine,
         };
         crate::vector::recover(&session).await?;
         session.sync_catalog().await?;
@@ -204,7 +94,7 @@ impl Session {
     /// Opening reads database sources' tables again, so new tables and columns appear. A
     /// database that does not answer keeps its last known tables (`source list` says why).
     async fn refresh_databases(&self) {
-        let Ok(records) = self.shared.catalog.sources().list_all().await else { return };
+        let Ok(records) = self.engine.catalog.sources().list_all().await else { return };
         for record in records {
             let Some(kind) = crate::source::remote::kind_of_url(&record.url) else { continue };
             let refreshed = tokio::time::timeout(std::time::Duration::from_secs(5), crate::source::refresh_record(self, &record, kind)).await;
@@ -216,17 +106,17 @@ impl Session {
 
     /// The configuration in use.
     pub fn config(&self) -> &Config {
-        &self.shared.config
+        &self.engine.config
     }
 
     /// The metadata catalog.
     pub fn catalog(&self) -> &Catalog {
-        &self.shared.catalog
+        &self.engine.catalog
     }
 
     /// Sources: add, list, remove.
     pub fn sources(&self) -> Sources<'_> {
-        Sources::new(self, &self.shared.sources)
+        Sources::new(self, &self.engine.sources)
     }
 
     /// A handle bound (sticky) to `tenant`, or unbound for `None`, with a transaction and
@@ -234,11 +124,11 @@ impl Session {
     pub fn with_tenant(&self, tenant: Option<TenantId>) -> Session {
         let sticky = tenant.map(TenantScope::Tenant).unwrap_or(TenantScope::Unbound);
         Session {
-            shared: Arc::clone(&self.shared),
+            engine: Arc::clone(&self.engine),
             sticky,
             txn: Arc::new(Mutex::new(None)),
             restricted: self.restricted,
-            settings: Arc::new(Mutex::new(SessionSettings::from_config(&self.shared.config.security))),
+            settings: Arc::new(Mutex::new(SessionSettings::from_config(&self.engine.config.security))),
         }
     }
 
@@ -254,7 +144,7 @@ impl Session {
     /// is false.
     pub fn access(&self) -> Access {
         let tenant_bound = matches!(self.scope(), TenantScope::Tenant(_));
-        if self.restricted || tenant_bound || !self.shared.config.security.operator_locations {
+        if self.restricted || tenant_bound || !self.engine.config.security.operator_locations {
             Access::Restricted
         } else {
             Access::Operator
@@ -300,7 +190,7 @@ impl Session {
         security::check_statement(&statement.0, access)?;
         self.check_transaction_alive(&statement.0)?;
         if let Some(setting) = session_setting(&statement.0) {
-            let configured = self.shared.config.security.idle_in_transaction_timeout();
+            let configured = self.engine.config.security.idle_in_transaction_timeout();
             self.settings.lock().unwrap_or_else(|p| p.into_inner()).apply(setting?, access, configured)?;
             return Ok(self.query_context(self.scope()).read_empty()?);
         }
@@ -312,7 +202,7 @@ impl Session {
                     self.control_transaction(control).await?;
                     Ok(self.query_context(scope).read_empty()?)
                 }
-                other => mutable::classify::run(self, &self.shared.mutable, scope, other).await,
+                other => mutable::classify::run(self, &self.engine.mutable, scope, other).await,
             };
         }
         // Boxed: planning futures are large, and debug builds run tests on small stacks.
@@ -328,7 +218,7 @@ impl Session {
     /// storage root), for restricted callers.
     async fn redacted(&self, ctx: &SessionContext, frame: DataFrame) -> Result<DataFrame> {
         use datafusion::arrow::array::{ArrayRef, AsArray, StringArray};
-        let config = &self.shared.config;
+        let config = &self.engine.config;
         let root = config.storage_root();
         let secrets = vec![config.data_dir.display().to_string(), root.trim_start_matches("file://").to_string(), root];
         let mut out = Vec::new();
@@ -363,7 +253,7 @@ impl Session {
     }
 
     pub(crate) fn plan_cache(&self) -> &crate::plan_cache::PlanCache {
-        &self.shared.plans
+        &self.engine.plans
     }
 
     /// Plan one SQL statement with `$n` parameters for repeated runs. Unknown tables,
@@ -376,7 +266,7 @@ impl Session {
     pub(crate) async fn execute_plan(&self, scope: TenantScope, ctx: &SessionContext, plan: LogicalPlan) -> Result<DataFrame> {
         let access = self.access();
         security::check_plan(&plan, access)?;
-        source::refuse_source_ddl(&plan, &self.shared.sources, scope)?;
+        source::refuse_source_ddl(&plan, &self.engine.sources, scope)?;
         if access == Access::Restricted && matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)) {
             let frame = ctx.execute_logical_plan(plan).await?;
             return self.redacted(ctx, frame).await;
@@ -391,7 +281,7 @@ impl Session {
     /// The catalog change counter this handle last synced to: plans made at an older
     /// generation may name sources or tables that have changed since.
     pub(crate) fn catalog_generation(&self) -> i64 {
-        self.shared.synced_counter.load(Ordering::Acquire)
+        self.engine.generation()
     }
 
     /// Run every statement of `sql` in order and return the last one's frame (earlier
@@ -411,8 +301,7 @@ impl Session {
         if let Some(txn) = self.open_transaction() {
             return self.build_context(scope, Some(&txn), false);
         }
-        let mut contexts = self.shared.contexts.lock().unwrap_or_else(|p| p.into_inner());
-        contexts.entry(scope).or_insert_with(|| self.new_query_context(scope)).clone()
+        self.engine.cached_context(scope)
     }
 
     fn new_query_context(&self, scope: TenantScope) -> SessionContext {
@@ -426,25 +315,7 @@ impl Session {
     }
 
     fn build_context(&self, scope: TenantScope, txn: Option<&Arc<WriteTxn>>, write_catalog: bool) -> SessionContext {
-        let mut state = self.shared.base.clone();
-        state.config_mut().options_mut().extensions.insert(TenantScopeOption { scope });
-        state.config_mut().options_mut().extensions.insert(TxnOption { txn: txn.cloned() });
-        // Inside a transaction, mutable tables resolve as it sees them (its own DDL included).
-        let engine = match txn {
-            Some(txn) => {
-                let mut catalogs = self.shared.engine_catalogs.read().unwrap_or_else(|p| p.into_inner()).clone();
-                let catalog = |mode| Arc::new(MutableCatalog::in_transaction(Arc::clone(&self.shared.mutable), mode, Arc::clone(txn))) as Arc<dyn EngineCatalog>;
-                catalogs.insert(mutable::CATALOG.to_string(), catalog(Mode::Read));
-                if write_catalog {
-                    catalogs.insert(mutable::WRITE_CATALOG.to_string(), catalog(Mode::Write));
-                }
-                Arc::new(EngineCatalogs::new(catalogs))
-            }
-            None => Arc::clone(&self.shared.engine_catalogs),
-        };
-        let list = ScopedCatalogList::new(scope, Arc::clone(&self.shared.sources), engine, self.scratch_catalogs(scope));
-        state.register_catalog_list(Arc::new(list));
-        SessionContext::new_with_state(state)
+        self.engine.build_context(scope, txn, write_catalog)
     }
 
     /// The transaction `BEGIN` opened on this handle, if it is still open.
@@ -465,7 +336,7 @@ impl Session {
                 txn.savepoint(op, &name).await?;
                 // DDL after the savepoint was undone with it.
                 if op == crate::txn::SavepointOp::RollbackTo && txn.definitions_changed() > 0 {
-                    self.shared.mutable.reload_in(&txn).await?;
+                    self.engine.mutable.reload_in(&txn).await?;
                 }
                 Ok(())
             }
@@ -477,7 +348,7 @@ impl Session {
         if self.open_transaction().is_some() {
             return Err(Error::transaction_state("a transaction is already open on this session; COMMIT or ROLLBACK it first"));
         }
-        let txn = self.shared.mutable.begin_explicit().await?;
+        let txn = self.engine.mutable.begin_explicit().await?;
         if let Some(timeout) = self.settings.lock().unwrap_or_else(|p| p.into_inner()).idle_in_transaction_timeout {
             txn.watch_idle(timeout);
         }
@@ -507,7 +378,7 @@ impl Session {
 
     /// Topics: create, list, drop, publish, subscribe.
     pub fn topics(&self) -> Topics<'_> {
-        Topics::new(self, &self.shared.topics, &self.shared.mutable)
+        Topics::new(self, &self.engine.topics, &self.engine.mutable)
     }
 
     /// Artifacts: put, fetch, verify and delete bundles on object storage with `options`
@@ -515,7 +386,7 @@ impl Session {
     /// `<data_dir>/cache/artifacts`. A tenant-bound session's store writes under the
     /// tenant's own `tenant-<uuid>` segment and cannot reach another tenant's prefixes.
     pub fn artifacts(&self, options: StorageOptions) -> crate::artifact::ArtifactStore {
-        let cache = self.shared.config.data_dir.join("cache").join("artifacts");
+        let cache = self.engine.config.data_dir.join("cache").join("artifacts");
         crate::artifact::ArtifactStore::new(StorageRegistry::new(), options, cache).for_owner(self.scope().owner())
     }
 
@@ -529,106 +400,38 @@ impl Session {
         crate::artifact::Jobs::new(self)
     }
 
-    fn scratch_catalogs(&self, scope: TenantScope) -> Arc<MemoryCatalogProviderList> {
-        let mut map = self.shared.scratch.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(map.entry(scope).or_insert_with(|| {
-            let list = MemoryCatalogProviderList::new();
-            let default = MemoryCatalogProvider::new();
-            let _ = default.register_schema("public", Arc::new(MemorySchemaProvider::new()));
-            list.register_catalog("datafusion".to_string(), Arc::new(default));
-            Arc::new(list)
-        }))
-    }
-
-    /// Reload sources if another process (or handle) changed the catalog since last time.
+    /// Reload sources, vector tables, mutable tables and topics if another process (or
+    /// handle) changed the catalog since last time.
     pub async fn sync_catalog(&self) -> Result<()> {
-        let counter = self.shared.catalog.change_counter().await?;
-        if counter == self.shared.synced_counter.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let _guard = self.shared.sync_lock.lock().await;
-        if counter == self.shared.synced_counter.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let records = self.shared.catalog.sources().list_all().await?;
-        let mut entries = Vec::with_capacity(records.len());
-        for record in &records {
-            match source::build_source_catalog(self, record) {
-                Ok(c) => entries.push((record.tenant, c)),
-                // One unusable source must not make the whole engine unusable; `source list`
-                // reports it.
-                Err(e) => tracing::warn!(source = %record.name, error = %e, "source unavailable"),
-            }
-        }
-        self.shared.sources.replace_all(entries);
-        self.sync_vector_tables().await?;
-        self.shared.mutable.sync().await?;
-        self.shared.topics.sync().await?;
-        self.shared.synced_counter.store(counter, Ordering::Release);
-        Ok(())
-    }
-
-    async fn sync_vector_tables(&self) -> Result<()> {
-        let records = self.shared.catalog.vector_tables().list_all().await?;
-        let known = self.shared.vectors.tables.read().clone();
-        let mut next = HashMap::new();
-        for record in records.into_iter().filter(|r| r.status == VectorTableStatus::Ready) {
-            let key = (record.tenant, record.name.clone());
-            let entry = match known.get(&key) {
-                Some(e) if e.record.id == record.id && e.record.generation == record.generation => Arc::clone(e),
-                _ => match self.open_vector_entry(record.clone()).await {
-                    Ok(e) => Arc::new(e),
-                    Err(e) => {
-                        tracing::warn!(table = %record.name, error = %e, "vector table unavailable");
-                        continue;
-                    }
-                },
-            };
-            next.insert(key, entry);
-        }
-        *self.shared.vectors.tables.write() = next;
-        Ok(())
-    }
-
-    async fn open_vector_entry(&self, record: crate::catalog::VectorTableRecord) -> Result<crate::vector::VectorEntry> {
-        let files = crate::vector::table_files(self, &record.location)?;
-        crate::vector::build_entry(&self.shared.vectors, record, files).await
+        self.engine.sync(self).await
     }
 
     /// Vector tables: import, list, drop, search.
     pub fn vectors(&self) -> Vectors<'_> {
-        Vectors::new(self, &self.shared.vectors)
+        Vectors::new(self, &self.engine.vectors)
     }
 
     /// Make `url`'s store available to queries (object stores are keyed by scheme+bucket).
     pub(crate) fn register_store(&self, url: &StorageUrl, options: &StorageOptions) -> Result<Arc<dyn ObjectStore>> {
-        let store = self.shared.storage.store_for(url, options)?;
-        if !url.is_local() {
-            self.shared.base.runtime_env().register_object_store(&url.store_root(), Arc::clone(&store));
-        }
-        Ok(store)
+        self.engine.register_store(url, options)
     }
 
     pub(crate) fn base_state(&self) -> SessionState {
-        self.shared.base.clone()
+        self.engine.base.clone()
     }
 
     pub(crate) fn source_catalogs(&self) -> &SourceCatalogs {
-        &self.shared.sources
+        &self.engine.sources
     }
 
     /// Register an engine catalog (`mutable`, `vectors`, `topics`) visible to every scope.
     pub fn register_engine_catalog(&self, name: &str, catalog: Arc<dyn EngineCatalog>) {
-        self.shared
-            .engine_catalogs
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string(), catalog);
+        self.engine.register_engine_catalog(name, catalog)
     }
 
     /// Close catalog connections.
     pub async fn close(&self) {
-        self.shared.catalog.close().await;
+        self.engine.catalog.close().await;
     }
 }
 
