@@ -397,6 +397,9 @@ impl From<datafusion::error::DataFusionError> for Error {
                     None => Error::Query(one_line(&inner.to_string())),
                 }
             }
+            datafusion::error::DataFusionError::Plan(message) if unknown_table(message).is_some() => {
+                Error::Unknown { kind: ObjectKind::Table, name: unknown_table(message).unwrap_or_default(), scope: String::new() }
+            }
             other => Error::Query(one_line(&other.to_string())),
         }
     }
@@ -409,6 +412,13 @@ impl From<object_store::Error> for Error {
             other => Error::Storage(one_line(&other.to_string())),
         }
     }
+}
+
+/// The table named by DataFusion's "table 'x' not found" planning error, so that a query
+/// naming an unknown table is an [`Error::Unknown`] like every other missing object.
+fn unknown_table(message: &str) -> Option<String> {
+    let name = message.strip_prefix("table '")?.strip_suffix("' not found")?;
+    (!name.is_empty() && !name.contains('\'')).then(|| name.to_string())
 }
 
 /// Collapse multi-line messages (DataFusion adds backtrace-like context) into one line.
@@ -431,6 +441,8 @@ pub enum ObjectKind {
     Model,
     /// A training job.
     Job,
+    /// A table of any catalog, as a query names it (DataFusion found no such table).
+    Table,
 }
 
 impl ObjectKind {
@@ -443,12 +455,13 @@ impl ObjectKind {
             ObjectKind::Topic => "topic",
             ObjectKind::Model => "model",
             ObjectKind::Job => "job",
+            ObjectKind::Table => "table",
         }
     }
 
     /// Whether the object is queried as a table (SQLSTATE 42P01 when missing).
     pub fn is_table(self) -> bool {
-        matches!(self, ObjectKind::Source | ObjectKind::MutableTable | ObjectKind::VectorTable | ObjectKind::Topic)
+        matches!(self, ObjectKind::Source | ObjectKind::MutableTable | ObjectKind::VectorTable | ObjectKind::Topic | ObjectKind::Table)
     }
 
     fn unknown(self, name: &str, scope: &str) -> String {
@@ -459,6 +472,7 @@ impl ObjectKind {
             ObjectKind::Topic => format!("topic '{name}' does not exist{scope}; see `jammi topic list`"),
             ObjectKind::Model => format!("model {name} is not registered{scope}; see `jammi model list`"),
             ObjectKind::Job => format!("job {name} does not exist{scope}; see `jammi job list`"),
+            ObjectKind::Table => format!("table '{name}' not found{scope}; information_schema.tables lists the tables you can query"),
         }
     }
 

@@ -62,9 +62,11 @@ async fn sql_search_topics_errors_and_metrics() {
     let (status, answer) = post(&client, &url("/v1/sql"), None, json!({"query": "SELECT 1"})).await;
     assert_eq!(status, 400);
     assert!(answer["error"].as_str().unwrap().contains("expected e.g."), "{answer}");
+    // An unknown table is a missing object like any other: 404 / 42P01.
     let (status, answer) = post(&client, &url("/v1/sql"), None, json!({"sql": "SELECT * FROM nowhere.public.nothing"})).await;
-    assert_eq!(status, 400);
+    assert_eq!(status, 404);
     assert!(answer["error"].as_str().unwrap().contains("nothing"), "{answer}");
+    assert_eq!(answer["sqlstate"], "42P01", "{answer}");
     let (status, answer) = post(&client, &url("/v1/search"), None, json!({"table": "missing", "vector": [1.0, 0.0, 0.0, 0.0]})).await;
     assert_eq!(status, 404, "{answer}");
     let big = "x".repeat(8192);

@@ -225,6 +225,7 @@ async fn typed_errors_reach_clients_as_sqlstate_and_status() {
         ("INSERT INTO mutable.public.kv VALUES (1, 'again')", "23505", 409, "duplicate key"),
         ("CREATE TABLE mutable.public.kv (k BIGINT PRIMARY KEY)", "42P07", 409, "already exists"),
         ("DROP TABLE mutable.public.nothing", "42P01", 404, "nothing"),
+        ("SELECT * FROM mutable.public.nothing JOIN files.public.none ON true", "42P01", 404, "nothing"),
         ("INSERT INTO mutable.public.kv VALUES (2, NULL)", "22023", 400, "NOT NULL"),
         ("ALTER TABLE mutable.public.kv DROP COLUMN v", "0A000", 400, "only ADD COLUMN"),
         ("SELECT * FROM vector_search('docs', '[1, 2]', 3)", "22023", 400, "dimensions"),
