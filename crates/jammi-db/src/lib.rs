@@ -37,6 +37,7 @@ pub mod artifact;
 pub mod catalog;
 pub mod change;
 pub mod config;
+pub mod embed;
 mod context;
 mod delegate;
 mod engine;

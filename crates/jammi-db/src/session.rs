@@ -395,6 +395,11 @@ impl Session {
         crate::artifact::Models::new(self)
     }
 
+    /// Embedding with registered models (task `embedding`), in the session's tenant scope.
+    pub fn embeddings(&self) -> crate::embed::Embeddings<'_> {
+        crate::embed::Embeddings::new(self, &self.engine.embed)
+    }
+
     /// The training-job queue, in the session's tenant scope.
     pub fn jobs(&self) -> crate::artifact::Jobs<'_> {
         crate::artifact::Jobs::new(self)

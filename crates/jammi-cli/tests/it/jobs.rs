@@ -37,6 +37,33 @@ fn model_registry_commands() {
     assert!(lost.contains("no longer holds"), "{lost}");
 }
 
+/// An embedding model registered from its directory (the real all-MiniLM-L6-v2 that
+/// scripts/test.sh installs) embeds text from the command line; a second process loads it
+/// from the verified artifact copy, never from the original directory.
+#[test]
+fn embedding_model_from_a_directory() {
+    let model_dir = std::path::PathBuf::from(std::env::var("JAMMI_TEST_MINILM_DIR").expect("JAMMI_TEST_MINILM_DIR: run through scripts/test.sh"));
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    // A copy, removed after registering: the model must live on in the artifact store.
+    let copy = dir.path().join("minilm");
+    std::fs::create_dir_all(copy.join("1_Pooling")).unwrap();
+    for name in ["config.json", "tokenizer.json", "model.safetensors", "sentence_bert_config.json", "1_Pooling/config.json"] {
+        std::fs::copy(model_dir.join(name), copy.join(name)).unwrap();
+    }
+    let registered = json_lines(&ok(jammi(&home).args(["--format", "json", "model", "register", "minilm", "v1", "--task", "embedding", "--dimensions", "384", "--from"]).arg(&copy)));
+    let prefix = registered[0]["artifact"].as_str().unwrap().to_string();
+    assert!(prefix.contains("/models/minilm/v1/"), "{prefix}");
+    std::fs::remove_dir_all(&copy).unwrap();
+    let out = ok(jammi(&home).args(["model", "embed", "minilm", "v1", "A man is playing a guitar.", "Someone is strumming a guitar."]));
+    let vectors: Vec<Vec<f32>> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!((vectors.len(), vectors[0].len()), (2, 384));
+    let cos: f32 = vectors[0].iter().zip(&vectors[1]).map(|(a, b)| a * b).sum();
+    assert!(cos > 0.6 && cos < 0.8, "{cos}");
+    let missing = fails(jammi(&home).args(["model", "register", "other", "v1", "--task", "embedding", "--from"]).arg(dir.path().join("nowhere")));
+    assert!(missing.contains("nowhere"), "{missing}");
+}
+
 /// One worker process step: claim, put the artifact where the lease says, finalize.
 /// Returns the job it finalized, or None when nothing was claimable.
 fn work_once(home: &Path, worker: &str, files: &Path, crash: bool) -> Option<(String, bool)> {

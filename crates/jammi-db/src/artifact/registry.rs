@@ -98,6 +98,30 @@ impl<'a> Models<'a> {
     /// Register a model version, owned by the session's tenant (shared when unbound). Its
     /// artifact pointer starts empty; only a job's finalize sets it.
     pub async fn register(&self, definition: ModelDefinition) -> Result<ModelInfo> {
+        self.register_with(definition, None).await
+    }
+
+    /// Register a model version whose files are already the complete artifact bundle at
+    /// `prefix` (verified here: its manifest and every file's digest). This is how a
+    /// pre-trained model (an embedding model's weights and tokenizer) enters the registry.
+    pub async fn register_from(&self, definition: ModelDefinition, prefix: &crate::storage::StorageUrl, store: &crate::artifact::ArtifactStore) -> Result<ModelInfo> {
+        store.verify_artifact(prefix).await?;
+        self.register_with(definition, Some(prefix.to_string())).await
+    }
+
+    /// Register a model version from the files in local directory `dir` (sub-folders
+    /// included, hidden files skipped): they are put as one artifact bundle under
+    /// `root/models/<name>/<version>/` (sha256 manifest, written last) and the version
+    /// points at it, so any host sharing the catalog and storage fetches the same files.
+    pub async fn register_files(&self, definition: ModelDefinition, dir: &std::path::Path, root: &crate::storage::StorageUrl, store: &crate::artifact::ArtifactStore) -> Result<ModelInfo> {
+        check_label("name", &definition.name)?;
+        check_label("version", &definition.version)?;
+        let files = bundle_files(dir)?;
+        let prefix = store.put_artifact(root, &["models", &definition.name, &definition.version], &files).await?;
+        self.register_from(definition, &prefix, store).await
+    }
+
+    async fn register_with(&self, definition: ModelDefinition, artifact_prefix: Option<String>) -> Result<ModelInfo> {
         check_label("name", &definition.name)?;
         check_label("version", &definition.version)?;
         if definition.task.trim().is_empty() {
@@ -115,7 +139,7 @@ impl<'a> Models<'a> {
             task: definition.task,
             dimensions: definition.dimensions.map(i64::from),
             metadata: metadata.to_string(),
-            artifact_prefix: None,
+            artifact_prefix,
             job_id: None,
             created_at: 0,
             updated_at: 0,
@@ -195,4 +219,33 @@ impl<'a> Models<'a> {
         }
         self.repo().delete(&record).await
     }
+}
+
+/// The files of `dir` (and its sub-folders) as bundle entries named by their relative path;
+/// hidden files and folders are skipped. An empty or unreadable directory is an error.
+fn bundle_files(dir: &std::path::Path) -> Result<Vec<crate::artifact::ArtifactFile>> {
+    fn walk(base: &std::path::Path, dir: &std::path::Path, out: &mut Vec<crate::artifact::ArtifactFile>) -> Result<()> {
+        let mut entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| Error::io(dir, e))?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            if path.is_dir() {
+                walk(base, &path, out)?;
+            } else if path.is_file() {
+                let relative = path.strip_prefix(base).unwrap_or(&path).components().map(|c| c.as_os_str().to_string_lossy().to_string()).collect::<Vec<_>>().join("/");
+                out.push(crate::artifact::ArtifactFile::from_path(relative, path));
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(dir, dir, &mut files)?;
+    if files.is_empty() {
+        return Err(Error::invalid("--from", format!("{} holds no files to register", dir.display())));
+    }
+    Ok(files)
 }

@@ -97,7 +97,7 @@ impl<'a> ModelRepo<'a> {
         }
         sqlx::query(
             "INSERT INTO jammi_models (id, tenant_id, name, version, task, dimensions, metadata, artifact_prefix, job_id, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $8)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, $9)",
         )
         .bind(&record.id)
         .bind(owner)
@@ -106,6 +106,7 @@ impl<'a> ModelRepo<'a> {
         .bind(&record.task)
         .bind(record.dimensions)
         .bind(&record.metadata)
+        .bind(&record.artifact_prefix)
         .bind(now_millis())
         .execute(&mut *tx)
         .await

