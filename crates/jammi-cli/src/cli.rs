@@ -173,9 +173,16 @@ pub enum VectorsCommand {
         /// Column of unique ids (integer or text).
         #[arg(long)]
         id_column: String,
-        /// Column of vectors (FixedSizeList<Float32> or List<Float32>).
+        /// Column of vectors (FixedSizeList<Float32> or List<Float32>); with --embed, the
+        /// name of the column the embeddings go to (default: embedding).
         #[arg(long)]
-        vector_column: String,
+        vector_column: Option<String>,
+        /// Compute the vectors inside the engine: embed this text column with --model.
+        #[arg(long, value_name = "COLUMN", requires = "model")]
+        embed: Option<String>,
+        /// The embedding model for --embed: NAME:VERSION or NAME@ALIAS (see `jammi model list`).
+        #[arg(long, value_name = "NAME:VERSION", requires = "embed")]
+        model: Option<String>,
         /// Index precision: f32, f16, int8 or binary.
         #[arg(long, default_value = "f32")]
         precision: String,
@@ -234,13 +241,16 @@ pub enum VectorsCommand {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(group = clap::ArgGroup::new("query").required(true).args(["vector", "query_file"]))]
+#[command(group = clap::ArgGroup::new("query").required(true).args(["vector", "text", "query_file"]))]
 pub struct SearchArgs {
     /// Vector table name.
     pub name: String,
     /// The query vector, e.g. '[0.1, 0.2, ...]'.
     #[arg(long)]
     pub vector: Option<String>,
+    /// A text query, embedded with the table's model (tables imported with --embed).
+    #[arg(long)]
+    pub text: Option<String>,
     /// Parquet file of query vectors (one search per row; results carry a `query` column).
     #[arg(long, requires = "query_column")]
     pub query_file: Option<String>,

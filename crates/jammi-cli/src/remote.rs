@@ -34,9 +34,14 @@ pub async fn run(target: &str, token: Option<&str>, command: Command, format: Ou
             Ok(())
         }
         Command::Search(args) => {
-            let text = args.vector.as_deref().ok_or_else(|| anyhow!("with --target, search takes --vector (a query file is read by the server's host)"))?;
-            let vector: Vec<f32> = serde_json::from_str(text.trim()).map_err(|_| anyhow!("--vector '{text}' is not a list of numbers such as '[0.1, 0.2]'"))?;
-            let body = serde_json::json!({ "table": args.name, "vector": vector, "k": args.k, "filter": args.filter, "ef": args.ef, "exact": args.exact });
+            let body = match (&args.text, &args.vector) {
+                (Some(text), _) => serde_json::json!({ "table": args.name, "text": text, "k": args.k, "filter": args.filter, "ef": args.ef, "exact": args.exact }),
+                (None, Some(text)) => {
+                    let vector: Vec<f32> = serde_json::from_str(text.trim()).map_err(|_| anyhow!("--vector '{text}' is not a list of numbers such as '[0.1, 0.2]'"))?;
+                    serde_json::json!({ "table": args.name, "vector": vector, "k": args.k, "filter": args.filter, "ef": args.ef, "exact": args.exact })
+                }
+                (None, None) => return Err(anyhow!("with --target, search takes --vector or --text (a query file is read by the server's host)")),
+            };
             client.query("/v1/search", &body, format, out).await.map(|_| ())
         }
         Command::Topic(TopicCommand::Publish { name, data }) => {

@@ -10,7 +10,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use indicatif::{ProgressBar, ProgressStyle};
 use jammi_db::storage::StorageOptions;
 use jammi_db::vector::parse_vector_text;
-use jammi_db::vector::{tables_to_batch, ImportSpec, Progress, SearchRequest};
+use jammi_db::vector::{tables_to_batch, EmbedColumn, ImportSpec, Progress, SearchRequest};
 use jammi_db::Session;
 
 use crate::cli::{OutputFormat, SearchArgs, VectorsCommand};
@@ -55,8 +55,19 @@ fn storage_options(options: &[String]) -> Result<StorageOptions> {
 pub async fn run(session: &Session, command: VectorsCommand, format: OutputFormat, out: &mut dyn Write) -> Result<()> {
     let vectors = session.vectors();
     match command {
-        VectorsCommand::Import { name, url, id_column, vector_column, precision, metric, m, ef_construction, oversample, options } => {
+        VectorsCommand::Import { name, url, id_column, vector_column, embed, model, precision, metric, m, ef_construction, oversample, options } => {
+            let vector_column = match (vector_column, &embed) {
+                (Some(column), _) => column,
+                (None, Some(_)) => "embedding".to_string(),
+                (None, None) => return Err(anyhow!("give --vector-column (the column holding the vectors) or --embed COLUMN --model NAME:VERSION")),
+            };
             let mut spec = ImportSpec::new(name, url, id_column, vector_column);
+            if let (Some(column), Some(model)) = (embed, model) {
+                let (model, version) = model
+                    .split_once([':', '@'])
+                    .ok_or_else(|| anyhow!("--model '{model}': give NAME:VERSION or NAME@ALIAS (see `jammi model list`)"))?;
+                spec.embed = Some(EmbedColumn { column, model: model.to_string(), version: version.to_string() });
+            }
             spec.precision = precision.parse()?;
             spec.metric = metric.parse()?;
             spec.m = m;
@@ -104,6 +115,14 @@ fn print_count(format: OutputFormat, out: &mut dyn Write, what: &str, rows: u64,
 
 pub async fn search(session: &Session, args: SearchArgs, format: OutputFormat, out: &mut dyn Write) -> Result<()> {
     let vectors = session.vectors();
+    if let Some(text) = &args.text {
+        let mut request = SearchRequest::text(text.clone(), args.k);
+        request.filter = args.filter.clone();
+        request.ef = args.ef;
+        request.exact = args.exact;
+        request.oversample = args.oversample;
+        return print::print_batch(&vectors.search(&args.name, &request).await?.batch, format, out);
+    }
     let queries = match (&args.vector, &args.query_file) {
         (Some(text), _) => vec![parse_vector_text(text)
             .ok_or_else(|| anyhow!("--vector '{text}' is not a list of numbers such as '[0.1, 0.2]'"))?],
@@ -111,7 +130,7 @@ pub async fn search(session: &Session, args: SearchArgs, format: OutputFormat, o
             let column = args.query_column.as_deref().unwrap_or("embedding");
             vectors.read_query_vectors(file, column, &StorageOptions::new()).await?
         }
-        (None, None) => return Err(anyhow!("give --vector or --query-file")),
+        (None, None) => return Err(anyhow!("give --vector, --text or --query-file")),
     };
     if args.k == 0 {
         return Err(anyhow!("--k must be at least 1"));

@@ -48,7 +48,7 @@ pub(crate) struct Engine {
     pub(crate) mutable: Arc<MutableState>,
     pub(crate) topics: Arc<TopicState>,
     /// Embedding models loaded so far.
-    pub(crate) embed: crate::embed::EmbedState,
+    pub(crate) embed: Arc<crate::embed::EmbedState>,
     /// Plans shared by SQL text queries of one shape.
     pub(crate) plans: crate::plan_cache::PlanCache,
 }
@@ -95,7 +95,8 @@ impl Engine {
             max_segments: config.vectors.max_segments,
             max_deleted_fraction: config.vectors.max_deleted_fraction,
         };
-        let vectors = Arc::new(VectorState::new(config.vectors.cache_mb.saturating_mul(1 << 20), catalog.clone(), policy));
+        let embed = Arc::new(crate::embed::EmbedState::new(&config));
+        let vectors = Arc::new(VectorState::new(config.vectors.cache_mb.saturating_mul(1 << 20), catalog.clone(), policy, Arc::clone(&embed)));
         base.register_udtf("vector_search", Arc::new(VectorSearchFunction::new(Arc::clone(&vectors))));
         let engine_catalogs = Arc::new(EngineCatalogs::default());
         engine_catalogs
@@ -134,7 +135,7 @@ impl Engine {
             vectors,
             mutable,
             topics,
-            embed: Default::default(),
+            embed,
             plans: Default::default(),
         })
     }

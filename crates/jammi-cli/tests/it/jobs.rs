@@ -62,6 +62,20 @@ fn embedding_model_from_a_directory() {
     assert!(cos > 0.6 && cos < 0.8, "{cos}");
     let missing = fails(jammi(&home).args(["model", "register", "other", "v1", "--task", "embedding", "--from"]).arg(dir.path().join("nowhere")));
     assert!(missing.contains("nowhere"), "{missing}");
+
+    // Import with the vectors computed inside the engine, then search by text.
+    let file = dir.path().join("notes.parquet");
+    ok(jammi(&home).args(["sql", &format!(
+        "COPY (SELECT column1 AS id, column2 AS body FROM (VALUES (1, 'A man is playing a guitar.'), (2, 'The stock market fell sharply on Tuesday.'), (3, 'A recipe for bread with flour, water and yeast.'))) TO '{}' STORED AS PARQUET",
+        file.display()
+    )]));
+    let bad = fails(jammi(&home).args(["vectors", "import", "notes"]).arg(&file).args(["--id-column", "id", "--embed", "body", "--model", "minilm"]));
+    assert!(bad.contains("NAME:VERSION"), "{bad}");
+    ok(jammi(&home).args(["vectors", "import", "notes"]).arg(&file).args(["--id-column", "id", "--embed", "body", "--model", "minilm:v1"]));
+    let found = ok(jammi(&home).args(["--format", "csv", "search", "notes", "--text", "Someone is strumming a guitar.", "--k", "1"]));
+    assert_eq!(found.lines().nth(1).unwrap().split(',').next(), Some("1"), "{found}");
+    let found = ok(jammi(&home).args(["--format", "csv", "sql", "SELECT id FROM vector_search('notes', 'shares and prices dropped', 1)"]));
+    assert_eq!(found.lines().nth(1), Some("2"), "{found}");
 }
 
 /// One worker process step: claim, put the artifact where the lease says, finalize.

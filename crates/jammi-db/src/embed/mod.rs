@@ -75,13 +75,99 @@ impl EmbeddingOptions {
     }
 }
 
+/// What a vector table records about the model that made its vectors, so it can embed text
+/// queries (and later rows) the same way without a catalog read per query.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EmbeddingSource {
+    /// Model name.
+    pub model: String,
+    /// The version label the model resolved to (never an alias: the table keeps its model).
+    pub version: String,
+    /// The text column that was embedded.
+    pub column: String,
+    /// The model's artifact prefix (its exact files).
+    pub artifact_prefix: String,
+    /// The model's metadata (pooling, normalisation, truncation).
+    #[serde(default)]
+    pub metadata: serde_json::Value,
+}
+
+/// Query embeddings kept per engine (text → vector, per model prefix): repeated text
+/// queries skip the model. Cleared when full.
+const QUERY_CACHE_ENTRIES: usize = 4096;
+
 /// Loaded models of one engine, by the artifact prefix they came from (a prefix is written
-/// once, so it names one set of weights for good).
-#[derive(Debug, Default)]
+/// once, so it names one set of weights for good), and recent query embeddings.
+#[derive(Debug)]
 pub(crate) struct EmbedState {
     loaded: Mutex<HashMap<String, Arc<dyn Embedder>>>,
     /// One load at a time: two queries asking for a cold model must not both read 100 MB.
     loading: tokio::sync::Mutex<()>,
+    queries: Mutex<HashMap<(String, String), Arc<Vec<f32>>>>,
+    storage_options: StorageOptions,
+    cache_dir: std::path::PathBuf,
+}
+
+impl EmbedState {
+    pub(crate) fn new(config: &crate::config::Config) -> Self {
+        EmbedState {
+            loaded: Mutex::default(),
+            loading: tokio::sync::Mutex::new(()),
+            queries: Mutex::default(),
+            storage_options: config.storage.options.clone(),
+            cache_dir: config.data_dir.join("cache").join("artifacts"),
+        }
+    }
+
+    fn cached(&self, prefix: &str) -> Option<Arc<dyn Embedder>> {
+        self.loaded.lock().unwrap_or_else(|p| p.into_inner()).get(prefix).cloned()
+    }
+
+    /// The model whose files are the bundle at `prefix` (fetched and verified on first use).
+    pub(crate) async fn load(&self, label: &str, prefix: &str, metadata: &serde_json::Value, dimensions: Option<u32>) -> Result<Arc<dyn Embedder>> {
+        if let Some(model) = self.cached(prefix) {
+            return Ok(model);
+        }
+        let _one_at_a_time = self.loading.lock().await;
+        if let Some(model) = self.cached(prefix) {
+            return Ok(model);
+        }
+        let store = crate::artifact::ArtifactStore::new(crate::storage::StorageRegistry::new(), self.storage_options.clone(), self.cache_dir.clone());
+        let fetched = store.fetch_artifact(&StorageUrl::parse(prefix)?.as_dir()).await?;
+        let metadata = metadata.clone();
+        let dir = fetched.dir.clone();
+        let model: Arc<dyn Embedder> = run_blocking(move || {
+            let options = EmbeddingOptions::resolve(&dir, &metadata)?;
+            Ok(Arc::new(bert::BertEmbedder::load(&dir, options)?) as Arc<dyn Embedder>)
+        })
+        .await?;
+        if let Some(expected) = dimensions {
+            if expected as usize != model.dimensions() {
+                return Err(Error::invalid("dimensions", format!("model {label} is registered with {expected} dimensions but its files make {}-dimensional vectors; register it again with --dimensions {}", model.dimensions(), model.dimensions())));
+            }
+        }
+        self.loaded.lock().unwrap_or_else(|p| p.into_inner()).insert(prefix.to_string(), Arc::clone(&model));
+        Ok(model)
+    }
+
+    /// The vector of query `text` under the model a table records.
+    pub(crate) async fn embed_query(&self, source: &EmbeddingSource, text: &str) -> Result<Arc<Vec<f32>>> {
+        let key = (source.artifact_prefix.clone(), text.to_string());
+        if let Some(v) = self.queries.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(Arc::clone(v));
+        }
+        let label = format!("{}:{}", source.model, source.version);
+        let model = self.load(&label, &source.artifact_prefix, &source.metadata, None).await?;
+        let owned = text.to_string();
+        let mut vectors = run_blocking(move || model.embed(&[owned.as_str()])).await?;
+        let vector = Arc::new(vectors.pop().unwrap_or_default());
+        let mut queries = self.queries.lock().unwrap_or_else(|p| p.into_inner());
+        if queries.len() >= QUERY_CACHE_ENTRIES {
+            queries.clear();
+        }
+        queries.insert(key, Arc::clone(&vector));
+        Ok(vector)
+    }
 }
 
 /// Embedding with registered models, in a session's tenant scope. Get one with
@@ -101,8 +187,8 @@ impl<'a> Embeddings<'a> {
     /// its artifact on first use. Refused for a model that is not an embedding model or has
     /// no artifact, and when the model's vectors do not have its registered dimensions.
     pub async fn model(&self, name: &str, version: &str) -> Result<Arc<dyn Embedder>> {
-        let info = crate::artifact::Models::new(self.ctx).describe(name, version).await?;
-        self.load(&info).await
+        let (info, prefix) = self.describe(name, version).await?;
+        self.state.load(&format!("{}:{}", info.name, info.version), &prefix, &info.metadata, info.dimensions).await
     }
 
     /// Embed `texts` with model `name` at `version`.
@@ -111,7 +197,9 @@ impl<'a> Embeddings<'a> {
         run_blocking(move || model.embed(&texts.iter().map(String::as_str).collect::<Vec<_>>())).await
     }
 
-    async fn load(&self, info: &ModelInfo) -> Result<Arc<dyn Embedder>> {
+    /// The registered embedding model `name` at `version` and its artifact prefix.
+    pub(crate) async fn describe(&self, name: &str, version: &str) -> Result<(ModelInfo, String)> {
+        let info = crate::artifact::Models::new(self.ctx).describe(name, version).await?;
         let label = format!("{}:{}", info.name, info.version);
         if info.task != EMBEDDING_TASK {
             return Err(Error::invalid("model", format!("model {label} has task '{}', not '{EMBEDDING_TASK}'; register an embedding model with --task embedding", info.task)));
@@ -119,34 +207,63 @@ impl<'a> Embeddings<'a> {
         let prefix = info.artifact_prefix.clone().ok_or_else(|| {
             Error::conflict(format!("model {label} has no files yet; register it with `jammi model register … --from DIR` (or finalize a job that produces them)"))
         })?;
-        if let Some(model) = self.cached(&prefix) {
-            return Ok(model);
-        }
-        let _one_at_a_time = self.state.loading.lock().await;
-        if let Some(model) = self.cached(&prefix) {
-            return Ok(model);
-        }
-        let options: StorageOptions = self.ctx.config().storage.options.clone();
-        let store = crate::artifact::ArtifactStore::new(crate::storage::StorageRegistry::new(), options, self.ctx.config().data_dir.join("cache").join("artifacts"));
-        let fetched = store.fetch_artifact(&StorageUrl::parse(&prefix)?.as_dir()).await?;
-        let metadata = info.metadata.clone();
-        let dir = fetched.dir.clone();
-        let model: Arc<dyn Embedder> = run_blocking(move || {
-            let options = EmbeddingOptions::resolve(&dir, &metadata)?;
-            Ok(Arc::new(bert::BertEmbedder::load(&dir, options)?) as Arc<dyn Embedder>)
-        })
-        .await?;
-        if let Some(expected) = info.dimensions {
-            if expected as usize != model.dimensions() {
-                return Err(Error::invalid("dimensions", format!("model {label} is registered with {expected} dimensions but its files make {}-dimensional vectors; register it again with --dimensions {}", model.dimensions(), model.dimensions())));
-            }
-        }
-        self.state.loaded.lock().unwrap_or_else(|p| p.into_inner()).insert(prefix, Arc::clone(&model));
-        Ok(model)
+        Ok((info, prefix))
     }
 
-    fn cached(&self, prefix: &str) -> Option<Arc<dyn Embedder>> {
-        self.state.loaded.lock().unwrap_or_else(|p| p.into_inner()).get(prefix).cloned()
+    /// Embed the text column `column` of `batches` with model `name` at `version`, adding
+    /// the vectors as column `vector_column` (`FixedSizeList<Float32>`). Returns the new
+    /// batches and what the table should record about the model.
+    pub(crate) async fn embed_column(
+        &self,
+        table: &str,
+        batches: Vec<datafusion::arrow::array::RecordBatch>,
+        column: &str,
+        vector_column: &str,
+        (name, version): (&str, &str),
+        progress: &dyn crate::vector::Progress,
+    ) -> Result<(Vec<datafusion::arrow::array::RecordBatch>, EmbeddingSource)> {
+        use datafusion::arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, RecordBatch};
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        let (info, prefix) = self.describe(name, version).await?;
+        let model = self.state.load(&format!("{}:{}", info.name, info.version), &prefix, &info.metadata, info.dimensions).await?;
+        let bad = |message: String| Error::InvalidVectors { table: table.to_string(), message };
+        let total: usize = batches.iter().map(|b| b.num_rows()).sum();
+        progress.start("embedding", total as u64);
+        let mut done = 0usize;
+        let mut out = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let schema = batch.schema();
+            if schema.column_with_name(vector_column).is_some() {
+                return Err(bad(format!("the input already has a column '{vector_column}'; name another vector column for the embeddings")));
+            }
+            let texts = batch.column_by_name(column).ok_or_else(|| bad(format!("--embed: the input has no column '{column}'")))?;
+            if !matches!(texts.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+                return Err(bad(format!("--embed: column '{column}' is {}, not text; name a text column", texts.data_type())));
+            }
+            let texts = datafusion::arrow::compute::cast(texts, &DataType::Utf8).map_err(Error::internal)?;
+            let texts: Vec<String> = texts.as_string::<i32>().iter().map(|t| t.unwrap_or_default().to_string()).collect();
+            let dims = model.dimensions();
+            let mut flat = Vec::with_capacity(texts.len() * dims);
+            // Chunks keep the progress bar moving and memory bounded.
+            for chunk in texts.chunks(256) {
+                let chunk: Vec<String> = chunk.to_vec();
+                let m = Arc::clone(&model);
+                let vectors = run_blocking(move || m.embed(&chunk.iter().map(String::as_str).collect::<Vec<_>>())).await?;
+                done += vectors.len();
+                vectors.iter().for_each(|v| flat.extend_from_slice(v));
+                progress.set(done as u64);
+            }
+            let item = Arc::new(Field::new("item", DataType::Float32, false));
+            let vectors = FixedSizeListArray::try_new(item, dims as i32, Arc::new(Float32Array::from(flat)), None).map_err(Error::internal)?;
+            let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields.push(Field::new(vector_column, vectors.data_type().clone(), false));
+            let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+            columns.push(Arc::new(vectors));
+            out.push(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(Error::internal)?);
+        }
+        progress.finish();
+        let source = EmbeddingSource { model: info.name, version: info.version, column: column.to_string(), artifact_prefix: prefix, metadata: info.metadata };
+        Ok((out, source))
     }
 }
 

@@ -6,6 +6,8 @@ use crate::error::{Error, Result};
 
 /// Largest `k` of one vector search.
 pub const MAX_K: usize = 10_000;
+/// Longest text query (bytes); the model truncates to its token limit anyway.
+pub const MAX_QUERY_TEXT_BYTES: usize = 64 * 1024;
 /// Largest search beam width (`ef`) of one vector search.
 pub const MAX_EF: usize = 10_000;
 /// Longest filter predicate (vector search, topic subscriptions), in bytes.

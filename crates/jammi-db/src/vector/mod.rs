@@ -36,6 +36,7 @@ use datafusion::prelude::SessionContext;
 use parking_lot::RwLock;
 
 pub use search::{SearchPath, SearchRequest};
+pub use crate::embed::EmbeddingSource;
 pub use crate::literal::parse_vector_text;
 pub use spec::{Metric, Precision};
 pub use write::CompactionPolicy;
@@ -95,6 +96,20 @@ pub struct ImportSpec {
     pub oversample: Option<usize>,
     /// Storage options for reading `url`.
     pub options: StorageOptions,
+    /// Compute the vectors inside the engine: embed this text column with a registered
+    /// embedding model instead of reading `vector_column` (which then names the new column).
+    pub embed: Option<EmbedColumn>,
+}
+
+/// `--embed COLUMN --model NAME[:VERSION]`: which text column to embed with which model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbedColumn {
+    /// The text column.
+    pub column: String,
+    /// Model name.
+    pub model: String,
+    /// Version label or alias.
+    pub version: String,
 }
 
 impl ImportSpec {
@@ -111,6 +126,7 @@ impl ImportSpec {
             ef_construction: 128,
             oversample: None,
             options: StorageOptions::new(),
+            embed: None,
         }
     }
 }
@@ -154,11 +170,13 @@ pub(crate) struct VectorState {
     pub cache: VectorCache,
     pub catalog: Catalog,
     pub policy: CompactionPolicy,
+    /// Embedding models, for text queries on tables that record their model.
+    pub embed: Arc<crate::embed::EmbedState>,
 }
 
 impl VectorState {
-    pub(crate) fn new(cache_bytes: usize, catalog: Catalog, policy: CompactionPolicy) -> Self {
-        VectorState { tables: RwLock::new(HashMap::new()), cache: VectorCache::new(cache_bytes), catalog, policy }
+    pub(crate) fn new(cache_bytes: usize, catalog: Catalog, policy: CompactionPolicy, embed: Arc<crate::embed::EmbedState>) -> Self {
+        VectorState { tables: RwLock::new(HashMap::new()), cache: VectorCache::new(cache_bytes), catalog, policy, embed }
     }
 
     /// The table `name` as `scope` resolves it: the tenant's own first, then shared.
@@ -300,8 +318,16 @@ impl<'a> Vectors<'a> {
 
         progress.start("reading", 0);
         let batches = self.read_input(&spec.url, &spec.options, &spec.name).await?;
-        let rows = input::prepare(&spec.name, &batches, &spec.id_column, &spec.vector_column, None, &HashSet::new())?;
         progress.finish();
+        let (batches, embedding) = match &spec.embed {
+            None => (batches, None),
+            Some(embed) => {
+                let embeddings = crate::embed::Embeddings::new(self.ctx, &self.state().embed);
+                let (batches, source) = embeddings.embed_column(&spec.name, batches, &embed.column, &spec.vector_column, (&embed.model, &embed.version), progress).await?;
+                (batches, Some(source))
+            }
+        };
+        let rows = input::prepare(&spec.name, &batches, &spec.id_column, &spec.vector_column, None, &HashSet::new())?;
         crate::security::limits::at_most("vector dimensions", rows.dims, crate::security::limits::MAX_DIMENSIONS)?;
 
         let table_spec = VectorTableSpec {
@@ -314,6 +340,7 @@ impl<'a> Vectors<'a> {
             oversample: spec.oversample.unwrap_or_else(|| spec.precision.default_oversample()),
             schema: rows.schema.as_ref().clone(),
             source_columns: Some((spec.id_column.clone(), spec.vector_column.clone())),
+            embedding,
         };
         let table_id = uuid::Uuid::new_v4().to_string();
         let root = StorageUrl::parse(&self.ctx.config().storage_root())?.as_dir();
@@ -503,6 +530,19 @@ pub(crate) fn table_files(ctx: &dyn EngineContext, location: &str) -> Result<Tab
 pub(crate) async fn search_entry(state: &VectorState, entry: &VectorEntry, request: &SearchRequest) -> Result<SearchResult> {
     // Before the filter is evaluated or the table loaded.
     request.check_limits()?;
+    let embedded;
+    let request = match &request.text {
+        None => request,
+        Some(text) => {
+            let source = entry.spec.embedding.as_ref().ok_or_else(|| Error::InvalidVectors {
+                table: entry.record.name.clone(),
+                message: "this table has no embedding model, so it cannot be searched by text; give a query vector, or import the table with --embed COLUMN --model NAME".into(),
+            })?;
+            let vector = state.embed.embed_query(source, text).await?;
+            embedded = SearchRequest { vector: vector.as_ref().clone(), text: None, ..request.clone() };
+            &embedded
+        }
+    };
     let table = state.loaded(entry).await?;
     let allowed = match &request.filter {
         Some(f) if !f.trim().is_empty() => Some(filter::allowed_keys(&table, f).await?),

@@ -36,20 +36,31 @@ pub struct SearchRequest {
     pub exact: bool,
     /// Candidates per result before rescoring (default: the table's).
     pub oversample: Option<usize>,
+    /// A text query instead of `vector`: embedded with the table's model (tables imported
+    /// with `--embed`).
+    pub text: Option<String>,
 }
 
 impl SearchRequest {
     /// Top `k` neighbours of `vector` with defaults for everything else.
     pub fn new(vector: Vec<f32>, k: usize) -> Self {
-        SearchRequest { vector, k, filter: None, ef: None, exact: false, oversample: None }
+        SearchRequest { vector, k, filter: None, ef: None, exact: false, oversample: None, text: None }
+    }
+
+    /// Top `k` neighbours of text `text`, embedded with the table's model.
+    pub fn text(text: impl Into<String>, k: usize) -> Self {
+        SearchRequest { text: Some(text.into()), ..SearchRequest::new(Vec::new(), k) }
     }
 
     /// Refuse arguments past their documented limits (see [`crate::security::limits`])
     /// before anything is allocated for them: `search_entry` checks before it evaluates the
     /// filter or loads the table, `vector_search` at planning.
     pub fn check_limits(&self) -> Result<()> {
-        use crate::security::limits::{at_most, check_filter, MAX_DIMENSIONS, MAX_EF, MAX_K};
+        use crate::security::limits::{at_most, check_filter, MAX_DIMENSIONS, MAX_EF, MAX_K, MAX_QUERY_TEXT_BYTES};
         at_most("k", self.k, MAX_K)?;
+        if let Some(text) = &self.text {
+            at_most("query text (bytes)", text.len(), MAX_QUERY_TEXT_BYTES)?;
+        }
         if let Some(ef) = self.ef {
             at_most("ef", ef, MAX_EF)?;
         }

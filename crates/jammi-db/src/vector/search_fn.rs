@@ -58,7 +58,7 @@ impl TableFunctionImpl for VectorSearchFunction {
             .state
             .resolve(scope, &name)
             .ok_or_else(|| DataFusionError::External(Box::new(crate::error::Error::Unknown { kind: crate::error::ObjectKind::VectorTable, name: name.clone(), scope: scope.describe() })))?;
-        let args = SearchArgs { name, dims: entry.spec.dims, exprs: exprs.to_vec() };
+        let args = SearchArgs { name, dims: entry.spec.dims, has_model: entry.spec.embedding.is_some(), exprs: exprs.to_vec() };
         // Without parameters every argument is checked now, so mistakes surface at planning.
         let request = if args.has_parameters() { None } else { Some(args.request()?) };
         let row_schema = super::loaded::without_embedding(&entry.spec.schema);
@@ -71,6 +71,8 @@ impl TableFunctionImpl for VectorSearchFunction {
 struct SearchArgs {
     name: String,
     dims: usize,
+    /// The table records an embedding model, so a text may stand for the query vector.
+    has_model: bool,
     exprs: Vec<Expr>,
 }
 
@@ -82,19 +84,32 @@ impl SearchArgs {
     /// The request these arguments (all constants by now) describe.
     fn request(&self) -> DfResult<SearchRequest> {
         let exprs = &self.exprs;
-        let vector = const_vector(&exprs[1]).ok_or_else(|| {
-            invalid(format!("vector_search: the second argument is the query vector, e.g. [0.1, 0.2] or '[0.1, 0.2]'"))
-        })?;
-        if vector.len() != self.dims {
-            return Err(invalid(format!("vector_search: the query vector has {} dimensions; '{}' has {}", vector.len(), self.name, self.dims)));
-        }
         let positive = |e: &Expr, what: &str| {
             const_f64(e)
                 .filter(|v| *v >= 1.0 && v.fract() == 0.0)
                 .map(|v| v as usize)
                 .ok_or_else(|| invalid(format!("vector_search: {what} must be a positive integer")))
         };
-        let mut request = SearchRequest::new(vector, positive(&exprs[2], "k")?);
+        let k = positive(&exprs[2], "k")?;
+        let mut request = match (const_vector(&exprs[1]), const_string(&exprs[1])) {
+            (Some(vector), _) => {
+                if vector.len() != self.dims {
+                    return Err(invalid(format!("vector_search: the query vector has {} dimensions; '{}' has {}", vector.len(), self.name, self.dims)));
+                }
+                SearchRequest::new(vector, k)
+            }
+            // Text that is not a vector literal: a text query, embedded with the table's model.
+            (None, Some(text)) if !text.trim_start().starts_with('[') => {
+                if !self.has_model {
+                    return Err(invalid(format!(
+                        "vector_search: '{}' has no embedding model, so the second argument must be a query vector such as [0.1, 0.2]; import the table with --embed COLUMN --model NAME to search it by text",
+                        self.name
+                    )));
+                }
+                SearchRequest::text(text, k)
+            }
+            _ => return Err(invalid("vector_search: the second argument is the query vector, e.g. [0.1, 0.2] or '[0.1, 0.2]', or a text on a table with an embedding model".to_string())),
+        };
         // The filter may be NULL or '' (no filter), so that ef can follow it.
         request.filter = match exprs.get(3) {
             Some(Expr::Literal(v, _)) if v.is_null() => None,
@@ -128,7 +143,7 @@ impl SearchArgs {
                     .map(|t| t.data)
             })
             .collect::<DfResult<Vec<_>>>()?;
-        SearchArgs { name: self.name.clone(), dims: self.dims, exprs }.request()
+        SearchArgs { name: self.name.clone(), dims: self.dims, has_model: self.has_model, exprs }.request()
     }
 }
 

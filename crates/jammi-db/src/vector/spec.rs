@@ -118,6 +118,10 @@ pub struct VectorTableSpec {
     /// unless told otherwise. Absent for tables imported before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_columns: Option<(String, String)>,
+    /// The model that made the vectors (tables imported with `--embed`): text queries are
+    /// embedded with it. Absent for tables of imported vectors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<crate::embed::EmbeddingSource>,
 }
 
 /// One immutable segment: a Parquet data file plus its HNSW index. Row `i` of the data file

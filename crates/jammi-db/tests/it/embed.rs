@@ -137,3 +137,71 @@ async fn bad_models_are_refused_with_the_reason() {
     assert!(refused.contains("pooling") && refused.contains("mean"), "{refused}");
     let _ = ArtifactFile::from_bytes("unused", "x");
 }
+
+/// `rows` packages of the shared dataset (id, package, section, description) as a Parquet
+/// file in `dir`.
+fn packages_file(dir: &Path, rows: usize) -> PathBuf {
+    let dataset = PathBuf::from(require_env("JAMMI_TEST_DEBIAN_DATASET"));
+    let batch = first_rows(&dataset.join("packages.parquet"), rows);
+    let keep: Vec<usize> = ["id", "package", "section", "description"].iter().map(|c| batch.schema().index_of(c).unwrap()).collect();
+    let batch = batch.project(&keep).unwrap();
+    let path = dir.join("packages.parquet");
+    let mut writer = jammi_db::datafusion::parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    path
+}
+
+fn ids(batches: &[RecordBatch]) -> Vec<i64> {
+    batches.iter().flat_map(|b| b.column_by_name("id").unwrap().as_primitive::<jammi_db::datafusion::arrow::datatypes::Int64Type>().values().to_vec()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_embeds_text_and_text_queries_find_it() {
+    use jammi_db::vector::{EmbedColumn, ImportSpec, NoProgress, SearchRequest};
+    let (session, dir) = temp_session().await;
+    register_minilm(&session, "v1").await;
+    session.models().set_alias("minilm", "prod", "v1").await.unwrap();
+    let file = packages_file(dir.path(), 60);
+    let dataset = PathBuf::from(require_env("JAMMI_TEST_DEBIAN_DATASET"));
+    let packages = first_rows(&dataset.join("packages.parquet"), 60);
+    let descriptions = jammi_db::datafusion::arrow::compute::cast(packages.column_by_name("description").unwrap(), &jammi_db::datafusion::arrow::datatypes::DataType::Utf8).unwrap();
+    let description = |i: usize| descriptions.as_string::<i32>().value(i).to_string();
+
+    // Bad inputs write nothing: an unknown model, a column that is not text.
+    let mut spec = ImportSpec::new("pkgs", file.display().to_string(), "id", "embedding");
+    spec.embed = Some(EmbedColumn { column: "description".into(), model: "nobody".into(), version: "v1".into() });
+    assert!(matches!(session.vectors().import(spec.clone(), &NoProgress).await.unwrap_err(), Error::Unknown { .. }));
+    spec.embed = Some(EmbedColumn { column: "id".into(), model: "minilm".into(), version: "prod".into() });
+    let refused = session.vectors().import(spec.clone(), &NoProgress).await.unwrap_err().to_string();
+    assert!(refused.contains("'id'") && refused.contains("not text"), "{refused}");
+    assert!(session.vectors().list().await.unwrap().is_empty(), "nothing was created");
+
+    // Embedded at import, through an alias; the table records the version it resolved to.
+    spec.embed = Some(EmbedColumn { column: "description".into(), model: "minilm".into(), version: "prod".into() });
+    let info = session.vectors().import(spec, &NoProgress).await.unwrap();
+    assert_eq!((info.rows, info.dims), (60, 384));
+
+    // A text query: a package's own description finds that package first.
+    let hit = session.vectors().search("pkgs", &SearchRequest::text(description(7), 3)).await.unwrap();
+    assert_eq!(ids(std::slice::from_ref(&hit.batch))[0], 7);
+    // The same through SQL, with a filter, and prepared with the text as a parameter.
+    let sql = format!("SELECT id FROM vector_search('pkgs', '{}', 3, 'id < 50') ORDER BY _rank", description(12).replace('\'', "''"));
+    let batches = session.sql(&sql).await.unwrap().collect().await.unwrap();
+    assert_eq!(ids(&batches)[0], 12);
+    let prepared = session.prepare("SELECT id FROM vector_search('pkgs', $1, 3) ORDER BY _rank").await.unwrap();
+    let batches = prepared.query(vec![jammi_db::datafusion::scalar::ScalarValue::Utf8(Some(description(20)))]).await.unwrap();
+    assert_eq!(ids(&batches)[0], 20);
+
+    // A table of imported vectors has no model: a text query says how to get one.
+    let stored = first_rows(&dataset.join("embeddings.parquet"), 20);
+    let plain = dir.path().join("plain.parquet");
+    let mut writer = jammi_db::datafusion::parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&plain).unwrap(), stored.schema(), None).unwrap();
+    writer.write(&stored).unwrap();
+    writer.close().unwrap();
+    session.vectors().import(ImportSpec::new("plain", plain.display().to_string(), "id", "embedding"), &NoProgress).await.unwrap();
+    let refused = session.vectors().search("plain", &SearchRequest::text("a text", 3)).await.unwrap_err().to_string();
+    assert!(refused.contains("no embedding model") && refused.contains("--embed"), "{refused}");
+    let refused = session.sql("SELECT id FROM vector_search('plain', 'a text', 3)").await.map(|_| ()).unwrap_err().to_string();
+    assert!(refused.contains("no embedding model"), "{refused}");
+}

@@ -35,12 +35,16 @@ pub(crate) async fn sql(State(shared): State<Arc<Shared>>, headers: HeaderMap, b
     result_response(&headers, &result.schema, &result.batches)
 }
 
-/// `{"table": "docs", "vector": [0.1, ...], "k": 10, "filter": "lang = 'en'", "ef": 64, "exact": false}`
+/// `{"table": "docs", "vector": [0.1, ...], "k": 10, "filter": "lang = 'en'", "ef": 64, "exact": false}`,
+/// or `"text": "a query"` instead of `"vector"` on a table with an embedding model.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SearchBody {
     table: String,
-    vector: Vec<f32>,
+    #[serde(default)]
+    vector: Option<Vec<f32>>,
+    #[serde(default)]
+    text: Option<String>,
     #[serde(default = "default_k")]
     k: usize,
     #[serde(default)]
@@ -59,7 +63,12 @@ pub(crate) async fn search(State(shared): State<Arc<Shared>>, headers: HeaderMap
     let principal = principal(&shared, &headers).await?;
     let request: SearchBody = parse_body(&body, r#"{"table": "docs", "vector": [0.1, 0.2], "k": 10}"#)?;
     let session = shared.session_for(principal);
-    let search = SearchRequest { filter: request.filter, ef: request.ef, exact: request.exact, ..SearchRequest::new(request.vector, request.k) };
+    let query = match (request.vector, request.text) {
+        (Some(vector), None) => SearchRequest::new(vector, request.k),
+        (None, Some(text)) => SearchRequest::text(text, request.k),
+        _ => return Err(ServerError::BadRequest("give exactly one of \"vector\" (a list of numbers) and \"text\" (a text query, for tables with an embedding model)".into())),
+    };
+    let search = SearchRequest { filter: request.filter, ef: request.ef, exact: request.exact, ..query };
     let result = shared
         .run_as(principal, Protocol::Http, "search", async {
             Ok(session.vectors().search(&request.table, &search).await?)

@@ -318,3 +318,44 @@ async fn explicit_acknowledgement_over_sse_loses_nothing_on_disconnect() {
     served.server.shutdown();
     served.server.wait().await;
 }
+
+/// `POST /v1/search` with `"text"`: the table's embedding model (the real all-MiniLM-L6-v2
+/// that scripts/test.sh installs) embeds the query on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn text_search_embeds_the_query_with_the_tables_model() {
+    use jammi_db::artifact::ModelDefinition;
+    use jammi_db::vector::{EmbedColumn, ImportSpec, NoProgress};
+    let model_dir = std::path::PathBuf::from(std::env::var("JAMMI_TEST_MINILM_DIR").expect("JAMMI_TEST_MINILM_DIR: run through scripts/test.sh"));
+    let (session, dir) = session().await;
+    let root = jammi_db::storage::StorageUrl::parse(&session.config().storage_root()).unwrap();
+    let definition = ModelDefinition { name: "minilm".into(), version: "v1".into(), task: "embedding".into(), dimensions: Some(384), metadata: json!({}) };
+    session.models().register_files(definition, &model_dir, &root, &session.artifacts(Default::default())).await.unwrap();
+    let file = dir.path().join("notes.parquet");
+    session
+        .sql(&format!(
+            "COPY (SELECT column1 AS id, column2 AS body FROM (VALUES (1, 'A man is playing a guitar.'), (2, 'The stock market fell sharply on Tuesday.'))) TO '{}' STORED AS PARQUET",
+            file.display()
+        ))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let mut spec = ImportSpec::new("notes", file.display().to_string(), "id", "embedding");
+    spec.embed = Some(EmbedColumn { column: "body".into(), model: "minilm".into(), version: "v1".into() });
+    session.vectors().import(spec, &NoProgress).await.unwrap();
+    docs(&session, dir.path(), 8).await;
+    let served = serve(session, dir, Limits::default()).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/search", served.http);
+    let (status, answer) = post(&client, &url, None, json!({"table": "notes", "text": "shares and prices dropped", "k": 1})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["rows"][0]["id"], 2, "{answer}");
+    // A table without a model, both or neither of vector and text: 400 with the reason.
+    let (status, answer) = post(&client, &url, None, json!({"table": "docs", "text": "x"})).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("no embedding model"), "{answer}");
+    let (status, answer) = post(&client, &url, None, json!({"table": "notes", "text": "x", "vector": [1.0]})).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("exactly one"), "{answer}");
+}
