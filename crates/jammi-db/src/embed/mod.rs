@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use datafusion::arrow::array::RecordBatch;
+
 use crate::artifact::ModelInfo;
 use crate::context::EngineContext;
 use crate::error::{Error, Result};
@@ -216,55 +218,70 @@ impl<'a> Embeddings<'a> {
     pub(crate) async fn embed_column(
         &self,
         table: &str,
-        batches: Vec<datafusion::arrow::array::RecordBatch>,
+        batches: Vec<RecordBatch>,
         column: &str,
         vector_column: &str,
         (name, version): (&str, &str),
         progress: &dyn crate::vector::Progress,
-    ) -> Result<(Vec<datafusion::arrow::array::RecordBatch>, EmbeddingSource)> {
-        use datafusion::arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, RecordBatch};
-        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    ) -> Result<(Vec<RecordBatch>, EmbeddingSource)> {
         let (info, prefix) = self.describe(name, version).await?;
         let model = self.state.load(&format!("{}:{}", info.name, info.version), &prefix, &info.metadata, info.dimensions).await?;
-        let bad = |message: String| Error::InvalidVectors { table: table.to_string(), message };
-        let total: usize = batches.iter().map(|b| b.num_rows()).sum();
-        progress.start("embedding", total as u64);
-        let mut done = 0usize;
-        let mut out = Vec::with_capacity(batches.len());
-        for batch in batches {
-            let schema = batch.schema();
-            if schema.column_with_name(vector_column).is_some() {
-                return Err(bad(format!("the input already has a column '{vector_column}'; name another vector column for the embeddings")));
-            }
-            let texts = batch.column_by_name(column).ok_or_else(|| bad(format!("--embed: the input has no column '{column}'")))?;
-            if !matches!(texts.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
-                return Err(bad(format!("--embed: column '{column}' is {}, not text; name a text column", texts.data_type())));
-            }
-            let texts = datafusion::arrow::compute::cast(texts, &DataType::Utf8).map_err(Error::internal)?;
-            let texts: Vec<String> = texts.as_string::<i32>().iter().map(|t| t.unwrap_or_default().to_string()).collect();
-            let dims = model.dimensions();
-            let mut flat = Vec::with_capacity(texts.len() * dims);
-            // Chunks keep the progress bar moving and memory bounded.
-            for chunk in texts.chunks(256) {
-                let chunk: Vec<String> = chunk.to_vec();
-                let m = Arc::clone(&model);
-                let vectors = run_blocking(move || m.embed(&chunk.iter().map(String::as_str).collect::<Vec<_>>())).await?;
-                done += vectors.len();
-                vectors.iter().for_each(|v| flat.extend_from_slice(v));
-                progress.set(done as u64);
-            }
-            let item = Arc::new(Field::new("item", DataType::Float32, false));
-            let vectors = FixedSizeListArray::try_new(item, dims as i32, Arc::new(Float32Array::from(flat)), None).map_err(Error::internal)?;
-            let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-            fields.push(Field::new(vector_column, vectors.data_type().clone(), false));
-            let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-            columns.push(Arc::new(vectors));
-            out.push(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(Error::internal)?);
-        }
-        progress.finish();
+        let batches = embed_batches(&model, table, batches, column, vector_column, progress).await?;
         let source = EmbeddingSource { model: info.name, version: info.version, column: column.to_string(), artifact_prefix: prefix, metadata: info.metadata };
-        Ok((out, source))
+        Ok((batches, source))
     }
+}
+
+/// Embed the text column `column` of `batches` with `model`, adding the vectors as column
+/// `vector_column` (`FixedSizeList<Float32>`). Nothing is returned unless every row was
+/// embedded.
+pub(crate) async fn embed_batches(
+    model: &Arc<dyn Embedder>,
+    table: &str,
+    batches: Vec<RecordBatch>,
+    column: &str,
+    vector_column: &str,
+    progress: &dyn crate::vector::Progress,
+) -> Result<Vec<RecordBatch>> {
+    use datafusion::arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let bad = |message: String| Error::InvalidVectors { table: table.to_string(), message };
+    let total: usize = batches.iter().map(|b| b.num_rows()).sum();
+    progress.start("embedding", total as u64);
+    let mut done = 0usize;
+    let mut out = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let schema = batch.schema();
+        if schema.column_with_name(vector_column).is_some() {
+            return Err(bad(format!("the input already has a column '{vector_column}'; name another vector column for the embeddings")));
+        }
+        let texts = batch.column_by_name(column).ok_or_else(|| bad(format!("the input has no column '{column}' to embed")))?;
+        if !matches!(texts.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+            return Err(bad(format!("column '{column}' is {}, not text; name a text column to embed", texts.data_type())));
+        }
+        let texts = datafusion::arrow::compute::cast(texts, &DataType::Utf8).map_err(Error::internal)?;
+        let texts: Vec<String> = texts.as_string::<i32>().iter().map(|t| t.unwrap_or_default().to_string()).collect();
+        let dims = model.dimensions();
+        let mut flat = Vec::with_capacity(texts.len() * dims);
+        // Chunks keep the progress bar moving and memory bounded.
+        for chunk in texts.chunks(256) {
+            let chunk: Vec<String> = chunk.to_vec();
+            let m = Arc::clone(model);
+            let vectors = run_blocking(move || m.embed(&chunk.iter().map(String::as_str).collect::<Vec<_>>())).await?;
+            done += vectors.len();
+            vectors.iter().for_each(|v| flat.extend_from_slice(v));
+            progress.set(done as u64);
+        }
+        let item = Arc::new(Field::new("item", DataType::Float32, false));
+        let vectors = FixedSizeListArray::try_new(item, dims as i32, Arc::new(Float32Array::from(flat)), None).map_err(Error::internal)?;
+        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new(vector_column, vectors.data_type().clone(), false));
+        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+        columns.push(Arc::new(vectors));
+        out.push(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(Error::internal)?);
+    }
+    progress.finish();
+    Ok(out)
 }
 
 /// Run CPU-bound model work off the async workers.

@@ -395,10 +395,22 @@ impl<'a> Vectors<'a> {
     }
 
     /// Add the rows of a Parquet file or directory as a new segment. The rows are
-    /// searchable when this returns. Ids must be new; columns must match the table's.
+    /// searchable when this returns. Ids must be new; columns must match the table's. On a
+    /// table imported with an embedding model, rows without `vector_column` are embedded
+    /// from the recorded text column with the model's recorded files.
     pub async fn append(&self, name: &str, url: &str, id_column: &str, vector_column: &str, options: &StorageOptions, progress: &dyn Progress) -> Result<u64> {
         let entry = self.writable(name).await?;
-        let batches = self.read_input(url, options, name).await?;
+        let mut batches = self.read_input(url, options, name).await?;
+        // A table that records its model embeds appended rows that come without vectors,
+        // with the very files that made its other vectors.
+        if let Some(source) = &entry.spec.embedding {
+            let has_vectors = batches.first().is_some_and(|b| b.schema().column_with_name(vector_column).is_some());
+            if !has_vectors {
+                let label = format!("{}:{}", source.model, source.version);
+                let model = self.state().embed.load(&label, &source.artifact_prefix, &source.metadata, Some(entry.spec.dims as u32)).await?;
+                batches = crate::embed::embed_batches(&model, name, batches, &source.column, vector_column, progress).await?;
+            }
+        }
         let added = write::append(self.state(), &entry, &batches, id_column, vector_column, progress).await?;
         self.after_write(&entry, progress).await?;
         Ok(added)

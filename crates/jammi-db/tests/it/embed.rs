@@ -193,6 +193,20 @@ async fn import_embeds_text_and_text_queries_find_it() {
     let batches = prepared.query(vec![jammi_db::datafusion::scalar::ScalarValue::Utf8(Some(description(20)))]).await.unwrap();
     assert_eq!(ids(&batches)[0], 20);
 
+    // Appended rows without vectors are embedded with the table's own model files.
+    let more = first_rows(&dataset.join("packages.parquet"), 70).slice(60, 10);
+    let keep: Vec<usize> = ["id", "package", "section", "description"].iter().map(|c| more.schema().index_of(c).unwrap()).collect();
+    let more = more.project(&keep).unwrap();
+    let more_file = dir.path().join("more.parquet");
+    let mut writer = jammi_db::datafusion::parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&more_file).unwrap(), more.schema(), None).unwrap();
+    writer.write(&more).unwrap();
+    writer.close().unwrap();
+    let added = session.vectors().append("pkgs", &more_file.display().to_string(), "id", "embedding", &StorageOptions::new(), &NoProgress).await.unwrap();
+    assert_eq!(added, 10);
+    let text = jammi_db::datafusion::arrow::compute::cast(more.column_by_name("description").unwrap(), &jammi_db::datafusion::arrow::datatypes::DataType::Utf8).unwrap();
+    let hit = session.vectors().search("pkgs", &SearchRequest::text(text.as_string::<i32>().value(4), 1)).await.unwrap();
+    assert_eq!(ids(std::slice::from_ref(&hit.batch)), vec![64]);
+
     // A table of imported vectors has no model: a text query says how to get one.
     let stored = first_rows(&dataset.join("embeddings.parquet"), 20);
     let plain = dir.path().join("plain.parquet");
