@@ -150,6 +150,9 @@ pub struct VectorTableInfo {
     pub segments: usize,
     /// Storage folder.
     pub location: String,
+    /// The embedding model that made the vectors (`name:version`), for tables imported with
+    /// `--embed`.
+    pub model: Option<String>,
 }
 
 /// A ready table known to this process.
@@ -578,6 +581,7 @@ fn info_of(record: &VectorTableRecord, spec: &VectorTableSpec, manifest: &Manife
         precision: spec.precision,
         segments: manifest.segments.len(),
         location: record.location.clone(),
+        model: spec.embedding.as_ref().map(|e| format!("{}:{}", e.model, e.version)),
     }
 }
 
@@ -610,6 +614,7 @@ pub fn tables_to_batch(tables: &[VectorTableInfo]) -> Result<RecordBatch> {
         Field::new("precision", DataType::Utf8, false),
         Field::new("segments", DataType::UInt64, false),
         Field::new("location", DataType::Utf8, false),
+        Field::new("model", DataType::Utf8, true),
     ]));
     let tenants: ArrayRef = Arc::new(StringArray::from(tables.iter().map(|t| t.tenant.map(|x| x.to_string())).collect::<Vec<_>>()));
     RecordBatch::try_new(
@@ -623,6 +628,7 @@ pub fn tables_to_batch(tables: &[VectorTableInfo]) -> Result<RecordBatch> {
             text(&|t| t.precision.to_string()),
             number(&|t| t.segments as u64),
             text(&|t| t.location.clone()),
+            Arc::new(StringArray::from(tables.iter().map(|t| t.model.clone()).collect::<Vec<_>>())),
         ],
     )
     .map_err(|e| Error::Storage(e.to_string()))

@@ -181,6 +181,8 @@ async fn import_embeds_text_and_text_queries_find_it() {
     spec.embed = Some(EmbedColumn { column: "description".into(), model: "minilm".into(), version: "prod".into() });
     let info = session.vectors().import(spec, &NoProgress).await.unwrap();
     assert_eq!((info.rows, info.dims), (60, 384));
+    // The table says which model made its vectors: the version, not the alias.
+    assert_eq!(info.model.as_deref(), Some("minilm:v1"));
 
     // A text query: a package's own description finds that package first.
     let hit = session.vectors().search("pkgs", &SearchRequest::text(description(7), 3)).await.unwrap();
