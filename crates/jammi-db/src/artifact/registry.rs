@@ -114,22 +114,22 @@ impl<'a> Models<'a> {
     /// `root/models/<name>/<version>/` (sha256 manifest, written last) and the version
     /// points at it, so any host sharing the catalog and storage fetches the same files.
     pub async fn register_files(&self, definition: ModelDefinition, dir: &std::path::Path, root: &crate::storage::StorageUrl, store: &crate::artifact::ArtifactStore) -> Result<ModelInfo> {
-        check_label("name", &definition.name)?;
-        check_label("version", &definition.version)?;
+        // Everything that can refuse the registration is checked before any file is stored,
+        // so a refused registration leaves no bundle behind to block the corrected retry.
+        check_definition(&definition)?;
+        if let Some(taken) = self.repo().get(self.ctx.scope(), &definition.name, &definition.version).await? {
+            if taken.tenant == self.ctx.scope().owner() {
+                return Err(crate::catalog::already_registered(&definition.name, &definition.version));
+            }
+        }
         let files = bundle_files(dir)?;
         let prefix = store.put_artifact(root, &["models", &definition.name, &definition.version], &files).await?;
-        self.register_from(definition, &prefix, store).await
+        // The put hashed every file as it wrote it: no second read to verify.
+        self.register_with(definition, Some(prefix.to_string())).await
     }
 
     async fn register_with(&self, definition: ModelDefinition, artifact_prefix: Option<String>) -> Result<ModelInfo> {
-        check_label("name", &definition.name)?;
-        check_label("version", &definition.version)?;
-        if definition.task.trim().is_empty() {
-            return Err(Error::invalid("task", "a model needs a task (for example embedding or classification)"));
-        }
-        if !definition.metadata.is_object() && !definition.metadata.is_null() {
-            return Err(Error::invalid("metadata", "model metadata must be a JSON object"));
-        }
+        check_definition(&definition)?;
         let metadata = if definition.metadata.is_null() { serde_json::json!({}) } else { definition.metadata };
         let record = ModelRecord {
             id: uuid::Uuid::new_v4().to_string(),
@@ -219,6 +219,20 @@ impl<'a> Models<'a> {
         }
         self.repo().delete(&record).await
     }
+}
+
+/// Refuse a definition the registry would refuse: bad labels, no task, metadata that is not
+/// a JSON object.
+fn check_definition(definition: &ModelDefinition) -> Result<()> {
+    check_label("name", &definition.name)?;
+    check_label("version", &definition.version)?;
+    if definition.task.trim().is_empty() {
+        return Err(Error::invalid("task", "a model needs a task (for example embedding or classification)"));
+    }
+    if !definition.metadata.is_object() && !definition.metadata.is_null() {
+        return Err(Error::invalid("metadata", "model metadata must be a JSON object"));
+    }
+    Ok(())
 }
 
 /// The files of `dir` (and its sub-folders) as bundle entries named by their relative path;

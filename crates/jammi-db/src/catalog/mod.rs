@@ -31,6 +31,7 @@ use crate::tenant::{TenantId, TenantScope};
 pub use jobs::{state as job_state, ClaimRecord, JobRecord, JobRepo, JobState, LosingAttempt};
 pub use migrations::{Migration, MIGRATIONS};
 pub use models::{AliasRecord, ModelRecord, ModelRepo};
+pub(crate) use models::already_registered;
 pub use tokens::{TokenRecord, TokenRepo};
 pub use mutable::{MutableTableRecord, MutableTableRepo};
 pub use postgres::PostgresBackend;

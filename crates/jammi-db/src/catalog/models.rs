@@ -90,10 +90,7 @@ impl<'a> ModelRepo<'a> {
             .map_err(|e| c.error(e))?
             .is_some();
         if taken {
-            return Err(Error::InvalidName {
-                name: format!("{}:{}", record.name, record.version),
-                message: "this model version is already registered; pick another version".into(),
-            });
+            return Err(already_registered(&record.name, &record.version));
         }
         sqlx::query(
             "INSERT INTO jammi_models (id, tenant_id, name, version, task, dimensions, metadata, artifact_prefix, job_id, created_at, updated_at) \
@@ -203,4 +200,9 @@ impl<'a> ModelRepo<'a> {
         bump_change_counter(&mut tx).await.map_err(|e| c.error(e))?;
         tx.commit().await.map_err(|e| c.error(e))
     }
+}
+
+/// A model version that its owner already registered.
+pub(crate) fn already_registered(name: &str, version: &str) -> Error {
+    Error::InvalidName { name: format!("{name}:{version}"), message: "this model version is already registered; pick another version".into() }
 }

@@ -94,9 +94,14 @@ pub struct EmbeddingSource {
     pub metadata: serde_json::Value,
 }
 
-/// Query embeddings kept per engine (text → vector, per model prefix): repeated text
-/// queries skip the model. Cleared when full.
+/// Query embeddings kept per engine: repeated text queries skip the model. Cleared when
+/// full. Keyed by a digest of the text (an entry costs ~1.6 KB however long the query was)
+/// and by the caller's tenant scope, so one tenant's cache hits never time another
+/// tenant's queries.
 const QUERY_CACHE_ENTRIES: usize = 4096;
+
+/// Cache key: caller scope, model prefix, SHA-256 of the text.
+type QueryKey = (crate::tenant::TenantScope, String, [u8; 32]);
 
 /// Loaded models of one engine, by the artifact prefix they came from (a prefix is written
 /// once, so it names one set of weights for good), and recent query embeddings.
@@ -105,7 +110,7 @@ pub(crate) struct EmbedState {
     loaded: Mutex<HashMap<String, Arc<dyn Embedder>>>,
     /// One load at a time: two queries asking for a cold model must not both read 100 MB.
     loading: tokio::sync::Mutex<()>,
-    queries: Mutex<HashMap<(String, String), Arc<Vec<f32>>>>,
+    queries: Mutex<HashMap<QueryKey, Arc<Vec<f32>>>>,
     storage_options: StorageOptions,
     cache_dir: std::path::PathBuf,
 }
@@ -152,9 +157,10 @@ impl EmbedState {
         Ok(model)
     }
 
-    /// The vector of query `text` under the model a table records.
-    pub(crate) async fn embed_query(&self, source: &EmbeddingSource, text: &str) -> Result<Arc<Vec<f32>>> {
-        let key = (source.artifact_prefix.clone(), text.to_string());
+    /// The vector of query `text` under the model a table records, for a caller in `scope`.
+    pub(crate) async fn embed_query(&self, scope: crate::tenant::TenantScope, source: &EmbeddingSource, text: &str) -> Result<Arc<Vec<f32>>> {
+        use sha2::Digest;
+        let key = (scope, source.artifact_prefix.clone(), sha2::Sha256::digest(text.as_bytes()).into());
         if let Some(v) = self.queries.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(Arc::clone(v));
         }

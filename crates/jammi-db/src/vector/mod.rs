@@ -471,7 +471,7 @@ impl<'a> Vectors<'a> {
     pub async fn search(&self, name: &str, request: &SearchRequest) -> Result<SearchResult> {
         self.ctx.sync_catalog().await?;
         let entry = self.resolve(name)?;
-        search_entry(self.state(), &entry, request).await
+        search_entry(self.state(), self.ctx.scope(), &entry, request).await
     }
 
     /// Query vectors from column `column` of a Parquet file (any storage URL), in file order.
@@ -542,7 +542,7 @@ pub(crate) fn table_files(ctx: &dyn EngineContext, location: &str) -> Result<Tab
 }
 
 /// Search one resolved table.
-pub(crate) async fn search_entry(state: &VectorState, entry: &VectorEntry, request: &SearchRequest) -> Result<SearchResult> {
+pub(crate) async fn search_entry(state: &VectorState, scope: TenantScope, entry: &VectorEntry, request: &SearchRequest) -> Result<SearchResult> {
     // Before the filter is evaluated or the table loaded.
     request.check_limits()?;
     let embedded;
@@ -553,7 +553,7 @@ pub(crate) async fn search_entry(state: &VectorState, entry: &VectorEntry, reque
                 table: entry.record.name.clone(),
                 message: "this table has no embedding model, so it cannot be searched by text; give a query vector, or import the table with --embed COLUMN --model NAME".into(),
             })?;
-            let vector = state.embed.embed_query(source, text).await?;
+            let vector = state.embed.embed_query(scope, source, text).await?;
             embedded = SearchRequest { vector: vector.as_ref().clone(), text: None, ..request.clone() };
             &embedded
         }

@@ -272,7 +272,7 @@ impl ExecutionPlan for VectorSearchExec {
                 .state
                 .resolve(this.scope, name)
                 .ok_or_else(|| exec_datafusion_err!("vector table '{name}' does not exist{}", this.scope.describe()))?;
-            let result = search_entry(&this.state, &entry, &request).await.map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let result = search_entry(&this.state, this.scope, &entry, &request).await.map_err(|e| DataFusionError::External(Box::new(e)))?;
             if result.batch.schema().fields() != this.full_schema.fields() {
                 return Err(exec_datafusion_err!("vector table '{name}' changed its columns since this query was planned; plan it again"));
             }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use jammi_db::artifact::{ArtifactFile, ModelDefinition};
+use jammi_db::artifact::ModelDefinition;
 use jammi_db::datafusion::arrow::array::{AsArray, FixedSizeListArray, RecordBatch};
 use jammi_db::datafusion::arrow::datatypes::Float32Type;
 use jammi_db::datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -131,11 +131,20 @@ async fn bad_models_are_refused_with_the_reason() {
     std::fs::write(local.join("config.json"), b"{}").unwrap();
     session.models().register_from(definition("damaged", "v1", Some(384), serde_json::json!({})), &StorageUrl::parse(&prefix).unwrap(), &store).await.unwrap_err();
 
+    // A refused registration stores nothing, so the corrected retry goes through; a
+    // second registration of the same version is refused as such.
+    let mut no_task = definition("retry", "v1", Some(384), serde_json::json!({}));
+    no_task.task = " ".into();
+    let refused = session.models().register_files(no_task, &minilm_dir(), &root, &store).await.unwrap_err().to_string();
+    assert!(refused.contains("task"), "{refused}");
+    session.models().register_files(definition("retry", "v1", Some(384), serde_json::json!({})), &minilm_dir(), &root, &store).await.unwrap();
+    let again = session.models().register_files(definition("retry", "v1", Some(384), serde_json::json!({})), &minilm_dir(), &root, &store).await.unwrap_err().to_string();
+    assert!(again.contains("already registered"), "{again}");
+
     // A bad metadata option names itself.
     session.models().register_files(definition("badopt", "v1", Some(384), serde_json::json!({"pooling": "max"})), &minilm_dir(), &root, &store).await.unwrap();
     let refused = embeddings.embed("badopt", "v1", vec!["x".into()]).await.unwrap_err().to_string();
     assert!(refused.contains("pooling") && refused.contains("mean"), "{refused}");
-    let _ = ArtifactFile::from_bytes("unused", "x");
 }
 
 /// `rows` packages of the shared dataset (id, package, section, description) as a Parquet
