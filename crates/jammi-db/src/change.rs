@@ -48,6 +48,16 @@ pub(crate) trait ChangeSink: Send + Sync + Debug {
     fn feeds_of(&self, name: &str, resolves_here: &dyn Fn(TenantScope) -> bool) -> Vec<Arc<dyn ChangeFeed>>;
 }
 
+/// Every sink's feeds: topics created `--from-table` and vector tables that follow a table.
+#[derive(Debug)]
+pub(crate) struct Sinks(pub Vec<Arc<dyn ChangeSink>>);
+
+impl ChangeSink for Sinks {
+    fn feeds_of(&self, name: &str, resolves_here: &dyn Fn(TenantScope) -> bool) -> Vec<Arc<dyn ChangeFeed>> {
+        self.0.iter().flat_map(|sink| sink.feeds_of(name, resolves_here)).collect()
+    }
+}
+
 /// Append `changes` to every feed inside `txn`; returns each feed with its next position.
 pub(crate) async fn append(txn: &WriteTxn, feeds: &[Arc<dyn ChangeFeed>], changes: &[Change]) -> Result<Vec<(Arc<dyn ChangeFeed>, i64)>> {
     if changes.is_empty() {

@@ -110,8 +110,9 @@ impl Engine {
         };
         let poll = std::time::Duration::from_millis(config.broker.poll_interval_ms);
         let topics = Arc::new(TopicState::new(catalog.clone(), broker, Arc::clone(&writer), poll));
-        // Mutable tables hand their row changes to the topics that follow them.
-        let mutable = Arc::new(MutableState::new(catalog.clone(), writer, Arc::clone(&topics) as Arc<dyn crate::change::ChangeSink>));
+        // Mutable tables hand their row changes to the topics and vector tables that follow them.
+        let sinks = crate::change::Sinks(vec![Arc::clone(&topics) as Arc<dyn crate::change::ChangeSink>, Arc::clone(&vectors) as Arc<dyn crate::change::ChangeSink>]);
+        let mutable = Arc::new(MutableState::new(catalog.clone(), writer, Arc::new(sinks)));
         engine_catalogs
             .write()
             .unwrap_or_else(|p| p.into_inner())

@@ -413,7 +413,7 @@ impl Session {
 
     /// Vector tables: import, list, drop, search.
     pub fn vectors(&self) -> Vectors<'_> {
-        Vectors::new(self, &self.engine.vectors)
+        Vectors::new(self, &self.engine.vectors, &self.engine.mutable)
     }
 
     /// Make `url`'s store available to queries (object stores are keyed by scheme+bucket).

@@ -246,6 +246,39 @@ Migration {
         "ALTER TABLE jammi_mutable_tables_v8 RENAME TO jammi_mutable_tables",
         "CREATE UNIQUE INDEX jammi_mutable_tables_tenant_name ON jammi_mutable_tables (COALESCE(tenant_id, ''), name)",
     ],
+}, Migration {
+    version: 9,
+    name: "vector tables that follow a mutable table",
+    statements: &[
+        // One row per following vector table: the change log's offsets, the backfill's
+        // progress, the lease of the worker embedding it, and its last failure.
+        "CREATE TABLE jammi_vector_follows (
+            table_id TEXT PRIMARY KEY,
+            tenant_id TEXT NULL,
+            next_offset BIGINT NOT NULL DEFAULT 0,
+            embedded_offset BIGINT NOT NULL DEFAULT 0,
+            backfill_done BIGINT NOT NULL DEFAULT 0,
+            backfill_cursor TEXT NULL,
+            lease_token TEXT NULL,
+            lease_worker TEXT NULL,
+            lease_expires_ms BIGINT NULL,
+            last_error TEXT NULL,
+            failures BIGINT NOT NULL DEFAULT 0,
+            retry_at_ms BIGINT NOT NULL DEFAULT 0,
+            rows_embedded BIGINT NOT NULL DEFAULT 0,
+            target_model TEXT NULL,
+            applied_at_ms BIGINT NULL
+        )",
+        // Ids of source rows changed since the worker last caught up.
+        "CREATE TABLE jammi_vector_follow_changes (
+            table_id TEXT NOT NULL,
+            tenant_id TEXT NULL,
+            change_offset BIGINT NOT NULL,
+            row_key TEXT NOT NULL,
+            logged_at_ms BIGINT NOT NULL,
+            PRIMARY KEY (table_id, change_offset)
+        )",
+    ],
 }];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS jammi_migrations (

@@ -6,6 +6,7 @@
 //! and how to serialise writers. The shared [`conformance`] suite runs against both.
 
 pub mod conformance;
+mod follows;
 mod jobs;
 mod migrations;
 mod models;
@@ -28,6 +29,8 @@ use crate::config::CatalogConfig;
 use crate::error::{Error, Result};
 use crate::tenant::{TenantId, TenantScope};
 
+pub use follows::{FollowProgress, FollowRecord, FollowRepo};
+pub(crate) use follows::{commit_progress, log_changes};
 pub use jobs::{state as job_state, ClaimRecord, JobRecord, JobRepo, JobState, LosingAttempt};
 pub use migrations::{Migration, MIGRATIONS};
 pub use models::{AliasRecord, ModelRecord, ModelRepo};
@@ -218,6 +221,11 @@ impl Catalog {
     /// Registered models and aliases.
     pub fn models(&self) -> ModelRepo<'_> {
         ModelRepo::new(self)
+    }
+
+    /// Following vector tables: change log, leases, progress.
+    pub fn follows(&self) -> FollowRepo<'_> {
+        FollowRepo::new(self)
     }
 
     /// The training-job queue.

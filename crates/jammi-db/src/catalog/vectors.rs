@@ -116,16 +116,25 @@ impl<'a> VectorTableRepo<'a> {
     /// point of an append, a delete or a compaction. Returns false (and changes nothing) when
     /// another writer moved the table first or it was dropped.
     pub async fn advance(&self, id: &str, from: i64, to: i64, manifest: &str) -> Result<bool> {
+        self.advance_with(id, from, to, manifest, None, None).await
+    }
+
+    /// [`advance`](Self::advance), also replacing the spec when `spec` is given and
+    /// committing a following table's `progress` in the same transaction: the new vectors
+    /// and the offsets they cover are one commit. [`Error::LeaseLost`] (nothing changed)
+    /// when the progress's lease no longer holds.
+    pub async fn advance_with(&self, id: &str, from: i64, to: i64, manifest: &str, spec: Option<&str>, progress: Option<&super::FollowProgress>) -> Result<bool> {
         let c = self.catalog;
         let mut tx = c.begin_serialized().await?;
         let changed = sqlx::query(
-            "UPDATE jammi_vector_tables SET generation = $1, manifest = $2, updated_at = $3 WHERE id = $4 AND generation = $5 AND status = 'ready'",
+            "UPDATE jammi_vector_tables SET generation = $1, manifest = $2, updated_at = $3, spec = COALESCE($6, spec) WHERE id = $4 AND generation = $5 AND status = 'ready'",
         )
         .bind(to)
         .bind(manifest)
         .bind(now_millis())
         .bind(id)
         .bind(from)
+        .bind(spec)
         .execute(&mut *tx)
         .await
         .map_err(|e| c.error(e))?
@@ -133,6 +142,12 @@ impl<'a> VectorTableRepo<'a> {
         if changed == 0 {
             tx.rollback().await.map_err(|e| c.error(e))?;
             return Ok(false);
+        }
+        if let Some(progress) = progress {
+            if !super::commit_progress(&mut tx, progress).await.map_err(|e| c.error(e))? {
+                tx.rollback().await.map_err(|e| c.error(e))?;
+                return Err(Error::LeaseLost { job: format!("embedding work of vector table {id}") });
+            }
         }
         bump_change_counter(&mut tx).await.map_err(|e| c.error(e))?;
         tx.commit().await.map_err(|e| c.error(e))?;

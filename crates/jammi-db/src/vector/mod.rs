@@ -16,6 +16,7 @@
 
 pub mod files;
 pub mod filter;
+pub mod follow;
 pub mod index;
 pub mod input;
 pub mod kernels;
@@ -175,11 +176,14 @@ pub(crate) struct VectorState {
     pub policy: CompactionPolicy,
     /// Embedding models, for text queries on tables that record their model.
     pub embed: Arc<crate::embed::EmbedState>,
+    /// Woken when this process commits a change to a followed mutable table, so its
+    /// embedding workers start at once instead of at their next poll.
+    pub work_ready: Arc<tokio::sync::Notify>,
 }
 
 impl VectorState {
     pub(crate) fn new(cache_bytes: usize, catalog: Catalog, policy: CompactionPolicy, embed: Arc<crate::embed::EmbedState>) -> Self {
-        VectorState { tables: RwLock::new(HashMap::new()), cache: VectorCache::new(cache_bytes), catalog, policy, embed }
+        VectorState { tables: RwLock::new(HashMap::new()), cache: VectorCache::new(cache_bytes), catalog, policy, embed, work_ready: Arc::new(tokio::sync::Notify::new()) }
     }
 
     /// The table `name` as `scope` resolves it: the tenant's own first, then shared.
@@ -281,11 +285,12 @@ pub(crate) fn pause_point(name: &str) {
 pub struct Vectors<'a> {
     ctx: &'a dyn EngineContext,
     state: &'a Arc<VectorState>,
+    mutable: &'a Arc<crate::mutable::MutableState>,
 }
 
 impl<'a> Vectors<'a> {
-    pub(crate) fn new(ctx: &'a dyn EngineContext, state: &'a Arc<VectorState>) -> Self {
-        Vectors { ctx, state }
+    pub(crate) fn new(ctx: &'a dyn EngineContext, state: &'a Arc<VectorState>, mutable: &'a Arc<crate::mutable::MutableState>) -> Self {
+        Vectors { ctx, state, mutable }
     }
 
     fn state(&self) -> &Arc<VectorState> {
@@ -344,6 +349,7 @@ impl<'a> Vectors<'a> {
             schema: rows.schema.as_ref().clone(),
             source_columns: Some((spec.id_column.clone(), spec.vector_column.clone())),
             embedding,
+            follows: None,
         };
         let table_id = uuid::Uuid::new_v4().to_string();
         let root = StorageUrl::parse(&self.ctx.config().storage_root())?.as_dir();
@@ -403,6 +409,7 @@ impl<'a> Vectors<'a> {
     /// from the recorded text column with the model's recorded files.
     pub async fn append(&self, name: &str, url: &str, id_column: &str, vector_column: &str, options: &StorageOptions, progress: &dyn Progress) -> Result<u64> {
         let entry = self.writable(name).await?;
+        follow::refuse_direct_write(&entry)?;
         let mut batches = self.read_input(url, options, name).await?;
         // A table that records its model embeds appended rows that come without vectors,
         // with the very files that made its other vectors.
@@ -431,6 +438,7 @@ impl<'a> Vectors<'a> {
     /// ignored.
     pub async fn delete_ids(&self, name: &str, ids: &[String]) -> Result<u64> {
         let entry = self.writable(name).await?;
+        follow::refuse_direct_write(&entry)?;
         let deleted = write::delete(self.state(), &entry, &Selection::Ids(ids.to_vec())).await?;
         self.after_write(&entry, &NoProgress).await?;
         Ok(deleted)
@@ -462,6 +470,7 @@ impl<'a> Vectors<'a> {
     pub async fn drop(&self, name: &str) -> Result<()> {
         let entry = self.writable(name).await?;
         self.ctx.catalog().vector_tables().delete(&entry.record.id).await?;
+        self.ctx.catalog().follows().delete(&entry.record.id).await?;
         self.state().cache.remove(&entry.record.id);
         entry.files.delete_all().await?;
         self.ctx.sync_catalog().await

@@ -122,6 +122,10 @@ pub struct VectorTableSpec {
     /// embedded with it. Absent for tables of imported vectors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding: Option<crate::embed::EmbeddingSource>,
+    /// The mutable table this table follows (one vector per source row, kept current by
+    /// workers). Absent for imported tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follows: Option<super::follow::FollowSource>,
 }
 
 /// One immutable segment: a Parquet data file plus its HNSW index. Row `i` of the data file

@@ -70,10 +70,24 @@ pub(crate) struct VectorRowsTable {
     inner: Arc<dyn TableProvider>,
     name: String,
     table_id: String,
-    /// Ids of tombstoned rows, skipped by scans until a compaction drops them.
-    deleted_ids: Vec<ScalarValue>,
+    /// Per segment with tombstones: its data file alone and the ids deleted from it, skipped
+    /// by scans until a compaction drops them. Per segment, because an id deleted from one
+    /// segment may live again in a later one (a following table re-embeds a changed row).
+    deleted: Vec<(Arc<dyn TableProvider>, Vec<ScalarValue>)>,
+    /// The segments without tombstones, together (`None` when there are none).
+    intact: Option<Arc<dyn TableProvider>>,
     /// Weak: the state owns this table through its entry.
     state: Weak<VectorState>,
+}
+
+fn listing(files: &TableFiles, segments: &[&super::spec::SegmentMeta], schema: &SchemaRef) -> DfResult<Arc<dyn TableProvider>> {
+    let urls = segments
+        .iter()
+        .map(|s| ListingTableUrl::parse(files.url_of(&format!("{}/data.parquet", s.name))))
+        .collect::<DfResult<Vec<_>>>()?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(Arc::clone(schema));
+    Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
 /// Build the SQL table of one generation of a vector table.
@@ -85,34 +99,29 @@ pub(crate) fn rows_table(
     files: &TableFiles,
 ) -> Result<Arc<dyn TableProvider>> {
     let schema = Arc::new(spec.schema.clone());
-    let inner: Arc<dyn TableProvider> = if manifest.segments.is_empty() {
-        Arc::new(EmptyTable::new(Arc::clone(&schema)))
-    } else {
-        let urls = manifest
-            .segments
+    let all: Vec<&super::spec::SegmentMeta> = manifest.segments.iter().collect();
+    let inner: Arc<dyn TableProvider> = if all.is_empty() { Arc::new(EmptyTable::new(Arc::clone(&schema))) } else { listing(files, &all, &schema)? };
+    let mut deleted = Vec::new();
+    let mut intact = Vec::new();
+    for segment in &manifest.segments {
+        let ids: Vec<ScalarValue> = manifest
+            .tombstones
             .iter()
-            .map(|s| ListingTableUrl::parse(files.url_of(&format!("{}/data.parquet", s.name))))
-            .collect::<DfResult<Vec<_>>>()?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(schema);
-        Arc::new(ListingTable::try_new(config)?)
-    };
-    let deleted_ids = manifest
-        .tombstones
-        .iter()
-        .map(|t| match &t.id {
-            serde_json::Value::Number(n) => ScalarValue::Int64(n.as_i64()),
-            serde_json::Value::String(s) => ScalarValue::Utf8(Some(s.clone())),
-            other => ScalarValue::Utf8(Some(other.to_string())),
-        })
-        .collect();
-    Ok(Arc::new(VectorRowsTable {
-        inner,
-        name: record.name.clone(),
-        table_id: record.id.clone(),
-        deleted_ids,
-        state: Arc::downgrade(state),
-    }))
+            .filter(|t| t.key >= segment.base_key && t.key < segment.base_key + segment.rows)
+            .map(|t| match &t.id {
+                serde_json::Value::Number(n) => ScalarValue::Int64(n.as_i64()),
+                serde_json::Value::String(s) => ScalarValue::Utf8(Some(s.clone())),
+                other => ScalarValue::Utf8(Some(other.to_string())),
+            })
+            .collect();
+        if ids.is_empty() {
+            intact.push(segment);
+        } else {
+            deleted.push((listing(files, &[segment], &schema)?, ids));
+        }
+    }
+    let intact = if intact.is_empty() { None } else { Some(listing(files, &intact, &schema)?) };
+    Ok(Arc::new(VectorRowsTable { inner, name: record.name.clone(), table_id: record.id.clone(), deleted, intact, state: Arc::downgrade(state) }))
 }
 
 impl VectorRowsTable {
@@ -143,14 +152,25 @@ impl TableProvider for VectorRowsTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        if self.deleted_ids.is_empty() {
+        if self.deleted.is_empty() {
             return self.inner.scan(state, projection, filters, limit).await;
         }
         let schema = self.inner.schema();
         let column = |i: usize| Expr::Column(Column::new_unqualified(schema.field(i).name()));
-        let deleted: Vec<Expr> = self.deleted_ids.iter().map(|v| Expr::Literal(v.clone(), None)).collect();
-        let mut plan = LogicalPlanBuilder::scan(format!("vectors_{}", self.name), provider_as_source(Arc::clone(&self.inner)), None)?
-            .filter(column(0).in_list(deleted, true))?;
+        let table = format!("vectors_{}", self.name);
+        let mut parts = Vec::new();
+        for (segment, ids) in &self.deleted {
+            let deleted: Vec<Expr> = ids.iter().map(|v| Expr::Literal(v.clone(), None)).collect();
+            parts.push(LogicalPlanBuilder::scan(table.as_str(), provider_as_source(Arc::clone(segment)), None)?.filter(column(0).in_list(deleted, true))?.build()?);
+        }
+        if let Some(intact) = &self.intact {
+            parts.push(LogicalPlanBuilder::scan(table.as_str(), provider_as_source(Arc::clone(intact)), None)?.build()?);
+        }
+        let mut parts = parts.into_iter();
+        let mut plan = LogicalPlanBuilder::from(parts.next().ok_or_else(|| plan_datafusion_err!("no segments"))?);
+        for part in parts {
+            plan = plan.union(part)?;
+        }
         if let Some(p) = projection {
             plan = plan.project(p.iter().map(|i| column(*i)))?;
         }
@@ -174,6 +194,7 @@ impl TableProvider for VectorRowsTable {
         if !super::may_write(scope, &entry) {
             return Err(external(super::write_denied(scope, &entry)));
         }
+        super::follow::refuse_direct_write(&entry).map_err(external)?;
         let predicate = conjunction(filters).unwrap_or_else(|| lit(true));
         let deleted = write::delete(&state, &entry, &Selection::Predicate(predicate)).await.map_err(external)?;
         write::compact_if_due(&state, &entry, false, &NoProgress).await.map_err(external)?;

@@ -16,7 +16,7 @@ use super::input::{self, IdValue};
 use super::loaded::{new_manifest_name, read_manifest, read_segment, LoadedTable};
 use super::spec::{Manifest, SegmentMeta, Tombstone, VectorTableSpec};
 use super::{pause_point, Progress, VectorEntry, VectorState};
-use crate::catalog::VectorTableRecord;
+use crate::catalog::{FollowProgress, VectorTableRecord};
 use crate::error::{Error, Result};
 
 /// How often a writer retries after another writer committed first.
@@ -112,7 +112,30 @@ async fn current(state: &VectorState, entry: &VectorEntry) -> Result<Current> {
 
 /// Commit `next` (written as `name`) over `current`, or clean up and report a lost race.
 async fn commit(state: &VectorState, files: &TableFiles, current: &Current, next: &Manifest, name: &str, new_segment: Option<&str>) -> Result<bool> {
-    let committed = state.catalog.vector_tables().advance(&current.record.id, current.record.generation, next.generation, name).await?;
+    commit_with(state, files, current, next, name, new_segment, None, None).await
+}
+
+/// [`commit`], also switching the spec and committing a following table's progress in the
+/// same catalog transaction. A lost lease removes the new files and reports the loss.
+#[allow(clippy::too_many_arguments)]
+async fn commit_with(
+    state: &VectorState,
+    files: &TableFiles,
+    current: &Current,
+    next: &Manifest,
+    name: &str,
+    new_segment: Option<&str>,
+    spec: Option<&str>,
+    progress: Option<&FollowProgress>,
+) -> Result<bool> {
+    let committed = state.catalog.vector_tables().advance_with(&current.record.id, current.record.generation, next.generation, name, spec, progress).await;
+    if matches!(committed, Err(Error::LeaseLost { .. })) {
+        files.delete(name).await?;
+        if let Some(seg) = new_segment {
+            files.delete(seg).await?;
+        }
+    }
+    let committed = committed?;
     if !committed {
         files.delete(name).await?;
         if let Some(seg) = new_segment {
@@ -181,6 +204,84 @@ pub(crate) async fn append(
         }
     }
     Err(conflict(name))
+}
+
+/// One following-table batch as one generation: tombstones for the live rows with ids in
+/// `remove` or among `rows`, a segment for `rows`, and `follow`'s progress, committed
+/// together. Returns (rows added, rows removed). With nothing to change, only the progress
+/// is committed.
+pub(crate) async fn replace(state: &VectorState, entry: &VectorEntry, remove: &[IdValue], rows: Option<&input::PreparedRows>, follow: &FollowProgress, progress: &dyn Progress) -> Result<(u64, u64)> {
+    for _ in 0..MAX_ATTEMPTS {
+        let current = current(state, entry).await?;
+        let live = live_ids(&current.table);
+        let mut keys: Vec<u64> = remove.iter().filter_map(|id| live.get(id).copied()).collect();
+        if let Some(rows) = rows {
+            for batch in &rows.batches {
+                let ids = batch.column(0);
+                keys.extend((0..batch.num_rows()).filter_map(|r| live.get(&IdValue::from_array(ids, r)).copied()));
+            }
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        let added = rows.map_or(0, |r| r.rows as u64);
+        if keys.is_empty() && added == 0 {
+            state.catalog.follows().commit(follow).await?;
+            return Ok((0, 0));
+        }
+        let mut next = current.manifest.clone();
+        next.generation += 1;
+        for key in &keys {
+            let (seg, row) = current.table.locate(*key).ok_or_else(|| Error::Storage(format!("row key {key} is outside every segment")))?;
+            let id = match IdValue::from_array(seg.rows.column(0), row) {
+                IdValue::Int(i) => serde_json::Value::from(i),
+                IdValue::Text(s) => serde_json::Value::from(s),
+            };
+            next.tombstones.push(Tombstone { key: *key, id });
+        }
+        let mut segment_name = None;
+        if let Some(rows) = rows.filter(|r| r.rows > 0) {
+            let segment = write_segment(&entry.files, &entry.spec, &rows.batches, &rows.vectors, current.manifest.next_key, progress).await?;
+            next.next_key += segment.rows;
+            segment_name = Some(segment.name.clone());
+            next.segments.push(segment);
+        }
+        let manifest_name = write_manifest(&entry.files, &next).await?;
+        pause_point("vectors.follow.before_commit");
+        if commit_with(state, &entry.files, &current, &next, &manifest_name, segment_name.as_deref(), None, Some(follow)).await? {
+            return Ok((added, keys.len() as u64));
+        }
+    }
+    Err(conflict(&entry.record.name))
+}
+
+/// Rewrite the whole table as `rows` made under `spec` (a new model's vectors): one
+/// segment, no tombstones, the spec switched in the same commit as the data, so searches
+/// answer from the old vectors until this returns and from the new ones after. Fails with a
+/// conflict when the table changed since `generation` (the caller re-reads and retries).
+pub(crate) async fn rewrite(state: &VectorState, entry: &VectorEntry, generation: i64, spec: &super::spec::VectorTableSpec, rows: Option<&input::PreparedRows>, follow: &FollowProgress, progress: &dyn Progress) -> Result<bool> {
+    let current = current(state, entry).await?;
+    if current.record.generation != generation {
+        return Ok(false);
+    }
+    let mut next = Manifest { version: current.manifest.version, generation: generation + 1, segments: Vec::new(), tombstones: Vec::new(), next_key: 0 };
+    let mut segment_name = None;
+    if let Some(rows) = rows.filter(|r| r.rows > 0) {
+        let segment = write_segment(&entry.files, spec, &rows.batches, &rows.vectors, 0, progress).await?;
+        next.next_key = segment.rows;
+        segment_name = Some(segment.name.clone());
+        next.segments.push(segment);
+    }
+    let manifest_name = write_manifest(&entry.files, &next).await?;
+    let spec_text = serde_json::to_string(spec).map_err(Error::internal)?;
+    if !commit_with(state, &entry.files, &current, &next, &manifest_name, segment_name.as_deref(), Some(&spec_text), Some(follow)).await? {
+        return Ok(false);
+    }
+    for old in &current.manifest.segments {
+        if let Err(e) = entry.files.delete(&old.name).await {
+            tracing::warn!(segment = %old.name, error = %e, "could not remove a segment of the old model");
+        }
+    }
+    Ok(true)
 }
 
 fn describe_fields(schema: &datafusion::arrow::datatypes::Schema) -> String {

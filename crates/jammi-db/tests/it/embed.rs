@@ -22,10 +22,15 @@ fn definition(name: &str, version: &str, dimensions: Option<u32>, metadata: serd
 }
 
 /// Register the test model from its directory under the engine's storage root.
-async fn register_minilm(session: &Session, version: &str) {
-    let root = StorageUrl::parse(&session.config().storage_root()).unwrap();
+pub(crate) async fn register_minilm(session: &Session, version: &str) {
     // The dataset truncated descriptions to 128 tokens; so do we, to compare like with like.
-    let def = definition("minilm", version, Some(384), serde_json::json!({"max_tokens": 128}));
+    register_minilm_with(session, version, serde_json::json!({"max_tokens": 128})).await
+}
+
+/// Register the test model's files as `minilm:version` with `metadata` (pooling, …).
+pub(crate) async fn register_minilm_with(session: &Session, version: &str, metadata: serde_json::Value) {
+    let root = StorageUrl::parse(&session.config().storage_root()).unwrap();
+    let def = definition("minilm", version, Some(384), metadata);
     session.models().register_files(def, &minilm_dir(), &root, &session.artifacts(StorageOptions::new())).await.unwrap();
 }
 
@@ -161,7 +166,7 @@ fn packages_file(dir: &Path, rows: usize) -> PathBuf {
     path
 }
 
-fn ids(batches: &[RecordBatch]) -> Vec<i64> {
+pub(crate) fn ids(batches: &[RecordBatch]) -> Vec<i64> {
     batches.iter().flat_map(|b| b.column_by_name("id").unwrap().as_primitive::<jammi_db::datafusion::arrow::datatypes::Int64Type>().values().to_vec()).collect()
 }
 

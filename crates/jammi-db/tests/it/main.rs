@@ -9,6 +9,7 @@ mod durability;
 mod embed;
 mod faults;
 mod federation;
+mod follow;
 mod fuzz;
 mod jobs;
 mod model;

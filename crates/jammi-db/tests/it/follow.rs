@@ -1,0 +1,207 @@
+//! Vector tables that follow a mutable table: backfill at creation, changes applied by
+//! workers (inserts, updates, deletes, key changes), lag reported, leases taken over after
+//! a crash with nothing applied twice, and re-embedding with a new model behind one switch.
+//! With the real all-MiniLM-L6-v2 (`JAMMI_TEST_MINILM_DIR`).
+
+use std::time::Duration;
+
+use jammi_db::vector::follow::{FollowSpec, WorkerOptions};
+use jammi_db::vector::{NoProgress, SearchRequest};
+use jammi_db::{Config, Error, Session};
+
+use crate::embed::{ids, register_minilm, register_minilm_with};
+use crate::support::*;
+
+/// A session on the SQLite catalog, or on a fresh PostgreSQL catalog.
+async fn session_on(pg: bool) -> (Session, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::embedded(dir.path().join("home"));
+    if pg {
+        config.catalog.url = Some(fresh_pg_database().await);
+    }
+    (Session::open(config).await.expect("open session"), dir)
+}
+
+async fn exec(session: &Session, sql: &str) {
+    session.sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")).collect().await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+const TEXTS: [&str; 4] = [
+    "A fast web server and reverse proxy for HTTP traffic.",
+    "Tools for reading and writing compressed zip archives.",
+    "A library of fonts with Cyrillic and Greek glyphs.",
+    "Utilities to manage the system clock and time zones.",
+];
+
+async fn top(session: &Session, table: &str, text: &str) -> Vec<i64> {
+    let hit = session.vectors().search(table, &SearchRequest::text(text, 2)).await.unwrap_or_else(|e| panic!("search {text}: {e}"));
+    ids(std::slice::from_ref(&hit.batch))
+}
+
+async fn rows_of(session: &Session, table: &str) -> u64 {
+    session.vectors().list().await.unwrap().into_iter().find(|t| t.name == table).map(|t| t.rows).unwrap()
+}
+
+/// Work until no table has work left; returns the reports.
+async fn drain(session: &Session) -> Vec<jammi_db::vector::follow::WorkReport> {
+    let options = WorkerOptions { worker: "test-worker".into(), ..WorkerOptions::default() };
+    let mut reports = Vec::new();
+    while let Some(report) = session.vectors().work(&options).await.unwrap() {
+        assert_eq!(report.error, None, "{report:?}");
+        reports.push(report);
+    }
+    reports
+}
+
+async fn docs_following(session: &Session) {
+    register_minilm(session, "v1").await;
+    exec(session, "CREATE TABLE mutable.public.docs (id BIGINT PRIMARY KEY, body TEXT, lang TEXT)").await;
+    for (i, text) in TEXTS.iter().take(3).enumerate() {
+        exec(session, &format!("INSERT INTO mutable.public.docs VALUES ({}, '{text}', 'en')", i + 1)).await;
+    }
+    let info = session.vectors().follow(FollowSpec::new("docs_vec", "mutable.public.docs", "body", "minilm", "v1"), &NoProgress).await.unwrap();
+    assert_eq!(info.rows, 3, "the rows already in the source are embedded at creation");
+    assert_eq!(info.model.as_deref(), Some("minilm:v1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vector_table_follows_its_source_on_sqlite() {
+    follows_inserts_updates_and_deletes(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vector_table_follows_its_source_on_postgres() {
+    follows_inserts_updates_and_deletes(true).await
+}
+
+async fn follows_inserts_updates_and_deletes(pg: bool) {
+    let (session, _dir) = session_on(pg).await;
+    docs_following(&session).await;
+    assert_eq!(top(&session, "docs_vec", "zip compression tool").await[0], 2);
+    let status = session.vectors().status("docs_vec").await.unwrap();
+    assert!(status.backfill_done && status.pending == 0, "{status:?}");
+    assert_eq!(status.source.as_deref(), Some("mutable.public.docs"));
+
+    // A write returns without waiting for the model; the lag shows until a worker runs.
+    exec(&session, &format!("INSERT INTO mutable.public.docs VALUES (4, '{}', 'en')", TEXTS[3])).await;
+    let status = session.vectors().status("docs_vec").await.unwrap();
+    assert_eq!((status.source_offset - status.embedded_offset, status.pending), (1, 1), "{status:?}");
+    assert_eq!(rows_of(&session, "docs_vec").await, 3);
+    let reports = drain(&session).await;
+    assert_eq!(reports.iter().map(|r| (r.embedded, r.changes)).collect::<Vec<_>>(), vec![(1, 1)]);
+    assert_eq!(top(&session, "docs_vec", "set the clock and timezone").await[0], 4);
+    // The payload travels with the vector, and SQL sees it.
+    assert_eq!(scalar(&session, "SELECT lang FROM vectors.public.docs_vec WHERE id = 4").await, "en");
+
+    // An update re-embeds the row (one row, not two); a delete removes it; a row changed
+    // twice before the worker runs is embedded once, as it is now.
+    exec(&session, "UPDATE mutable.public.docs SET body = 'Draw charts and plots of scientific data.' WHERE id = 1").await;
+    exec(&session, "DELETE FROM mutable.public.docs WHERE id = 3").await;
+    exec(&session, "UPDATE mutable.public.docs SET lang = 'de' WHERE id = 2").await;
+    exec(&session, "UPDATE mutable.public.docs SET lang = 'fr' WHERE id = 2").await;
+    let reports = drain(&session).await;
+    assert_eq!(reports.iter().map(|r| r.changes).sum::<u64>(), 4);
+    assert_eq!(reports.iter().map(|r| r.embedded).sum::<u64>(), 2, "rows 1 and 2, once each");
+    assert_eq!(rows_of(&session, "docs_vec").await, 3);
+    assert_eq!(top(&session, "docs_vec", "plotting scientific charts").await[0], 1);
+    assert!(!top(&session, "docs_vec", "fonts with Greek glyphs").await.contains(&3), "a deleted row is not found");
+    assert_eq!(scalar(&session, "SELECT lang FROM vectors.public.docs_vec WHERE id = 2").await, "fr");
+
+    // A key that changes moves the vector to the new id.
+    exec(&session, "UPDATE mutable.public.docs SET id = 40 WHERE id = 4").await;
+    drain(&session).await;
+    assert_eq!(top(&session, "docs_vec", "set the clock and timezone").await[0], 40);
+    assert_eq!(rows_of(&session, "docs_vec").await, 3);
+    let status = session.vectors().status("docs_vec").await.unwrap();
+    assert_eq!((status.pending, status.lag_ms, status.last_error.as_deref()), (0, 0, None), "{status:?}");
+
+    // Its rows come from the source only.
+    let refused = session.vectors().delete_ids("docs_vec", &["1".into()]).await.unwrap_err().to_string();
+    assert!(refused.contains("follows mutable.public.docs"), "{refused}");
+    let refused = sql_error(&session, "DELETE FROM vectors.public.docs_vec WHERE id = 1").await;
+    assert!(refused.contains("follows mutable.public.docs"), "{refused}");
+
+    // Dropping the vector table stops the logging; the source keeps working.
+    session.vectors().drop("docs_vec").await.unwrap();
+    exec(&session, "INSERT INTO mutable.public.docs VALUES (5, 'more', 'en')").await;
+    assert!(drain(&session).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_workers_batch_is_finished_by_another_exactly_once() {
+    let (session, _dir) = session_on(true).await;
+    docs_following(&session).await;
+    let table = session.catalog().vector_tables().get_visible(session.scope(), "docs_vec").await.unwrap().unwrap();
+    exec(&session, &format!("INSERT INTO mutable.public.docs VALUES (4, '{}', 'en')", TEXTS[3])).await;
+
+    // A worker claims the table and dies without a word.
+    let follows = session.catalog().follows();
+    assert!(follows.claim(&table.id, "doomed", "doomed-token", 300).await.unwrap());
+    assert_eq!(session.vectors().status("docs_vec").await.unwrap().worker.as_deref(), Some("doomed"));
+    let options = WorkerOptions { worker: "survivor".into(), ..WorkerOptions::default() };
+    assert_eq!(session.vectors().work(&options).await.unwrap(), None, "the lease is held");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let report = session.vectors().work(&options).await.unwrap().expect("the expired lease is taken over");
+    assert_eq!((report.embedded, report.changes, report.caught_up), (1, 1, true), "{report:?}");
+    assert_eq!(top(&session, "docs_vec", "set the clock and timezone").await[0], 4);
+
+    // The dead worker wakes up and tries to commit its batch: refused, nothing applied twice.
+    let mut stale = jammi_db::catalog::FollowProgress { table_id: table.id.clone(), token: "doomed-token".into(), ..Default::default() };
+    stale.embedded_offset = Some(0);
+    assert!(matches!(follows.commit(&stale).await, Err(Error::LeaseLost { .. })));
+    let status = session.vectors().status("docs_vec").await.unwrap();
+    assert_eq!((status.embedded_offset, status.pending, rows_of(&session, "docs_vec").await), (1, 0, 4), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_the_model_re_embeds_in_the_background_behind_one_switch() {
+    let (session, _dir) = temp_session().await;
+    docs_following(&session).await;
+    // Another version: CLS pooling makes other vectors from the same files.
+    register_minilm_with(&session, "v2", serde_json::json!({"pooling": "cls"})).await;
+    let before = session.vectors().search("docs_vec", &SearchRequest::text(TEXTS[0], 1)).await.unwrap();
+
+    let status = session.vectors().set_model("docs_vec", "minilm", "v2", false, &NoProgress).await.unwrap();
+    assert_eq!((status.model.as_str(), status.reembedding.as_deref()), ("minilm:v1", Some("minilm:v2")));
+    // Until a worker finishes, searches answer from the old vectors with the old model.
+    let meanwhile = session.vectors().search("docs_vec", &SearchRequest::text(TEXTS[0], 1)).await.unwrap();
+    assert_eq!(format!("{:?}", meanwhile.batch.column_by_name("_distance")), format!("{:?}", before.batch.column_by_name("_distance")));
+    exec(&session, &format!("INSERT INTO mutable.public.docs VALUES (4, '{}', 'en')", TEXTS[3])).await;
+
+    drain(&session).await;
+    let status = session.vectors().status("docs_vec").await.unwrap();
+    assert_eq!((status.model.as_str(), status.reembedding.as_deref(), status.pending), ("minilm:v2", None, 0), "{status:?}");
+    assert_eq!(session.vectors().list().await.unwrap()[0].model.as_deref(), Some("minilm:v2"));
+    // Every row, the one inserted meanwhile too, is findable by its own text with the new model.
+    for (i, text) in TEXTS.iter().enumerate() {
+        let hit = session.vectors().search("docs_vec", &SearchRequest::text(*text, 1)).await.unwrap();
+        assert_eq!(ids(std::slice::from_ref(&hit.batch)), vec![i as i64 + 1]);
+        let distance = hit.batch.column_by_name("_distance").unwrap();
+        let distance = jammi_db::datafusion::arrow::array::AsArray::as_primitive::<jammi_db::datafusion::arrow::datatypes::Float32Type>(distance).value(0);
+        assert!(distance < 1e-4, "row {} is at distance {distance} from its own text", i + 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_that_cannot_work_is_refused_and_creates_nothing() {
+    let (session, _dir) = temp_session().await;
+    register_minilm(&session, "v1").await;
+    exec(&session, "CREATE TABLE mutable.public.docs (id BIGINT PRIMARY KEY, body TEXT, n INT)").await;
+    exec(&session, "CREATE TABLE mutable.public.pairs (a BIGINT, b BIGINT, body TEXT, PRIMARY KEY (a, b))").await;
+    let attempt = |source: &str, column: &str, model: &str| FollowSpec::new("v", source, column, model, "v1");
+    let cases = [
+        (attempt("docs", "n", "minilm"), "not text"),
+        (attempt("docs", "title", "minilm"), "no column 'title'"),
+        (attempt("pairs", "body", "minilm"), "one-column key"),
+        (attempt("nothere", "body", "minilm"), "nothere"),
+        (attempt("docs", "body", "nomodel"), "nomodel"),
+    ];
+    for (spec, expected) in cases {
+        let e = session.vectors().follow(spec, &NoProgress).await.unwrap_err().to_string();
+        assert!(e.contains(expected), "{expected}: {e}");
+    }
+    assert!(session.vectors().list().await.unwrap().is_empty());
+    // A table of imported vectors has no lag to report and no text to re-embed.
+    let status = session.vectors().status("v").await.unwrap_err();
+    assert!(matches!(status, Error::Unknown { .. }), "{status}");
+}
