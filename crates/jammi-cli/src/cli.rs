@@ -96,6 +96,10 @@ pub enum Command {
     Job(crate::models::JobCommand),
     /// Serve this data directory over HTTP, the Postgres wire protocol and Arrow Flight SQL.
     Serve(crate::serve::ServeArgs),
+    /// Keep vector tables that follow mutable tables current: claim their pending embedding
+    /// work under leases until SIGINT/SIGTERM (any number of workers, on any host sharing
+    /// the catalog and storage).
+    Worker(crate::vectors::WorkerArgs),
     /// Server tokens: create, list, revoke.
     #[command(subcommand)]
     Token(crate::serve::TokenCommand),
@@ -230,6 +234,51 @@ pub enum VectorsCommand {
     Compact {
         /// Table name.
         name: String,
+    },
+    /// Create vector table NAME over a mutable table: one vector per source row, embedded
+    /// from a text column; workers (`jammi worker`, `jammi serve`) keep it current as the
+    /// source changes. The rows already there are embedded before this returns.
+    Follow {
+        /// Table name.
+        name: String,
+        /// The mutable table to follow: mutable.public.T (or T).
+        #[arg(long = "from", value_name = "TABLE")]
+        source: String,
+        /// The text column to embed.
+        #[arg(long, value_name = "COLUMN")]
+        embed: String,
+        /// The embedding model: NAME:VERSION or NAME@ALIAS (see `jammi model list`).
+        #[arg(long, value_name = "NAME:VERSION")]
+        model: String,
+        /// Index precision: f32, f16, int8 or binary.
+        #[arg(long, default_value = "f32")]
+        precision: String,
+        /// Distance: cosine, l2 or ip.
+        #[arg(long, default_value = "cosine")]
+        metric: String,
+        /// HNSW connectivity (links per node).
+        #[arg(long, default_value_t = 16)]
+        m: usize,
+        /// HNSW build beam width.
+        #[arg(long, default_value_t = 128)]
+        ef_construction: usize,
+    },
+    /// How far NAME is behind its source: offsets, rows pending, lag, last error, worker.
+    Status {
+        /// Table name.
+        name: String,
+    },
+    /// Re-embed NAME with another model; searches use the old vectors until the new ones
+    /// are complete, then switch at once.
+    SetModel {
+        /// Table name.
+        name: String,
+        /// The new model: NAME:VERSION or NAME@ALIAS.
+        #[arg(long, value_name = "NAME:VERSION")]
+        model: String,
+        /// Leave the work to the workers (`jammi worker`, `jammi serve`) and return at once.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// List the vector tables visible to this tenant.
     List,

@@ -112,6 +112,7 @@ async fn run_command(session: &Session, command: Command, format: OutputFormat, 
         Command::Model(command) => models::run_model(session, command, format, out).await,
         Command::Job(command) => models::run_job(session, command, format, out).await,
         Command::Serve(args) => serve::serve(session, args, out).await,
+        Command::Worker(args) => vectors::worker(session, args, format, out).await,
         Command::Token(command) => serve::token(session, command, format, out).await,
         Command::Source(SourceCommand::Refresh { name }) => {
             let info = session.sources().refresh(&name).await?;

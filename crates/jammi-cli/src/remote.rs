@@ -90,6 +90,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Model(_) => "model",
         Command::Job(_) => "job",
         Command::Serve(_) => "serve",
+        Command::Worker(_) => "worker",
         Command::Token(_) => "token",
         Command::Sql { .. } | Command::Search(_) => "query",
     }

@@ -55,6 +55,10 @@ pub struct ServeArgs {
     /// a trusted network: tokens and rows travel in clear text).
     #[arg(long)]
     pub allow_insecure_transport: bool,
+    /// Embedding workers that keep following vector tables current (0: leave it to
+    /// `jammi worker` processes).
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
 }
 
 /// Run the server until SIGINT or SIGTERM, then drain.
@@ -91,10 +95,28 @@ pub async fn serve(session: &Session, args: ServeArgs, out: &mut dyn Write) -> R
     let server = Server::start(session.with_tenant(None), options).await?;
     writeln!(out, "{}", server.addresses().to_json_line_with_tls(server.auth_required(), tls))?;
     out.flush()?;
+    // Embedding workers run as the operator (every tenant's following tables) and stop
+    // with the server.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut workers = tokio::task::JoinSet::new();
+    for i in 0..args.workers {
+        let (worker, mut stopped) = (session.with_tenant(None), stopped.clone());
+        let options = jammi_db::vector::follow::WorkerOptions { worker: format!("serve-{}-{i}", std::process::id()), ..Default::default() };
+        workers.spawn(async move {
+            let stop = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = worker.admin(|s| async move { s.vectors().run_worker(&options, stop).await }).await {
+                eprintln!("embedding worker stopped: {e}");
+            }
+        });
+    }
     jammi_server::shutdown_signal().await;
     eprintln!("shutting down: finishing in-flight requests");
+    let _ = stop.send(true);
     server.shutdown();
     server.wait().await;
+    while workers.join_next().await.is_some() {}
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use indicatif::{ProgressBar, ProgressStyle};
 use jammi_db::storage::StorageOptions;
 use jammi_db::vector::parse_vector_text;
+use jammi_db::vector::follow::{FollowSpec, FollowStatus, WorkerOptions};
 use jammi_db::vector::{tables_to_batch, EmbedColumn, ImportSpec, Progress, SearchRequest};
 use jammi_db::Session;
 
@@ -32,7 +33,7 @@ impl Progress for Bar {
         bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
         bar.reset();
         bar.set_length(total);
-        let template = if total == 0 { "{spinner} {msg} {elapsed}" } else { "{msg:>16} [{bar:40}] {pos}/{len} ({eta})" };
+        let template = if total == 0 { "{spinner} {msg} {elapsed}" } else { "{msg:>16} [{bar:40}] {pos}/{len} {per_sec} (ETA {eta})" };
         if let Ok(style) = ProgressStyle::with_template(template) {
             bar.set_style(style.progress_chars("=> "));
         }
@@ -63,10 +64,8 @@ pub async fn run(session: &Session, command: VectorsCommand, format: OutputForma
             };
             let mut spec = ImportSpec::new(name, url, id_column, vector_column);
             if let (Some(column), Some(model)) = (embed, model) {
-                let (model, version) = model
-                    .split_once([':', '@'])
-                    .ok_or_else(|| anyhow!("--model '{model}': give NAME:VERSION or NAME@ALIAS (see `jammi model list`)"))?;
-                spec.embed = Some(EmbedColumn { column, model: model.to_string(), version: version.to_string() });
+                let (model, version) = model_version(&model)?;
+                spec.embed = Some(EmbedColumn { column, model, version });
             }
             spec.precision = precision.parse()?;
             spec.metric = metric.parse()?;
@@ -92,6 +91,22 @@ pub async fn run(session: &Session, command: VectorsCommand, format: OutputForma
             let info = vectors.list().await?.into_iter().filter(|t| t.name == name).collect::<Vec<_>>();
             print::print_batch(&tables_to_batch(&info)?, format, out)
         }
+        VectorsCommand::Follow { name, source, embed, model, precision, metric, m, ef_construction } => {
+            let (model, version) = model_version(&model)?;
+            let mut spec = FollowSpec::new(name, source, embed, model, version);
+            spec.precision = precision.parse()?;
+            spec.metric = metric.parse()?;
+            spec.m = m;
+            spec.ef_construction = ef_construction;
+            let info = vectors.follow(spec, &Bar::new()).await?;
+            print::print_batch(&tables_to_batch(&[info])?, format, out)
+        }
+        VectorsCommand::Status { name } => print::print_batch(&status_batch(&vectors.status(&name).await?)?, format, out),
+        VectorsCommand::SetModel { name, model, no_wait } => {
+            let (model, version) = model_version(&model)?;
+            let status = vectors.set_model(&name, &model, &version, !no_wait, &Bar::new()).await?;
+            print::print_batch(&status_batch(&status)?, format, out)
+        }
         VectorsCommand::List => print::print_batch(&tables_to_batch(&vectors.list().await?)?, format, out),
         VectorsCommand::Drop { name } => {
             vectors.drop(&name).await?;
@@ -101,6 +116,114 @@ pub async fn run(session: &Session, command: VectorsCommand, format: OutputForma
             Ok(())
         }
     }
+}
+
+/// `NAME:VERSION` or `NAME@ALIAS`.
+fn model_version(model: &str) -> Result<(String, String)> {
+    let (name, version) = model.split_once([':', '@']).ok_or_else(|| anyhow!("--model '{model}': give NAME:VERSION or NAME@ALIAS (see `jammi model list`)"))?;
+    Ok((name.to_string(), version.to_string()))
+}
+
+/// `vectors status` as one row.
+fn status_batch(s: &FollowStatus) -> Result<RecordBatch> {
+    use arrow::array::{BooleanArray, Int64Array, StringArray};
+    let text = |v: Option<&str>| Arc::new(StringArray::from(vec![v])) as ArrayRef;
+    let number = |v: i64| Arc::new(Int64Array::from(vec![v])) as ArrayRef;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, true),
+        Field::new("source", DataType::Utf8, true),
+        Field::new("model", DataType::Utf8, true),
+        Field::new("rows", DataType::UInt64, false),
+        Field::new("source_offset", DataType::Int64, false),
+        Field::new("embedded_offset", DataType::Int64, false),
+        Field::new("pending", DataType::Int64, false),
+        Field::new("lag_ms", DataType::Int64, false),
+        Field::new("backfill_done", DataType::Boolean, false),
+        Field::new("reembedding", DataType::Utf8, true),
+        Field::new("worker", DataType::Utf8, true),
+        Field::new("failures", DataType::Int64, false),
+        Field::new("last_error", DataType::Utf8, true),
+    ]));
+    let columns = vec![
+        text(Some(&s.name)),
+        text(s.source.as_deref()),
+        text(Some(&s.model)),
+        Arc::new(UInt64Array::from(vec![s.rows])) as ArrayRef,
+        number(s.source_offset),
+        number(s.embedded_offset),
+        number(s.pending),
+        number(s.lag_ms),
+        Arc::new(BooleanArray::from(vec![s.backfill_done])) as ArrayRef,
+        text(s.reembedding.as_deref()),
+        text(s.worker.as_deref()),
+        number(s.failures),
+        text(s.last_error.as_deref()),
+    ];
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// `jammi worker`.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// This worker's name in `vectors status` (default: worker-PID).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Seconds a claim holds without a heartbeat; a crashed worker's work is taken over
+    /// after this.
+    #[arg(long, default_value_t = 30)]
+    pub lease_seconds: u64,
+    /// Source rows or changes per committed batch.
+    #[arg(long, default_value_t = 256)]
+    pub batch_rows: usize,
+    /// How often to look for work written by other processes, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub poll_ms: u64,
+    /// Do the work pending now, then exit (for scripts and cron).
+    #[arg(long)]
+    pub once: bool,
+}
+
+impl WorkerArgs {
+    fn options(&self) -> Result<WorkerOptions> {
+        if self.lease_seconds == 0 || self.batch_rows == 0 || self.poll_ms == 0 {
+            return Err(anyhow!("--lease-seconds, --batch-rows and --poll-ms must be at least 1"));
+        }
+        let mut options = WorkerOptions { lease: std::time::Duration::from_secs(self.lease_seconds), batch_rows: self.batch_rows, poll: std::time::Duration::from_millis(self.poll_ms), ..WorkerOptions::default() };
+        if let Some(name) = &self.name {
+            options.worker = name.clone();
+        }
+        Ok(options)
+    }
+}
+
+/// Run embedding work as the operator (every tenant's tables) or, with `--tenant`, as
+/// that tenant (its own tables only).
+pub async fn worker(session: &Session, args: WorkerArgs, format: OutputFormat, out: &mut dyn Write) -> Result<()> {
+    let options = args.options()?;
+    let operator = session.scope() == jammi_db::TenantScope::Unbound;
+    let work = |s: Session| {
+        let options = options.clone();
+        async move {
+            if args.once {
+                let mut reports = Vec::new();
+                while let Some(report) = s.vectors().work(&options).await? {
+                    reports.push(report);
+                }
+                Ok::<_, jammi_db::Error>(reports)
+            } else {
+                s.vectors().run_worker(&options, async { jammi_server::shutdown_signal().await }).await?;
+                Ok(Vec::new())
+            }
+        }
+    };
+    let reports = if operator { session.admin(work).await? } else { work(session.clone()).await? };
+    for r in reports {
+        match format {
+            OutputFormat::Json => writeln!(out, "{}", serde_json::json!({"table": r.table, "embedded": r.embedded, "removed": r.removed, "changes": r.changes, "caught_up": r.caught_up, "error": r.error}))?,
+            _ => writeln!(out, "{}: embedded {}, removed {}, changes {}{}", r.table, r.embedded, r.removed, r.changes, r.error.map(|e| format!(", failed: {e}")).unwrap_or_default())?,
+        }
+    }
+    Ok(())
 }
 
 fn print_count(format: OutputFormat, out: &mut dyn Write, what: &str, rows: u64, table: &str) -> Result<()> {

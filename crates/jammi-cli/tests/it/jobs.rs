@@ -76,6 +76,37 @@ fn embedding_model_from_a_directory() {
     assert_eq!(found.lines().nth(1).unwrap().split(',').next(), Some("1"), "{found}");
     let found = ok(jammi(&home).args(["--format", "csv", "sql", "SELECT id FROM vector_search('notes', 'shares and prices dropped', 1)"]));
     assert_eq!(found.lines().nth(1), Some("2"), "{found}");
+
+    // A vector table that follows a mutable table: created with its rows embedded, behind
+    // after a write until a worker runs, current after `jammi worker --once`.
+    ok(jammi(&home).args(["sql", "CREATE TABLE mutable.public.docs (id BIGINT PRIMARY KEY, body TEXT); INSERT INTO mutable.public.docs VALUES (1, 'A recipe for bread with flour, water and yeast.')"]));
+    let bad = fails(jammi(&home).args(["vectors", "follow", "docs_vec", "--from", "mutable.public.docs", "--embed", "id", "--model", "minilm:v1"]));
+    assert!(bad.contains("not text"), "{bad}");
+    ok(jammi(&home).args(["vectors", "follow", "docs_vec", "--from", "mutable.public.docs", "--embed", "body", "--model", "minilm:v1"]));
+    ok(jammi(&home).args(["sql", "INSERT INTO mutable.public.docs VALUES (2, 'The stock market fell sharply on Tuesday.')"]));
+    let status = json_lines(&ok(jammi(&home).args(["--format", "json", "vectors", "status", "docs_vec"])));
+    assert_eq!((status[0]["rows"].as_u64(), status[0]["pending"].as_i64()), (Some(1), Some(1)), "{status:?}");
+    let worked = ok(jammi(&home).args(["worker", "--once"]));
+    assert!(worked.contains("docs_vec: embedded 1"), "{worked}");
+    let status = json_lines(&ok(jammi(&home).args(["--format", "json", "vectors", "status", "docs_vec"])));
+    assert_eq!((status[0]["rows"].as_u64(), status[0]["pending"].as_i64()), (Some(2), Some(0)), "{status:?}");
+    let found = ok(jammi(&home).args(["--format", "csv", "search", "docs_vec", "--text", "shares and prices dropped", "--k", "1"]));
+    assert_eq!(found.lines().nth(1).unwrap().split(',').next(), Some("2"), "{found}");
+
+    // A long-running worker process picks up writes of another process by itself.
+    let mut worker = jammi(&home).args(["worker", "--poll-ms", "100"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    ok(jammi(&home).args(["sql", "DELETE FROM mutable.public.docs WHERE id = 1"]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        let status = json_lines(&ok(jammi(&home).args(["--format", "json", "vectors", "status", "docs_vec"])));
+        if status[0]["pending"].as_i64() == Some(0) || std::time::Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = worker.kill();
+    let _ = worker.wait();
+    assert_eq!((status[0]["rows"].as_u64(), status[0]["pending"].as_i64()), (Some(1), Some(0)), "{status:?}");
 }
 
 /// One worker process step: claim, put the artifact where the lease says, finalize.
