@@ -130,6 +130,16 @@ impl<'a> Models<'a> {
 
     async fn register_with(&self, definition: ModelDefinition, artifact_prefix: Option<String>) -> Result<ModelInfo> {
         check_definition(&definition)?;
+        if crate::embed::is_http_backed(&definition.metadata) {
+            // The endpoint is called from the engine's own network with a key from its own
+            // environment: only the operator may point the engine at one.
+            if matches!(self.ctx.scope(), crate::tenant::TenantScope::Tenant(_)) {
+                return Err(Error::PermissionDenied {
+                    message: "models served by an HTTP endpoint are registered by the operator (the engine calls the endpoint from its own network); ask the operator to register it as a shared model".into(),
+                });
+            }
+            crate::embed::check_http(&format!("{}:{}", definition.name, definition.version), &definition.metadata, definition.dimensions)?;
+        }
         let metadata = if definition.metadata.is_null() { serde_json::json!({}) } else { definition.metadata };
         let record = ModelRecord {
             id: uuid::Uuid::new_v4().to_string(),

@@ -4,6 +4,7 @@
 //! See `docs/embeddings.md`.
 
 mod bert;
+mod http;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,6 +16,17 @@ use crate::artifact::ModelInfo;
 use crate::context::EngineContext;
 use crate::error::{Error, Result};
 use crate::storage::{StorageOptions, StorageUrl};
+
+/// Whether a model's metadata says it is served by an HTTP endpoint (`"backend": "http"`).
+pub(crate) fn is_http_backed(metadata: &serde_json::Value) -> bool {
+    http::is_http(metadata)
+}
+
+/// Check an HTTP-served model's metadata (endpoint URL, remote model, key variable, batch
+/// size) as registration needs it.
+pub(crate) fn check_http(label: &str, metadata: &serde_json::Value, dimensions: Option<u32>) -> Result<()> {
+    http::HttpEmbedder::from_metadata(label, metadata, dimensions).map(|_| ())
+}
 
 /// The task a registered model must have to embed text.
 pub const EMBEDDING_TASK: &str = "embedding";
@@ -139,6 +151,12 @@ impl EmbedState {
         if let Some(model) = self.cached(prefix) {
             return Ok(model);
         }
+        if http::is_http(metadata) {
+            // Served by an endpoint: nothing to fetch; the metadata says where and how.
+            let model: Arc<dyn Embedder> = Arc::new(http::HttpEmbedder::from_metadata(label, metadata, dimensions.or(metadata.get("dimensions").and_then(|d| d.as_u64()).map(|d| d as u32)))?);
+            self.loaded.lock().unwrap_or_else(|p| p.into_inner()).insert(prefix.to_string(), Arc::clone(&model));
+            return Ok(model);
+        }
         let store = crate::artifact::ArtifactStore::new(crate::storage::StorageRegistry::new(), self.storage_options.clone(), self.cache_dir.clone());
         let fetched = store.fetch_artifact(&StorageUrl::parse(prefix)?.as_dir()).await?;
         let metadata = metadata.clone();
@@ -211,6 +229,16 @@ impl<'a> Embeddings<'a> {
         let label = format!("{}:{}", info.name, info.version);
         if info.task != EMBEDDING_TASK {
             return Err(Error::invalid("model", format!("model {label} has task '{}', not '{EMBEDDING_TASK}'; register an embedding model with --task embedding", info.task)));
+        }
+        if http::is_http(&info.metadata) {
+            // Checked now, so a bad endpoint description is refused before anything is written.
+            let mut metadata = info.metadata.clone();
+            http::HttpEmbedder::from_metadata(&label, &metadata, info.dimensions)?;
+            if let (Some(d), Some(obj)) = (info.dimensions, metadata.as_object_mut()) {
+                obj.insert("dimensions".into(), d.into());
+            }
+            let prefix = http::pseudo_prefix(&metadata);
+            return Ok((ModelInfo { metadata, ..info }, prefix));
         }
         let prefix = info.artifact_prefix.clone().ok_or_else(|| {
             Error::conflict(format!("model {label} has no files yet; register it with `jammi model register … --from DIR` (or finalize a job that produces them)"))

@@ -205,3 +205,111 @@ async fn a_follow_that_cannot_work_is_refused_and_creates_nothing() {
     let status = session.vectors().status("v").await.unwrap_err();
     assert!(matches!(status, Error::Unknown { .. }), "{status}");
 }
+
+/// A minimal OpenAI-compatible `/v1/embeddings` endpoint on loopback that answers with the
+/// real model's vectors (computed by `session`), refuses requests without the bearer key,
+/// answers its first request with 429, and answers every request to `/fail` with 500.
+/// Returns its base URL and the requests it saw (path, authorization, inputs).
+async fn embeddings_endpoint(session: Session, key: &'static str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<(String, String, usize)>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let (session, log) = (session.clone(), std::sync::Arc::clone(&log));
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                let (head, body) = loop {
+                    let n = socket.read(&mut chunk).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                        let length: usize = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())).unwrap_or(0);
+                        while buf.len() < end + 4 + length {
+                            let n = socket.read(&mut chunk).await.unwrap();
+                            buf.extend_from_slice(&chunk[..n]);
+                        }
+                        break (head, buf[end + 4..end + 4 + length].to_vec());
+                    }
+                };
+                let path = head.split_whitespace().nth(1).unwrap_or_default().to_string();
+                let auth = head.lines().find_map(|l| l.to_ascii_lowercase().starts_with("authorization:").then(|| l[14..].trim().to_string())).unwrap_or_default();
+                let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                let texts: Vec<String> = request["input"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+                let first = {
+                    let mut log = log.lock().unwrap();
+                    log.push((path.clone(), auth.clone(), texts.len()));
+                    log.len() == 1
+                };
+                let (status, extra, answer) = if auth != format!("Bearer {key}") {
+                    ("401 Unauthorized", "", r#"{"error":"bad key"}"#.to_string())
+                } else if path == "/fail" {
+                    ("500 Internal Server Error", "", r#"{"error":"model crashed"}"#.to_string())
+                } else if first {
+                    ("429 Too Many Requests", "Retry-After: 0\r\n", r#"{"error":"slow down"}"#.to_string())
+                } else {
+                    let vectors = session.embeddings().embed("minilm", "v1", texts).await.unwrap();
+                    let data: Vec<serde_json::Value> = vectors.into_iter().enumerate().map(|(i, v)| serde_json::json!({"index": i, "embedding": v})).collect();
+                    ("200 OK", "", serde_json::json!({"data": data}).to_string())
+                };
+                let response = format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{answer}", answer.len());
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (base, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_served_over_http_embeds_with_batches_retries_and_a_hidden_key() {
+    const KEY: &str = "sk-never-printed-4711";
+    std::env::set_var("JAMMI_EMBEDDING_KEY_FOLLOW_TEST", KEY);
+    let (session, _dir) = temp_session().await;
+    register_minilm(&session, "v1").await;
+    let (base, seen) = embeddings_endpoint(session.clone(), KEY).await;
+    let remote = |name: &str, path: &str, extra: serde_json::Value| {
+        let mut metadata = serde_json::json!({"backend": "http", "url": format!("{base}{path}"), "model": "mini", "api_key_env": "JAMMI_EMBEDDING_KEY_FOLLOW_TEST", "batch_size": 2});
+        metadata.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        jammi_db::artifact::ModelDefinition { name: name.into(), version: "v1".into(), task: "embedding".into(), dimensions: Some(384), metadata }
+    };
+    session.models().register(remote("remote", "/v1/embeddings", serde_json::json!({}))).await.unwrap();
+
+    exec(&session, "CREATE TABLE mutable.public.docs (id BIGINT PRIMARY KEY, body TEXT, lang TEXT)").await;
+    for (i, text) in TEXTS.iter().take(3).enumerate() {
+        exec(&session, &format!("INSERT INTO mutable.public.docs VALUES ({}, '{text}', 'en')", i + 1)).await;
+    }
+    let info = session.vectors().follow(FollowSpec::new("docs_vec", "docs", "body", "remote", "v1"), &NoProgress).await.unwrap();
+    assert_eq!((info.rows, info.model.as_deref()), (3, Some("remote:v1")));
+    // The query is embedded by the endpoint too, and the vectors are the real model's.
+    assert_eq!(top(&session, "docs_vec", "zip compression tool").await[0], 2);
+    {
+        let seen = seen.lock().unwrap();
+        // 3 rows in batches of 2 (the first answered 429 and retried), then the query.
+        assert_eq!(seen.iter().map(|s| s.2).collect::<Vec<_>>(), vec![2, 2, 1, 1], "{seen:?}");
+        assert!(seen.iter().all(|s| s.1 == format!("Bearer {KEY}")), "{seen:?}");
+    }
+
+    // An endpoint that fails: the error names the endpoint and the status, never the key;
+    // the table exists, records the failure and keeps its vectors.
+    session.models().register(remote("broken", "/fail", serde_json::json!({"retries": 1}))).await.unwrap();
+    let failed = session.vectors().follow(FollowSpec::new("broken_vec", "docs", "body", "broken", "v1"), &NoProgress).await.unwrap_err().to_string();
+    assert!(failed.contains("/fail") && failed.contains("500") && !failed.contains(KEY), "{failed}");
+    let status = session.vectors().status("broken_vec").await.unwrap();
+    assert_eq!((status.rows, status.failures, status.backfill_done), (0, 1, false), "{status:?}");
+    assert!(status.last_error.as_deref().is_some_and(|e| e.contains("500") && !e.contains(KEY)), "{status:?}");
+    assert!(!format!("{:?}", session.embeddings().model("remote", "v1").await.unwrap()).contains(KEY));
+
+    // Only variables meant for keys, and only the operator, may point the engine at one.
+    let refused = session.models().register(remote("sneaky", "/v1/embeddings", serde_json::json!({"api_key_env": "AWS_SECRET_ACCESS_KEY"}))).await.unwrap_err().to_string();
+    assert!(refused.contains("JAMMI_EMBEDDING_KEY_"), "{refused}");
+    let tenant = session.with_tenant(Some(jammi_db::TenantId::random()));
+    let refused = tenant.models().register(remote("mine", "/v1/embeddings", serde_json::json!({}))).await.unwrap_err();
+    assert!(matches!(refused, Error::PermissionDenied { .. }), "{refused}");
+}
