@@ -313,3 +313,27 @@ async fn a_model_served_over_http_embeds_with_batches_retries_and_a_hidden_key()
     let refused = tenant.models().register(remote("mine", "/v1/embeddings", serde_json::json!({}))).await.unwrap_err();
     assert!(matches!(refused, Error::PermissionDenied { .. }), "{refused}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_following_table_sees_only_its_own_source_and_workers() {
+    let (session, _dir) = temp_session().await;
+    register_minilm(&session, "v1").await;
+    let (a, b) = (session.with_tenant(Some(jammi_db::TenantId::random())), session.with_tenant(Some(jammi_db::TenantId::random())));
+    for (tenant, text) in [(&a, TEXTS[0]), (&b, TEXTS[1])] {
+        exec(tenant, "CREATE TABLE mutable.public.docs (id BIGINT PRIMARY KEY, body TEXT)").await;
+        exec(tenant, &format!("INSERT INTO mutable.public.docs VALUES (1, '{text}')")).await;
+    }
+    let info = a.vectors().follow(FollowSpec::new("docs_vec", "docs", "body", "minilm", "v1"), &NoProgress).await.unwrap();
+    assert_eq!(info.rows, 1);
+    // B's table of the same name is another table: its writes are not A's changes.
+    exec(&b, &format!("INSERT INTO mutable.public.docs VALUES (2, '{}')", TEXTS[2])).await;
+    assert_eq!(a.vectors().status("docs_vec").await.unwrap().pending, 0);
+    assert!(matches!(b.vectors().status("docs_vec").await, Err(Error::Unknown { .. })));
+    // A's pending work is not B's to do (B's worker would read A's rows); A's worker does it.
+    exec(&a, &format!("INSERT INTO mutable.public.docs VALUES (2, '{}')", TEXTS[3])).await;
+    let options = WorkerOptions::default();
+    assert_eq!(b.vectors().work(&options).await.unwrap(), None);
+    assert_eq!(a.vectors().work(&options).await.unwrap().map(|r| r.embedded), Some(1));
+    let hit = a.vectors().search("docs_vec", &SearchRequest::text("set the clock and timezone", 1)).await.unwrap();
+    assert_eq!(ids(std::slice::from_ref(&hit.batch)), vec![2]);
+}
