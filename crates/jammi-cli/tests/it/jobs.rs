@@ -77,6 +77,38 @@ fn embedding_model_from_a_directory() {
     let found = ok(jammi(&home).args(["--format", "csv", "sql", "SELECT id FROM vector_search('notes', 'shares and prices dropped', 1)"]));
     assert_eq!(found.lines().nth(1), Some("2"), "{found}");
 
+    // An import cut short after 60 % of its rows were embedded resumes from its checkpoints.
+    let big = dir.path().join("big.parquet");
+    ok(jammi(&home).args(["sql", &format!(
+        "COPY (SELECT value AS id, 'note ' || CAST(value AS VARCHAR) || ' on subject ' || CAST(value % 7 AS VARCHAR) AS body FROM generate_series(1, 640)) TO '{}' STORED AS PARQUET",
+        big.display()
+    )]));
+    let import = |pause: Option<&str>| {
+        let mut cmd = jammi(&home);
+        cmd.args(["vectors", "import", "big"]).arg(&big).args(["--id-column", "id", "--embed", "body", "--model", "minilm:v1"]).env("JAMMI_LOG", "info");
+        if let Some(at) = pause {
+            cmd.env("JAMMI_PAUSE_AT", at);
+        }
+        cmd
+    };
+    let mut cut = import(Some("vectors.import.embedded_chunk_5")).stderr(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(cut.stderr.take().unwrap()));
+    assert!(lines.any(|l| l.unwrap().contains("paused at vectors.import.embedded_chunk_5")), "the import never reached 60 %");
+    cut.kill().unwrap();
+    cut.wait().unwrap();
+    let kept = walk(&home).into_iter().filter(|p| p.to_string_lossy().contains("/imports/") && p.ends_with("vectors.f32") && !p.to_string_lossy().contains("/cache/")).count();
+    assert_eq!(kept, 6, "six chunks of 64 rows were kept before the cut");
+    let resumed = import(None).output().unwrap();
+    let log = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success(), "{log}");
+    assert!(log.contains("384 of 640 rows were already embedded"), "{log}");
+    let count = ok(jammi(&home).args(["--format", "csv", "sql", "SELECT count(*) FROM vectors.public.big"]));
+    assert_eq!(count.lines().nth(1), Some("640"), "{count}");
+    let found = ok(jammi(&home).args(["--format", "csv", "search", "big", "--text", "note 500 on subject 3", "--k", "1"]));
+    assert_eq!(found.lines().nth(1).unwrap().split(',').next(), Some("500"), "{found}");
+    let leftovers = walk(&home).into_iter().filter(|p| p.to_string_lossy().contains("/imports/") && !p.to_string_lossy().contains("/cache/")).count();
+    assert_eq!(leftovers, 0, "the checkpoints are removed once the table is committed");
+
     // A vector table that follows a mutable table: created with its rows embedded, behind
     // after a write until a worker runs, current after `jammi worker --once`.
     ok(jammi(&home).args(["sql", "CREATE TABLE mutable.public.docs (id BIGINT PRIMARY KEY, body TEXT); INSERT INTO mutable.public.docs VALUES (1, 'A recipe for bread with flour, water and yeast.')"]));
@@ -107,6 +139,20 @@ fn embedding_model_from_a_directory() {
     let _ = worker.kill();
     let _ = worker.wait();
     assert_eq!((status[0]["rows"].as_u64(), status[0]["pending"].as_i64()), (Some(1), Some(0)), "{status:?}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }
 
 /// One worker process step: claim, put the artifact where the lease says, finalize.

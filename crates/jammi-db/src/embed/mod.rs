@@ -5,6 +5,7 @@
 
 mod bert;
 mod http;
+pub(crate) mod resume;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -257,12 +258,16 @@ impl<'a> Embeddings<'a> {
         vector_column: &str,
         (name, version): (&str, &str),
         progress: &dyn crate::vector::Progress,
-    ) -> Result<(Vec<RecordBatch>, EmbeddingSource)> {
+    ) -> Result<(Vec<RecordBatch>, EmbeddingSource, resume::Checkpoints)> {
         let (info, prefix) = self.describe(name, version).await?;
         let model = self.state.load(&format!("{}:{}", info.name, info.version), &prefix, &info.metadata, info.dimensions).await?;
-        let batches = embed_batches(&model, table, batches, column, vector_column, progress).await?;
+        // Kept under the caller's own artifact prefixes, so a tenant's checkpoints are its own.
+        let store = crate::artifact::ArtifactStore::new(crate::storage::StorageRegistry::new(), self.state.storage_options.clone(), self.state.cache_dir.clone()).for_owner(self.ctx.scope().owner());
+        let root = StorageUrl::parse(&self.ctx.config().storage_root())?.as_dir();
+        let checkpoints = resume::Checkpoints::new(store, root, table, &prefix, column);
+        let batches = embed_batches_with(&model, table, batches, column, vector_column, progress, Some(&checkpoints)).await?;
         let source = EmbeddingSource { model: info.name, version: info.version, column: column.to_string(), artifact_prefix: prefix, metadata: info.metadata };
-        Ok((batches, source))
+        Ok((batches, source, checkpoints))
     }
 }
 
@@ -277,48 +282,76 @@ pub(crate) async fn embed_batches(
     vector_column: &str,
     progress: &dyn crate::vector::Progress,
 ) -> Result<Vec<RecordBatch>> {
+    embed_batches_with(model, table, batches, column, vector_column, progress, None).await
+}
+
+/// [`embed_batches`], keeping what is embedded in `checkpoints` as it goes (and taking what
+/// an interrupted run already kept there).
+pub(crate) async fn embed_batches_with(
+    model: &Arc<dyn Embedder>,
+    table: &str,
+    batches: Vec<RecordBatch>,
+    column: &str,
+    vector_column: &str,
+    progress: &dyn crate::vector::Progress,
+    checkpoints: Option<&resume::Checkpoints>,
+) -> Result<Vec<RecordBatch>> {
     use datafusion::arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     let bad = |message: String| Error::InvalidVectors { table: table.to_string(), message };
-    let total: usize = batches.iter().map(|b| b.num_rows()).sum();
-    progress.start("embedding", total as u64);
-    let mut done = 0usize;
-    let mut out = Vec::with_capacity(batches.len());
-    for batch in batches {
-        let schema = batch.schema();
-        if schema.column_with_name(vector_column).is_some() {
+    let mut texts: Vec<String> = Vec::new();
+    for batch in &batches {
+        if batch.schema().column_with_name(vector_column).is_some() {
             return Err(bad(format!("the input already has a column '{vector_column}'; name another vector column for the embeddings")));
         }
-        let texts = batch.column_by_name(column).ok_or_else(|| bad(format!("the input has no column '{column}' to embed")))?;
-        if !matches!(texts.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
-            return Err(bad(format!("column '{column}' is {}, not text; name a text column to embed", texts.data_type())));
+        let column_texts = batch.column_by_name(column).ok_or_else(|| bad(format!("the input has no column '{column}' to embed")))?;
+        if !matches!(column_texts.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+            return Err(bad(format!("column '{column}' is {}, not text; name a text column to embed", column_texts.data_type())));
         }
-        let texts = datafusion::arrow::compute::cast(texts, &DataType::Utf8).map_err(Error::internal)?;
-        let texts: Vec<String> = texts.as_string::<i32>().iter().map(|t| t.unwrap_or_default().to_string()).collect();
-        let dims = model.dimensions();
-        let mut flat = Vec::with_capacity(texts.len() * dims);
-        // Chunks keep the progress bar moving and memory bounded.
-        for chunk in texts.chunks(256) {
-            let chunk: Vec<String> = chunk.to_vec();
-            let m = Arc::clone(model);
-            let vectors = run_blocking(move || m.embed(&chunk.iter().map(String::as_str).collect::<Vec<_>>())).await?;
-            done += vectors.len();
-            vectors.iter().for_each(|v| flat.extend_from_slice(v));
-            progress.set(done as u64);
-        }
+        let column_texts = datafusion::arrow::compute::cast(column_texts, &DataType::Utf8).map_err(Error::internal)?;
+        texts.extend(column_texts.as_string::<i32>().iter().map(|t| t.unwrap_or_default().to_string()));
+    }
+    let dims = model.dimensions();
+    progress.start("embedding", texts.len() as u64);
+    let flat = match checkpoints {
+        Some(c) => c.embed(model, &texts, progress).await?,
+        None => embed_texts(model, &texts, 0, progress).await?,
+    };
+    progress.finish();
+    let mut out = Vec::with_capacity(batches.len());
+    let mut at = 0usize;
+    for batch in batches {
+        let n = batch.num_rows();
         let item = Arc::new(Field::new("item", DataType::Float32, false));
-        let vectors = FixedSizeListArray::try_new(item, dims as i32, Arc::new(Float32Array::from(flat)), None).map_err(Error::internal)?;
+        let values = Float32Array::from(flat[at * dims..(at + n) * dims].to_vec());
+        at += n;
+        let vectors = FixedSizeListArray::try_new(item, dims as i32, Arc::new(values), None).map_err(Error::internal)?;
+        let schema = batch.schema();
         let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(Field::new(vector_column, vectors.data_type().clone(), false));
         let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
         columns.push(Arc::new(vectors));
         out.push(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(Error::internal)?);
     }
-    progress.finish();
     Ok(out)
 }
 
-/// Run CPU-bound model work off the async workers.
+/// The vectors of `texts`, row-major, 256 texts per model call (so the progress bar, set
+/// to `done_before` + rows done, keeps moving and memory stays bounded).
+pub(crate) async fn embed_texts(model: &Arc<dyn Embedder>, texts: &[String], done_before: usize, progress: &dyn crate::vector::Progress) -> Result<Vec<f32>> {
+    let mut flat = Vec::with_capacity(texts.len() * model.dimensions());
+    let mut done = done_before;
+    for chunk in texts.chunks(256) {
+        let chunk: Vec<String> = chunk.to_vec();
+        let m = Arc::clone(model);
+        let vectors = run_blocking(move || m.embed(&chunk.iter().map(String::as_str).collect::<Vec<_>>())).await?;
+        done += vectors.len();
+        vectors.iter().for_each(|v| flat.extend_from_slice(v));
+        progress.set(done as u64);
+    }
+    Ok(flat)
+}
+
 async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal(format!("embedding task: {e}")))?
 }

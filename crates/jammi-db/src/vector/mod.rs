@@ -327,12 +327,12 @@ impl<'a> Vectors<'a> {
         progress.start("reading", 0);
         let batches = self.read_input(&spec.url, &spec.options, &spec.name).await?;
         progress.finish();
-        let (batches, embedding) = match &spec.embed {
-            None => (batches, None),
+        let (batches, embedding, checkpoints) = match &spec.embed {
+            None => (batches, None, None),
             Some(embed) => {
                 let embeddings = crate::embed::Embeddings::new(self.ctx, &self.state().embed);
-                let (batches, source) = embeddings.embed_column(&spec.name, batches, &embed.column, &spec.vector_column, (&embed.model, &embed.version), progress).await?;
-                (batches, Some(source))
+                let (batches, source, checkpoints) = embeddings.embed_column(&spec.name, batches, &embed.column, &spec.vector_column, (&embed.model, &embed.version), progress).await?;
+                (batches, Some(source), Some(checkpoints))
             }
         };
         let rows = input::prepare(&spec.name, &batches, &spec.id_column, &spec.vector_column, None, &HashSet::new())?;
@@ -397,6 +397,9 @@ impl<'a> Vectors<'a> {
         };
         pause_point("vectors.import.before_commit");
         self.ctx.catalog().vector_tables().mark_ready(&table_id, &record.spec, manifest.generation, &manifest_name).await?;
+        if let Some(checkpoints) = checkpoints {
+            checkpoints.discard().await;
+        }
         drop(lock);
         let _ = std::fs::remove_file(lock_path(self.ctx.config(), &table_id));
         self.ctx.sync_catalog().await?;
