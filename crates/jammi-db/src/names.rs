@@ -32,6 +32,16 @@ pub fn mutable_table_name(name: &ObjectName) -> Option<String> {
     }
 }
 
+/// The table name when `name` is `vectors.public.T` (or `vectors.T`).
+pub fn vector_table_name(name: &ObjectName) -> Option<String> {
+    let parts: Vec<String> = name.0.iter().filter_map(|p| p.as_ident()).map(sql_ident).collect();
+    match parts.as_slice() {
+        [c, s, t] if c == "vectors" && s == DEFAULT_SCHEMA => Some(t.clone()),
+        [c, t] if c == "vectors" => Some(t.clone()),
+        _ => None,
+    }
+}
+
 /// An identifier as SQL means it: unquoted ones fold to lower case.
 pub fn sql_ident(id: &ast::Ident) -> String {
     if id.quote_style.is_some() {

@@ -202,6 +202,14 @@ impl Session {
                     self.control_transaction(control).await?;
                     Ok(self.query_context(scope).read_empty()?)
                 }
+                Claimed::VectorTable(create, name) => {
+                    if self.open_transaction().is_some() {
+                        return Err(Error::transaction_state(format!("CREATE TABLE vectors.public.{name} cannot run inside a transaction; COMMIT or ROLLBACK first")));
+                    }
+                    let spec = crate::vector::follow::spec_from_sql(create, &name)?;
+                    self.vectors().follow(spec, &crate::vector::NoProgress).await?;
+                    Ok(self.query_context(scope).read_empty()?)
+                }
                 other => mutable::classify::run(self, &self.engine.mutable, scope, other).await,
             };
         }

@@ -1,6 +1,7 @@
 //! Which SQL statements belong to mutable tables, and running them: DDL and DML naming
 //! `mutable.public.*`. Transaction control (`BEGIN`, `COMMIT`, `ROLLBACK`, savepoints) is
-//! classified here too, and run by the session, which owns the open transaction.
+//! classified here too, and run by the session, which owns the open transaction, as is
+//! `CREATE TABLE vectors.public.T WITH (...)` (a following vector table).
 //! Everything else goes to DataFusion unchanged.
 
 use std::sync::Arc;
@@ -33,6 +34,9 @@ pub enum Claimed<'a> {
     Delete(&'a ast::Delete, String),
     /// Transaction control, run by the session.
     Transaction(Control),
+    /// `CREATE TABLE vectors.public.T WITH (follows = …)`: a following vector table, created
+    /// by the session (it owns the vector part).
+    VectorTable(&'a ast::CreateTable, String),
 }
 
 /// Transaction control statements.
@@ -59,7 +63,11 @@ fn relation_name(relation: &TableFactor) -> Option<String> {
 pub fn claim(statement: &DfStatement) -> Result<Option<Claimed<'_>>> {
     let DfStatement::Statement(statement) = statement else { return Ok(None) };
     Ok(match statement.as_ref() {
-        Statement::CreateTable(c) => mutable_table_name(&c.name).map(|n| Claimed::Definition(Ddl::CreateTable(c, n))),
+        Statement::CreateTable(c) => match (mutable_table_name(&c.name), crate::names::vector_table_name(&c.name)) {
+            (Some(n), _) => Some(Claimed::Definition(Ddl::CreateTable(c, n))),
+            (None, Some(n)) => Some(Claimed::VectorTable(c, n)),
+            (None, None) => None,
+        },
         Statement::Drop { object_type: ObjectType::Table, if_exists, names, .. } => {
             let ours: Vec<String> = names.iter().filter_map(mutable_table_name).collect();
             if ours.is_empty() {
@@ -99,6 +107,7 @@ pub(crate) async fn run(ctx: &dyn EngineContext, tables: &MutableState, scope: T
     let query = ctx.query_context(scope);
     let count = match claimed {
         Claimed::Transaction(control) => return Err(Error::internal(format!("{control:?} is transaction control: the session runs it"))),
+        Claimed::VectorTable(_, name) => return Err(Error::internal(format!("CREATE TABLE vectors.public.{name}: the session runs it"))),
         Claimed::Definition(definition) => ddl::run(ctx, tables, scope, &definition).await.map(|_| None)?,
         Claimed::Insert(i, name) => Some(dml::run(ctx, tables, scope, &name, dml::Write::Insert(i)).await?),
         Claimed::Update(u, name) => Some(dml::run(ctx, tables, scope, &name, dml::Write::Update(u)).await?),

@@ -63,7 +63,13 @@ async fn a_postgres_crash_mid_workload_loses_no_acknowledged_write() {
     };
     wait_for_more(0).await;
     ctl("crash");
+    // Down until the writers notice (on a loaded machine a writer may not reach the
+    // database for a while), at most 10 s.
+    let down = Instant::now();
     tokio::time::sleep(Duration::from_millis(800)).await;
+    while errors.lock().unwrap().is_empty() && down.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let during = count(&acknowledged);
     ctl("start");
     wait_for_more(during).await;

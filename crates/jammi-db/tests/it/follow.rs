@@ -337,3 +337,34 @@ async fn a_tenants_following_table_sees_only_its_own_source_and_workers() {
     let hit = a.vectors().search("docs_vec", &SearchRequest::text("set the clock and timezone", 1)).await.unwrap();
     assert_eq!(ids(std::slice::from_ref(&hit.batch)), vec![2]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_following_table_is_created_in_sql_too() {
+    let (session, _dir) = temp_session().await;
+    register_minilm(&session, "v1").await;
+    exec(&session, "CREATE TABLE mutable.public.docs (id BIGINT PRIMARY KEY, body TEXT)").await;
+    exec(&session, &format!("INSERT INTO mutable.public.docs VALUES (1, '{}'), (2, '{}')", TEXTS[0], TEXTS[1])).await;
+    // A restricted (server) handle may do it: it names no location.
+    let server = session.with_tenant(None).restricted();
+    exec(&server, "CREATE TABLE vectors.public.docs_vec WITH (follows = 'mutable.public.docs', embed = 'body', model = 'minilm:v1', precision = 'f16', m = 8)").await;
+    let info = session.vectors().list().await.unwrap().into_iter().find(|t| t.name == "docs_vec").unwrap();
+    assert_eq!((info.rows, info.precision.to_string(), info.model.as_deref()), (2, "f16".to_string(), Some("minilm:v1")));
+    assert_eq!(scalar(&session, "SELECT id FROM vector_search('docs_vec', 'zip compression tool', 1)").await, "2");
+
+    for (sql, expected) in [
+        ("CREATE TABLE vectors.public.v2 WITH (follows = 'mutable.public.docs', embed = 'body')", "give follows"),
+        ("CREATE TABLE vectors.public.v2 WITH (follows = 'mutable.public.docs', embed = 'body', model = 'minilm')", "NAME:VERSION"),
+        ("CREATE TABLE vectors.public.v2 WITH (follows = 'mutable.public.docs', embed = 'body', model = 'minilm:v1', colour = 'red')", "unknown option 'colour'"),
+        ("CREATE TABLE vectors.public.v2 (id BIGINT) WITH (follows = 'mutable.public.docs', embed = 'body', model = 'minilm:v1')", "columns come from"),
+        ("CREATE TABLE vectors.public.v2 WITH (follows = 'mutable.public.docs', embed = 'body', model = 'minilm:v1', metric = 'manhattan')", "manhattan"),
+        ("CREATE TABLE vectors.public.docs_vec WITH (follows = 'mutable.public.docs', embed = 'body', model = 'minilm:v1')", "already exists"),
+    ] {
+        let e = sql_error(&session, sql).await;
+        assert!(e.contains(expected), "{sql}: {e}");
+    }
+    exec(&session, "BEGIN").await;
+    let e = sql_error(&session, "CREATE TABLE vectors.public.v2 WITH (follows = 'mutable.public.docs', embed = 'body', model = 'minilm:v1')").await;
+    assert!(e.contains("inside a transaction"), "{e}");
+    exec(&session, "ROLLBACK").await;
+    assert_eq!(session.vectors().list().await.unwrap().len(), 1, "nothing was created by the refused statements");
+}

@@ -12,6 +12,7 @@
 
 mod feed;
 mod reembed;
+mod sql;
 mod worker;
 
 use std::sync::Arc;
@@ -27,8 +28,8 @@ use crate::mutable::types::ColumnType;
 use crate::storage::StorageUrl;
 
 pub use worker::{WorkReport, WorkerOptions};
+pub(crate) use sql::spec_from_sql;
 pub(crate) use worker::work_once;
-
 
 /// What a following vector table follows (kept in its spec).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
