@@ -297,32 +297,59 @@ impl<'a> Vectors<'a> {
         self.state
     }
 
-    /// Import a Parquet file or directory as a new vector table. Everything is validated
-    /// before anything is written; the table becomes visible only when complete.
-    pub async fn import(&self, spec: ImportSpec, progress: &dyn Progress) -> Result<VectorTableInfo> {
-        let invalid = |message: &str| Error::InvalidVectors { table: spec.name.clone(), message: message.to_string() };
-        naming::validate_source_name(&spec.name).map_err(|e| match e {
+    /// What every new table must satisfy: a valid name its owner does not use yet, and sane
+    /// index options.
+    async fn check_new_table(&self, name: &str, m: usize, ef_construction: usize, oversample: Option<usize>) -> Result<()> {
+        let invalid = |message: &str| Error::InvalidVectors { table: name.to_string(), message: message.to_string() };
+        naming::validate_source_name(name).map_err(|e| match e {
             Error::InvalidName { name, message } => Error::InvalidName { name, message: message.replace("source", "vector table") },
             other => other,
         })?;
-        if spec.m < 2 || spec.m > 256 {
+        if !(2..=256).contains(&m) {
             return Err(invalid("--m must be between 2 and 256"));
         }
-        if spec.ef_construction == 0 {
+        if ef_construction == 0 {
             return Err(invalid("--ef-construction must be at least 1"));
         }
-        crate::security::limits::at_most("--ef-construction", spec.ef_construction, crate::security::limits::MAX_EF)?;
-        if spec.oversample == Some(0) {
+        crate::security::limits::at_most("--ef-construction", ef_construction, crate::security::limits::MAX_EF)?;
+        if oversample == Some(0) {
             return Err(invalid("the oversample factor must be at least 1"));
         }
         let scope = self.ctx.scope();
         self.ctx.sync_catalog().await?;
-        if self.state().resolve(scope, &spec.name).filter(|e| e.record.tenant == scope.owner()).is_some() {
-            return Err(Error::InvalidName {
-                name: spec.name.clone(),
-                message: "a vector table with this name already exists; drop it first or pick another name".into(),
-            });
+        if self.state().resolve(scope, name).filter(|e| e.record.tenant == scope.owner()).is_some() {
+            return Err(Error::InvalidName { name: name.to_string(), message: "a vector table with this name already exists; drop it first or pick another name".into() });
         }
+        Ok(())
+    }
+
+    /// A `building` record for new table `name` of the caller's owner, under a fresh folder
+    /// of the storage root, and that folder's files.
+    fn new_record(&self, name: &str, spec: &VectorTableSpec) -> Result<(VectorTableRecord, TableFiles)> {
+        let table_id = uuid::Uuid::new_v4().to_string();
+        let root = StorageUrl::parse(&self.ctx.config().storage_root())?.as_dir();
+        let location = format!("{}vectors/{table_id}/", root.url());
+        let files = table_files(self.ctx, &location)?;
+        let now = now_millis();
+        let record = VectorTableRecord {
+            id: table_id,
+            tenant: self.ctx.scope().owner(),
+            name: name.to_string(),
+            status: VectorTableStatus::Building,
+            location,
+            spec: serde_json::to_string(spec).map_err(Error::internal)?,
+            generation: 0,
+            manifest: String::new(),
+            created_at: now,
+            updated_at: now,
+        };
+        Ok((record, files))
+    }
+
+    /// Import a Parquet file or directory as a new vector table. Everything is validated
+    /// before anything is written; the table becomes visible only when complete.
+    pub async fn import(&self, spec: ImportSpec, progress: &dyn Progress) -> Result<VectorTableInfo> {
+        self.check_new_table(&spec.name, spec.m, spec.ef_construction, spec.oversample).await?;
 
         progress.start("reading", 0);
         let batches = self.read_input(&spec.url, &spec.options, &spec.name).await?;
@@ -351,23 +378,8 @@ impl<'a> Vectors<'a> {
             embedding,
             follows: None,
         };
-        let table_id = uuid::Uuid::new_v4().to_string();
-        let root = StorageUrl::parse(&self.ctx.config().storage_root())?.as_dir();
-        let location = format!("{}vectors/{table_id}/", root.url());
-        let files = table_files(self.ctx, &location)?;
-        let now = now_millis();
-        let record = VectorTableRecord {
-            id: table_id.clone(),
-            tenant: scope.owner(),
-            name: spec.name.clone(),
-            status: VectorTableStatus::Building,
-            location: location.clone(),
-            spec: serde_json::to_string(&table_spec).map_err(|e| Error::Storage(e.to_string()))?,
-            generation: 0,
-            manifest: String::new(),
-            created_at: now,
-            updated_at: now,
-        };
+        let (record, files) = self.new_record(&spec.name, &table_spec)?;
+        let table_id = record.id.clone();
 
         // The lock file tells recovery in other processes that this import is alive.
         let lock = self.lock_file(&table_id)?;

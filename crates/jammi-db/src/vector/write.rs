@@ -152,6 +152,21 @@ fn conflict(table: &str) -> Error {
     }
 }
 
+/// The next generation of `current`'s manifest with tombstones for `keys`.
+fn with_tombstones(current: &Current, keys: &[u64]) -> Result<Manifest> {
+    let mut next = current.manifest.clone();
+    next.generation += 1;
+    for key in keys {
+        let (seg, row) = current.table.locate(*key).ok_or_else(|| Error::Storage(format!("row key {key} is outside every segment")))?;
+        let id = match IdValue::from_array(seg.rows.column(0), row) {
+            IdValue::Int(i) => serde_json::Value::from(i),
+            IdValue::Text(s) => serde_json::Value::from(s),
+        };
+        next.tombstones.push(Tombstone { key: *key, id });
+    }
+    Ok(next)
+}
+
 /// Ids of live rows, mapped to their keys.
 pub(crate) fn live_ids(table: &LoadedTable) -> HashMap<IdValue, u64> {
     let mut ids = HashMap::with_capacity(table.live_rows);
@@ -228,16 +243,7 @@ pub(crate) async fn replace(state: &VectorState, entry: &VectorEntry, remove: &[
             state.catalog.follows().commit(follow).await?;
             return Ok((0, 0));
         }
-        let mut next = current.manifest.clone();
-        next.generation += 1;
-        for key in &keys {
-            let (seg, row) = current.table.locate(*key).ok_or_else(|| Error::Storage(format!("row key {key} is outside every segment")))?;
-            let id = match IdValue::from_array(seg.rows.column(0), row) {
-                IdValue::Int(i) => serde_json::Value::from(i),
-                IdValue::Text(s) => serde_json::Value::from(s),
-            };
-            next.tombstones.push(Tombstone { key: *key, id });
-        }
+        let mut next = with_tombstones(&current, &keys)?;
         let mut segment_name = None;
         if let Some(rows) = rows.filter(|r| r.rows > 0) {
             let segment = write_segment(&entry.files, &entry.spec, &rows.batches, &rows.vectors, current.manifest.next_key, progress).await?;
@@ -326,16 +332,7 @@ pub(crate) async fn delete(state: &VectorState, entry: &VectorEntry, selection: 
         if keys.is_empty() {
             return Ok(0);
         }
-        let mut next = current.manifest.clone();
-        next.generation += 1;
-        for key in &keys {
-            let (seg, row) = current.table.locate(*key).ok_or_else(|| Error::Storage(format!("row key {key} is outside every segment")))?;
-            let id = match IdValue::from_array(seg.rows.column(0), row) {
-                IdValue::Int(i) => serde_json::Value::from(i),
-                IdValue::Text(s) => serde_json::Value::from(s),
-            };
-            next.tombstones.push(Tombstone { key: *key, id });
-        }
+        let next = with_tombstones(&current, &keys)?;
         let manifest_name = write_manifest(&entry.files, &next).await?;
         if commit(state, &entry.files, &current, &next, &manifest_name, None).await? {
             return Ok(keys.len() as u64);

@@ -21,11 +21,10 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use serde::{Deserialize, Serialize};
 
 use super::spec::{Manifest, Metric, Precision, VectorTableSpec, MANIFEST_VERSION, SPEC_VERSION};
-use super::{info_of, naming, table_files, EmbedColumn, Progress, VectorEntry, VectorTableInfo, Vectors};
-use crate::catalog::{now_millis, VectorTableRecord, VectorTableStatus};
+use super::{info_of, EmbedColumn, Progress, VectorEntry, VectorTableInfo, Vectors};
+use crate::catalog::now_millis;
 use crate::error::{Error, Result};
 use crate::mutable::types::ColumnType;
-use crate::storage::StorageUrl;
 
 pub use worker::{WorkReport, WorkerOptions};
 pub(crate) use sql::spec_from_sql;
@@ -138,25 +137,8 @@ impl Vectors<'_> {
     /// the last committed chunk).
     pub async fn follow(&self, spec: FollowSpec, progress: &dyn Progress) -> Result<VectorTableInfo> {
         let invalid = |message: String| Error::InvalidVectors { table: spec.name.clone(), message };
-        naming::validate_source_name(&spec.name).map_err(|e| match e {
-            Error::InvalidName { name, message } => Error::InvalidName { name, message: message.replace("source", "vector table") },
-            other => other,
-        })?;
-        if spec.m < 2 || spec.m > 256 {
-            return Err(invalid("--m must be between 2 and 256".into()));
-        }
-        if spec.ef_construction == 0 {
-            return Err(invalid("--ef-construction must be at least 1".into()));
-        }
-        crate::security::limits::at_most("--ef-construction", spec.ef_construction, crate::security::limits::MAX_EF)?;
-        if spec.oversample == Some(0) {
-            return Err(invalid("the oversample factor must be at least 1".into()));
-        }
+        self.check_new_table(&spec.name, spec.m, spec.ef_construction, spec.oversample).await?;
         let scope = self.ctx.scope();
-        self.ctx.sync_catalog().await?;
-        if self.state().resolve(scope, &spec.name).filter(|e| e.record.tenant == scope.owner()).is_some() {
-            return Err(Error::InvalidName { name: spec.name.clone(), message: "a vector table with this name already exists; drop it first or pick another name".into() });
-        }
         let source_name = spec.source.strip_prefix("mutable.public.").unwrap_or(&spec.source).to_string();
         let source = self.mutable.require(scope, &source_name)?;
         let [key_column] = source.spec.primary_key.as_slice() else {
@@ -211,23 +193,8 @@ impl Vectors<'_> {
 
         // An empty table, registered as following before it becomes visible: from the
         // moment writers can see it, their changes are logged.
-        let table_id = uuid::Uuid::new_v4().to_string();
-        let root = StorageUrl::parse(&self.ctx.config().storage_root())?.as_dir();
-        let location = format!("{}vectors/{table_id}/", root.url());
-        let files = table_files(self.ctx, &location)?;
-        let now = now_millis();
-        let record = VectorTableRecord {
-            id: table_id.clone(),
-            tenant: scope.owner(),
-            name: spec.name.clone(),
-            status: VectorTableStatus::Building,
-            location,
-            spec: serde_json::to_string(&table_spec).map_err(Error::internal)?,
-            generation: 0,
-            manifest: String::new(),
-            created_at: now,
-            updated_at: now,
-        };
+        let (record, files) = self.new_record(&spec.name, &table_spec)?;
+        let table_id = record.id.clone();
         let catalog = self.ctx.catalog();
         catalog.vector_tables().insert_building(&record).await?;
         let manifest = Manifest { version: MANIFEST_VERSION, generation: 1, next_key: 0, segments: vec![], tombstones: vec![] };
