@@ -19,8 +19,14 @@ fn small_disk() -> (PathBuf, String) {
 }
 
 fn set_disk(ctl: &str, mode: &str) {
-    let status = std::process::Command::new(ctl).arg(mode).status().expect("run the small-disk control script");
-    assert!(status.success(), "remount the small disk {mode}");
+    // A file another thread is still closing keeps the disk busy for a moment.
+    for _ in 0..50 {
+        if std::process::Command::new(ctl).arg(mode).status().expect("run the small-disk control script").success() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("remount the small disk {mode}");
 }
 
 /// Fill the disk with `path` until the filesystem says it is full.
@@ -106,6 +112,9 @@ async fn full_disk_and_read_only_data_directory() {
     // The data directory is read-only (the disk remounted so while the engine is stopped:
     // a mounted filesystem with files open for writing cannot be): opening says why in one
     // line, or opens for reading with writes refused clearly; writable again, all works.
+    // Closed, not just dropped: a dropped pool closes its SQLite files in the background,
+    // and a filesystem with files open for writing cannot be remounted read-only.
+    session.close().await;
     drop(session);
     set_disk(&ctl, "ro");
     let outcome = match Session::open(Config::embedded(&home)).await {
