@@ -187,21 +187,9 @@ pub enum VectorsCommand {
         /// The embedding model for --embed: NAME:VERSION or NAME@ALIAS (see `jammi model list`).
         #[arg(long, value_name = "NAME:VERSION", requires = "embed")]
         model: Option<String>,
-        /// Index precision: f32, f16, int8 or binary.
-        #[arg(long, default_value = "f32")]
-        precision: String,
-        /// Distance: cosine, l2 or ip.
-        #[arg(long, default_value = "cosine")]
-        metric: String,
-        /// HNSW connectivity (links per node).
-        #[arg(long, default_value_t = 16)]
-        m: usize,
-        /// HNSW build beam width.
-        #[arg(long, default_value_t = 128)]
-        ef_construction: usize,
-        /// Candidates fetched per result before exact rescoring (default by precision).
-        #[arg(long)]
-        oversample: Option<usize>,
+        /// How the index is built.
+        #[command(flatten)]
+        index: IndexArgs,
         /// Storage option K=V for reading URL (endpoint=..., region=...).
         #[arg(long = "option", value_name = "K=V")]
         options: Vec<String>,
@@ -250,18 +238,9 @@ pub enum VectorsCommand {
         /// The embedding model: NAME:VERSION or NAME@ALIAS (see `jammi model list`).
         #[arg(long, value_name = "NAME:VERSION")]
         model: String,
-        /// Index precision: f32, f16, int8 or binary.
-        #[arg(long, default_value = "f32")]
-        precision: String,
-        /// Distance: cosine, l2 or ip.
-        #[arg(long, default_value = "cosine")]
-        metric: String,
-        /// HNSW connectivity (links per node).
-        #[arg(long, default_value_t = 16)]
-        m: usize,
-        /// HNSW build beam width.
-        #[arg(long, default_value_t = 128)]
-        ef_construction: usize,
+        /// How the index is built.
+        #[command(flatten)]
+        index: IndexArgs,
     },
     /// How far NAME is behind its source: offsets, rows pending, lag, last error, worker.
     Status {
@@ -287,6 +266,26 @@ pub enum VectorsCommand {
         /// Table name.
         name: String,
     },
+}
+
+/// How a new vector table's index is built (`vectors import`, `vectors follow`).
+#[derive(Debug, clap::Args)]
+pub struct IndexArgs {
+    /// Index precision: f32, f16, int8 or binary.
+    #[arg(long, default_value = "f32")]
+    pub precision: String,
+    /// Distance: cosine, l2 or ip.
+    #[arg(long, default_value = "cosine")]
+    pub metric: String,
+    /// HNSW connectivity (links per node).
+    #[arg(long, default_value_t = 16)]
+    pub m: usize,
+    /// HNSW build beam width.
+    #[arg(long, default_value_t = 128)]
+    pub ef_construction: usize,
+    /// Candidates fetched per result before exact rescoring (default by precision).
+    #[arg(long)]
+    pub oversample: Option<usize>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -56,7 +56,7 @@ fn storage_options(options: &[String]) -> Result<StorageOptions> {
 pub async fn run(session: &Session, command: VectorsCommand, format: OutputFormat, out: &mut dyn Write) -> Result<()> {
     let vectors = session.vectors();
     match command {
-        VectorsCommand::Import { name, url, id_column, vector_column, embed, model, precision, metric, m, ef_construction, oversample, options } => {
+        VectorsCommand::Import { name, url, id_column, vector_column, embed, model, index, options } => {
             let vector_column = match (vector_column, &embed) {
                 (Some(column), _) => column,
                 (None, Some(_)) => "embedding".to_string(),
@@ -67,11 +67,8 @@ pub async fn run(session: &Session, command: VectorsCommand, format: OutputForma
                 let (model, version) = model_version(&model)?;
                 spec.embed = Some(EmbedColumn { column, model, version });
             }
-            spec.precision = precision.parse()?;
-            spec.metric = metric.parse()?;
-            spec.m = m;
-            spec.ef_construction = ef_construction;
-            spec.oversample = oversample;
+            (spec.precision, spec.metric) = (index.precision.parse()?, index.metric.parse()?);
+            (spec.m, spec.ef_construction, spec.oversample) = (index.m, index.ef_construction, index.oversample);
             spec.options = storage_options(&options)?;
             let info = vectors.import(spec, &Bar::new()).await?;
             print::print_batch(&tables_to_batch(&[info])?, format, out)
@@ -91,13 +88,11 @@ pub async fn run(session: &Session, command: VectorsCommand, format: OutputForma
             let info = vectors.list().await?.into_iter().filter(|t| t.name == name).collect::<Vec<_>>();
             print::print_batch(&tables_to_batch(&info)?, format, out)
         }
-        VectorsCommand::Follow { name, source, embed, model, precision, metric, m, ef_construction } => {
+        VectorsCommand::Follow { name, source, embed, model, index } => {
             let (model, version) = model_version(&model)?;
             let mut spec = FollowSpec::new(name, source, embed, model, version);
-            spec.precision = precision.parse()?;
-            spec.metric = metric.parse()?;
-            spec.m = m;
-            spec.ef_construction = ef_construction;
+            (spec.precision, spec.metric) = (index.precision.parse()?, index.metric.parse()?);
+            (spec.m, spec.ef_construction, spec.oversample) = (index.m, index.ef_construction, index.oversample);
             let info = vectors.follow(spec, &Bar::new()).await?;
             print::print_batch(&tables_to_batch(&[info])?, format, out)
         }
