@@ -10,7 +10,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use indicatif::{ProgressBar, ProgressStyle};
 use jammi_db::storage::StorageOptions;
 use jammi_db::vector::parse_vector_text;
-use jammi_db::vector::follow::{FollowSpec, FollowStatus, WorkerOptions};
+use jammi_db::vector::follow::{status_to_batch, FollowSpec, WorkerOptions};
 use jammi_db::vector::{tables_to_batch, EmbedColumn, ImportSpec, Progress, SearchRequest};
 use jammi_db::Session;
 
@@ -96,11 +96,11 @@ pub async fn run(session: &Session, command: VectorsCommand, format: OutputForma
             let info = vectors.follow(spec, &Bar::new()).await?;
             print::print_batch(&tables_to_batch(&[info])?, format, out)
         }
-        VectorsCommand::Status { name } => print::print_batch(&status_batch(&vectors.status(&name).await?)?, format, out),
+        VectorsCommand::Status { name } => print::print_batch(&status_to_batch(&vectors.status(&name).await?)?, format, out),
         VectorsCommand::SetModel { name, model, no_wait } => {
             let (model, version) = model_version(&model)?;
             let status = vectors.set_model(&name, &model, &version, !no_wait, &Bar::new()).await?;
-            print::print_batch(&status_batch(&status)?, format, out)
+            print::print_batch(&status_to_batch(&status)?, format, out)
         }
         VectorsCommand::List => print::print_batch(&tables_to_batch(&vectors.list().await?)?, format, out),
         VectorsCommand::Drop { name } => {
@@ -117,44 +117,6 @@ pub async fn run(session: &Session, command: VectorsCommand, format: OutputForma
 fn model_version(model: &str) -> Result<(String, String)> {
     let (name, version) = model.split_once([':', '@']).ok_or_else(|| anyhow!("--model '{model}': give NAME:VERSION or NAME@ALIAS (see `jammi model list`)"))?;
     Ok((name.to_string(), version.to_string()))
-}
-
-/// `vectors status` as one row.
-fn status_batch(s: &FollowStatus) -> Result<RecordBatch> {
-    use arrow::array::{BooleanArray, Int64Array, StringArray};
-    let text = |v: Option<&str>| Arc::new(StringArray::from(vec![v])) as ArrayRef;
-    let number = |v: i64| Arc::new(Int64Array::from(vec![v])) as ArrayRef;
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("name", DataType::Utf8, true),
-        Field::new("source", DataType::Utf8, true),
-        Field::new("model", DataType::Utf8, true),
-        Field::new("rows", DataType::UInt64, false),
-        Field::new("source_offset", DataType::Int64, false),
-        Field::new("embedded_offset", DataType::Int64, false),
-        Field::new("pending", DataType::Int64, false),
-        Field::new("lag_ms", DataType::Int64, false),
-        Field::new("backfill_done", DataType::Boolean, false),
-        Field::new("reembedding", DataType::Utf8, true),
-        Field::new("worker", DataType::Utf8, true),
-        Field::new("failures", DataType::Int64, false),
-        Field::new("last_error", DataType::Utf8, true),
-    ]));
-    let columns = vec![
-        text(Some(&s.name)),
-        text(s.source.as_deref()),
-        text(Some(&s.model)),
-        Arc::new(UInt64Array::from(vec![s.rows])) as ArrayRef,
-        number(s.source_offset),
-        number(s.embedded_offset),
-        number(s.pending),
-        number(s.lag_ms),
-        Arc::new(BooleanArray::from(vec![s.backfill_done])) as ArrayRef,
-        text(s.reembedding.as_deref()),
-        text(s.worker.as_deref()),
-        number(s.failures),
-        text(s.last_error.as_deref()),
-    ];
-    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 /// `jammi worker`.

@@ -98,6 +98,7 @@ impl Engine {
         let embed = Arc::new(crate::embed::EmbedState::new(&config));
         let vectors = Arc::new(VectorState::new(config.vectors.cache_mb.saturating_mul(1 << 20), catalog.clone(), policy, Arc::clone(&embed)));
         base.register_udtf("vector_search", Arc::new(VectorSearchFunction::new(Arc::clone(&vectors))));
+        base.register_udtf("vector_status", Arc::new(crate::vector::follow::VectorStatusFunction::new(Arc::clone(&vectors))));
         let engine_catalogs = Arc::new(EngineCatalogs::default());
         engine_catalogs
             .write()

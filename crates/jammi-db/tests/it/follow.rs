@@ -86,6 +86,10 @@ async fn follows_inserts_updates_and_deletes(pg: bool) {
     exec(&session, &format!("INSERT INTO mutable.public.docs VALUES (4, '{}', 'en')", TEXTS[3])).await;
     let status = session.vectors().status("docs_vec").await.unwrap();
     assert_eq!((status.source_offset - status.embedded_offset, status.pending), (1, 1), "{status:?}");
+    // The same in SQL, through a restricted (server) handle too.
+    let server = session.with_tenant(None).restricted();
+    assert_eq!(scalar(&server, "SELECT pending FROM vector_status('docs_vec')").await, "1");
+    assert_eq!(scalar(&session, "SELECT source FROM vector_status('docs_vec')").await, "mutable.public.docs");
     assert_eq!(rows_of(&session, "docs_vec").await, 3);
     let reports = drain(&session).await;
     assert_eq!(reports.iter().map(|r| (r.embedded, r.changes)).collect::<Vec<_>>(), vec![(1, 1)]);
@@ -329,6 +333,7 @@ async fn a_tenants_following_table_sees_only_its_own_source_and_workers() {
     exec(&b, &format!("INSERT INTO mutable.public.docs VALUES (2, '{}')", TEXTS[2])).await;
     assert_eq!(a.vectors().status("docs_vec").await.unwrap().pending, 0);
     assert!(matches!(b.vectors().status("docs_vec").await, Err(Error::Unknown { .. })));
+    assert!(sql_error(&b, "SELECT * FROM vector_status('docs_vec')").await.contains("docs_vec"));
     // A's pending work is not B's to do (B's worker would read A's rows); A's worker does it.
     exec(&a, &format!("INSERT INTO mutable.public.docs VALUES (2, '{}')", TEXTS[3])).await;
     let options = WorkerOptions::default();

@@ -13,6 +13,7 @@
 mod feed;
 mod reembed;
 mod sql;
+mod status;
 mod worker;
 
 use std::sync::Arc;
@@ -22,12 +23,13 @@ use serde::{Deserialize, Serialize};
 
 use super::spec::{Manifest, Metric, Precision, VectorTableSpec, MANIFEST_VERSION, SPEC_VERSION};
 use super::{info_of, EmbedColumn, Progress, VectorEntry, VectorTableInfo, Vectors};
-use crate::catalog::now_millis;
 use crate::error::{Error, Result};
 use crate::mutable::types::ColumnType;
 
 pub use worker::{WorkReport, WorkerOptions};
 pub(crate) use sql::spec_from_sql;
+pub use status::status_to_batch;
+pub(crate) use status::VectorStatusFunction;
 pub(crate) use worker::work_once;
 
 /// What a following vector table follows (kept in its spec).
@@ -235,37 +237,7 @@ impl Vectors<'_> {
     pub async fn status(&self, name: &str) -> Result<FollowStatus> {
         self.ctx.sync_catalog().await?;
         let entry = self.resolve(name)?;
-        let record = self.ctx.catalog().follows().get(&entry.record.id).await?;
-        let Some(record) = record else {
-            return Err(Error::invalid(
-                "table",
-                format!("vector table '{name}' does not follow a mutable table, so it has no lag; create one with `jammi vectors follow NAME --from mutable.public.T --embed COLUMN --model M`"),
-            ));
-        };
-        let model = entry.spec.embedding.as_ref().map(|e| format!("{}:{}", e.model, e.version)).unwrap_or_default();
-        let reembedding = record
-            .target_model
-            .as_deref()
-            .and_then(|t| serde_json::from_str::<crate::embed::EmbeddingSource>(t).ok())
-            .map(|t| format!("{}:{}", t.model, t.version));
-        let live = entry.manifest.segments.iter().map(|s| s.rows).sum::<u64>() - entry.manifest.tombstones.len() as u64;
-        let now = now_millis();
-        Ok(FollowStatus {
-            name: entry.record.name.clone(),
-            source: entry.spec.follows.as_ref().map(|f| format!("mutable.public.{}", f.table)),
-            model,
-            rows: live,
-            source_offset: record.next_offset,
-            embedded_offset: record.embedded_offset,
-            pending: record.next_offset - record.embedded_offset,
-            backfill_done: record.backfill_done,
-            lag_ms: record.oldest_pending_ms.map(|t| (now - t).max(0)).unwrap_or(0),
-            worker: record.lease_worker.filter(|_| record.lease_expires_ms.is_some_and(|e| e >= now)),
-            last_error: record.last_error,
-            failures: record.failures,
-            reembedding,
-            rows_embedded: record.rows_embedded,
-        })
+        status::status_of(self.ctx.catalog(), &entry).await
     }
 
     /// Claim and do one table's pending embedding work (any following table visible to
