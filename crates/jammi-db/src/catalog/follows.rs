@@ -48,13 +48,6 @@ pub struct FollowRecord {
     pub applied_at_ms: Option<i64>,
 }
 
-impl FollowRecord {
-    /// Whether there is work for a worker.
-    pub fn has_work(&self) -> bool {
-        !self.backfill_done || self.next_offset > self.embedded_offset || self.target_model.is_some()
-    }
-}
-
 /// What a lease holder commits together with a new generation of the vector table.
 #[derive(Debug, Clone, Default)]
 pub struct FollowProgress {

@@ -215,21 +215,37 @@ impl Vectors<'_> {
         self.ctx.sync_catalog().await?;
 
         // Embed what is there now, as this table's worker.
-        let options = WorkerOptions { worker: format!("create-{}", std::process::id()), ..WorkerOptions::default() };
-        while let Some(report) = work_once(self.ctx, self.state(), &options, Some(&table_id), progress).await? {
-            if let Some(error) = report.error {
-                return Err(Error::conflict(format!(
-                    "vector table '{}' was created, but embedding its rows failed: {error}; workers (`jammi worker` or `jammi serve`) retry with back-off, and `jammi vectors status {}` shows how far they are",
-                    spec.name, spec.name
-                )));
-            }
-            if report.caught_up {
-                break;
-            }
-        }
+        self.work_until(&table_id, "create", |r| r.backfill_done, progress).await.map_err(|error| {
+            Error::conflict(format!(
+                "vector table '{}' was created, but embedding its rows failed: {error}; workers (`jammi worker` or `jammi serve`) retry with back-off, and `jammi vectors status {}` shows how far they are",
+                spec.name, spec.name
+            ))
+        })?;
         self.ctx.sync_catalog().await?;
         let entry = self.resolve(&spec.name)?;
         Ok(info_of(&entry.record, &entry.spec, &entry.manifest))
+    }
+
+    /// Work on table `table_id` as its worker (named `role`-PID) until `done` holds for its
+    /// follow row; when another worker holds the lease, wait for that one (or for its lease
+    /// to expire, then take over). The error is the failed attempt's message.
+    async fn work_until(&self, table_id: &str, role: &str, done: impl Fn(&crate::catalog::FollowRecord) -> bool, progress: &dyn Progress) -> std::result::Result<(), String> {
+        let options = WorkerOptions { worker: format!("{role}-{}", std::process::id()), ..WorkerOptions::default() };
+        let follows = self.ctx.catalog().follows();
+        loop {
+            let report = work_once(self.ctx, self.state(), &options, Some(table_id), progress).await.map_err(|e| e.to_string())?;
+            if let Some(error) = report.as_ref().and_then(|r| r.error.clone()) {
+                return Err(error);
+            }
+            match follows.get(table_id).await.map_err(|e| e.to_string())? {
+                Some(record) if !done(&record) => {
+                    if report.is_none() {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                }
+                _ => return Ok(()),
+            }
+        }
     }
 
     /// How far table `name` is behind its source, and any re-embedding under way. Tables

@@ -11,7 +11,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use super::super::loaded::read_manifest;
 use super::super::spec::VectorTableSpec;
 use super::super::{write, Progress, VectorEntry, VectorState, Vectors};
-use super::worker::{embed_rows, work_once, Lease, WorkReport, WorkerOptions};
+use super::worker::{embed_rows, Lease, WorkReport};
 use crate::context::EngineContext;
 use crate::embed::EmbeddingSource;
 use crate::error::{Error, Result};
@@ -97,19 +97,9 @@ impl Vectors<'_> {
         follows.set_target(&entry.record.id, &serde_json::to_string(&target).map_err(Error::internal)?).await?;
         self.state().work_ready.notify_waiters();
         if wait {
-            let options = WorkerOptions { worker: format!("set-model-{}", std::process::id()), ..WorkerOptions::default() };
-            loop {
-                let report = work_once(self.ctx, self.state(), &options, Some(&entry.record.id), progress).await?;
-                if let Some(error) = report.as_ref().and_then(|r| r.error.clone()) {
-                    return Err(Error::conflict(format!("re-embedding vector table '{name}' failed: {error}; workers retry it with back-off")));
-                }
-                match follows.get(&entry.record.id).await? {
-                    Some(r) if r.target_model.is_none() => break,
-                    // Another worker holds it: wait for that one.
-                    _ if report.is_none() => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
-                    _ => {}
-                }
-            }
+            self.work_until(&entry.record.id, "set-model", |r| r.target_model.is_none(), progress)
+                .await
+                .map_err(|error| Error::conflict(format!("re-embedding vector table '{name}' failed: {error}; workers retry it with back-off")))?;
         }
         self.ctx.sync_catalog().await?;
         self.status(name).await
