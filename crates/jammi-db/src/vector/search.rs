@@ -181,6 +181,11 @@ pub fn result_schema(row_schema: &Schema) -> SchemaRef {
 pub fn result_batch(table: &LoadedTable, scored: &[Scored]) -> Result<RecordBatch> {
     let row_schema = table.row_schema();
     let schema = result_schema(&row_schema);
+    if scored.is_empty() {
+        // Also the only answer for a table with no segments yet (a following table whose
+        // source is empty): there is nothing to interleave from.
+        return Ok(RecordBatch::new_empty(schema));
+    }
     let mut picks = Vec::with_capacity(scored.len());
     for s in scored {
         let seg_idx = table.segments.partition_point(|seg| seg.meta.base_key <= s.key) - 1;

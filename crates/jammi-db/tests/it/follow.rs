@@ -373,3 +373,28 @@ async fn a_following_table_is_created_in_sql_too() {
     exec(&session, "ROLLBACK").await;
     assert_eq!(session.vectors().list().await.unwrap().len(), 1, "nothing was created by the refused statements");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_following_table_over_an_empty_source_answers_searches_with_no_rows() {
+    let (session, _dir) = temp_session().await;
+    register_minilm(&session, "v1").await;
+    exec(&session, "CREATE TABLE mutable.public.docs (id BIGINT PRIMARY KEY, body TEXT)").await;
+    let info = session.vectors().follow(FollowSpec::new("docs_vec", "mutable.public.docs", "body", "minilm", "v1"), &NoProgress).await.unwrap();
+    assert_eq!(info.rows, 0);
+    // No segment exists yet: every search form answers with no rows, not an error.
+    assert!(top(&session, "docs_vec", "zip compression tool").await.is_empty());
+    let probe = format!("[{}]", vec!["0.05"; 384].join(","));
+    for sql in [
+        format!("SELECT id FROM vector_search('docs_vec', '{probe}', 5)"),
+        format!("SELECT id FROM vector_search('docs_vec', '{probe}', 5, 'id IN (1, 2)')"),
+        "SELECT id FROM vector_search('docs_vec', 'zip compression tool', 5)".to_string(),
+        "SELECT id FROM vectors.public.docs_vec".to_string(),
+    ] {
+        let batches = session.sql(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")).collect().await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0, "{sql}");
+    }
+    // The first row written becomes findable once a worker has run.
+    exec(&session, &format!("INSERT INTO mutable.public.docs VALUES (7, '{}')", TEXTS[1])).await;
+    drain(&session).await;
+    assert_eq!(top(&session, "docs_vec", "zip compression tool").await, vec![7]);
+}
