@@ -51,8 +51,9 @@ pub struct LoadedTable {
     pub generation: i64,
     /// Spec.
     pub spec: VectorTableSpec,
-    /// Segments in key order.
-    pub segments: Vec<LoadedSegment>,
+    /// Segments in key order. Shared with other generations of the table that list the
+    /// same segment (a segment's files never change once written).
+    pub segments: Vec<Arc<LoadedSegment>>,
     /// `deleted[key]`: tombstoned.
     pub deleted: Vec<bool>,
     /// `id_rank[key]`: position of the row's id in ascending id order.
@@ -111,30 +112,50 @@ pub fn flatten_embeddings(column: &ArrayRef, dims: usize, location: &str) -> Res
     Ok(values.values()[start..start + list.len() * dims].to_vec())
 }
 
-/// Read one generation of a table from storage. A segment whose index file is missing is
-/// rebuilt from its data file (and written back), never served half-built.
+/// Read one segment from storage: its data file, and its index (rebuilt from the data file,
+/// and written back, when missing — never served half-built).
+async fn load_segment(files: &TableFiles, spec: &VectorTableSpec, meta: &SegmentMeta) -> Result<LoadedSegment> {
+    let SegmentData { all, embedding_idx, mut vectors } = read_segment(files, spec, meta).await?;
+    let index = segment_index(files, spec, meta, &vectors).await?;
+    if spec.metric == Metric::Cosine {
+        for row in vectors.chunks_exact_mut(spec.dims) {
+            normalize(row);
+        }
+    }
+    let mut keep: Vec<usize> = (0..all.num_columns()).collect();
+    keep.retain(|i| *i != embedding_idx);
+    let rows = all.project(&keep).map_err(|e| Error::Storage(e.to_string()))?;
+    Ok(LoadedSegment { meta: meta.clone(), vectors, rows, index })
+}
+
+fn segment_bytes(seg: &LoadedSegment, spec: &VectorTableSpec) -> usize {
+    seg.vectors.len() * 4 + seg.rows.get_array_memory_size() + seg.index.len() * (spec.m * 8 + 16)
+}
+
+/// Read one generation of a table. Segments that `previous` (an older generation of the
+/// same table, under the same spec) already holds are shared, not read again: an append
+/// or a following table's batch loads only its new segment, whatever the table's size.
 pub async fn load_table(
     table_id: &str,
     generation: i64,
     spec: &VectorTableSpec,
     files: &TableFiles,
     manifest: &Manifest,
+    previous: Option<&LoadedTable>,
 ) -> Result<LoadedTable> {
+    let reusable: HashMap<&str, &Arc<LoadedSegment>> = previous
+        .filter(|p| p.table_id == table_id && p.spec == *spec)
+        .map(|p| p.segments.iter().map(|s| (s.meta.name.as_str(), s)).collect())
+        .unwrap_or_default();
     let mut segments = Vec::with_capacity(manifest.segments.len());
     let mut bytes = 0usize;
     for meta in &manifest.segments {
-        let SegmentData { all, embedding_idx, mut vectors } = read_segment(files, spec, meta).await?;
-        let index = segment_index(files, spec, meta, &vectors).await?;
-        if spec.metric == Metric::Cosine {
-            for row in vectors.chunks_exact_mut(spec.dims) {
-                normalize(row);
-            }
-        }
-        let mut keep: Vec<usize> = (0..all.num_columns()).collect();
-        keep.retain(|i| *i != embedding_idx);
-        let rows = all.project(&keep).map_err(|e| Error::Storage(e.to_string()))?;
-        bytes += vectors.len() * 4 + rows.get_array_memory_size() + index.len() * (spec.m * 8 + 16);
-        segments.push(LoadedSegment { meta: meta.clone(), vectors, rows, index });
+        let segment = match reusable.get(meta.name.as_str()) {
+            Some(seg) if seg.meta == *meta => Arc::clone(seg),
+            _ => Arc::new(load_segment(files, spec, meta).await?),
+        };
+        bytes += segment_bytes(&segment, spec);
+        segments.push(segment);
     }
 
     let key_space = manifest.next_key as usize;
@@ -219,7 +240,7 @@ pub async fn read_segment(files: &TableFiles, spec: &VectorTableSpec, meta: &Seg
 }
 
 /// Rank every key by its id (ascending), for tie-breaking.
-fn rank_ids(segments: &[LoadedSegment], key_space: usize) -> Result<Vec<u64>> {
+fn rank_ids(segments: &[Arc<LoadedSegment>], key_space: usize) -> Result<Vec<u64>> {
     enum Ids<'a> {
         Int(&'a Int64Array),
         Str(&'a StringArray),
@@ -273,6 +294,12 @@ impl VectorCache {
     /// A cache holding at most `budget_bytes` (the most recent table is always kept).
     pub fn new(budget_bytes: usize) -> Self {
         VectorCache { budget_bytes, inner: Mutex::new(CacheState::default()) }
+    }
+
+    /// The cached table at whatever generation it is (to share its segments with a newer
+    /// one).
+    pub fn latest(&self, table_id: &str) -> Option<Arc<LoadedTable>> {
+        self.inner.lock().entries.get(table_id).map(|(table, _)| Arc::clone(table))
     }
 
     /// The cached table if it is at `generation`.

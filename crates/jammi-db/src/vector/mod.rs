@@ -220,7 +220,8 @@ impl VectorState {
         if let Some(hit) = self.cache.get(&record.id, record.generation) {
             return Ok(hit);
         }
-        let table = Arc::new(load_table(&record.id, record.generation, spec, files, manifest).await?);
+        let previous = self.cache.latest(&record.id);
+        let table = Arc::new(load_table(&record.id, record.generation, spec, files, manifest, previous.as_deref()).await?);
         self.cache.insert(Arc::clone(&table));
         Ok(table)
     }

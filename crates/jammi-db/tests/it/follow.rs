@@ -398,3 +398,44 @@ async fn a_following_table_over_an_empty_source_answers_searches_with_no_rows() 
     drain(&session).await;
     assert_eq!(top(&session, "docs_vec", "zip compression tool").await, vec![7]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_following_table_fed_many_small_batches_keeps_few_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::embedded(dir.path().join("home"));
+    config.vectors.max_segments = 3;
+    let session = Session::open(config).await.unwrap();
+    register_minilm(&session, "v1").await;
+    exec(&session, "CREATE TABLE mutable.public.docs (id BIGINT PRIMARY KEY, body TEXT)").await;
+    session.vectors().follow(FollowSpec::new("docs_vec", "mutable.public.docs", "body", "minilm", "v1"), &NoProgress).await.unwrap();
+    // Twelve batches of one change each (a segment each, before merging), with an update
+    // and a delete among them, so merged runs carry tombstones too.
+    for i in 0..12 {
+        exec(&session, &format!("INSERT INTO mutable.public.docs VALUES ({i}, '{} (copy {i})')", TEXTS[i % 4])).await;
+        if i == 6 {
+            exec(&session, "UPDATE mutable.public.docs SET body = 'Draw charts and plots of scientific data.' WHERE id = 2").await;
+            exec(&session, "DELETE FROM mutable.public.docs WHERE id = 3").await;
+        }
+        drain(&session).await;
+        let info = session.vectors().list().await.unwrap().into_iter().find(|t| t.name == "docs_vec").unwrap();
+        assert!(info.segments <= 3, "after batch {i}: {} segments", info.segments);
+    }
+    // Every row of the source is in the table once, with its current text, and findable.
+    let ids: Vec<i64> = (0..12).filter(|&i| i != 3).collect();
+    assert_eq!(scalar(&session, "SELECT count(*) FROM vectors.public.docs_vec").await, ids.len().to_string());
+    assert_eq!(scalar(&session, "SELECT count(DISTINCT id) FROM vectors.public.docs_vec").await, ids.len().to_string());
+    assert_eq!(scalar(&session, "SELECT body FROM vectors.public.docs_vec WHERE id = 2").await, "Draw charts and plots of scientific data.");
+    let probe = format!("[{}]", vec!["0.05"; 384].join(","));
+    for id in &ids {
+        let found = scalar(&session, &format!("SELECT count(*) FROM vector_search('docs_vec', '{probe}', 3, 'id = {id}')")).await;
+        assert_eq!(found, "1", "row {id} is findable");
+    }
+    assert_eq!(top(&session, "docs_vec", "plotting scientific charts").await[0], 2);
+    // Reopened from storage (no loaded segments to share), the table is the same.
+    drop(session);
+    let mut config = Config::embedded(dir.path().join("home"));
+    config.vectors.max_segments = 3;
+    let session = Session::open(config).await.unwrap();
+    assert_eq!(scalar(&session, "SELECT count(*) FROM vectors.public.docs_vec").await, ids.len().to_string());
+    assert_eq!(top(&session, "docs_vec", "plotting scientific charts").await[0], 2);
+}

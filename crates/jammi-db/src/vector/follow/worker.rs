@@ -287,6 +287,7 @@ async fn backfill(
             let (added, removed) = write::replace(state, entry, &[], rows.as_ref(), &commit, &super::super::NoProgress).await?;
             report.embedded += added;
             report.removed += removed;
+            merge_segments(state, entry).await;
             ctx.catalog().follows().heartbeat(&lease.table_id, &lease.token, lease.lease_ms).await?;
         }
         if next.is_none() {
@@ -321,5 +322,16 @@ async fn apply_changes(ctx: &dyn EngineContext, state: &Arc<VectorState>, entry:
     report.embedded += added;
     report.removed += removed;
     report.changes += changes.len() as u64;
+    merge_segments(state, entry).await;
     Ok(())
+}
+
+/// After a batch is committed (and findable): merge segments if the table's compaction
+/// policy says so, so a table fed by many small batches keeps a bounded number of
+/// segments. A failed merge leaves the committed batch as it is and is retried after the
+/// next batch.
+async fn merge_segments(state: &Arc<VectorState>, entry: &Arc<VectorEntry>) {
+    if let Err(e) = write::compact_if_due(state, entry, false, &super::super::NoProgress).await {
+        tracing::warn!(table = %entry.record.name, error = %e, "could not merge the segments of a following table");
+    }
 }
