@@ -3,7 +3,7 @@
 //! collectable, and never be fetched as torn data.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,20 +16,6 @@ fn local_dir(prefix: &str) -> PathBuf {
     let path = prefix.strip_prefix("file://").unwrap_or_else(|| panic!("not a file:// URL: {prefix}"));
     // Segments in these tests need no decoding.
     PathBuf::from(path)
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry.file_type().unwrap().is_dir() {
-                out.extend(files_under(&entry.path()));
-            } else {
-                out.push(entry.path());
-            }
-        }
-    }
-    out
 }
 
 /// Run `cmd` to completion and return (success, stdout, stderr, peak RSS in bytes) of that

@@ -96,7 +96,7 @@ fn embedding_model_from_a_directory() {
     assert!(lines.any(|l| l.unwrap().contains("paused at vectors.import.embedded_chunk_5")), "the import never reached 60 %");
     cut.kill().unwrap();
     cut.wait().unwrap();
-    let kept = walk(&home).into_iter().filter(|p| p.to_string_lossy().contains("/imports/") && p.ends_with("vectors.f32") && !p.to_string_lossy().contains("/cache/")).count();
+    let kept = files_under(&home).into_iter().filter(|p| p.to_string_lossy().contains("/imports/") && p.ends_with("vectors.f32") && !p.to_string_lossy().contains("/cache/")).count();
     assert_eq!(kept, 6, "six chunks of 64 rows were kept before the cut");
     let resumed = import(None).output().unwrap();
     let log = String::from_utf8_lossy(&resumed.stderr);
@@ -106,7 +106,7 @@ fn embedding_model_from_a_directory() {
     assert_eq!(count.lines().nth(1), Some("640"), "{count}");
     let found = ok(jammi(&home).args(["--format", "csv", "search", "big", "--text", "note 500 on subject 3", "--k", "1"]));
     assert_eq!(found.lines().nth(1).unwrap().split(',').next(), Some("500"), "{found}");
-    let leftovers = walk(&home).into_iter().filter(|p| p.to_string_lossy().contains("/imports/") && !p.to_string_lossy().contains("/cache/")).count();
+    let leftovers = files_under(&home).into_iter().filter(|p| p.to_string_lossy().contains("/imports/") && !p.to_string_lossy().contains("/cache/")).count();
     assert_eq!(leftovers, 0, "the checkpoints are removed once the table is committed");
 
     // A vector table that follows a mutable table: created with its rows embedded, behind
@@ -139,20 +139,6 @@ fn embedding_model_from_a_directory() {
     let _ = worker.kill();
     let _ = worker.wait();
     assert_eq!((status[0]["rows"].as_u64(), status[0]["pending"].as_i64()), (Some(1), Some(0)), "{status:?}");
-}
-
-/// Every file under `dir`.
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 /// One worker process step: claim, put the artifact where the lease says, finalize.

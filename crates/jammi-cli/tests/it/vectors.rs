@@ -66,23 +66,6 @@ fn ndjson(text: &str) -> Vec<serde_json::Value> {
     text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
-fn files_under(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .map(|e| {
-                    let p = e.unwrap().path();
-                    if p.is_dir() {
-                        files_under(&p)
-                    } else {
-                        1
-                    }
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 /// Start `jammi args` paused at `point`, wait until it gets there, and kill it with SIGKILL.
 fn kill_at(home: &Path, args: &[String], point: &str) {
     let mut child = jammi(home).args(args).env("JAMMI_PAUSE_AT", point).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
@@ -147,7 +130,7 @@ fn import_search_list_and_drop_from_the_cli() {
     assert_eq!(listed[0]["rows"], 218);
     ok(jammi(&home).args(["vectors", "drop", "docs"]));
     assert_eq!(ok(jammi(&home).args(["--format", "ndjson", "vectors", "list"])), "");
-    assert_eq!(files_under(&home.join("storage/vectors")), 0);
+    assert_eq!(files_under(&home.join("storage/vectors")), Vec::<std::path::PathBuf>::new());
 
     // Errors: one line, non-zero exit.
     for (args, needle) in [
@@ -178,7 +161,7 @@ fn killed_imports_leave_no_table_and_no_files() {
         kill_at(&home, &import_args(&file), point);
         // The next process recovers: the half-made table is gone, with its files.
         assert_eq!(ok(jammi(&home).args(["--format", "ndjson", "vectors", "list"])), "", "after a kill at {point}");
-        assert_eq!(files_under(&home.join("storage/vectors")), 0, "files left after a kill at {point}");
+        assert_eq!(files_under(&home.join("storage/vectors")), Vec::<std::path::PathBuf>::new(), "files left after a kill at {point}");
         let err = fails(jammi(&home).args(["sql", "SELECT count(*) FROM vectors.public.docs"]));
         assert!(err.contains("docs"), "{err}");
     }

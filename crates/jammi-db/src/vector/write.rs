@@ -31,33 +31,27 @@ pub struct CompactionPolicy {
     pub max_deleted_fraction: f64,
 }
 
-/// The segments a compaction rewrites: `segments[first..first + count]` of the manifest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct MergeRun {
-    pub first: usize,
-    pub count: usize,
-}
-
 impl CompactionPolicy {
     /// True when `manifest` has too many segments or too many tombstones.
     pub fn due(&self, manifest: &Manifest) -> bool {
         self.plan(manifest).is_some()
     }
 
-    /// What to merge, if anything. Too many tombstones: the whole table (the only way they
-    /// go). Too many segments: a run of the newest segments, from the newest back while
-    /// each older segment is at most `ratio` times the rows merged so far, `ratio` chosen
-    /// so that `max_segments` segments growing by that factor hold the whole table. New
-    /// small segments merge with each other and seldom with the large old ones: a row is
-    /// rewritten a few times over the table's life (about 11 times over 20,000 appends,
-    /// see the tests) instead of at every ninth append, and an append to a large table does
-    /// not wait for its whole rewrite.
-    pub(crate) fn plan(&self, manifest: &Manifest) -> Option<MergeRun> {
+    /// The first of the segments to merge, if any: that one and every newer one become one
+    /// segment (0: the whole table). Too many tombstones: the whole table (the only way they
+    /// go). Too many segments: from the newest back while each older segment is at most
+    /// `ratio` times the rows merged so far, `ratio` chosen so that `max_segments` segments
+    /// growing by that factor hold the whole table. New small segments merge with each
+    /// other and seldom with the large old ones: a row is rewritten a few times over the
+    /// table's life (fewer than 8 times over 2,000 small appends, see the tests) instead of
+    /// at every ninth append, and an append to a large table does not wait for its whole
+    /// rewrite.
+    pub(crate) fn plan(&self, manifest: &Manifest) -> Option<usize> {
         let rows: Vec<u64> = manifest.segments.iter().map(|s| s.rows).collect();
         let n = rows.len();
         let total: u64 = rows.iter().sum();
         if !manifest.tombstones.is_empty() && manifest.tombstones.len() as f64 > self.max_deleted_fraction * total as f64 {
-            return Some(MergeRun { first: 0, count: n });
+            return Some(0);
         }
         if n <= self.max_segments.max(1) {
             return None;
@@ -73,7 +67,7 @@ impl CompactionPolicy {
             // Not enough similar segments: merge the newest ones needed to get under the limit.
             first = self.max_segments - 1;
         }
-        Some(MergeRun { first, count: n - first })
+        Some(first)
     }
 }
 
@@ -379,19 +373,19 @@ pub(crate) async fn delete(state: &VectorState, entry: &VectorEntry, selection: 
 }
 
 /// Merge segments when the policy says so (or, with `force`, the whole table): the live
-/// rows of a run of adjacent segments become one segment and the run's tombstones go.
-/// Returns true when a compaction was committed. Old files are removed after the commit.
+/// rows of the newest segments from the policy's first one on become one segment, and
+/// their tombstones go. Returns true when a compaction was committed. Old files are removed
+/// after the commit.
 pub(crate) async fn compact_if_due(state: &VectorState, entry: &VectorEntry, force: bool, progress: &dyn Progress) -> Result<bool> {
     for _ in 0..MAX_ATTEMPTS {
         let current = current(state, entry).await?;
         let segments = &current.manifest.segments;
-        let run = match (force, state.policy.plan(&current.manifest)) {
-            (true, _) => MergeRun { first: 0, count: segments.len() },
-            (false, Some(run)) => run,
+        let first = match (force, state.policy.plan(&current.manifest)) {
+            (true, _) => 0,
+            (false, Some(first)) => first,
             (false, None) => return Ok(false),
         };
-        let merged = &segments[run.first..run.first + run.count];
-        let whole = run.count == segments.len();
+        let merged = &segments[first..];
         let deleted: HashSet<u64> = current.manifest.tombstones.iter().map(|t| t.key).collect();
         let mut kept = Vec::new();
         let mut vectors = Vec::new();
@@ -409,31 +403,25 @@ pub(crate) async fn compact_if_due(state: &VectorState, entry: &VectorEntry, for
                 kept.push(batch);
             }
         }
-        // The merged rows keep the run's first key (a whole-table compaction numbers rows
-        // from 0 again). A run that ends the table hands its deleted rows' keys back; one
-        // inside the table would leave them unused (they count as deleted).
-        let base_key = if whole { 0 } else { merged[0].base_key };
-        let ends_table = run.first + run.count == segments.len();
-        let run_keys = merged[0].base_key..merged.last().map_or(0, |m| m.base_key + m.rows);
+        // The merged rows take the keys from the first merged segment's on (from 0 for the
+        // whole table); the keys of their deleted rows are free again.
+        let base_key = if first == 0 { 0 } else { merged[0].base_key };
         let mut next = Manifest {
             version: current.manifest.version,
             generation: current.manifest.generation + 1,
-            segments: segments[..run.first].to_vec(),
-            tombstones: current.manifest.tombstones.iter().filter(|t| !whole && !run_keys.contains(&t.key)).cloned().collect(),
-            next_key: if ends_table { base_key } else { current.manifest.next_key },
+            segments: segments[..first].to_vec(),
+            tombstones: current.manifest.tombstones.iter().filter(|t| t.key < base_key).cloned().collect(),
+            next_key: base_key,
         };
         let mut segment_name = None;
         if !kept.is_empty() {
             let schema = kept[0].schema();
             let one = concat_batches(&schema, &kept).map_err(|e| Error::Storage(e.to_string()))?;
             let segment = write_segment(&entry.files, &entry.spec, &[one], &vectors, base_key, progress).await?;
-            if ends_table {
-                next.next_key = base_key + segment.rows;
-            }
+            next.next_key = base_key + segment.rows;
             segment_name = Some(segment.name.clone());
             next.segments.push(segment);
         }
-        next.segments.extend_from_slice(&segments[run.first + run.count..]);
         let manifest_name = write_manifest(&entry.files, &next).await?;
         pause_point("vectors.compact.before_commit");
         if commit(state, &entry.files, &current, &next, &manifest_name, segment_name.as_deref()).await? {
@@ -477,15 +465,15 @@ mod tests {
         let policy = CompactionPolicy { max_segments: 4, max_deleted_fraction: 0.2 };
         assert_eq!(policy.plan(&manifest(&[1000, 500, 250, 100], 0)), None);
         // One over the limit: the newest segments of similar size, not the large old ones.
-        assert_eq!(policy.plan(&manifest(&[8000, 50, 40, 30, 20], 0)), Some(MergeRun { first: 1, count: 4 }));
-        assert_eq!(policy.plan(&manifest(&[8000, 1000, 40, 30, 20], 0)), Some(MergeRun { first: 2, count: 3 }));
+        assert_eq!(policy.plan(&manifest(&[8000, 50, 40, 30, 20], 0)), Some(1));
+        assert_eq!(policy.plan(&manifest(&[8000, 1000, 40, 30, 20], 0)), Some(2));
         // No similar run: the fewest newest segments that get back under the limit.
-        assert_eq!(policy.plan(&manifest(&[100_000, 10_000, 1000, 100, 1], 0)), Some(MergeRun { first: 3, count: 2 }));
+        assert_eq!(policy.plan(&manifest(&[100_000, 10_000, 1000, 100, 1], 0)), Some(3));
         // Far over the limit (a lowered setting): enough segments to get back under it.
-        let run = policy.plan(&manifest(&[1000, 500, 250, 100, 50, 20, 10], 0)).unwrap();
-        assert!(run.first + run.count == 7 && run.first <= 3, "{run:?}");
+        let first = policy.plan(&manifest(&[1000, 500, 250, 100, 50, 20, 10], 0)).unwrap();
+        assert!(first <= 3, "{first}");
         // Tombstones over the fraction: the whole table, whatever the segment count.
-        assert_eq!(policy.plan(&manifest(&[100, 100], 41)), Some(MergeRun { first: 0, count: 2 }));
+        assert_eq!(policy.plan(&manifest(&[100, 100], 41)), Some(0));
         assert_eq!(policy.plan(&manifest(&[100, 100], 40)), None);
     }
 
@@ -499,10 +487,11 @@ mod tests {
         let mut rewritten = 0u64;
         for _ in 0..2000 {
             rows.push(10);
-            while let Some(run) = policy.plan(&manifest(&rows, 0)) {
-                let merged: u64 = rows[run.first..run.first + run.count].iter().sum();
+            while let Some(first) = policy.plan(&manifest(&rows, 0)) {
+                let merged: u64 = rows[first..].iter().sum();
                 rewritten += merged;
-                rows.splice(run.first..run.first + run.count, [merged]);
+                rows.truncate(first);
+                rows.push(merged);
             }
             assert!(rows.len() <= 8);
         }
