@@ -28,6 +28,7 @@ use crate::storage::{StorageOptions, StorageRegistry, StorageUrl};
 use crate::tenant::{self, TenantId, TenantScope};
 use crate::topic::Topics;
 use crate::txn::WriteTxn;
+use crate::vector::create_sql::CreateVectorTable;
 use crate::vector::Vectors;
 
 /// `SET` of one of the engine's own session settings.
@@ -206,8 +207,18 @@ impl Session {
                     if self.open_transaction().is_some() {
                         return Err(Error::transaction_state(format!("CREATE TABLE vectors.public.{name} cannot run inside a transaction; COMMIT or ROLLBACK first")));
                     }
-                    let spec = crate::vector::follow::spec_from_sql(create, &name)?;
-                    self.vectors().follow(spec, &crate::vector::NoProgress).await?;
+                    match crate::vector::create_sql::parse(create, &name)? {
+                        CreateVectorTable::Follow(spec) => {
+                            self.vectors().follow(spec, &crate::vector::NoProgress).await?;
+                        }
+                        CreateVectorTable::FromQuery(spec, query) => {
+                            // The query runs as any statement of this caller would: the same
+                            // policy, tenant and limits.
+                            let query = SqlStatement(Statement::Statement(Box::new(datafusion::sql::sqlparser::ast::Statement::Query(Box::new(query.clone())))));
+                            let batches = Box::pin(self.run(&query)).await?.collect().await?;
+                            self.vectors().import_rows(spec, batches, &crate::vector::NoProgress).await?;
+                        }
+                    }
                     Ok(self.query_context(scope).read_empty()?)
                 }
                 other => mutable::classify::run(self, &self.engine.mutable, scope, other).await,

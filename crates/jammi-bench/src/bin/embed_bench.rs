@@ -1,4 +1,4 @@
-//! Embedding benchmark: texts/s of jammi-db's in-process encoder (candle) on every core, and
+//! Embedding benchmark: texts/s of jammi-db's in-process encoder (jammi-encoder) on every core, and
 //! freshness — how long after a committed `INSERT` into a mutable table the row is findable
 //! by `vector_search` on the vector table that follows it, with one worker, under a steady
 //! insert load.
@@ -47,6 +47,8 @@ struct Args {
     out: Option<PathBuf>,
 }
 
+const USAGE: &str = "--model-dir DIR [--dataset DIR] [--texts N] [--repeats N] [--rate ROWS_PER_S] [--seconds S] [--check-ms MS] [--peers FILE] [--out FILE]";
+
 fn parse_args() -> Result<Args> {
     let default_dataset = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets/debian-packages");
     let mut args = Args { model_dir: PathBuf::new(), dataset: default_dataset, texts: 2000, repeats: 3, rate: 100.0, seconds: 30.0, check_ms: 10, peers: None, out: None };
@@ -63,7 +65,11 @@ fn parse_args() -> Result<Args> {
             "--check-ms" => args.check_ms = value()?.parse()?,
             "--peers" => args.peers = Some(value()?.into()),
             "--out" => args.out = Some(value()?.into()),
-            other => bail!("unknown flag {other}; flags: --model-dir DIR --dataset DIR --texts N --repeats N --rate ROWS_PER_S --seconds S --check-ms MS --peers FILE --out FILE"),
+            "--help" | "-h" => {
+                println!("embed-bench {USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown flag {other}; flags: {USAGE}"),
         }
     }
     if args.model_dir.as_os_str().is_empty() {
@@ -118,7 +124,7 @@ async fn throughput(session: &Session, texts: &[String], repeats: usize) -> Resu
         }
     }
     let rate = texts.len() as f64 / best;
-    eprintln!("jammi candle: {rate:.1} texts/s ({} texts, best of {repeats})", texts.len());
+    eprintln!("jammi encoder: {rate:.1} texts/s ({} texts, best of {repeats})", texts.len());
     Ok(rate)
 }
 
@@ -226,7 +232,7 @@ async fn main() -> Result<()> {
     println!("### Embedding throughput\n");
     println!("{} descriptions, truncated to 128 tokens, batches of 32 sorted by length, {threads} threads.\n", args.texts);
     println!("| system | texts/s | jammi ÷ system |\n|---|---:|---:|");
-    println!("| jammi-db (candle, in-process) | {rate:.1} | 1.00 |");
+    println!("| jammi-db (jammi-encoder, in-process) | {rate:.1} | 1.00 |");
     for peer in peers["results"].as_array().into_iter().flatten() {
         let peer_rate = peer["texts_per_s"].as_f64().unwrap_or(f64::NAN);
         println!("| {} | {peer_rate:.1} | {:.2} |", peer["system"].as_str().unwrap_or("?"), rate / peer_rate);

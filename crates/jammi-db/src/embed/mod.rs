@@ -41,14 +41,7 @@ pub trait Embedder: Send + Sync + std::fmt::Debug {
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
 }
 
-/// How token vectors become one sentence vector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pooling {
-    /// The mean over the text's tokens (padding excluded).
-    Mean,
-    /// The first token's (`[CLS]`) vector.
-    Cls,
-}
+pub use jammi_encoder::Pooling;
 
 /// How a model embeds: from its metadata (`pooling`, `normalize`, `max_tokens`), else from
 /// the sentence-transformers files it ships, else mean pooling, normalised, 512 tokens.

@@ -1,7 +1,7 @@
 //! Which SQL statements belong to mutable tables, and running them: DDL and DML naming
 //! `mutable.public.*`. Transaction control (`BEGIN`, `COMMIT`, `ROLLBACK`, savepoints) is
 //! classified here too, and run by the session, which owns the open transaction, as is
-//! `CREATE TABLE vectors.public.T WITH (...)` (a following vector table).
+//! `CREATE TABLE vectors.public.T WITH (...) [AS query]` (a new vector table).
 //! Everything else goes to DataFusion unchanged.
 
 use std::sync::Arc;
@@ -34,7 +34,7 @@ pub enum Claimed<'a> {
     Delete(&'a ast::Delete, String),
     /// Transaction control, run by the session.
     Transaction(Control),
-    /// `CREATE TABLE vectors.public.T WITH (follows = …)`: a following vector table, created
+    /// `CREATE TABLE vectors.public.T WITH (…) [AS query]`: a new vector table, created
     /// by the session (it owns the vector part).
     VectorTable(&'a ast::CreateTable, String),
 }

@@ -25,6 +25,7 @@ mod recover;
 pub mod search;
 pub mod search_fn;
 pub mod spec;
+pub(crate) mod create_sql;
 pub mod sql;
 mod write;
 
@@ -355,6 +356,20 @@ impl<'a> Vectors<'a> {
         progress.start("reading", 0);
         let batches = self.read_input(&spec.url, &spec.options, &spec.name).await?;
         progress.finish();
+        self.import_checked(spec, batches, progress).await
+    }
+
+    /// Create a table from rows already in hand (a query's, for `CREATE TABLE vectors.public.T
+    /// WITH (...) AS SELECT …`), as [`Vectors::import`] does from its file; `spec.url` and
+    /// `spec.options` are not used.
+    pub(crate) async fn import_rows(&self, spec: ImportSpec, batches: Vec<RecordBatch>, progress: &dyn Progress) -> Result<VectorTableInfo> {
+        self.check_new_table(&spec.name, spec.m, spec.ef_construction, spec.oversample).await?;
+        self.import_checked(spec, batches, progress).await
+    }
+
+    /// Embed (when asked), validate and commit `batches` as the new table `spec.name`, whose
+    /// name and index options were checked.
+    async fn import_checked(&self, spec: ImportSpec, batches: Vec<RecordBatch>, progress: &dyn Progress) -> Result<VectorTableInfo> {
         let (batches, embedding, checkpoints) = match &spec.embed {
             None => (batches, None, None),
             Some(embed) => {

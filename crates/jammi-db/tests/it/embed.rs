@@ -235,3 +235,89 @@ async fn import_embeds_text_and_text_queries_find_it() {
     let refused = session.sql("SELECT id FROM vector_search('plain', 'a text', 3)").await.map(|_| ()).unwrap_err().to_string();
     assert!(refused.contains("no embedding model"), "{refused}");
 }
+
+/// The embedding column of `vectors.public.NAME`, by id.
+async fn stored_vectors(session: &Session, name: &str) -> std::collections::HashMap<i64, Vec<f32>> {
+    let batches = session.sql(&format!("SELECT id, embedding FROM vectors.public.{name}")).await.unwrap().collect().await.unwrap();
+    let mut out = std::collections::HashMap::new();
+    for batch in &batches {
+        let vectors = batch.column_by_name("embedding").unwrap().as_fixed_size_list();
+        for (row, id) in ids(std::slice::from_ref(batch)).into_iter().enumerate() {
+            out.insert(id, vectors.value(row).as_primitive::<Float32Type>().values().to_vec());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vector_table_is_created_from_a_query_in_sql() {
+    let (session, dir) = temp_session().await;
+    register_minilm(&session, "v1").await;
+    let file = packages_file(dir.path(), 60);
+    session.sql(&format!("CREATE EXTERNAL TABLE packages STORED AS PARQUET LOCATION '{}'", file.display())).await.unwrap();
+    let exec = |sql: String| {
+        let session = session.clone();
+        async move { session.sql(&sql).await?.collect().await.map_err(jammi_db::Error::from) }
+    };
+
+    // Refusals name the fix and create nothing.
+    let create = "CREATE TABLE vectors.public.pkgs";
+    for (sql, expected) in [
+        (format!("{create} WITH (embed = 'description', model = 'nobody:v1') AS SELECT id, description FROM packages"), "nobody"),
+        (format!("{create} WITH (embed = 'id', model = 'minilm:v1') AS SELECT id, description FROM packages"), "not text"),
+        (format!("{create} WITH (embed = 'description') AS SELECT id, description FROM packages"), "needs model"),
+        (format!("{create} WITH (model = 'minilm:v1') AS SELECT id, description FROM packages"), "needs embed"),
+        (format!("{create} WITH (embed = 'description', model = 'minilm') AS SELECT id, description FROM packages"), "NAME:VERSION"),
+        (format!("{create} WITH (id_column = 'package', embed = 'description', model = 'minilm:v1') AS SELECT id, description FROM packages"), "'package'"),
+        (format!("{create} WITH (follows = 'mutable.public.d', embed = 'description', model = 'minilm:v1') AS SELECT id FROM packages"), "drop the AS SELECT"),
+        (format!("{create} WITH (embed = 'description', model = 'minilm:v1', colour = 'red') AS SELECT id FROM packages"), "unknown option 'colour'"),
+        (format!("{create} WITH (embed = 'description', model = 'minilm:v1') AS SELECT id, description FROM packages WHERE id < 0"), "no rows"),
+        (format!("{create} (id BIGINT)"), "columns come from its rows"),
+        (format!("{create}"), "give the rows"),
+    ] {
+        let e = exec(sql.clone()).await.unwrap_err().to_string();
+        assert!(e.contains(expected), "{sql}: {e}");
+    }
+    assert!(session.vectors().list().await.unwrap().is_empty(), "nothing was created");
+
+    // A filtered, projected query's rows, embedded inside the engine.
+    exec(format!("{create} WITH (id_column = 'id', embed = 'description', model = 'minilm:v1', m = 12) AS SELECT id, description, section FROM packages WHERE id < 50")).await.unwrap();
+    let info = session.vectors().list().await.unwrap().into_iter().find(|t| t.name == "pkgs").unwrap();
+    assert_eq!((info.rows, info.dims, info.model.as_deref()), (50, 384, Some("minilm:v1")));
+    // The vectors are the model's: they agree with the dataset's stored ones.
+    let dataset = PathBuf::from(require_env("JAMMI_TEST_DEBIAN_DATASET"));
+    let stored = first_rows(&dataset.join("embeddings.parquet"), 50);
+    let expected = stored.column_by_name("embedding").unwrap().as_fixed_size_list();
+    let made = stored_vectors(&session, "pkgs").await;
+    let expected_ids = ids(std::slice::from_ref(&stored));
+    let mean: f64 = expected_ids.iter().enumerate().map(|(row, id)| cosine(&made[id], expected.value(row).as_primitive::<Float32Type>().values())).sum::<f64>() / 50.0;
+    assert!(mean >= 0.99, "mean cosine {mean}");
+    // Searched by text with a payload filter: a package's description finds it.
+    let description = scalar(&session, "SELECT description FROM packages WHERE id = 9").await;
+    let section = scalar(&session, "SELECT section FROM packages WHERE id = 9").await;
+    let sql = format!("SELECT id FROM vector_search('pkgs', '{}', 3, 'section = ''{}''') ORDER BY _rank", description.replace('\'', "''"), section.replace('\'', "''"));
+    assert_eq!(ids(&session.sql(&sql).await.unwrap().collect().await.unwrap())[0], 9);
+    // The name is taken now.
+    let e = exec(format!("{create} WITH (embed = 'description', model = 'minilm:v1') AS SELECT id, description FROM packages")).await.unwrap_err().to_string();
+    assert!(e.contains("pkgs"), "{e}");
+
+    // Rows that carry their own vectors need no model.
+    exec("CREATE TABLE vectors.public.tiny WITH (vector_column = 'v', metric = 'l2') AS \
+          SELECT column1 AS id, make_array(CAST(column2 AS FLOAT), CAST(column3 AS FLOAT)) AS v, column4 AS tag \
+          FROM (VALUES (1, 1.0, 0.0, 'a'), (2, 0.0, 1.0, 'b'), (3, 5.0, 5.0, 'c'))".into())
+    .await
+    .unwrap();
+    assert_eq!(ids(&session.sql("SELECT id FROM vector_search('tiny', '[0.1, 0.9]', 1)").await.unwrap().collect().await.unwrap()), vec![2]);
+    assert_eq!(scalar(&session, "SELECT tag FROM vectors.public.tiny WHERE id = 3").await, "c");
+
+    // A server request may create one from its own tables, but a query that names a
+    // location is refused before anything runs.
+    let server = session.with_tenant(None).restricted();
+    server.sql("CREATE TABLE mutable.public.notes (id BIGINT PRIMARY KEY, body TEXT)").await.unwrap().collect().await.unwrap();
+    server.sql("INSERT INTO mutable.public.notes VALUES (1, 'the kernel crashed'), (2, 'a recipe for bread')").await.unwrap().collect().await.unwrap();
+    server.sql("CREATE TABLE vectors.public.notes_vec WITH (embed = 'body', model = 'minilm:v1') AS SELECT id, body FROM mutable.public.notes").await.unwrap().collect().await.unwrap();
+    assert_eq!(ids(&server.sql("SELECT id FROM vector_search('notes_vec', 'baking bread', 1)").await.unwrap().collect().await.unwrap()), vec![2]);
+    let e = sql_error(&server, "CREATE TABLE vectors.public.leak WITH (embed = 'body', model = 'minilm:v1') AS SELECT 1 AS id, body FROM read_parquet('/etc/hosts')").await;
+    assert!(e.contains("refused"), "{e}");
+    assert!(!session.vectors().list().await.unwrap().iter().any(|t| t.name == "leak"));
+}

@@ -357,7 +357,9 @@ async fn a_following_table_is_created_in_sql_too() {
     assert_eq!(scalar(&session, "SELECT id FROM vector_search('docs_vec', 'zip compression tool', 1)").await, "2");
 
     for (sql, expected) in [
-        ("CREATE TABLE vectors.public.v2 WITH (follows = 'mutable.public.docs', embed = 'body')", "give follows"),
+        ("CREATE TABLE vectors.public.v2 WITH (follows = 'mutable.public.docs', embed = 'body')", "needs model"),
+        ("CREATE TABLE vectors.public.v2 WITH (follows = 'mutable.public.docs', id_column = 'id', embed = 'body', model = 'minilm:v1')", "id_column does not apply"),
+        ("CREATE TABLE vectors.public.v2 WITH (follows = 'mutable.public.docs')", "embeds a text column"),
         ("CREATE TABLE vectors.public.v2 WITH (follows = 'mutable.public.docs', embed = 'body', model = 'minilm')", "NAME:VERSION"),
         ("CREATE TABLE vectors.public.v2 WITH (follows = 'mutable.public.docs', embed = 'body', model = 'minilm:v1', colour = 'red')", "unknown option 'colour'"),
         ("CREATE TABLE vectors.public.v2 (id BIGINT) WITH (follows = 'mutable.public.docs', embed = 'body', model = 'minilm:v1')", "columns come from"),

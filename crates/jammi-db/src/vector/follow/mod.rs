@@ -12,7 +12,6 @@
 
 mod feed;
 mod reembed;
-mod sql;
 mod status;
 mod worker;
 
@@ -27,7 +26,6 @@ use crate::error::{Error, Result};
 use crate::mutable::types::ColumnType;
 
 pub use worker::{WorkReport, WorkerOptions};
-pub(crate) use sql::spec_from_sql;
 pub use status::status_to_batch;
 pub(crate) use status::VectorStatusFunction;
 pub(crate) use worker::work_once;
