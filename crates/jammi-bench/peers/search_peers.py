@@ -5,7 +5,7 @@ and the same all-MiniLM-L6-v2 vectors jammi-db searches).
 For each system and leg: MRR@10, recall@10 and QPS, one query at a time on one thread.
   * tantivy (PyPI `tantivy`): an in-memory index of `text`, analyzer = LanceDB's defaults
     (simple tokenizer, tokens over 40 bytes dropped, lowercase, ASCII folding, English stop
-    words, English stemmer); queries parsed leniently over `text`.
+    words, English stemmer); queries as plain words (see plain_words), parsed over `text`.
   * LanceDB (PyPI `lancedb`): a local table with the text and vectors; full-text search
     with its native index (English stemming and stop words), vector search (exact, cosine;
     no ANN index at this size is needed for quality), and hybrid search with its
@@ -21,6 +21,14 @@ import tempfile
 import time
 
 import pyarrow.parquet as pq
+
+
+def plain_words(text):
+    """The query as search-eval gives it to jammi-db: everything but letters and digits
+    becomes a space, and the query syntax's AND/OR/NOT/IN words are dropped, so no system
+    reads operators into a synopsis ("GTK+ - files" must not exclude "files")."""
+    plain = "".join(c if c.isalnum() else " " for c in text)
+    return " ".join(w for w in plain.split() if w not in ("AND", "OR", "NOT", "IN"))
 
 
 def score(results):
@@ -127,7 +135,7 @@ def main():
     documents = {"id": documents_table["id"].to_pylist(), "text": documents_table["text"].to_pylist()}
     q = pq.read_table(os.path.join(args.set, "queries.parquet"))
     queries = [
-        {"relevant_id": r, "text": t, "embedding": e}
+        {"relevant_id": r, "text": plain_words(t), "embedding": e}
         for r, t, e in zip(q["relevant_id"].to_pylist(), q["text"].to_pylist(), q["embedding"].to_pylist())
     ]
     results = run_tantivy(documents, queries)
