@@ -198,9 +198,14 @@ pub fn search(segments: &[&SegmentTextIndex], query: &str, k: usize, live: &Live
                 searcher.search_with_statistics_provider(parsed.as_ref(), &collector, &statistics)?
             }
         };
+        // The key column of each tantivy segment, opened once per search, not per hit.
+        let mut columns: Vec<Option<tantivy::columnar::Column<u64>>> = vec![None; searcher.segment_readers().len()];
         for (score, address) in top {
-            let keys = searcher.segment_reader(address.segment_ord).fast_fields().u64(KEY)?;
-            if let Some(key) = keys.first(address.doc_id) {
+            let column = match &mut columns[address.segment_ord as usize] {
+                Some(column) => column,
+                slot => slot.insert(searcher.segment_reader(address.segment_ord).fast_fields().u64(KEY)?),
+            };
+            if let Some(key) = column.first(address.doc_id) {
                 hits.push((key, score));
             }
         }
