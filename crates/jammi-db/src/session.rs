@@ -31,6 +31,20 @@ use crate::txn::WriteTxn;
 use crate::vector::create_sql::CreateVectorTable;
 use crate::vector::Vectors;
 
+/// The batches of `rows`, refused with a limit error as soon as they hold more than `limit`
+/// bytes (the import needs them all in memory; a client must not be able to ask for more).
+async fn collect_bounded(mut rows: datafusion::execution::SendableRecordBatchStream, argument: &str, limit: usize) -> Result<Vec<datafusion::arrow::array::RecordBatch>> {
+    use futures::StreamExt;
+    let (mut batches, mut bytes) = (Vec::new(), 0usize);
+    while let Some(batch) = rows.next().await {
+        let batch = batch?;
+        bytes += batch.get_array_memory_size();
+        security::limits::at_most(argument, bytes, limit)?;
+        batches.push(batch);
+    }
+    Ok(batches)
+}
+
 /// `SET` of one of the engine's own session settings.
 fn session_setting(statement: &Statement) -> Option<Result<security::SessionSetting>> {
     use datafusion::sql::sqlparser::ast::Statement as Sql;
@@ -215,7 +229,8 @@ impl Session {
                             // The query runs as any statement of this caller would: the same
                             // policy, tenant and limits.
                             let query = SqlStatement(Statement::Statement(Box::new(datafusion::sql::sqlparser::ast::Statement::Query(Box::new(query.clone())))));
-                            let batches = Box::pin(self.run(&query)).await?.collect().await?;
+                            let rows = Box::pin(self.run(&query)).await?.execute_stream().await?;
+                            let batches = collect_bounded(rows, "rows of CREATE TABLE vectors.public.T AS SELECT (bytes)", security::limits::MAX_QUERY_IMPORT_BYTES).await?;
                             self.vectors().import_rows(spec, batches, &crate::vector::NoProgress).await?;
                         }
                     }

@@ -256,17 +256,22 @@ async fn main() -> Result<()> {
     std::fs::create_dir_all(&set_dir)?;
     let data = tempfile::tempdir()?;
     let session = Session::open(Config::embedded(data.path())).await?;
-    let root = StorageUrl::parse(&session.config().storage_root())?;
-    let definition = ModelDefinition { name: "minilm".into(), version: "v1".into(), task: "embedding".into(), dimensions: Some(384), metadata: json!({"max_tokens": 128}) };
-    session.models().register_files(definition, &args.model_dir, &root, &session.artifacts(StorageOptions::new())).await?;
-    let model = session.embeddings().model("minilm", "v1").await?;
 
     let documents = read_documents(&args.dataset, args.documents)?;
     let chosen = choose(documents.len(), args.queries, args.seed);
     eprintln!("set: {} documents, {} queries (seed {})", documents.len(), chosen.len(), args.seed);
     let relevant: Vec<i64> = chosen.iter().map(|&i| documents[i].id).collect();
     let documents_path = set_dir.join("documents.parquet");
-    let query_vectors = if args.reuse_set { read_query_vectors(&set_dir.join("queries.parquet"), &relevant)? } else { build_set(model.as_ref(), &documents, &chosen, &set_dir)? };
+    let query_vectors = if args.reuse_set {
+        read_query_vectors(&set_dir.join("queries.parquet"), &relevant)?
+    } else {
+        // The model is registered and loaded only when the set is embedded.
+        let root = StorageUrl::parse(&session.config().storage_root())?;
+        let definition = ModelDefinition { name: "minilm".into(), version: "v1".into(), task: "embedding".into(), dimensions: Some(384), metadata: json!({"max_tokens": 128}) };
+        session.models().register_files(definition, &args.model_dir, &root, &session.artifacts(StorageOptions::new())).await?;
+        let model = session.embeddings().model("minilm", "v1").await?;
+        build_set(model.as_ref(), &documents, &chosen, &set_dir)?
+    };
 
     // jammi-db's legs: the default import, the Rust API, one query at a time.
     session.vectors().import(ImportSpec::new("docs", documents_path.display().to_string(), "id", "embedding"), &NoProgress).await?;

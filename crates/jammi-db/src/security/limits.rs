@@ -23,6 +23,11 @@ pub const MAX_EVENT_BYTES: usize = 1 << 20;
 /// Longest line of an NDJSON input, in bytes.
 pub const MAX_NDJSON_LINE_BYTES: usize = 1 << 20;
 
+/// Most bytes of rows `CREATE TABLE vectors.public.T … AS SELECT` collects (they are held
+/// in memory while embedded and written); larger tables come from `jammi vectors import` of
+/// a file or follow a mutable table.
+pub const MAX_QUERY_IMPORT_BYTES: usize = 256 << 20;
+
 /// Most offsets acknowledged in one call (`Topics::ack`, `POST /v1/topics/{name}/ack`).
 pub const MAX_ACK_OFFSETS: usize = 10_000;
 

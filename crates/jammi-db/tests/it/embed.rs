@@ -319,5 +319,9 @@ async fn a_vector_table_is_created_from_a_query_in_sql() {
     assert_eq!(ids(&server.sql("SELECT id FROM vector_search('notes_vec', 'baking bread', 1)").await.unwrap().collect().await.unwrap()), vec![2]);
     let e = sql_error(&server, "CREATE TABLE vectors.public.leak WITH (embed = 'body', model = 'minilm:v1') AS SELECT 1 AS id, body FROM read_parquet('/etc/hosts')").await;
     assert!(e.contains("refused"), "{e}");
-    assert!(!session.vectors().list().await.unwrap().iter().any(|t| t.name == "leak"));
+    // A query too large to hold is refused at the limit, and creates nothing.
+    let e = sql_error(&server, "CREATE TABLE vectors.public.huge WITH (embed = 'body', model = 'minilm:v1') AS SELECT 1 AS id, repeat('x', 300000000) AS body").await;
+    assert!(e.contains("AS SELECT (bytes)") && e.contains("over the limit"), "{e}");
+    let names: Vec<String> = session.vectors().list().await.unwrap().into_iter().map(|t| t.name).collect();
+    assert!(!names.contains(&"leak".to_string()) && !names.contains(&"huge".to_string()), "{names:?}");
 }
