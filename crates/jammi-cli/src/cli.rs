@@ -286,21 +286,37 @@ pub struct IndexArgs {
     /// Candidates fetched per result before exact rescoring (default by precision).
     #[arg(long)]
     pub oversample: Option<usize>,
+    /// Index this text column for full-text search (text_search, hybrid_search); repeat
+    /// for several. The analyzer is english (stemming, stop words) unless given: simple,
+    /// raw (the whole value is one term) or a language, e.g. tag:raw.
+    #[arg(long = "text-column", value_name = "COLUMN[:ANALYZER]")]
+    pub text_columns: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
-#[command(group = clap::ArgGroup::new("query").required(true).args(["vector", "text", "query_file"]))]
+#[command(group = clap::ArgGroup::new("query").required(true).multiple(true).args(["vector", "text", "query_file"]))]
 pub struct SearchArgs {
     /// Vector table name.
     pub name: String,
     /// The query vector, e.g. '[0.1, 0.2, ...]'.
     #[arg(long)]
     pub vector: Option<String>,
-    /// A text query, embedded with the table's model (tables imported with --embed).
+    /// A text query: searched as words (BM25) on a table with a text index, otherwise
+    /// embedded with the table's model; with --vector or --hybrid, both (fused).
     #[arg(long)]
     pub text: Option<String>,
+    /// Search by words and by meaning and fuse the two (the text is embedded unless
+    /// --vector is given).
+    #[arg(long, requires = "text", conflicts_with = "query_file")]
+    pub hybrid: bool,
+    /// Force a mode: vector (the text embedded), text or hybrid.
+    #[arg(long, value_name = "MODE", conflicts_with = "query_file")]
+    pub mode: Option<String>,
+    /// Hybrid fusion options, e.g. 'rrf_k = 60' or 'weights = 0.7:0.3' (vector:text), 'candidates = 100'.
+    #[arg(long, value_name = "OPTIONS")]
+    pub fusion: Option<String>,
     /// Parquet file of query vectors (one search per row; results carry a `query` column).
-    #[arg(long, requires = "query_column")]
+    #[arg(long, requires = "query_column", conflicts_with_all = ["vector", "text"])]
     pub query_file: Option<String>,
     /// Column of `--query-file` holding the vectors.
     #[arg(long)]

@@ -4,8 +4,10 @@
 use std::io::Write;
 
 use anyhow::Result;
-use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, SchemaRef};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::StreamExt;
@@ -55,6 +57,29 @@ enum Printer {
     Ndjson,
 }
 
+/// `batch` with every nested column (lists such as `_retrieved_by`, structs, maps) written
+/// out as its display text (`[vector, text]`), which CSV has no other form for.
+fn nested_as_text(batch: &RecordBatch) -> Result<RecordBatch> {
+    if !batch.schema().fields().iter().any(|f| f.data_type().is_nested()) {
+        return Ok(batch.clone());
+    }
+    let options = FormatOptions::default();
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if field.data_type().is_nested() {
+            let formatter = ArrayFormatter::try_new(column.as_ref(), &options)?;
+            let text: StringArray = (0..column.len()).map(|i| column.is_valid(i).then(|| formatter.value(i).to_string())).collect();
+            fields.push(Field::new(field.name(), DataType::Utf8, field.is_nullable()));
+            columns.push(Arc::new(text));
+        } else {
+            fields.push(field.as_ref().clone());
+            columns.push(Arc::clone(column));
+        }
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+}
+
 impl Printer {
     fn new(format: OutputFormat, schema: SchemaRef) -> Self {
         match format {
@@ -70,7 +95,7 @@ impl Printer {
             Printer::Table(t) => t.write(batch, out),
             Printer::Csv { started } => {
                 let mut writer = arrow::csv::WriterBuilder::new().with_header(!*started).build(&mut *out);
-                writer.write(batch)?;
+                writer.write(&nested_as_text(batch)?)?;
                 *started = true;
                 Ok(())
             }

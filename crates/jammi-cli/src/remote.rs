@@ -34,14 +34,26 @@ pub async fn run(target: &str, token: Option<&str>, command: Command, format: Ou
             Ok(())
         }
         Command::Search(args) => {
-            let body = match (&args.text, &args.vector) {
-                (Some(text), _) => serde_json::json!({ "table": args.name, "text": text, "k": args.k, "filter": args.filter, "ef": args.ef, "exact": args.exact }),
-                (None, Some(text)) => {
-                    let vector: Vec<f32> = serde_json::from_str(text.trim()).map_err(|_| anyhow!("--vector '{text}' is not a list of numbers such as '[0.1, 0.2]'"))?;
-                    serde_json::json!({ "table": args.name, "vector": vector, "k": args.k, "filter": args.filter, "ef": args.ef, "exact": args.exact })
-                }
-                (None, None) => return Err(anyhow!("with --target, search takes --vector or --text (a query file is read by the server's host)")),
+            if args.query_file.is_some() {
+                return Err(anyhow!("with --target, search takes --vector and/or --text (a query file is read by the server's host)"));
+            }
+            let vector: Option<Vec<f32>> = match &args.vector {
+                Some(text) => Some(serde_json::from_str(text.trim()).map_err(|_| anyhow!("--vector '{text}' is not a list of numbers such as '[0.1, 0.2]'"))?),
+                None => None,
             };
+            let mode = args.mode.clone().or_else(|| args.hybrid.then(|| "hybrid".to_string()));
+            let mut body = serde_json::json!({
+                "table": args.name, "text": args.text, "vector": vector, "mode": mode,
+                "k": args.k, "filter": args.filter, "ef": args.ef, "exact": args.exact,
+            });
+            if let Some(options) = &args.fusion {
+                let options = jammi_db::vector::HybridOptions::parse(options)?;
+                match options.fusion {
+                    jammi_db::vector::Fusion::Rrf { k } => (body["fusion"], body["rrf_k"]) = ("rrf".into(), k.into()),
+                    jammi_db::vector::Fusion::Weighted { vector, text } => (body["fusion"], body["weights"]) = ("weighted".into(), serde_json::json!([vector, text])),
+                }
+                body["candidates"] = options.candidates.into();
+            }
             client.query("/v1/search", &body, format, out).await.map(|_| ())
         }
         Command::Topic(TopicCommand::Publish { name, data }) => {

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use jammi_db::storage::StorageOptions;
 use jammi_db::vector::parse_vector_text;
 use jammi_db::vector::follow::{status_to_batch, FollowSpec, WorkerOptions};
-use jammi_db::vector::{tables_to_batch, EmbedColumn, ImportSpec, Progress, SearchRequest};
+use jammi_db::vector::{tables_to_batch, EmbedColumn, HybridOptions, ImportSpec, Progress, SearchMode, SearchQuery, SearchRequest, TextIndexColumn};
 use jammi_db::Session;
 
 use crate::cli::{OutputFormat, SearchArgs, VectorsCommand};
@@ -69,6 +69,7 @@ pub async fn run(session: &Session, command: VectorsCommand, format: OutputForma
             }
             (spec.precision, spec.metric) = (index.precision.parse()?, index.metric.parse()?);
             (spec.m, spec.ef_construction, spec.oversample) = (index.m, index.ef_construction, index.oversample);
+            spec.text_columns = text_columns(&index.text_columns)?;
             spec.options = storage_options(&options)?;
             let info = vectors.import(spec, &Bar::new()).await?;
             print::print_batch(&tables_to_batch(&[info])?, format, out)
@@ -93,6 +94,7 @@ pub async fn run(session: &Session, command: VectorsCommand, format: OutputForma
             let mut spec = FollowSpec::new(name, source, embed, model, version);
             (spec.precision, spec.metric) = (index.precision.parse()?, index.metric.parse()?);
             (spec.m, spec.ef_construction, spec.oversample) = (index.m, index.ef_construction, index.oversample);
+            spec.text_columns = text_columns(&index.text_columns)?;
             let info = vectors.follow(spec, &Bar::new()).await?;
             print::print_batch(&tables_to_batch(&[info])?, format, out)
         }
@@ -111,6 +113,11 @@ pub async fn run(session: &Session, command: VectorsCommand, format: OutputForma
             Ok(())
         }
     }
+}
+
+/// `--text-column COLUMN[:ANALYZER]`, repeated.
+fn text_columns(columns: &[String]) -> Result<Vec<TextIndexColumn>> {
+    Ok(columns.iter().map(|c| TextIndexColumn::parse(c)).collect::<jammi_db::Result<Vec<_>>>()?)
 }
 
 /// `NAME:VERSION` or `NAME@ALIAS`.
@@ -195,13 +202,12 @@ fn print_count(format: OutputFormat, out: &mut dyn Write, what: &str, rows: u64,
 
 pub async fn search(session: &Session, args: SearchArgs, format: OutputFormat, out: &mut dyn Write) -> Result<()> {
     let vectors = session.vectors();
-    if let Some(text) = &args.text {
-        let mut request = SearchRequest::text(text.clone(), args.k);
-        request.filter = args.filter.clone();
-        request.ef = args.ef;
-        request.exact = args.exact;
-        request.oversample = args.oversample;
-        return print::print_batch(&vectors.search(&args.name, &request).await?.batch, format, out);
+    if args.k == 0 {
+        return Err(anyhow!("--k must be at least 1"));
+    }
+    if args.query_file.is_none() {
+        let query = search_query(&args)?;
+        return print::print_batch(&vectors.search_any(&args.name, &query).await?.batch, format, out);
     }
     let queries = match (&args.vector, &args.query_file) {
         (Some(text), _) => vec![parse_vector_text(text)
@@ -212,9 +218,6 @@ pub async fn search(session: &Session, args: SearchArgs, format: OutputFormat, o
         }
         (None, None) => return Err(anyhow!("give --vector, --text or --query-file")),
     };
-    if args.k == 0 {
-        return Err(anyhow!("--k must be at least 1"));
-    }
     let many = args.query_file.is_some();
     let mut results = Vec::with_capacity(queries.len());
     for (n, vector) in queries.into_iter().enumerate() {
@@ -229,6 +232,24 @@ pub async fn search(session: &Session, args: SearchArgs, format: OutputFormat, o
     let Some(first) = results.first() else { return Ok(()) };
     let all = concat_batches(&first.schema(), &results)?;
     print::print_batch(&all, format, out)
+}
+
+/// The search `--vector`, `--text`, `--hybrid`, `--mode` and `--fusion` describe.
+pub fn search_query(args: &SearchArgs) -> Result<SearchQuery> {
+    let vector = match &args.vector {
+        Some(text) => Some(parse_vector_text(text).ok_or_else(|| anyhow!("--vector '{text}' is not a list of numbers such as '[0.1, 0.2]'"))?),
+        None => None,
+    };
+    let mode = match (&args.mode, args.hybrid) {
+        (Some(mode), _) => Some(mode.parse::<SearchMode>()?),
+        (None, true) => Some(SearchMode::Hybrid),
+        (None, false) => None,
+    };
+    let hybrid = match &args.fusion {
+        Some(options) => HybridOptions::parse(options)?,
+        None => HybridOptions::default(),
+    };
+    Ok(SearchQuery { mode, text: args.text.clone(), vector, k: args.k, filter: args.filter.clone(), ef: args.ef, exact: args.exact, oversample: args.oversample, hybrid })
 }
 
 /// Prefix a `query` column (the query's row number in the query file).

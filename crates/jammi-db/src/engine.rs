@@ -24,7 +24,7 @@ use crate::tenant::{TenantFilterRule, TenantScope, TenantScopeOption};
 use crate::topic::broker::{Broker, InProcessBroker, JetStreamBroker};
 use crate::topic::{sql::TopicsCatalog, TopicState};
 use crate::txn::{TxnOption, WriteTxn, Writer};
-use crate::vector::search_fn::VectorSearchFunction;
+use crate::vector::search_fn::SearchFunction;
 use crate::vector::{CompactionPolicy, VectorState};
 
 /// One open engine, shared by every session handle on it.
@@ -97,7 +97,9 @@ impl Engine {
         };
         let embed = Arc::new(crate::embed::EmbedState::new(&config));
         let vectors = Arc::new(VectorState::new(config.vectors.cache_mb.saturating_mul(1 << 20), catalog.clone(), policy, Arc::clone(&embed)));
-        base.register_udtf("vector_search", Arc::new(VectorSearchFunction::new(Arc::clone(&vectors))));
+        base.register_udtf("vector_search", Arc::new(SearchFunction::vector(Arc::clone(&vectors))));
+        base.register_udtf("text_search", Arc::new(SearchFunction::text(Arc::clone(&vectors))));
+        base.register_udtf("hybrid_search", Arc::new(SearchFunction::hybrid(Arc::clone(&vectors))));
         base.register_udtf("vector_status", Arc::new(crate::vector::follow::VectorStatusFunction::new(Arc::clone(&vectors))));
         let engine_catalogs = Arc::new(EngineCatalogs::default());
         engine_catalogs

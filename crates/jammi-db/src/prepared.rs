@@ -29,7 +29,7 @@ use crate::session::Session;
 use crate::statement::SqlStatement;
 use crate::tenant::TenantScope;
 use crate::source::remote::exec::RemoteQueryExec;
-use crate::vector::search_fn::VectorSearchExec;
+use crate::vector::search_fn::SearchExec;
 
 /// One statement planned ahead; see the module docs. Cheap to share behind an `Arc`.
 pub struct PreparedStatement {
@@ -257,7 +257,7 @@ fn reusable_plan(plan: &Arc<dyn ExecutionPlan>) -> bool {
         if node.children().is_empty() {
             let constant = node.is::<datafusion::physical_plan::placeholder_row::PlaceholderRowExec>()
                 || node.is::<datafusion::physical_plan::empty::EmptyExec>();
-            if !(node.is::<VectorSearchExec>() || node.is::<RemoteQueryExec>() || constant) {
+            if !(node.is::<SearchExec>() || node.is::<RemoteQueryExec>() || constant) {
                 reusable = false;
                 return Ok(TreeNodeRecursion::Stop);
             }
@@ -274,7 +274,7 @@ pub(crate) fn bind_parameters(plan: Arc<dyn ExecutionPlan>, params: &ParamValues
     use datafusion::common::tree_node::{Transformed, TreeNode};
     let bound = plan
         .transform_up(|node| {
-            if let Some(search) = node.downcast_ref::<VectorSearchExec>() {
+            if let Some(search) = node.downcast_ref::<SearchExec>() {
                 if let Some(bound) = search.bind(params)? {
                     return Ok(Transformed::yes(Arc::new(bound) as Arc<dyn ExecutionPlan>));
                 }

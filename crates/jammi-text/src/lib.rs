@@ -3,25 +3,28 @@
 //! A segment's text columns are indexed by tantivy (BM25; positions kept, so phrases work)
 //! and the index's files are packed into **one** byte string, so a segment's text index is
 //! one file beside its Parquet and HNSW files, written, checksummed and committed the same
-//! way. [`SegmentTextIndex::open`] unpacks it into memory. [`search`] runs one query over
-//! any number of segments with BM25 statistics summed over all of them, so a row's score
-//! does not depend on how the table happens to be split into segments, and skips rows the
-//! caller says are deleted.
+//! way. [`SegmentTextIndex::open`] unpacks it into memory. A [`TextTable`] is one generation
+//! of a table's segments: it runs one query over all of them with BM25 statistics of the
+//! table's live rows (summed over the segments, less the rows deleted), so a row's score
+//! depends neither on how the table happens to be split into segments nor on deleted rows
+//! not yet compacted away, and it never answers a deleted row.
 //!
 //! Each document carries the row's `u64` key (the vector table's row key); searches answer
 //! keys and scores.
 
 mod analyzer;
 mod pack;
+mod search;
 
 use std::collections::HashSet;
 
-use tantivy::collector::{FilterCollector, TopDocs};
-use tantivy::query::{Bm25StatisticsProvider, QueryParser};
+use tantivy::query::{Query, QueryParser};
 use tantivy::schema::{Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions};
-use tantivy::{Index, IndexReader, Searcher, TantivyDocument, Term};
+use tantivy::tokenizer::TokenizerManager;
+use tantivy::{Index, IndexReader, TantivyDocument};
 
 pub use analyzer::Analyzer;
+pub use search::{KeyPredicate, TextTable};
 
 /// The name of the key field inside every segment index.
 const KEY: &str = "_key";
@@ -64,10 +67,35 @@ fn schema_of(columns: &[TextColumn]) -> Result<(Schema, Field, Vec<Field>), Text
     Ok((builder.build(), key, fields))
 }
 
-fn register_analyzers(index: &Index, columns: &[TextColumn]) {
+fn register_analyzers(tokenizers: &TokenizerManager, columns: &[TextColumn]) {
     for column in columns {
-        index.tokenizers().register(&column.analyzer.tokenizer_name(), column.analyzer.build());
+        tokenizers.register(&column.analyzer.tokenizer_name(), column.analyzer.build());
     }
+}
+
+/// Parse `query` against `columns` (searched by default: all of them).
+fn parse_query(schema: &Schema, tokenizers: &TokenizerManager, columns: &[TextColumn], query: &str) -> Result<Box<dyn Query>, TextError> {
+    if query.trim().is_empty() {
+        return Err(TextError::Query { query: query.to_string(), position: 0, message: "the text query is empty; give at least one word".into() });
+    }
+    let fields: Vec<Field> = columns.iter().map(|c| schema.get_field(&c.name)).collect::<Result<_, _>>()?;
+    let parser = QueryParser::new(schema.clone(), fields, tokenizers.clone());
+    parser.parse_query(query).map_err(|e| match e {
+        tantivy::query::QueryParserError::FieldDoesNotExist(name) => {
+            let indexed: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+            TextError::Invalid(format!("the text query names column '{name}', which has no text index; the indexed columns are {}", indexed.join(", ")))
+        }
+        other => query_error(query, &other.to_string()),
+    })
+}
+
+/// Check `query` against `columns` without an index: the errors [`TextTable::search`]
+/// would give for its syntax, so a planner can report them before running anything.
+pub fn check_query(columns: &[TextColumn], query: &str) -> Result<(), TextError> {
+    let (schema, _, _) = schema_of(columns)?;
+    let tokenizers = TokenizerManager::default();
+    register_analyzers(&tokenizers, columns);
+    parse_query(&schema, &tokenizers, columns, query).map(|_| ())
 }
 
 /// Build the packed text index of one segment: `rows` yields each row's key and its text
@@ -79,7 +107,7 @@ where
     let (schema, key, fields) = schema_of(columns)?;
     let directory = tantivy::directory::RamDirectory::create();
     let index = Index::create(directory.clone(), schema, Default::default())?;
-    register_analyzers(&index, columns);
+    register_analyzers(index.tokenizers(), columns);
     // One thread, a small arena: a segment is built inside an import or append that is
     // already using the machine.
     let mut writer = index.writer_with_num_threads::<TantivyDocument>(1, 32 * 1024 * 1024)?;
@@ -100,9 +128,13 @@ where
 
 /// A segment's text index, loaded.
 pub struct SegmentTextIndex {
-    index: Index,
     reader: IndexReader,
     columns: Vec<TextColumn>,
+    /// Each row's key, per tantivy segment, by document id: hits and deleted rows are mapped
+    /// without touching the index's columnar files again.
+    keys: Vec<Vec<u64>>,
+    /// Bytes of the packed index (what it holds in memory).
+    bytes: usize,
 }
 
 impl std::fmt::Debug for SegmentTextIndex {
@@ -120,99 +152,31 @@ impl SegmentTextIndex {
         if index.schema() != expected {
             return Err(TextError::Damaged("its columns are not the table's text columns".into()));
         }
-        register_analyzers(&index, columns);
+        register_analyzers(index.tokenizers(), columns);
         let reader = index.reader()?;
-        Ok(SegmentTextIndex { index, reader, columns: columns.to_vec() })
+        let mut keys = Vec::new();
+        for segment in reader.searcher().segment_readers() {
+            let column = segment.fast_fields().u64(KEY)?;
+            let segment_keys: Option<Vec<u64>> = (0..segment.max_doc()).map(|doc| column.first(doc)).collect();
+            keys.push(segment_keys.ok_or_else(|| TextError::Damaged("a document has no row key".into()))?);
+        }
+        Ok(SegmentTextIndex { reader, columns: columns.to_vec(), keys, bytes: bytes.len() })
     }
 
     /// Documents in the segment.
     pub fn documents(&self) -> u64 {
         self.reader.searcher().num_docs()
     }
-}
 
-/// BM25 statistics summed over every segment's searcher.
-struct GlobalStatistics<'a> {
-    searchers: &'a [Searcher],
-}
-
-impl Bm25StatisticsProvider for GlobalStatistics<'_> {
-    fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
-        let mut total = 0;
-        for searcher in self.searchers {
-            total += searcher.total_num_tokens(field)?;
-        }
-        Ok(total)
+    /// Approximate memory held, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.bytes + self.keys.iter().map(|k| k.len() * 8).sum::<usize>()
     }
 
-    fn total_num_docs(&self) -> tantivy::Result<u64> {
-        Ok(self.searchers.iter().map(Searcher::num_docs).sum())
+    /// The indexed columns.
+    pub fn columns(&self) -> &[TextColumn] {
+        &self.columns
     }
-
-    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
-        let mut total = 0;
-        for searcher in self.searchers {
-            total += searcher.doc_freq(term)?;
-        }
-        Ok(total)
-    }
-}
-
-/// Which rows a search may answer.
-#[derive(Clone)]
-pub enum Live {
-    /// Every indexed row (no deletes): the fastest path, which lets tantivy skip blocks of
-    /// documents that cannot reach the top k.
-    All,
-    /// Rows whose key the predicate accepts (the table's tombstones excluded).
-    Except(std::sync::Arc<dyn Fn(u64) -> bool + Send + Sync>),
-}
-
-/// The top `k` rows of all `segments` for `query` (terms, "quoted phrases", +required,
-/// -excluded, column:word where several columns are indexed), best first, as (key, BM25
-/// score); only `live` rows are answered. Ties go to the smaller key.
-pub fn search(segments: &[&SegmentTextIndex], query: &str, k: usize, live: &Live) -> Result<Vec<(u64, f32)>, TextError> {
-    let Some(first) = segments.first() else { return Ok(Vec::new()) };
-    if k == 0 {
-        return Ok(Vec::new());
-    }
-    let schema = first.index.schema();
-    let fields: Vec<Field> = first.columns.iter().map(|c| schema.get_field(&c.name)).collect::<Result<_, _>>()?;
-    let parser = QueryParser::for_index(&first.index, fields);
-    let parsed = parser.parse_query(query).map_err(|e| match e {
-        tantivy::query::QueryParserError::FieldDoesNotExist(name) => {
-            let indexed: Vec<&str> = first.columns.iter().map(|c| c.name.as_str()).collect();
-            TextError::Invalid(format!("the text query names column '{name}', which has no text index; the indexed columns are {}", indexed.join(", ")))
-        }
-        other => query_error(query, &other.to_string()),
-    })?;
-    let searchers: Vec<Searcher> = segments.iter().map(|s| s.reader.searcher()).collect();
-    let statistics = GlobalStatistics { searchers: &searchers };
-    let mut hits = Vec::new();
-    for searcher in &searchers {
-        let top = match live {
-            Live::All => searcher.search_with_statistics_provider(parsed.as_ref(), &TopDocs::with_limit(k).order_by_score(), &statistics)?,
-            Live::Except(accept) => {
-                let accept = std::sync::Arc::clone(accept);
-                let collector = FilterCollector::new(KEY.to_string(), move |key: u64| accept(key), TopDocs::with_limit(k).order_by_score());
-                searcher.search_with_statistics_provider(parsed.as_ref(), &collector, &statistics)?
-            }
-        };
-        // The key column of each tantivy segment, opened once per search, not per hit.
-        let mut columns: Vec<Option<tantivy::columnar::Column<u64>>> = vec![None; searcher.segment_readers().len()];
-        for (score, address) in top {
-            let column = match &mut columns[address.segment_ord as usize] {
-                Some(column) => column,
-                slot => slot.insert(searcher.segment_reader(address.segment_ord).fast_fields().u64(KEY)?),
-            };
-            if let Some(key) = column.first(address.doc_id) {
-                hits.push((key, score));
-            }
-        }
-    }
-    hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    hits.truncate(k);
-    Ok(hits)
 }
 
 /// A query error with the position the grammar's lenient parse points at (0 when only the
@@ -228,15 +192,17 @@ fn query_error(query: &str, message: &str) -> TextError {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     fn english(name: &str) -> TextColumn {
         TextColumn { name: name.into(), analyzer: Analyzer::default() }
     }
 
-    fn index(columns: &[TextColumn], rows: &[(u64, Vec<Option<&str>>)]) -> SegmentTextIndex {
+    fn index(columns: &[TextColumn], rows: &[(u64, Vec<Option<&str>>)]) -> Arc<SegmentTextIndex> {
         let bytes = build(columns, rows.iter().cloned()).unwrap();
-        SegmentTextIndex::open(&bytes, columns).unwrap()
+        Arc::new(SegmentTextIndex::open(&bytes, columns).unwrap())
     }
 
     fn keys(hits: &[(u64, f32)]) -> Vec<u64> {
@@ -251,18 +217,21 @@ mod tests {
         (5, "HTTP client library with compression support"),
     ];
 
-    fn one_column() -> (Vec<TextColumn>, SegmentTextIndex) {
+    fn rows_of(docs: &[(u64, &'static str)]) -> Vec<(u64, Vec<Option<&'static str>>)> {
+        docs.iter().map(|(k, t)| (*k, vec![Some(*t)])).collect()
+    }
+
+    fn one_column() -> TextTable {
         let columns = vec![english("body")];
-        let rows: Vec<(u64, Vec<Option<&str>>)> = DOCS.iter().map(|(k, t)| (*k, vec![Some(*t)])).collect();
-        let index = index(&columns, &rows);
-        (columns, index)
+        let index = index(&columns, &rows_of(DOCS));
+        TextTable::new(&columns, vec![index], None).unwrap()
     }
 
     #[test]
     fn stemmed_terms_phrases_required_and_excluded_words() {
-        let (_, index) = one_column();
-        assert_eq!(index.documents(), 5);
-        let all = |q: &str| keys(&search(&[&index], q, 10, &Live::All).unwrap());
+        let table = one_column();
+        assert_eq!(table.live_rows(), 5);
+        let all = |q: &str| keys(&table.search(q, 10, None).unwrap());
         // "compressing" and "compression" share a stem; stop words are dropped.
         let hits = all("compressing the archives");
         assert_eq!(hits.len(), 3, "{hits:?}");
@@ -271,27 +240,49 @@ mod tests {
         assert_eq!(all("+http compression"), vec![5, 2]);
         assert_eq!(all("compression -http"), vec![1, 3]);
         assert!(all("zebra").is_empty());
-        // Deleted rows are skipped; k bounds the answer.
-        assert_eq!(keys(&search(&[&index], "compression", 10, &Live::Except(std::sync::Arc::new(|k| k != 5))).unwrap()), vec![1, 3]);
-        assert_eq!(search(&[&index], "compression", 1, &Live::All).unwrap().len(), 1);
-        assert!(search(&[&index], "compression", 0, &Live::All).unwrap().is_empty());
+        // A filter bounds the answer; so does k.
+        assert_eq!(keys(&table.search("compression", 10, Some(Arc::new(|k| k != 5))).unwrap()), vec![1, 3]);
+        assert_eq!(table.search("compression", 1, None).unwrap().len(), 1);
+        assert!(table.search("compression", 0, None).unwrap().is_empty());
     }
 
     #[test]
     fn scores_do_not_depend_on_how_rows_are_split_into_segments() {
         let columns = vec![english("body")];
-        let rows: Vec<(u64, Vec<Option<&str>>)> = DOCS.iter().map(|(k, t)| (*k, vec![Some(*t)])).collect();
-        let whole = index(&columns, &rows);
-        let a = index(&columns, &rows[..2]);
-        let b = index(&columns, &rows[2..]);
+        let rows = rows_of(DOCS);
+        let whole = TextTable::new(&columns, vec![index(&columns, &rows)], None).unwrap();
+        let split = TextTable::new(&columns, vec![index(&columns, &rows[..2]), index(&columns, &rows[2..])], None).unwrap();
         for query in ["compression", "http files", "\"compression tool\"", "fonts console archives"] {
-            let one = search(&[&whole], query, 10, &Live::All).unwrap();
-            let split = search(&[&a, &b], query, 10, &Live::All).unwrap();
-            assert_eq!(keys(&one), keys(&split), "{query}");
-            for (x, y) in one.iter().zip(&split) {
-                assert!((x.1 - y.1).abs() < 1e-5, "{query}: {one:?} vs {split:?}");
+            let one = whole.search(query, 10, None).unwrap();
+            let two = split.search(query, 10, None).unwrap();
+            assert_eq!(keys(&one), keys(&two), "{query}");
+            for (x, y) in one.iter().zip(&two) {
+                assert!((x.1 - y.1).abs() < 1e-5, "{query}: {one:?} vs {two:?}");
             }
         }
+    }
+
+    #[test]
+    fn deleted_rows_are_not_answered_and_do_not_count_in_the_statistics() {
+        // A table with rows 2 and 5 deleted scores exactly like one built without them.
+        let columns = vec![english("body")];
+        let rows = rows_of(DOCS);
+        let deleted: KeyPredicate = Arc::new(|k| k == 2 || k == 5);
+        let with_deletes = TextTable::new(&columns, vec![index(&columns, &rows[..3]), index(&columns, &rows[3..])], Some(deleted)).unwrap();
+        let kept: Vec<_> = rows.iter().filter(|(k, _)| *k != 2 && *k != 5).cloned().collect();
+        let rebuilt = TextTable::new(&columns, vec![index(&columns, &kept)], None).unwrap();
+        assert_eq!(with_deletes.live_rows(), 3);
+        for query in ["compression", "http", "archives tool", "\"compression tool\" fonts"] {
+            let a = with_deletes.search(query, 10, None).unwrap();
+            let b = rebuilt.search(query, 10, None).unwrap();
+            assert_eq!(keys(&a), keys(&b), "{query}");
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x.1 - y.1).abs() < 1e-5, "{query}: {a:?} vs {b:?}");
+            }
+        }
+        assert!(with_deletes.search("http", 10, None).unwrap().is_empty());
+        // A filter and the deletes together.
+        assert_eq!(keys(&with_deletes.search("compression", 10, Some(Arc::new(|k| k != 1))).unwrap()), vec![3]);
     }
 
     #[test]
@@ -301,8 +292,8 @@ mod tests {
             (10, vec![Some("Running daemons"), Some("Net/Admin"), Some("the running notes")]),
             (11, vec![Some("A runner's guide"), Some("games"), None]),
         ];
-        let index = index(&columns, &rows);
-        let q = |q: &str| keys(&search(&[&index], q, 10, &Live::All).unwrap());
+        let table = TextTable::new(&columns, vec![index(&columns, &rows)], None).unwrap();
+        let q = |q: &str| keys(&table.search(q, 10, None).unwrap());
         assert_eq!(q("title:run"), vec![10]);
         // The raw column matches only the exact value.
         assert_eq!(q("tag:\"Net/Admin\""), vec![10]);
@@ -316,21 +307,28 @@ mod tests {
 
     #[test]
     fn malformed_queries_and_unknown_fields_are_clean_errors() {
-        let (_, index) = one_column();
-        for (query, position) in [("\"unclosed phrase", 16), ("compression AND (http", 21), ("title:", 6), ("+", 1)] {
-            match search(&[&index], query, 10, &Live::All).unwrap_err() {
+        let table = one_column();
+        for (query, position) in [("\"unclosed phrase", 16), ("compression AND (http", 21), ("title:", 6), ("+", 1), ("  ", 0)] {
+            match table.search(query, 10, None).unwrap_err() {
                 TextError::Query { position: p, message, .. } => assert_eq!(p, position, "{query}: {message}"),
                 other => panic!("{query}: {other}"),
             }
+            assert!(check_query(table.columns(), query).is_err(), "{query}");
         }
-        let e = search(&[&index], "colour:red", 10, &Live::All).unwrap_err().to_string();
+        let e = table.search("colour:red", 10, None).unwrap_err().to_string();
         assert!(e.contains("column 'colour'") && e.contains("indexed columns are body"), "{e}");
+        assert!(check_query(table.columns(), "colour:red").is_err());
+        assert!(check_query(table.columns(), "body:fonts +console").is_ok());
+        // An empty table still checks its queries.
+        let empty = TextTable::new(&[english("body")], Vec::new(), None).unwrap();
+        assert!(empty.search("fonts", 10, None).unwrap().is_empty());
+        assert!(empty.search("\"open", 10, None).is_err());
     }
 
     #[test]
     fn damaged_packs_are_refused() {
         let columns = vec![english("body")];
-        let bytes = build(&columns, DOCS.iter().map(|(k, t)| (*k, vec![Some(*t)]))).unwrap();
+        let bytes = build(&columns, rows_of(DOCS)).unwrap();
         assert!(SegmentTextIndex::open(&bytes, &columns).is_ok());
         for damaged in [&bytes[..bytes.len() - 1], &bytes[8..], &[]] {
             assert!(matches!(SegmentTextIndex::open(damaged, &columns), Err(TextError::Damaged(_))));

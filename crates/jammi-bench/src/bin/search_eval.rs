@@ -14,10 +14,14 @@
 //! (128 tokens), and written to `OUT/set/` so that every system searches the same text and
 //! the same vectors.
 //!
-//! jammi-db's vector leg: the documents imported as a vector table (the default import: f32,
-//! cosine, HNSW), each query searched through the Rust API with k = 10, one at a time on one
-//! thread. Metrics: MRR@10 (1/rank of the relevant document, 0 when it is not in the top 10)
-//! and recall@10 (the fraction of queries whose document is in the top 10), and QPS.
+//! jammi-db: the documents imported as a vector table (the default import: f32, cosine, HNSW)
+//! with the text column indexed (`text_columns`, english analyzer); each query searched
+//! through the Rust API with k = 10, one at a time on one thread: vector (HNSW and exact),
+//! `text_search` (the synopsis as plain words), `hybrid_search` (both, RRF and weighted),
+//! and the text and hybrid legs again on the table split into eight segments. Freshness: an
+//! append of 1,000 rows, each with a word of its own, then each looked up by text at once.
+//! Metrics: MRR@10 (1/rank of the relevant document, 0 when it is not in the top 10) and
+//! recall@10 (the fraction of queries whose document is in the top 10), and QPS.
 //! `peers/search_peers.py` runs the same set through raw tantivy and LanceDB.
 
 use std::path::{Path, PathBuf};
@@ -32,7 +36,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use jammi_db::artifact::ModelDefinition;
 use jammi_db::storage::{StorageOptions, StorageUrl};
 use jammi_db::embed::Embedder;
-use jammi_db::vector::{ImportSpec, NoProgress, SearchRequest};
+use jammi_db::vector::{HybridOptions, HybridRequest, ImportSpec, NoProgress, SearchRequest, TextIndexColumn, TextSearchRequest};
 use jammi_db::{Config, Session};
 use serde_json::json;
 
@@ -273,57 +277,127 @@ async fn main() -> Result<()> {
         build_set(model.as_ref(), &documents, &chosen, &set_dir)?
     };
 
-    // jammi-db's legs: the default import, the Rust API, one query at a time.
-    session.vectors().import(ImportSpec::new("docs", documents_path.display().to_string(), "id", "embedding"), &NoProgress).await?;
-    let mut rows = Vec::new();
-    for (leg, exact) in [("vector (HNSW, f32, default ef)", false), ("vector (exact)", true)] {
-        let request = |vector: &[f32]| SearchRequest { exact, ..SearchRequest::new(vector.to_vec(), 10) };
-        session.vectors().search("docs", &request(&query_vectors[0])).await?;
-        let started = Instant::now();
-        let mut results = Vec::with_capacity(query_vectors.len());
-        for (vector, &relevant) in query_vectors.iter().zip(&relevant) {
-            let hit = session.vectors().search("docs", &request(vector)).await?;
-            let ids = hit.batch.column_by_name("id").ok_or_else(|| anyhow!("no id column"))?.as_primitive::<Int64Type>().values().to_vec();
-            results.push((relevant, ids));
-        }
-        let qps = results.len() as f64 / started.elapsed().as_secs_f64();
-        let (mrr, recall) = score(&results);
-        eprintln!("jammi-db {leg}: MRR@10 {mrr:.3}, recall@10 {recall:.3}, {qps:.0} QPS");
-        rows.push(json!({"system": "jammi-db", "leg": leg, "mrr_at_10": mrr, "recall_at_10": recall, "qps": qps}));
-    }
-
-    // The segment text index (jammi-text) on its own, until text_search is wired into vector
-    // tables: the documents as one segment and as 8, the same analyzer as the tantivy peer.
-    let documents_text: Vec<&str> = documents.iter().map(|d| d.text.as_str()).collect();
-    let columns = vec![jammi_text::TextColumn { name: "text".into(), analyzer: jammi_text::Analyzer::default() }];
+    // jammi-db's legs: the default import (plus the text column indexed), the Rust API, one
+    // query at a time. Text queries are the synopses as plain words, as for the peers.
+    let mut import = ImportSpec::new("docs", documents_path.display().to_string(), "id", "embedding");
+    import.text_columns = vec![TextIndexColumn::parse("text")?];
+    session.vectors().import(import, &NoProgress).await?;
     let queries_text: Vec<String> = chosen.iter().map(|&i| plain_words(&documents[i].synopsis)).collect();
-    for parts in [1usize, 8] {
-        let started = Instant::now();
-        let per_part = documents.len().div_ceil(parts);
-        let mut segments = Vec::with_capacity(parts);
-        for (part, chunk) in documents.chunks(per_part).enumerate() {
-            let rows = chunk.iter().zip(&documents_text[part * per_part..]).map(|(d, text)| (d.id as u64, vec![Some(*text)]));
-            segments.push(jammi_text::SegmentTextIndex::open(&jammi_text::build(&columns, rows)?, &columns)?);
-        }
-        eprintln!("jammi-text: {parts} segment(s) built in {:.1} s", started.elapsed().as_secs_f64());
-        let refs: Vec<&jammi_text::SegmentTextIndex> = segments.iter().collect();
-        jammi_text::search(&refs, &queries_text[0], 10, &jammi_text::Live::All)?;
-        let started = Instant::now();
-        let mut results = Vec::with_capacity(queries_text.len());
-        for (query, &relevant) in queries_text.iter().zip(&relevant) {
-            let hits = jammi_text::search(&refs, query, 10, &jammi_text::Live::All)?;
-            results.push((relevant, hits.iter().map(|h| h.0 as i64).collect()));
-        }
-        let qps = results.len() as f64 / started.elapsed().as_secs_f64();
-        let (mrr, recall) = score(&results);
-        let leg = format!("text (BM25; segment text index alone, {parts} segment{})", if parts == 1 { "" } else { "s" });
-        eprintln!("jammi-text {leg}: MRR@10 {mrr:.3}, recall@10 {recall:.3}, {qps:.0} QPS");
-        rows.push(json!({"system": "jammi-text", "leg": leg, "mrr_at_10": mrr, "recall_at_10": recall, "qps": qps}));
+    let legs: Vec<(&str, &str, Leg)> = vec![
+        ("docs", "vector (HNSW, f32, default ef)", Leg::Vector { exact: false }),
+        ("docs", "vector (exact)", Leg::Vector { exact: true }),
+        ("docs", "text_search (BM25, english analyzer)", Leg::Text),
+        ("docs", "hybrid_search (RRF, k = 60, default candidates)", Leg::Hybrid(HybridOptions::default())),
+        ("docs", "hybrid_search (weighted 0.5:0.5)", Leg::Hybrid(HybridOptions::parse("weights = 0.5:0.5")?)),
+        ("docs", "hybrid_search (weighted 0.3:0.7)", Leg::Hybrid(HybridOptions::parse("weights = 0.3:0.7")?)),
+    ];
+    let mut rows = Vec::new();
+    for (table, leg, how) in &legs {
+        rows.push(run_leg(&session, table, leg, how, &queries_text, &query_vectors, &relevant).await?);
     }
+    // The same table as eight segments (an import and seven appends): text scores do not
+    // change, and this shows what the extra segments cost.
+    split_into_segments(&session, &documents_path, &set_dir, 8).await?;
+    rows.push(run_leg(&session, "docs8", "text_search (8 segments)", &Leg::Text, &queries_text, &query_vectors, &relevant).await?);
+    rows.push(run_leg(&session, "docs8", "hybrid_search (RRF, 8 segments)", &Leg::Hybrid(HybridOptions::default()), &queries_text, &query_vectors, &relevant).await?);
 
-    let set = json!({"documents": documents.len(), "queries": chosen.len(), "seed": args.seed});
+    let freshness = measure_freshness(&session, &documents_path, &set_dir).await?;
+    eprintln!("{freshness}");
+
+    let set = json!({"documents": documents.len(), "queries": chosen.len(), "seed": args.seed, "freshness": freshness});
     std::fs::write(args.out.join("results.json"), serde_json::to_string_pretty(&json!({"set": set, "results": rows}))?)?;
     print_report(&set, rows, args.peers.as_deref())
+}
+
+/// The documents as table `docs8`: an import of the first eighth and an append of each other
+/// eighth (one segment each).
+async fn split_into_segments(session: &Session, documents_path: &Path, set_dir: &Path, parts: usize) -> Result<()> {
+    let batch = read_all(documents_path)?;
+    let per_part = batch.num_rows().div_ceil(parts);
+    for part in 0..parts {
+        let start = part * per_part;
+        let slice = batch.slice(start, per_part.min(batch.num_rows() - start));
+        let path = set_dir.join(format!("part-{part}.parquet"));
+        write_parquet(&path, &slice)?;
+        let url = path.display().to_string();
+        if part == 0 {
+            let mut import = ImportSpec::new("docs8", url, "id", "embedding");
+            import.text_columns = vec![TextIndexColumn::parse("text")?];
+            session.vectors().import(import, &NoProgress).await?;
+        } else {
+            session.vectors().append("docs8", &url, "id", "embedding", &StorageOptions::new(), &NoProgress).await?;
+        }
+    }
+    let segments = session.vectors().list().await?.into_iter().find(|t| t.name == "docs8").map_or(0, |t| t.segments);
+    eprintln!("docs8: {segments} segments");
+    Ok(())
+}
+
+/// Every row of a Parquet file as one batch.
+fn read_all(path: &Path) -> Result<RecordBatch> {
+    let file = std::fs::File::open(path)?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+    let schema = arrow::array::RecordBatchReader::schema(&reader);
+    let batches = reader.collect::<Result<Vec<_>, _>>()?;
+    Ok(arrow::compute::concat_batches(&schema, &batches)?)
+}
+
+/// Append 1,000 rows, each with a word no other row has, and look each up by text as soon as
+/// the append returns: how long the append took and how many were findable at once.
+async fn measure_freshness(session: &Session, documents_path: &Path, set_dir: &Path) -> Result<serde_json::Value> {
+    const ROWS: usize = 1000;
+    let batch = read_all(documents_path)?.slice(0, ROWS);
+    let ids: Vec<i64> = (0..ROWS as i64).map(|i| 900_000_000 + i).collect();
+    let texts: Vec<String> = batch.column_by_name("text").ok_or_else(|| anyhow!("no text"))?.as_string::<i32>().iter().zip(&ids).map(|(t, id)| format!("{} freshword{id}", t.unwrap_or(""))).collect();
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    let schema = batch.schema();
+    columns[schema.index_of("id")?] = Arc::new(Int64Array::from(ids.clone()));
+    columns[schema.index_of("text")?] = Arc::new(StringArray::from(texts));
+    let path = set_dir.join("fresh.parquet");
+    write_parquet(&path, &RecordBatch::try_new(schema, columns)?)?;
+    let started = Instant::now();
+    session.vectors().append("docs", &path.display().to_string(), "id", "embedding", &StorageOptions::new(), &NoProgress).await?;
+    let append_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let mut findable = 0;
+    for id in &ids {
+        let hit = session.vectors().text_search("docs", &TextSearchRequest::new(format!("freshword{id}"), 1)).await?;
+        let got = hit.batch.column_by_name("id").ok_or_else(|| anyhow!("no id"))?.as_primitive::<Int64Type>().values().first().copied();
+        findable += usize::from(got == Some(*id));
+    }
+    Ok(json!({"rows": ROWS, "append_ms": append_ms, "findable_when_append_returned": findable}))
+}
+
+/// One kind of jammi-db search.
+enum Leg {
+    Vector { exact: bool },
+    Text,
+    Hybrid(HybridOptions),
+}
+
+/// Run every query through `how` on `table`; the row of the results table.
+async fn run_leg(session: &Session, table: &str, leg: &str, how: &Leg, texts: &[String], query_vectors: &[Vec<f32>], relevant: &[i64]) -> Result<serde_json::Value> {
+    let search = |i: usize| {
+        let api = session.vectors();
+        async move {
+            let result = match how {
+                Leg::Vector { exact } => api.search(table, &SearchRequest { exact: *exact, ..SearchRequest::new(query_vectors[i].clone(), 10) }).await?,
+                Leg::Text => api.text_search(table, &TextSearchRequest::new(texts[i].clone(), 10)).await?,
+                Leg::Hybrid(options) => api.hybrid_search(table, &HybridRequest { options: *options, ..HybridRequest::with_vector(texts[i].clone(), query_vectors[i].clone(), 10) }).await?,
+            };
+            let ids = result.batch.column_by_name("id").ok_or_else(|| anyhow!("no id column"))?.as_primitive::<Int64Type>().values().to_vec();
+            Ok::<_, anyhow::Error>(ids)
+        }
+    };
+    search(0).await?;
+    let started = Instant::now();
+    let mut results = Vec::with_capacity(texts.len());
+    for (i, &relevant) in relevant.iter().enumerate() {
+        results.push((relevant, search(i).await?));
+    }
+    let qps = results.len() as f64 / started.elapsed().as_secs_f64();
+    let (mrr, recall) = score(&results);
+    eprintln!("jammi-db {leg}: MRR@10 {mrr:.3}, recall@10 {recall:.3}, {qps:.0} QPS");
+    Ok(json!({"system": "jammi-db", "leg": leg, "mrr_at_10": mrr, "recall_at_10": recall, "qps": qps}))
 }
 
 /// The Markdown table of `rows`, with the peers' rows (from `search_peers.py`) after them.
@@ -335,6 +409,9 @@ fn print_report(set: &serde_json::Value, mut rows: Vec<serde_json::Value>, peers
     }
     println!("### Known-item retrieval\n");
     println!("{} documents, {} queries (seed {}); k = 10; one query at a time, one thread.\n", set["documents"], set["queries"], set["seed"]);
+    if let Some(f) = set.get("freshness").filter(|f| !f.is_null()) {
+        println!("Freshness: an append of {} rows took {:.0} ms; {} of them were findable by text_search the moment it returned.\n", f["rows"], f["append_ms"].as_f64().unwrap_or(f64::NAN), f["findable_when_append_returned"]);
+    }
     println!("| system | leg | MRR@10 | recall@10 | QPS |");
     println!("|---|---|---:|---:|---:|");
     for row in &rows {

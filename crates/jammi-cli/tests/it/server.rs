@@ -45,6 +45,7 @@ fn serve_target_and_python_client() {
     let parquet = dir.path().join("docs.parquet");
     write_docs(&parquet);
     ok(jammi(&data).args(["vectors", "import", "docs"]).arg(&parquet).args(["--id-column", "id", "--vector-column", "embedding"]));
+    ok(jammi(&data).args(["vectors", "import", "docs_text"]).arg(&parquet).args(["--id-column", "id", "--vector-column", "embedding", "--text-column", "title"]));
     ok(jammi(&data).args(["topic", "create", "events", "--schema", "kind:string,n:int64"]));
     let tenant = "3f2b8c1e-0000-4000-8000-000000000001";
     let created = ok(jammi(&data).args(["--tenant", tenant, "--format", "json", "token", "create", "--name", "ci"]));
@@ -69,6 +70,12 @@ fn serve_target_and_python_client() {
     assert!(out.contains("ada") && out.contains("(1 row"), "{out}");
     let out = ok(&mut target(&["--format", "csv", "search", "docs", "--vector", "[0.1, 1.3, 0.1, 0.1]", "--k", "2"]));
     assert_eq!(out.lines().count(), 3, "{out}");
+    // Text and hybrid search through the server.
+    let out = ok(&mut target(&["--format", "json", "search", "docs_text", "--text", "beta", "--k", "5"]));
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(!rows.as_array().unwrap().is_empty() && rows.as_array().unwrap().iter().all(|r| r["_retrieved_by"] == serde_json::json!(["text"])), "{out}");
+    let out = ok(&mut target(&["--format", "csv", "search", "docs_text", "--text", "beta", "--vector", "[0.1, 1.3, 0.1, 0.1]", "--fusion", "rrf_k = 10", "--k", "2"]));
+    assert!(out.starts_with("id,") && out.contains("_vector_rank") && out.lines().count() == 3, "{out}");
     let out = ok(&mut target(&["topic", "publish", "events", "--data", r#"[{"kind": "a", "n": 1}, {"kind": "b", "n": 2}]"#]));
     assert!(out.contains("published 2 events"), "{out}");
     let out = ok(&mut target(&["topic", "subscribe", "events", "--from-beginning", "--limit", "2"]));
@@ -107,12 +114,13 @@ fn write_docs(path: &std::path::Path) {
         .map(|i| {
             let mut v = [0.1f32; 4];
             v[i % 4] = 1.0 + i as f32 / 100.0;
-            format!("({i}, [{}, {}, {}, {}])", v[0], v[1], v[2], v[3])
+            let word = if i % 2 == 0 { "alpha" } else { "beta" };
+            format!("({i}, [{}, {}, {}, {}], '{word} document {i}')", v[0], v[1], v[2], v[3])
         })
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let sql = format!(
-        "COPY (SELECT column1 AS id, arrow_cast(column2, 'FixedSizeList(4, Float32)') AS embedding FROM (VALUES {})) TO '{}' STORED AS PARQUET",
+        "COPY (SELECT column1 AS id, arrow_cast(column2, 'FixedSizeList(4, Float32)') AS embedding, column3 AS title FROM (VALUES {})) TO '{}' STORED AS PARQUET",
         rows.join(", "),
         path.display()
     );

@@ -36,7 +36,7 @@ pub enum Access {
 }
 
 /// Table functions a restricted caller may call: none of them reads a path or a URL.
-pub const ALLOWED_TABLE_FUNCTIONS: &[&str] = &["vector_search", "vector_status", "generate_series", "range"];
+pub const ALLOWED_TABLE_FUNCTIONS: &[&str] = &["vector_search", "text_search", "hybrid_search", "vector_status", "generate_series", "range"];
 
 /// Settings a restricted caller may `SET`: the engine's own, per session, which can only
 /// narrow what the session may hold (see [`crate::security::SessionSettings`]).
@@ -109,7 +109,7 @@ impl Visitor for PolicyVisitor {
         } else {
             self.fail(refused(
                 &format!("the table function {name}(...)"),
-                "only vector_search, vector_status, generate_series and range are available to this caller (a table function may read a location)",
+                "only vector_search, text_search, hybrid_search, vector_status, generate_series and range are available to this caller (a table function may read a location)",
                 "ask the operator to register the data with `jammi source add NAME URL`",
             ))
         }

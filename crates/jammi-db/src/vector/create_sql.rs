@@ -11,8 +11,9 @@
 //! CREATE TABLE vectors.public.docs_vec WITH (follows = 'mutable.public.docs', embed = 'body', model = 'minilm:v1');
 //! ```
 //!
-//! with the optional `metric`, `precision`, `m`, `ef_construction` and `oversample` of
-//! `jammi vectors import` / `vectors follow`.
+//! with the optional `metric`, `precision`, `m`, `ef_construction`, `oversample` and
+//! `text_columns` (`'description, tag:raw'`: full-text indexes) of `jammi vectors import` /
+//! `vectors follow`.
 
 use datafusion::sql::sqlparser::ast::{self, CreateTableOptions, Expr, SqlOption, Value};
 
@@ -20,7 +21,7 @@ use super::follow::FollowSpec;
 use super::{EmbedColumn, ImportSpec};
 use crate::error::{Error, Result};
 
-const KEYS: &str = "follows, id_column, vector_column, embed, model, metric, precision, m, ef_construction, oversample";
+const KEYS: &str = "follows, id_column, vector_column, embed, model, text_columns, metric, precision, m, ef_construction, oversample";
 
 /// What `CREATE TABLE vectors.public.NAME WITH (...) [AS query]` asks for.
 #[derive(Debug)]
@@ -83,6 +84,7 @@ pub(crate) fn parse<'a>(create: &'a ast::CreateTable, name: &str) -> Result<Crea
         _ => &[],
     };
     let (mut follows, mut id_column, mut vector_column, mut embed, mut model) = (None, None, None, None, None);
+    let mut text_columns = Vec::new();
     let mut index = IndexOptions::default();
     for option in options {
         let SqlOption::KeyValue { key, value } = option else {
@@ -96,6 +98,9 @@ pub(crate) fn parse<'a>(create: &'a ast::CreateTable, name: &str) -> Result<Crea
             "vector_column" => vector_column = Some(value),
             "embed" => embed = Some(value),
             "model" => model = Some(value),
+            "text_columns" => {
+                text_columns = value.split(',').map(super::TextIndexColumn::parse).collect::<Result<Vec<_>>>()?;
+            }
             "metric" | "precision" | "m" | "ef_construction" | "oversample" => index.0.push((key, value)),
             other => return Err(bad(name, format!("unknown option '{other}'; the options are {KEYS}"))),
         }
@@ -117,12 +122,14 @@ pub(crate) fn parse<'a>(create: &'a ast::CreateTable, name: &str) -> Result<Crea
             }
             let embed = embed.ok_or_else(|| bad(name, "a following table embeds a text column: give embed = 'COLUMN' and model = 'NAME:VERSION'"))?;
             let mut spec = FollowSpec::new(name, follows, embed.column, embed.model, embed.version);
+            spec.text_columns = text_columns;
             index.apply(name, &mut spec.metric, &mut spec.precision, &mut spec.m, &mut spec.ef_construction, &mut spec.oversample)?;
             Ok(CreateVectorTable::Follow(spec))
         }
         (None, Some(query)) => {
             let mut spec = ImportSpec::new(name, "", id_column.unwrap_or_else(|| "id".into()), vector_column.unwrap_or_else(|| "embedding".into()));
             spec.embed = embed;
+            spec.text_columns = text_columns;
             index.apply(name, &mut spec.metric, &mut spec.precision, &mut spec.m, &mut spec.ef_construction, &mut spec.oversample)?;
             Ok(CreateVectorTable::FromQuery(spec, query))
         }

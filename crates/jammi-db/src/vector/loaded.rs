@@ -40,6 +40,8 @@ pub struct LoadedSegment {
     pub rows: RecordBatch,
     /// The HNSW index.
     pub index: SegmentIndex,
+    /// The full-text index (tables with text columns).
+    pub text: Option<Arc<jammi_text::SegmentTextIndex>>,
 }
 
 /// A whole table in memory.
@@ -55,13 +57,16 @@ pub struct LoadedTable {
     /// same segment (a segment's files never change once written).
     pub segments: Vec<Arc<LoadedSegment>>,
     /// `deleted[key]`: tombstoned.
-    pub deleted: Vec<bool>,
+    pub deleted: Arc<Vec<bool>>,
     /// `id_rank[key]`: position of the row's id in ascending id order.
     pub id_rank: Vec<u64>,
     /// Live rows.
     pub live_rows: usize,
     /// Approximate memory held.
     pub bytes: usize,
+    /// The text indexes of every segment with this generation's tombstones (tables with
+    /// text columns).
+    pub text: Option<jammi_text::TextTable>,
     /// Evaluated filters: predicate text → allowed keys.
     pub(crate) filter_cache: Mutex<HashMap<String, Arc<Vec<bool>>>>,
 }
@@ -125,11 +130,13 @@ async fn load_segment(files: &TableFiles, spec: &VectorTableSpec, meta: &Segment
     let mut keep: Vec<usize> = (0..all.num_columns()).collect();
     keep.retain(|i| *i != embedding_idx);
     let rows = all.project(&keep).map_err(|e| Error::Storage(e.to_string()))?;
-    Ok(LoadedSegment { meta: meta.clone(), vectors, rows, index })
+    let text = super::text::segment_index(files, spec, meta, &rows).await?;
+    Ok(LoadedSegment { meta: meta.clone(), vectors, rows, index, text })
 }
 
 fn segment_bytes(seg: &LoadedSegment, spec: &VectorTableSpec) -> usize {
-    seg.vectors.len() * 4 + seg.rows.get_array_memory_size() + seg.index.len() * (spec.m * 8 + 16)
+    let text = seg.text.as_ref().map_or(0, |t| t.memory_bytes());
+    seg.vectors.len() * 4 + seg.rows.get_array_memory_size() + seg.index.len() * (spec.m * 8 + 16) + text
 }
 
 /// Read one generation of a table. Segments that `previous` (an older generation of the
@@ -171,7 +178,10 @@ pub async fn load_table(
         }
     }
     let live_rows = deleted.iter().filter(|d| !**d).count();
+    let deleted = Arc::new(deleted);
     let id_rank = rank_ids(&segments, key_space)?;
+    let text_segments = segments.iter().filter_map(|s| s.text.clone()).collect();
+    let text = super::text::table_index(spec, text_segments, &deleted, table_id)?;
     // The filter cache's bitmaps are charged to the memory budget up front: the table
     // counts as holding the most its filter cache may grow to.
     let bytes = bytes + filter_cache_limit(key_space);
@@ -184,6 +194,7 @@ pub async fn load_table(
         id_rank,
         live_rows,
         bytes,
+        text,
         filter_cache: Mutex::new(HashMap::new()),
     })
 }
@@ -207,13 +218,22 @@ pub async fn segment_index(files: &TableFiles, spec: &VectorTableSpec, meta: &Se
     Ok(rebuilt)
 }
 
-/// Startup repair of one segment: rebuild its index if the file is missing.
+/// Startup repair of one segment: rebuild its vector and text indexes if their files are
+/// missing.
 pub async fn repair_segment(files: &TableFiles, spec: &VectorTableSpec, meta: &SegmentMeta) -> Result<()> {
-    if files.exists(&format!("{}/index.usearch", meta.name)).await? {
+    let vector_missing = !files.exists(&format!("{}/index.usearch", meta.name)).await?;
+    let text_missing = !spec.text_columns.is_empty() && !files.exists(&super::text::text_file(&meta.name)).await?;
+    if !vector_missing && !text_missing {
         return Ok(());
     }
     let data = read_segment(files, spec, meta).await?;
-    segment_index(files, spec, meta, &data.vectors).await.map(|_| ())
+    if vector_missing {
+        segment_index(files, spec, meta, &data.vectors).await?;
+    }
+    if text_missing {
+        super::text::segment_index(files, spec, meta, &data.all).await?;
+    }
+    Ok(())
 }
 
 /// A segment's data file, decoded and verified against the manifest's digest.

@@ -24,9 +24,13 @@ pub mod loaded;
 mod recover;
 pub mod search;
 pub mod search_fn;
+pub(crate) mod search_args;
 pub mod spec;
 pub(crate) mod create_sql;
 pub mod sql;
+mod text;
+pub mod text_search;
+pub mod fusion;
 mod write;
 
 use std::collections::{HashMap, HashSet};
@@ -40,8 +44,10 @@ use parking_lot::RwLock;
 pub use search::{SearchPath, SearchRequest};
 pub use crate::embed::EmbeddingSource;
 pub use crate::literal::parse_vector_text;
-pub use spec::{Metric, Precision};
+pub use spec::{Metric, Precision, TextIndexColumn};
 pub use write::CompactionPolicy;
+pub use fusion::{Fusion, HybridOptions};
+pub use text_search::{HybridRequest, SearchMode, SearchQuery, TextSearchRequest};
 pub(crate) use recover::recover;
 
 use crate::catalog::{now_millis, Catalog, VectorTableRecord, VectorTableStatus};
@@ -101,6 +107,8 @@ pub struct ImportSpec {
     /// Compute the vectors inside the engine: embed this text column with a registered
     /// embedding model instead of reading `vector_column` (which then names the new column).
     pub embed: Option<EmbedColumn>,
+    /// Payload columns to index for full-text search (`text_search`, `hybrid_search`).
+    pub text_columns: Vec<TextIndexColumn>,
 }
 
 /// `--embed COLUMN --model NAME[:VERSION]`: which text column to embed with which model.
@@ -129,6 +137,7 @@ impl ImportSpec {
             oversample: None,
             options: StorageOptions::new(),
             embed: None,
+            text_columns: Vec::new(),
         }
     }
 }
@@ -155,6 +164,8 @@ pub struct VectorTableInfo {
     /// The embedding model that made the vectors (`name:version`), for tables imported with
     /// `--embed`.
     pub model: Option<String>,
+    /// Columns with a full-text index (`COLUMN:ANALYZER`).
+    pub text_columns: Vec<String>,
 }
 
 /// A ready table known to this process.
@@ -380,6 +391,7 @@ impl<'a> Vectors<'a> {
         };
         let rows = input::prepare(&spec.name, &batches, &spec.id_column, &spec.vector_column, None, &HashSet::new())?;
         crate::security::limits::at_most("vector dimensions", rows.dims, crate::security::limits::MAX_DIMENSIONS)?;
+        text::check_columns(&spec.name, &rows.schema, &spec.text_columns)?;
 
         let table_spec = VectorTableSpec {
             version: SPEC_VERSION,
@@ -393,6 +405,7 @@ impl<'a> Vectors<'a> {
             source_columns: Some((spec.id_column.clone(), spec.vector_column.clone())),
             embedding,
             follows: None,
+            text_columns: spec.text_columns.clone(),
         };
         let (record, files) = self.new_record(&spec.name, &table_spec)?;
         let table_id = record.id.clone();
@@ -514,6 +527,30 @@ impl<'a> Vectors<'a> {
         search_entry(self.state(), self.ctx.scope(), &entry, request).await
     }
 
+    /// The rows of `name` best matching a full-text query (BM25), on a table with text
+    /// columns.
+    pub async fn text_search(&self, name: &str, request: &TextSearchRequest) -> Result<SearchResult> {
+        self.ctx.sync_catalog().await?;
+        let entry = self.resolve(name)?;
+        text_search::text_search_entry(self.state(), &entry, request).await
+    }
+
+    /// Vector and text search of `name` fused into one ranking, with provenance columns.
+    pub async fn hybrid_search(&self, name: &str, request: &HybridRequest) -> Result<SearchResult> {
+        self.ctx.sync_catalog().await?;
+        let entry = self.resolve(name)?;
+        text_search::hybrid_search_entry(self.state(), self.ctx.scope(), &entry, request).await
+    }
+
+    /// A vector, text or hybrid search as the CLI and `/v1/search` describe it (see
+    /// [`SearchQuery::mode`] for how the mode is chosen).
+    pub async fn search_any(&self, name: &str, query: &SearchQuery) -> Result<SearchResult> {
+        self.ctx.sync_catalog().await?;
+        let entry = self.resolve(name)?;
+        let request = query.resolve(&entry)?;
+        text_search::run_query(self.state(), self.ctx.scope(), &entry, &request).await
+    }
+
     /// Query vectors from column `column` of a Parquet file (any storage URL), in file order.
     pub async fn read_query_vectors(&self, url: &str, column: &str, options: &StorageOptions) -> Result<Vec<Vec<f32>>> {
         let batches = self.read_input(url, options, "queries").await?;
@@ -583,6 +620,12 @@ pub(crate) fn table_files(ctx: &dyn EngineContext, location: &str) -> Result<Tab
 
 /// Search one resolved table.
 pub(crate) async fn search_entry(state: &VectorState, scope: TenantScope, entry: &VectorEntry, request: &SearchRequest) -> Result<SearchResult> {
+    let (table, scored, path) = vector_hits(state, scope, entry, request).await?;
+    Ok(SearchResult { batch: search::result_batch(&table, &scored)?, path })
+}
+
+/// The nearest rows of one resolved table, as scored keys of the generation searched.
+pub(crate) async fn vector_hits(state: &VectorState, scope: TenantScope, entry: &VectorEntry, request: &SearchRequest) -> Result<(Arc<LoadedTable>, Vec<kernels::Scored>, SearchPath)> {
     // Before the filter is evaluated or the table loaded.
     request.check_limits()?;
     let embedded;
@@ -608,7 +651,7 @@ pub(crate) async fn search_entry(state: &VectorState, scope: TenantScope, entry:
             Error::InvalidArgument { message, .. } => Error::InvalidVectors { table: entry.record.name.clone(), message },
             other => other,
         })?;
-    Ok(SearchResult { batch: search::result_batch(&table, &scored)?, path })
+    Ok((table, scored, path))
 }
 
 fn info_of(record: &VectorTableRecord, spec: &VectorTableSpec, manifest: &Manifest) -> VectorTableInfo {
@@ -622,6 +665,7 @@ fn info_of(record: &VectorTableRecord, spec: &VectorTableSpec, manifest: &Manife
         segments: manifest.segments.len(),
         location: record.location.clone(),
         model: spec.embedding.as_ref().map(|e| format!("{}:{}", e.model, e.version)),
+        text_columns: spec.text_columns.iter().map(|c| format!("{}:{}", c.name, c.analyzer)).collect(),
     }
 }
 
@@ -639,7 +683,7 @@ pub(crate) async fn build_entry(state: &Arc<VectorState>, record: VectorTableRec
 }
 
 /// `vectors list` as a record batch (name, tenant, rows, dims, metric, precision, segments,
-/// location).
+/// location, model, text_index).
 pub fn tables_to_batch(tables: &[VectorTableInfo]) -> Result<RecordBatch> {
     use datafusion::arrow::array::{ArrayRef, StringArray, UInt64Array};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
@@ -655,6 +699,7 @@ pub fn tables_to_batch(tables: &[VectorTableInfo]) -> Result<RecordBatch> {
         Field::new("segments", DataType::UInt64, false),
         Field::new("location", DataType::Utf8, false),
         Field::new("model", DataType::Utf8, true),
+        Field::new("text_index", DataType::Utf8, true),
     ]));
     let tenants: ArrayRef = Arc::new(StringArray::from(tables.iter().map(|t| t.tenant.map(|x| x.to_string())).collect::<Vec<_>>()));
     RecordBatch::try_new(
@@ -669,6 +714,7 @@ pub fn tables_to_batch(tables: &[VectorTableInfo]) -> Result<RecordBatch> {
             number(&|t| t.segments as u64),
             text(&|t| t.location.clone()),
             Arc::new(StringArray::from(tables.iter().map(|t| t.model.clone()).collect::<Vec<_>>())),
+            Arc::new(StringArray::from(tables.iter().map(|t| (!t.text_columns.is_empty()).then(|| t.text_columns.join(", "))).collect::<Vec<_>>())),
         ],
     )
     .map_err(|e| Error::Storage(e.to_string()))

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Float32Array, Int64Array, RecordBatch};
+use datafusion::arrow::array::{ArrayRef, Float32Array, Int64Array, ListBuilder, RecordBatch, StringBuilder};
 use datafusion::arrow::compute::interleave;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
@@ -82,6 +82,8 @@ pub enum SearchPath {
     Exact,
     /// HNSW walk, candidates rescored exactly.
     Hnsw,
+    /// The full-text index alone (`text_search`).
+    Text,
 }
 
 /// Search a loaded table; `allowed` is the pre-filter (None = every live row).
@@ -169,35 +171,60 @@ pub fn exact_scan(table: &LoadedTable, query: &[f32], k: usize, allowed: Option<
     top.into_sorted()
 }
 
-/// Schema of search results: id, payload, `_distance`, `_rank`.
+/// The `_retrieved_by` column's type: a list of leg names (`vector`, `text`).
+pub fn retrieved_by_type() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+}
+
+/// A `_retrieved_by` column: one list of leg names per row.
+pub(crate) fn retrieved_by<'a>(rows: impl Iterator<Item = &'a [&'a str]>) -> ArrayRef {
+    let mut builder = ListBuilder::new(StringBuilder::new());
+    for legs in rows {
+        for leg in legs {
+            builder.values().append_value(leg);
+        }
+        builder.append(true);
+    }
+    Arc::new(builder.finish())
+}
+
+/// Schema of search results: id, payload, `_distance`, `_rank`, `_retrieved_by`.
 pub fn result_schema(row_schema: &Schema) -> SchemaRef {
     let mut fields: Vec<_> = row_schema.fields().iter().cloned().collect();
     fields.push(Arc::new(Field::new("_distance", DataType::Float32, false)));
     fields.push(Arc::new(Field::new("_rank", DataType::Int64, false)));
+    fields.push(Arc::new(Field::new("_retrieved_by", retrieved_by_type(), false)));
     Arc::new(Schema::new(fields))
+}
+
+/// The id and payload columns of the rows at `keys`, in that order.
+pub(crate) fn rows_at(table: &LoadedTable, keys: &[u64]) -> Result<Vec<ArrayRef>> {
+    let row_schema = table.row_schema();
+    let mut picks = Vec::with_capacity(keys.len());
+    for key in keys {
+        let seg_idx = table.segments.partition_point(|seg| seg.meta.base_key <= *key) - 1;
+        picks.push((seg_idx, (key - table.segments[seg_idx].meta.base_key) as usize));
+    }
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(row_schema.fields().len());
+    for c in 0..row_schema.fields().len() {
+        let sources: Vec<&dyn datafusion::arrow::array::Array> = table.segments.iter().map(|seg| seg.rows.column(c).as_ref()).collect();
+        columns.push(interleave(&sources, &picks).map_err(Error::internal)?);
+    }
+    Ok(columns)
 }
 
 /// Turn scored keys into result rows (best first, `_rank` from 1).
 pub fn result_batch(table: &LoadedTable, scored: &[Scored]) -> Result<RecordBatch> {
-    let row_schema = table.row_schema();
-    let schema = result_schema(&row_schema);
+    let schema = result_schema(&table.row_schema());
     if scored.is_empty() {
         // Also the only answer for a table with no segments yet (a following table whose
         // source is empty): there is nothing to interleave from.
         return Ok(RecordBatch::new_empty(schema));
     }
-    let mut picks = Vec::with_capacity(scored.len());
-    for s in scored {
-        let seg_idx = table.segments.partition_point(|seg| seg.meta.base_key <= s.key) - 1;
-        picks.push((seg_idx, (s.key - table.segments[seg_idx].meta.base_key) as usize));
-    }
-    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-    for c in 0..row_schema.fields().len() {
-        let sources: Vec<&dyn datafusion::arrow::array::Array> =
-            table.segments.iter().map(|seg| seg.rows.column(c).as_ref()).collect();
-        columns.push(interleave(&sources, &picks).map_err(Error::internal)?);
-    }
+    let keys: Vec<u64> = scored.iter().map(|s| s.key).collect();
+    let mut columns = rows_at(table, &keys)?;
     columns.push(Arc::new(Float32Array::from_iter_values(scored.iter().map(|s| s.distance))));
     columns.push(Arc::new(Int64Array::from_iter_values(1..=scored.len() as i64)));
+    columns.push(retrieved_by(scored.iter().map(|_| &["vector"][..])));
     RecordBatch::try_new(schema, columns).map_err(Error::internal)
 }

@@ -126,6 +126,34 @@ pub struct VectorTableSpec {
     /// workers). Absent for imported tables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub follows: Option<super::follow::FollowSource>,
+    /// Payload columns with a full-text (BM25) index in every segment. Empty for tables
+    /// without one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub text_columns: Vec<TextIndexColumn>,
+}
+
+/// A text column indexed for `text_search`, and how its words are found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TextIndexColumn {
+    /// The payload column.
+    pub name: String,
+    /// `english` (default), another language, `simple` or `raw`.
+    pub analyzer: String,
+}
+
+impl TextIndexColumn {
+    /// `COLUMN` or `COLUMN:ANALYZER` (e.g. `description`, `tag:raw`, `titel:german`).
+    pub fn parse(text: &str) -> Result<Self> {
+        let (name, analyzer) = match text.split_once(':') {
+            Some((name, analyzer)) => (name.trim(), analyzer.trim()),
+            None => (text.trim(), "english"),
+        };
+        if name.is_empty() {
+            return Err(Error::invalid("text column", format!("'{text}' names no column; write COLUMN or COLUMN:ANALYZER, e.g. description or tag:raw")));
+        }
+        let parsed: jammi_text::Analyzer = analyzer.parse().map_err(|e: String| Error::invalid("text column", format!("text column '{name}': {e}")))?;
+        Ok(TextIndexColumn { name: name.to_string(), analyzer: parsed.to_string() })
+    }
 }
 
 /// One immutable segment: a Parquet data file plus its HNSW index. Row `i` of the data file
@@ -146,6 +174,12 @@ pub struct SegmentMeta {
     pub index_sha256: String,
     /// Size in bytes of `index.usearch`.
     pub index_bytes: u64,
+    /// SHA-256 of `text.index` (tables with text columns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_sha256: Option<String>,
+    /// Size in bytes of `text.index`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_bytes: Option<u64>,
 }
 
 /// `manifest-<generation>.json`: the segments and tombstones of one generation. Written

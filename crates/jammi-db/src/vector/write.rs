@@ -110,7 +110,21 @@ pub(crate) async fn write_segment(
     progress.finish();
     let (index_sha256, index_bytes) = files.put_verified(&format!("{name}/index.usearch"), index_bytes).await?;
     pause_point("vectors.write.index_written");
-    Ok(SegmentMeta { name, rows, base_key, data_sha256, data_bytes, index_sha256, index_bytes })
+    // The text index is part of the segment: written before the manifest that lists it, so
+    // a committed generation is searchable by text at once.
+    let (mut text_sha256, mut text_bytes) = (None, None);
+    if !spec.text_columns.is_empty() {
+        progress.start("indexing text", rows);
+        let (spec_owned, batches_owned, table) = (spec.clone(), batches.to_vec(), files.url_of(""));
+        let bytes = tokio::task::spawn_blocking(move || super::text::build_index(&table, &spec_owned, &batches_owned, base_key))
+            .await
+            .map_err(|e| Error::Storage(format!("text index build failed: {e}")))??;
+        let (sha, size) = files.put_verified(&super::text::text_file(&name), bytes).await?;
+        (text_sha256, text_bytes) = (Some(sha), Some(size));
+        progress.set(rows);
+        progress.finish();
+    }
+    Ok(SegmentMeta { name, rows, base_key, data_sha256, data_bytes, index_sha256, index_bytes, text_sha256, text_bytes })
 }
 
 /// Write `manifest` under a new unique name; returns the name.
@@ -451,7 +465,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, &r)| {
-                let meta = SegmentMeta { name: format!("seg-{i}"), rows: r, base_key: base, data_sha256: String::new(), data_bytes: 0, index_sha256: String::new(), index_bytes: 0 };
+                let meta = SegmentMeta { name: format!("seg-{i}"), rows: r, base_key: base, data_sha256: String::new(), data_bytes: 0, index_sha256: String::new(), index_bytes: 0, text_sha256: None, text_bytes: None };
                 base += r;
                 meta
             })

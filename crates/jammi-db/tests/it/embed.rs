@@ -317,6 +317,13 @@ async fn a_vector_table_is_created_from_a_query_in_sql() {
     server.sql("INSERT INTO mutable.public.notes VALUES (1, 'the kernel crashed'), (2, 'a recipe for bread')").await.unwrap().collect().await.unwrap();
     server.sql("CREATE TABLE vectors.public.notes_vec WITH (embed = 'body', model = 'minilm:v1') AS SELECT id, body FROM mutable.public.notes").await.unwrap().collect().await.unwrap();
     assert_eq!(ids(&server.sql("SELECT id FROM vector_search('notes_vec', 'baking bread', 1)").await.unwrap().collect().await.unwrap()), vec![2]);
+    // With a text index too, hybrid search embeds the text for its vector leg (NULL), or
+    // another text given for it.
+    server.sql("CREATE TABLE vectors.public.notes_both WITH (embed = 'body', model = 'minilm:v1', text_columns = 'body') AS SELECT id, body FROM mutable.public.notes").await.unwrap().collect().await.unwrap();
+    let both = rows(&server, "SELECT id, _retrieved_by FROM hybrid_search('notes_both', 'kernel', NULL, 2) ORDER BY _rank").await;
+    assert_eq!(both, vec![vec!["1".to_string(), "[vector, text]".to_string()], vec!["2".to_string(), "[vector]".to_string()]]);
+    let other = rows(&server, "SELECT id, _vector_rank, _text_rank FROM hybrid_search('notes_both', 'kernel', 'baking bread', 2) ORDER BY id").await;
+    assert_eq!(other, vec![vec!["1".to_string(), "2".to_string(), "1".to_string()], vec!["2".to_string(), "1".to_string(), "NULL".to_string()]]);
     let e = sql_error(&server, "CREATE TABLE vectors.public.leak WITH (embed = 'body', model = 'minilm:v1') AS SELECT 1 AS id, body FROM read_parquet('/etc/hosts')").await;
     assert!(e.contains("refused"), "{e}");
     // A query too large to hold is refused at the limit, and creates nothing.

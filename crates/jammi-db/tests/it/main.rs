@@ -21,5 +21,6 @@ mod s3;
 mod security;
 mod sources;
 mod tenancy;
+mod text_search;
 mod topics;
 mod vectors;

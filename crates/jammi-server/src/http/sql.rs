@@ -7,7 +7,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
-use jammi_db::vector::SearchRequest;
+use jammi_db::vector::{HybridOptions, SearchMode, SearchQuery};
 use serde::Deserialize;
 
 use super::encode::result_response;
@@ -35,8 +35,11 @@ pub(crate) async fn sql(State(shared): State<Arc<Shared>>, headers: HeaderMap, b
     result_response(&headers, &result.schema, &result.batches)
 }
 
-/// `{"table": "docs", "vector": [0.1, ...], "k": 10, "filter": "lang = 'en'", "ef": 64, "exact": false}`,
-/// or `"text": "a query"` instead of `"vector"` on a table with an embedding model.
+/// `{"table": "docs", "vector": [0.1, ...], "k": 10, "filter": "lang = 'en'", "ef": 64, "exact": false}`;
+/// `"text": "words"` instead of (or beside) `"vector"`; `"mode"`: `vector`, `text` or
+/// `hybrid` (default: hybrid with both, text on a table with a text index, else vector);
+/// hybrid fusion: `"fusion": "rrf"` with `"rrf_k"`, or `"weighted"` with `"weights": [v, t]`,
+/// and `"candidates"` per leg.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SearchBody {
@@ -45,6 +48,8 @@ pub(crate) struct SearchBody {
     vector: Option<Vec<f32>>,
     #[serde(default)]
     text: Option<String>,
+    #[serde(default)]
+    mode: Option<String>,
     #[serde(default = "default_k")]
     k: usize,
     #[serde(default)]
@@ -53,25 +58,64 @@ pub(crate) struct SearchBody {
     ef: Option<usize>,
     #[serde(default)]
     exact: bool,
+    #[serde(default)]
+    fusion: Option<String>,
+    #[serde(default)]
+    rrf_k: Option<f64>,
+    #[serde(default)]
+    weights: Option<[f64; 2]>,
+    #[serde(default)]
+    candidates: Option<usize>,
 }
 
 fn default_k() -> usize {
     10
 }
 
+impl SearchBody {
+    /// The fusion fields as hybrid options, checked as `hybrid_search`'s options string is.
+    fn hybrid_options(&self) -> Result<HybridOptions> {
+        let mut parts = Vec::new();
+        if let Some(fusion) = &self.fusion {
+            parts.push(format!("fusion = {fusion}"));
+        }
+        if let Some(k) = self.rrf_k {
+            parts.push(format!("rrf_k = {k}"));
+        }
+        if let Some([v, t]) = self.weights {
+            parts.push(format!("weights = {v}:{t}"));
+        }
+        if let Some(n) = self.candidates {
+            parts.push(format!("candidates = {n}"));
+        }
+        if parts.iter().any(|p| p.contains(',')) {
+            return Err(ServerError::BadRequest("\"fusion\" is rrf or weighted".into()));
+        }
+        Ok(HybridOptions::parse(&parts.join(", "))?)
+    }
+}
+
 pub(crate) async fn search(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response> {
     let principal = principal(&shared, &headers).await?;
     let request: SearchBody = parse_body(&body, r#"{"table": "docs", "vector": [0.1, 0.2], "k": 10}"#)?;
-    let session = shared.session_for(principal);
-    let query = match (request.vector, request.text) {
-        (Some(vector), None) => SearchRequest::new(vector, request.k),
-        (None, Some(text)) => SearchRequest::text(text, request.k),
-        _ => return Err(ServerError::BadRequest("give exactly one of \"vector\" (a list of numbers) and \"text\" (a text query, for tables with an embedding model)".into())),
+    if request.vector.is_none() && request.text.is_none() {
+        return Err(ServerError::BadRequest("give \"vector\" (a list of numbers), \"text\" (a text query), or both (hybrid)".into()));
+    }
+    let query = SearchQuery {
+        mode: request.mode.as_deref().map(str::parse::<SearchMode>).transpose()?,
+        hybrid: request.hybrid_options()?,
+        text: request.text,
+        vector: request.vector,
+        k: request.k,
+        filter: request.filter,
+        ef: request.ef,
+        exact: request.exact,
+        oversample: None,
     };
-    let search = SearchRequest { filter: request.filter, ef: request.ef, exact: request.exact, ..query };
+    let session = shared.session_for(principal);
     let result = shared
         .run_as(principal, Protocol::Http, "search", async {
-            Ok(session.vectors().search(&request.table, &search).await?)
+            Ok(session.vectors().search_any(&request.table, &query).await?)
         })
         .await?;
     result_response(&headers, &result.batch.schema(), std::slice::from_ref(&result.batch))

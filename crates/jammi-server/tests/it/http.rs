@@ -319,6 +319,51 @@ async fn explicit_acknowledgement_over_sse_loses_nothing_on_disconnect() {
     served.server.wait().await;
 }
 
+/// `POST /v1/search` by words and by both: the mode, the fusion fields, provenance columns,
+/// and 400s that name the problem.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn text_and_hybrid_search_over_http() {
+    let (session, dir) = session().await;
+    docs(&session, dir.path(), 40).await;
+    let served = serve(session, dir, Limits::default()).await;
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", served.http);
+    // The mode follows what is given (a text alone on a table with a
+    // text index: BM25), or is named; fusion options are checked like the SQL ones.
+    let (status, answer) = post(&client, &url("/v1/search"), None, json!({"table": "docs", "text": "fr", "k": 3})).await;
+    assert_eq!(status, 200, "{answer}");
+    let rows = answer["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| r["lang"] == "fr" && r["_retrieved_by"] == json!(["text"]) && r["_score"].as_f64().unwrap() > 0.0), "{answer}");
+    let (status, answer) = post(&client, &url("/v1/search"), None, json!({"table": "docs", "text": "fr", "vector": [1.3, 0.1, 0.1, 0.1], "k": 6, "candidates": 3})).await;
+    assert_eq!(status, 200, "{answer}");
+    let rows = answer["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 6, "{answer}");
+    for row in rows {
+        let legs: Vec<&str> = row["_retrieved_by"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+        assert_eq!(legs.contains(&"vector"), !row["_vector_rank"].is_null(), "{row}");
+        assert_eq!(legs.contains(&"text"), !row["_text_rank"].is_null(), "{row}");
+        // Vector-leg rows point along the first axis (even ids are en); text-leg rows are fr.
+        assert!(!legs.contains(&"text") || row["lang"] == "fr", "{row}");
+    }
+    assert!(rows.iter().any(|r| r["_retrieved_by"] == json!(["vector"])) && rows.iter().any(|r| r["_retrieved_by"] == json!(["text"])), "{answer}");
+    let (status, answer) = post(&client, &url("/v1/search"), None, json!({"table": "docs", "text": "fr", "vector": [1.3, 0.1, 0.1, 0.1], "mode": "hybrid", "fusion": "weighted", "weights": [1.0, 0.0], "k": 2})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["rows"].as_array().unwrap().iter().all(|r| r["id"].as_i64().unwrap() % 4 == 0), "the vector leg decides: {answer}");
+    for (body, needle) in [
+        (json!({"table": "docs", "text": "fr", "mode": "sideways"}), "vector, text or hybrid"),
+        (json!({"table": "docs", "text": "fr", "vector": [1.0, 0.0, 0.0, 0.0], "fusion": "magic"}), "rrf or weighted"),
+        (json!({"table": "docs", "text": "\"fr"}), "malformed"),
+        (json!({"table": "docs", "text": ""}), "empty"),
+        (json!({"table": "docs", "k": 3}), "\"text\""),
+    ] {
+        let (status, answer) = post(&client, &url("/v1/search"), None, body.clone()).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(answer["error"].as_str().unwrap().contains(needle), "{body}: {answer}");
+    }
+
+}
+
 /// `POST /v1/search` with `"text"`: the table's embedding model (the real all-MiniLM-L6-v2
 /// that scripts/test.sh installs) embeds the query on the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -351,11 +396,17 @@ async fn text_search_embeds_the_query_with_the_tables_model() {
     let (status, answer) = post(&client, &url, None, json!({"table": "notes", "text": "shares and prices dropped", "k": 1})).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["rows"][0]["id"], 2, "{answer}");
-    // A table without a model, both or neither of vector and text: 400 with the reason.
-    let (status, answer) = post(&client, &url, None, json!({"table": "docs", "text": "x"})).await;
+    // A table without a model searched by meaning, a hybrid search of a table without a
+    // text index, neither vector nor text: 400 with the reason.
+    let (status, answer) = post(&client, &url, None, json!({"table": "docs", "text": "x", "mode": "vector"})).await;
     assert_eq!(status, 400, "{answer}");
     assert!(answer["error"].as_str().unwrap().contains("no embedding model"), "{answer}");
     let (status, answer) = post(&client, &url, None, json!({"table": "notes", "text": "x", "vector": [1.0]})).await;
     assert_eq!(status, 400, "{answer}");
-    assert!(answer["error"].as_str().unwrap().contains("exactly one"), "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("no text index"), "{answer}");
+    let (status, answer) = post(&client, &url, None, json!({"table": "notes", "k": 1})).await;
+    assert_eq!(status, 400, "{answer}");
+    // A table with a model and no text index: a text alone is searched by meaning.
+    let (status, answer) = post(&client, &url, None, json!({"table": "notes", "text": "shares and prices dropped", "mode": "vector", "k": 1})).await;
+    assert_eq!((status, &answer["rows"][0]["id"]), (200, &json!(2)), "{answer}");
 }

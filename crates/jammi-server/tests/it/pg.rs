@@ -63,6 +63,25 @@ async fn extended_protocol_dml_transactions_and_vectors() {
     let vector: Vec<f32> = sqlx::query_scalar("SELECT embedding FROM vectors.public.docs WHERE id = 5").fetch_one(&mut conn).await.unwrap();
     assert_eq!(vector.len(), 4);
 
+    // text_search and hybrid_search with every argument a parameter; provenance as text[].
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM text_search('docs', $1, $2, $3) ORDER BY _rank").bind("fr").bind(4i64).bind("id < 20").fetch_all(&mut conn).await.unwrap();
+    assert_eq!(ids.len(), 4);
+    assert!(ids.iter().all(|id| id % 2 == 1 && *id < 20), "{ids:?}");
+    let rows = sqlx::query("SELECT id, _retrieved_by, _text_rank FROM hybrid_search('docs', $1, $2, $3) ORDER BY _rank")
+        .bind("fr")
+        .bind(vec![0.1f32, 1.3, 0.1, 0.1])
+        .bind(3i64)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    for row in &rows {
+        let legs: Vec<String> = row.get("_retrieved_by");
+        let id: i64 = row.get("id");
+        assert_eq!(legs.contains(&"text".to_string()), row.get::<Option<i64>, _>("_text_rank").is_some());
+        assert!(id % 2 == 1, "direction 1 and lang fr are both odd ids: {id}");
+    }
+
     // Errors carry a SQLSTATE and a message naming the problem; the connection stays usable.
     let error = sqlx::query("SELECT * FROM mutable.public.nope").fetch_all(&mut conn).await.unwrap_err();
     let db = error.as_database_error().expect("a server error");

@@ -60,7 +60,7 @@ pub async fn tenant_people(session: &Session, dir: &std::path::Path, a: TenantId
 }
 
 /// Vector table `docs`: ids 0..n, 4-d vectors pointing in direction `i` (one-hot-ish), and a
-/// `lang` payload.
+/// `lang` payload (`en` for even ids, `fr` for odd), which has a full-text index (raw).
 pub async fn docs(session: &Session, dir: &std::path::Path, n: i64) {
     let mut values = Vec::new();
     for i in 0..n {
@@ -79,7 +79,9 @@ pub async fn docs(session: &Session, dir: &std::path::Path, n: i64) {
     let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from((0..n).collect::<Vec<_>>())), Arc::new(StringArray::from(langs)), Arc::new(vectors)]).unwrap();
     let path = dir.join("docs.parquet");
     write_parquet(&path, batch);
-    session.vectors().import(ImportSpec::new("docs", path.display().to_string(), "id", "embedding"), &NoProgress).await.unwrap();
+    let mut spec = ImportSpec::new("docs", path.display().to_string(), "id", "embedding");
+    spec.text_columns = vec![jammi_db::vector::TextIndexColumn::parse("lang:raw").unwrap()];
+    session.vectors().import(spec, &NoProgress).await.unwrap();
 }
 
 fn write_parquet(path: &std::path::Path, batch: RecordBatch) {

@@ -58,6 +58,8 @@ pub struct FollowSpec {
     pub ef_construction: usize,
     /// Candidates per result before exact rescoring (default by precision).
     pub oversample: Option<usize>,
+    /// Columns of the followed table to index for full-text search.
+    pub text_columns: Vec<super::TextIndexColumn>,
 }
 
 impl FollowSpec {
@@ -72,6 +74,7 @@ impl FollowSpec {
             m: 16,
             ef_construction: 128,
             oversample: None,
+            text_columns: Vec::new(),
         }
     }
 }
@@ -177,6 +180,8 @@ impl Vectors<'_> {
         }
         let item = Arc::new(Field::new("item", DataType::Float32, false));
         fields.push(Arc::new(Field::new("embedding", DataType::FixedSizeList(item, dims as i32), false)));
+        let schema = Schema::new(fields);
+        super::text::check_columns(&spec.name, &schema, &spec.text_columns)?;
         let table_spec = VectorTableSpec {
             version: SPEC_VERSION,
             dims,
@@ -185,10 +190,11 @@ impl Vectors<'_> {
             m: spec.m,
             ef_construction: spec.ef_construction,
             oversample: spec.oversample.unwrap_or_else(|| spec.precision.default_oversample()),
-            schema: Schema::new(fields),
+            schema,
             source_columns: Some((key_column.clone(), "embedding".to_string())),
             embedding: Some(crate::embed::EmbeddingSource { model: info.name, version: info.version, column: column.clone(), artifact_prefix: prefix, metadata: info.metadata }),
             follows: Some(FollowSource { table: source_name, key_column: key_column.clone() }),
+            text_columns: spec.text_columns.clone(),
         };
 
         // An empty table, registered as following before it becomes visible: from the
