@@ -97,9 +97,6 @@ impl Engine {
         };
         let embed = Arc::new(crate::embed::EmbedState::new(&config));
         let vectors = Arc::new(VectorState::new(config.vectors.cache_mb.saturating_mul(1 << 20), catalog.clone(), policy, Arc::clone(&embed)));
-        base.register_udtf("vector_search", Arc::new(SearchFunction::vector(Arc::clone(&vectors))));
-        base.register_udtf("text_search", Arc::new(SearchFunction::text(Arc::clone(&vectors))));
-        base.register_udtf("hybrid_search", Arc::new(SearchFunction::hybrid(Arc::clone(&vectors))));
         base.register_udtf("vector_status", Arc::new(crate::vector::follow::VectorStatusFunction::new(Arc::clone(&vectors))));
         let engine_catalogs = Arc::new(EngineCatalogs::default());
         engine_catalogs
@@ -116,6 +113,9 @@ impl Engine {
         // Mutable tables hand their row changes to the topics and vector tables that follow them.
         let sinks = crate::change::Sinks(vec![Arc::clone(&topics) as Arc<dyn crate::change::ChangeSink>, Arc::clone(&vectors) as Arc<dyn crate::change::ChangeSink>]);
         let mutable = Arc::new(MutableState::new(catalog.clone(), writer, Arc::new(sinks)));
+        base.register_udtf("vector_search", Arc::new(SearchFunction::vector(Arc::clone(&vectors), Arc::clone(&mutable))));
+        base.register_udtf("text_search", Arc::new(SearchFunction::text(Arc::clone(&vectors), Arc::clone(&mutable))));
+        base.register_udtf("hybrid_search", Arc::new(SearchFunction::hybrid(Arc::clone(&vectors), Arc::clone(&mutable))));
         engine_catalogs
             .write()
             .unwrap_or_else(|p| p.into_inner())

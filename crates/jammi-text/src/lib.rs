@@ -15,6 +15,7 @@
 mod analyzer;
 mod pack;
 mod search;
+mod external;
 
 use std::collections::HashSet;
 
@@ -24,6 +25,7 @@ use tantivy::tokenizer::TokenizerManager;
 use tantivy::{Index, IndexReader, TantivyDocument};
 
 pub use analyzer::Analyzer;
+pub use external::{analyze, query_terms, search_with_statistics, Statistics};
 pub use search::{KeyPredicate, TextTable};
 
 /// The name of the key field inside every segment index.
@@ -104,6 +106,15 @@ pub fn build<'a, I>(columns: &[TextColumn], rows: I) -> Result<Vec<u8>, TextErro
 where
     I: IntoIterator<Item = (u64, Vec<Option<&'a str>>)>,
 {
+    let (directory, _) = build_in_memory(columns, rows)?;
+    pack::pack(&directory)
+}
+
+/// Index `rows` in memory; the directory and the index over it.
+fn build_in_memory<'a, I>(columns: &[TextColumn], rows: I) -> Result<(tantivy::directory::RamDirectory, Index), TextError>
+where
+    I: IntoIterator<Item = (u64, Vec<Option<&'a str>>)>,
+{
     let (schema, key, fields) = schema_of(columns)?;
     let directory = tantivy::directory::RamDirectory::create();
     let index = Index::create(directory.clone(), schema, Default::default())?;
@@ -123,7 +134,7 @@ where
     }
     writer.commit()?;
     writer.wait_merging_threads()?;
-    pack::pack(&directory)
+    Ok((directory, index))
 }
 
 /// A segment's text index, loaded.

@@ -287,9 +287,12 @@ async fn main() -> Result<()> {
         ("docs", "vector (HNSW, f32, default ef)", Leg::Vector { exact: false }),
         ("docs", "vector (exact)", Leg::Vector { exact: true }),
         ("docs", "text_search (BM25, english analyzer)", Leg::Text),
-        ("docs", "hybrid_search (RRF, k = 60, default candidates)", Leg::Hybrid(HybridOptions::default())),
+        ("docs", "hybrid_search (RRF, rrf_k = 60; defaults)", Leg::Hybrid(HybridOptions::default())),
+        ("docs", "hybrid_search (RRF, 10 candidates per leg)", Leg::Hybrid(HybridOptions::parse("candidates = 10")?)),
+        ("docs", "hybrid_search (RRF, 50 candidates per leg)", Leg::Hybrid(HybridOptions::parse("candidates = 50")?)),
         ("docs", "hybrid_search (weighted 0.5:0.5)", Leg::Hybrid(HybridOptions::parse("weights = 0.5:0.5")?)),
         ("docs", "hybrid_search (weighted 0.3:0.7)", Leg::Hybrid(HybridOptions::parse("weights = 0.3:0.7")?)),
+        ("docs", "hybrid_search (weighted 0.3:0.7, 50 candidates)", Leg::Hybrid(HybridOptions::parse("weights = 0.3:0.7, candidates = 50")?)),
     ];
     let mut rows = Vec::new();
     for (table, leg, how) in &legs {
@@ -298,6 +301,7 @@ async fn main() -> Result<()> {
     // The same table as eight segments (an import and seven appends): text scores do not
     // change, and this shows what the extra segments cost.
     split_into_segments(&session, &documents_path, &set_dir, 8).await?;
+    rows.push(run_leg(&session, "docs8", "vector (HNSW, 8 segments)", &Leg::Vector { exact: false }, &queries_text, &query_vectors, &relevant).await?);
     rows.push(run_leg(&session, "docs8", "text_search (8 segments)", &Leg::Text, &queries_text, &query_vectors, &relevant).await?);
     rows.push(run_leg(&session, "docs8", "hybrid_search (RRF, 8 segments)", &Leg::Hybrid(HybridOptions::default()), &queries_text, &query_vectors, &relevant).await?);
 

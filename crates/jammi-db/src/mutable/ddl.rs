@@ -157,6 +157,7 @@ async fn drop_tables(ctx: &dyn EngineContext, scope: TenantScope, names: &[Strin
             Some(record) => {
                 check_owner(scope, &record)?;
                 sqlx::query(&format!("DROP TABLE {}", crate::names::quote_ident(&record.storage))).execute(&mut *conn).await.map_err(catalog_err(ctx))?;
+                super::fulltext::drop(conn, &record.storage).await?;
                 catalog.mutable_tables().delete_in(conn, &record.id).await?;
             }
             None if if_exists => {}
@@ -273,6 +274,18 @@ async fn create_index(ctx: &dyn EngineContext, scope: TenantScope, create: &ast:
         }
         return Err(Error::invalid(index_name.clone(), format!("CREATE INDEX on {display}: an index named '{index_name}' already exists")));
     }
+    if let Some(ast::IndexType::Custom(method)) = &create.using {
+        if method.value.eq_ignore_ascii_case(super::fulltext::METHOD) {
+            let index = super::fulltext::plan(&display, &spec, create, index_name, columns)?;
+            super::fulltext::create(conn, catalog.backend().kind(), &record.storage, &spec, &index).await?;
+            spec.indexes.push(index);
+            let spec_json = serde_json::to_string(&spec).map_err(Error::internal)?;
+            return catalog.mutable_tables().update_spec_in(conn, &record.id, &spec_json).await;
+        }
+    }
+    if let Some(method) = &create.using {
+        return Err(Error::unsupported(format!("CREATE INDEX on {display} USING {method}: the index methods are the default (btree) and fulltext")));
+    }
     let sql = store::create_index_sql(&record.storage, &index_name, &columns, create.unique);
     if let Err(e) = sqlx::query(&sql).execute(&mut *conn).await {
         return Err(match store::write_error(e, &record.storage, &spec) {
@@ -283,7 +296,7 @@ async fn create_index(ctx: &dyn EngineContext, scope: TenantScope, create: &ast:
             store::WriteError::Other(e) => e,
         });
     }
-    spec.indexes.push(IndexSpec { name: index_name, columns, unique: create.unique });
+    spec.indexes.push(IndexSpec { name: index_name, columns, unique: create.unique, fulltext: None });
     let spec_json = serde_json::to_string(&spec).map_err(Error::internal)?;
     catalog.mutable_tables().update_spec_in(conn, &record.id, &spec_json).await
 }

@@ -55,7 +55,9 @@ pub(crate) async fn run(engine: &dyn EngineContext, tables: &MutableState, scope
     }
     // Change feeds of this table get their events in the statement's own transaction.
     let feeds = tables.feeds_of(&table);
-    let track = !feeds.is_empty();
+    // A full-text index is kept in step from the same row images.
+    let fulltext = super::fulltext::index_of(&table.spec).is_some();
+    let track = !feeds.is_empty() || fulltext;
     let result = async {
         txn.lock_table(&table.storage).await?;
         let ctx = engine.write_context(scope, &txn);
@@ -64,6 +66,9 @@ pub(crate) async fn run(engine: &dyn EngineContext, tables: &MutableState, scope
             Write::Update(u) => update(&ctx, &txn, &table, u, track).await?,
             Write::Delete(d) => delete(&ctx, &txn, &table, d, track).await?,
         };
+        if fulltext {
+            super::fulltext::apply(&txn, &table, &changes).await?;
+        }
         let woken = change::append(&txn, &feeds, &changes).await?;
         Ok::<_, Error>((count, woken))
     }

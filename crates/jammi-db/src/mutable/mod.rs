@@ -12,6 +12,7 @@
 
 pub mod ddl;
 pub mod dml;
+pub mod fulltext;
 pub mod provider;
 pub mod spec;
 pub mod classify;

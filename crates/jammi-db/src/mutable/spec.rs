@@ -36,6 +36,10 @@ pub struct IndexSpec {
     pub columns: Vec<String>,
     /// Whether the index enforces uniqueness (per tenant).
     pub unique: bool,
+    /// A full-text index (`USING fulltext`): each column's analyzer. `None` for a plain
+    /// index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fulltext: Option<Vec<String>>,
 }
 
 /// A table's columns, key and indexes.
@@ -90,7 +94,7 @@ impl TableSpec {
                 TableConstraint::Unique(u) => {
                     let columns = index_columns(&u.columns)?;
                     let name = format!("{}_unique_{}", table.rsplit('.').next().unwrap_or(table), columns.join("_"));
-                    spec.indexes.push(IndexSpec { name, columns, unique: true });
+                    spec.indexes.push(IndexSpec { name, columns, unique: true, fulltext: None });
                 }
                 other => return Err(Error::unsupported(format!("CREATE TABLE {table}: constraint '{other}' is not supported"))),
             }
@@ -148,7 +152,7 @@ pub fn column_spec(table: &str, def: &ast::ColumnDef, spec: &mut TableSpec) -> R
                 spec.primary_key = vec![name.clone()];
             }
             ColumnOption::Unique(_) => {
-                spec.indexes.push(IndexSpec { name: format!("{}_unique_{name}", table.rsplit('.').next().unwrap_or(table)), columns: vec![name.clone()], unique: true })
+                spec.indexes.push(IndexSpec { name: format!("{}_unique_{name}", table.rsplit('.').next().unwrap_or(table)), columns: vec![name.clone()], unique: true, fulltext: None })
             }
             other => return Err(Error::unsupported(format!("column '{name}': option '{other}' is not supported"))),
         }

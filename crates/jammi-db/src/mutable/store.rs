@@ -25,7 +25,7 @@ pub fn create_table_sql(kind: BackendKind, storage: &str, spec: &TableSpec) -> V
     let key: Vec<String> = std::iter::once(TENANT_COLUMN.to_string()).chain(spec.primary_key.iter().cloned()).map(|c| quote_ident(&c)).collect();
     columns.push(format!("PRIMARY KEY ({})", key.join(", ")));
     let mut out = vec![format!("CREATE TABLE {} ({})", quote_ident(storage), columns.join(", "))];
-    for index in &spec.indexes {
+    for index in spec.indexes.iter().filter(|i| i.fulltext.is_none()) {
         out.push(create_index_sql(storage, &index.name, &index.columns, index.unique));
     }
     out

@@ -49,6 +49,7 @@ pub use write::CompactionPolicy;
 pub use fusion::{Fusion, HybridOptions};
 pub use text_search::{HybridRequest, SearchMode, SearchQuery, TextSearchRequest};
 pub(crate) use recover::recover;
+pub(crate) use text::text_error;
 
 use crate::catalog::{now_millis, Catalog, VectorTableRecord, VectorTableStatus};
 use crate::error::{Error, Result};

@@ -23,6 +23,7 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Par
 
 use super::search_args::{Query, SearchArgs, SearchKind};
 use super::{text_search, VectorState};
+use crate::mutable::{fulltext, MutableState};
 use crate::tenant::{scope_of, TenantScope};
 
 /// One of the search table functions, e.g. `vector_search('NAME', [0.1, ...], k [, 'payload
@@ -30,24 +31,52 @@ use crate::tenant::{scope_of, TenantScope};
 #[derive(Debug)]
 pub struct SearchFunction {
     state: Arc<VectorState>,
+    /// Mutable tables, for `text_search` over their full-text indexes.
+    mutable: Arc<MutableState>,
     kind: SearchKind,
 }
 
 impl SearchFunction {
     /// `vector_search`.
-    pub(crate) fn vector(state: Arc<VectorState>) -> Self {
-        SearchFunction { state, kind: SearchKind::Vector }
+    pub(crate) fn vector(state: Arc<VectorState>, mutable: Arc<MutableState>) -> Self {
+        SearchFunction { state, mutable, kind: SearchKind::Vector }
     }
 
     /// `text_search`.
-    pub(crate) fn text(state: Arc<VectorState>) -> Self {
-        SearchFunction { state, kind: SearchKind::Text }
+    pub(crate) fn text(state: Arc<VectorState>, mutable: Arc<MutableState>) -> Self {
+        SearchFunction { state, mutable, kind: SearchKind::Text }
     }
 
     /// `hybrid_search`.
-    pub(crate) fn hybrid(state: Arc<VectorState>) -> Self {
-        SearchFunction { state, kind: SearchKind::Hybrid }
+    pub(crate) fn hybrid(state: Arc<VectorState>, mutable: Arc<MutableState>) -> Self {
+        SearchFunction { state, mutable, kind: SearchKind::Hybrid }
     }
+
+    /// `text_search('mutable.public.T', …)`: the table's full-text index.
+    fn mutable_call(&self, scope: TenantScope, name: String, short: &str, exprs: &[Expr]) -> DfResult<Arc<dyn TableProvider>> {
+        let external = |e: crate::error::Error| DataFusionError::External(Box::new(e));
+        if self.kind != SearchKind::Text {
+            return Err(super::search_args::invalid(self.kind, format!(
+                "{}: {name} is a mutable table; {} searches vector tables (text_search searches a mutable table's full-text index)",
+                self.kind.function(),
+                self.kind.function()
+            )));
+        }
+        let table = self.mutable.get(scope, short).ok_or_else(|| external(crate::error::Error::Unknown { kind: crate::error::ObjectKind::MutableTable, name: name.clone(), scope: scope.describe() }))?;
+        let index = fulltext::index_of(&table.spec).ok_or_else(|| {
+            external(crate::error::Error::invalid("text_search", format!("{name} has no full-text index; add one with CREATE INDEX {short}_text ON {name} USING fulltext (COLUMN)")))
+        })?;
+        let args = SearchArgs { kind: self.kind, name, dims: 0, has_model: false, text_columns: fulltext::columns_of(index), exprs: exprs.to_vec() };
+        let request = if args.has_parameters() { None } else { Some(args.request()?) };
+        let schema = self.kind.result_schema(&table.spec.schema());
+        Ok(Arc::new(SearchTable { state: Arc::clone(&self.state), mutable: Some((Arc::clone(&self.mutable), short.to_string())), scope, schema, args: Arc::new(args), request }))
+    }
+}
+
+/// `T` of `mutable.public.T` or `mutable.T`.
+fn mutable_name(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix(crate::mutable::CATALOG)?.strip_prefix('.')?;
+    Some(rest.strip_prefix("public.").unwrap_or(rest))
 }
 
 impl TableFunctionImpl for SearchFunction {
@@ -55,6 +84,10 @@ impl TableFunctionImpl for SearchFunction {
         let exprs = args.exprs();
         let name = SearchArgs::table_name(self.kind, exprs)?;
         let scope = scope_of(args.session());
+        if let Some(short) = mutable_name(&name) {
+            let short = short.to_string();
+            return self.mutable_call(scope, name, &short, exprs);
+        }
         let entry = self
             .state
             .resolve(scope, &name)
@@ -64,7 +97,7 @@ impl TableFunctionImpl for SearchFunction {
         // Without parameters every argument is checked now, so mistakes surface at planning.
         let request = if args.has_parameters() { None } else { Some(args.request()?) };
         let row_schema = super::loaded::without_embedding(&entry.spec.schema);
-        Ok(Arc::new(SearchTable { state: Arc::clone(&self.state), scope, schema: self.kind.result_schema(&row_schema), args: Arc::new(args), request }))
+        Ok(Arc::new(SearchTable { state: Arc::clone(&self.state), mutable: None, scope, schema: self.kind.result_schema(&row_schema), args: Arc::new(args), request }))
     }
 }
 
@@ -72,6 +105,8 @@ impl TableFunctionImpl for SearchFunction {
 #[derive(Debug)]
 struct SearchTable {
     state: Arc<VectorState>,
+    /// A mutable table's full-text index (its state and name) instead of a vector table.
+    mutable: Option<(Arc<MutableState>, String)>,
     scope: TenantScope,
     args: Arc<SearchArgs>,
     /// None while some argument is an unbound parameter.
@@ -91,7 +126,7 @@ impl TableProvider for SearchTable {
 
     async fn scan(
         &self,
-        _state: &dyn DfSession,
+        state: &dyn DfSession,
         projection: Option<&Vec<usize>>,
         _filters: &[Expr],
         _limit: Option<usize>,
@@ -106,8 +141,12 @@ impl TableProvider for SearchTable {
             EmissionType::Final,
             Boundedness::Bounded,
         );
+        // A mutable table is read through the session's open transaction, as its scans are.
+        let txn = state.config_options().extensions.get::<crate::txn::TxnOption>().and_then(|o| o.txn.clone());
         Ok(Arc::new(SearchExec {
             state: Arc::clone(&self.state),
+            mutable: self.mutable.clone(),
+            txn,
             scope: self.scope,
             args: Arc::clone(&self.args),
             request: self.request.clone(),
@@ -122,6 +161,8 @@ impl TableProvider for SearchTable {
 #[derive(Debug, Clone)]
 pub(crate) struct SearchExec {
     state: Arc<VectorState>,
+    mutable: Option<(Arc<MutableState>, String)>,
+    txn: Option<Arc<crate::txn::WriteTxn>>,
     scope: TenantScope,
     args: Arc<SearchArgs>,
     request: Option<Query>,
@@ -185,13 +226,21 @@ impl ExecutionPlan for SearchExec {
         let schema = Arc::clone(self.properties.eq_properties.schema());
         let search = async move {
             let name = &this.args.name;
-            let entry = this
-                .state
-                .resolve(this.scope, name)
-                .ok_or_else(|| exec_datafusion_err!("vector table '{name}' does not exist{}", this.scope.describe()))?;
-            let result = text_search::run_query(&this.state, this.scope, &entry, &request).await.map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let batch = match (&this.mutable, &request) {
+                (Some((mutable, short)), Query::Text(r)) => {
+                    let table = mutable.get(this.scope, short).ok_or_else(|| exec_datafusion_err!("{name} does not exist{}", this.scope.describe()))?;
+                    crate::mutable::fulltext::search(&this.state.catalog, this.txn.clone(), this.scope, table, r.query.clone(), r.k, r.filter.clone())
+                        .await
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?
+                }
+                _ => {
+                    let entry = this.state.resolve(this.scope, name).ok_or_else(|| exec_datafusion_err!("vector table '{name}' does not exist{}", this.scope.describe()))?;
+                    text_search::run_query(&this.state, this.scope, &entry, &request).await.map_err(|e| DataFusionError::External(Box::new(e)))?.batch
+                }
+            };
+            let result = super::SearchResult { batch, path: super::SearchPath::Text };
             if result.batch.schema().fields() != this.full_schema.fields() {
-                return Err(exec_datafusion_err!("vector table '{name}' changed its columns since this query was planned; plan it again"));
+                return Err(exec_datafusion_err!("table '{name}' changed its columns since this query was planned; plan it again"));
             }
             match &this.projection {
                 Some(p) => Ok(result.batch.project(p)?),

@@ -437,3 +437,114 @@ async fn bad_text_and_hybrid_input_is_refused_and_nothing_is_written() {
         assert!(err.contains(needle), "{}: {err}", &sql[..sql.len().min(80)]);
     }
 }
+
+/// A session on SQLite (`pg == false`) or on a fresh Postgres catalog database.
+async fn backend_session(pg: bool) -> (Session, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::embedded(dir.path().join("home"));
+    if pg {
+        config.catalog.url = Some(fresh_pg_database().await);
+    }
+    (Session::open(config).await.expect("open session"), dir)
+}
+
+/// (id, _score) of `text_search` over SQL.
+async fn sql_hits(session: &Session, sql: &str) -> Vec<(i64, f32)> {
+    let batches = session.sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")).collect().await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    batches.iter().flat_map(scored).collect()
+}
+
+async fn mutable_full_text(pg: bool) {
+    let (session, _dir) = backend_session(pg).await;
+    exec(&session, "CREATE TABLE mutable.public.notes (id BIGINT PRIMARY KEY, title TEXT, body TEXT, n INT)").await;
+    exec(&session, "INSERT INTO mutable.public.notes VALUES (1, 'Kernel panic', 'the kernel crashed at boot', 1), (2, 'Bread', 'a recipe for bread and kernels of wheat', 2), (3, 'Fonts', NULL, 3)").await;
+    // Refusals: the index needs text columns, one per table, a simple key; other methods.
+    let err = sql_error(&session, "SELECT * FROM text_search('mutable.public.notes', 'kernel', 5)").await;
+    assert!(err.contains("no full-text index") && err.contains("USING fulltext"), "{err}");
+    for (sql, needle) in [
+        ("CREATE INDEX bad ON mutable.public.notes USING fulltext (n)", "'n' is not a text column"),
+        ("CREATE INDEX bad ON mutable.public.notes USING hash (title)", "USING"),
+        ("CREATE INDEX bad ON mutable.public.notes USING fulltext (title) WITH (analyzer = 'klingon')", "raw, simple"),
+        ("CREATE INDEX bad ON mutable.public.notes USING fulltext (title) WITH (colour = 'red')", "unknown option 'colour'"),
+    ] {
+        let err = sql_error(&session, sql).await;
+        assert!(err.contains(needle), "{sql}: {err}");
+    }
+    exec(&session, "CREATE TABLE mutable.public.pairs (a INT, b INT, note TEXT, PRIMARY KEY (a, b))").await;
+    assert!(sql_error(&session, "CREATE INDEX p ON mutable.public.pairs USING fulltext (note)").await.contains("one-column"));
+
+    // Rows there before the index are indexed by CREATE INDEX.
+    exec(&session, "CREATE INDEX notes_text ON mutable.public.notes USING fulltext (title, body)").await;
+    assert!(sql_error(&session, "CREATE INDEX again ON mutable.public.notes USING fulltext (body)").await.contains("already has a full-text index"));
+    let q = |query: &str| format!("SELECT id, _score FROM text_search('mutable.public.notes', '{query}', 10)");
+    assert_eq!(sql_hits(&session, &q("kernel")).await.iter().map(|h| h.0).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(sql_hits(&session, &q("title:bread")).await.iter().map(|h| h.0).collect::<Vec<_>>(), vec![2]);
+    assert_eq!(sql_hits(&session, &q("\"kernel crashed\"")).await.iter().map(|h| h.0).collect::<Vec<_>>(), vec![1]);
+    // Every write changes the index in its own transaction.
+    exec(&session, "INSERT INTO mutable.public.notes VALUES (4, 'Zebra', 'zebra crossing', 4)").await;
+    assert_eq!(sql_hits(&session, &q("zebra")).await.iter().map(|h| h.0).collect::<Vec<_>>(), vec![4]);
+    exec(&session, "UPDATE mutable.public.notes SET body = 'the kernel is fine now' WHERE id = 4").await;
+    assert!(sql_hits(&session, &q("crossing")).await.is_empty(), "the old words are gone");
+    assert_eq!(sql_hits(&session, &q("kernel")).await.len(), 3);
+    exec(&session, "DELETE FROM mutable.public.notes WHERE id = 2").await;
+    assert_eq!(sql_hits(&session, &q("kernel")).await.iter().map(|h| h.0).collect::<Vec<_>>().iter().filter(|id| **id == 2).count(), 0);
+    // A pre-filter over the table's columns.
+    assert_eq!(sql_hits(&session, "SELECT id, _score FROM text_search('mutable.public.notes', 'kernel', 10, 'n > 1')").await.iter().map(|h| h.0).collect::<Vec<_>>(), vec![4]);
+
+    // A transaction sees its own writes; a rollback takes them out of the index too.
+    run(&session, "BEGIN").await;
+    exec(&session, "INSERT INTO mutable.public.notes VALUES (5, 'Okapi', 'an okapi in the forest', 5)").await;
+    assert_eq!(sql_hits(&session, &q("okapi")).await.iter().map(|h| h.0).collect::<Vec<_>>(), vec![5]);
+    let other = session.with_tenant(None);
+    assert!(sql_hits(&other, &q("okapi")).await.is_empty(), "uncommitted rows are not seen outside");
+    run(&session, "ROLLBACK").await;
+    assert!(sql_hits(&session, &q("okapi")).await.is_empty());
+    run(&session, "BEGIN").await;
+    exec(&session, "INSERT INTO mutable.public.notes VALUES (5, 'Okapi', 'an okapi in the forest', 5)").await;
+    run(&session, "COMMIT").await;
+    assert_eq!(sql_hits(&other, &q("okapi")).await.iter().map(|h| h.0).collect::<Vec<_>>(), vec![5]);
+
+    // Scores are BM25 over the whole table: the same as a vector table's text index over
+    // the same rows (after the updates and deletes above).
+    exec(&session, "CREATE TABLE vectors.public.copy WITH (vector_column = 'v', text_columns = 'title, body') AS SELECT id, title, body, make_array(CAST(n AS FLOAT), 1.0) AS v FROM mutable.public.notes").await;
+    for query in ["kernel", "kernel okapi fonts", "+kernel fine", "title:fonts", "the forest"] {
+        let a = sql_hits(&session, &q(query)).await;
+        let b = sql_hits(&session, &format!("SELECT id, _score FROM text_search('copy', '{query}', 10)")).await;
+        assert_eq!(a.iter().map(|h| h.0).collect::<Vec<_>>(), b.iter().map(|h| h.0).collect::<Vec<_>>(), "{query}");
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x.1 - y.1).abs() < 1e-4, "{query}: {a:?} vs {b:?}");
+        }
+    }
+
+    // Tenants: each sees its own rows and the shared ones, never another tenant's.
+    let (ta, tb) = (session.with_tenant(Some(TenantId::random())).restricted(), session.with_tenant(Some(TenantId::random())).restricted());
+    exec(&ta, "INSERT INTO mutable.public.notes VALUES (100, 'Secret', 'alpha secret plans', 0)").await;
+    assert_eq!(sql_hits(&ta, &q("secret")).await.iter().map(|h| h.0).collect::<Vec<_>>(), vec![100]);
+    assert!(sql_hits(&tb, &q("secret")).await.is_empty());
+    assert_eq!(sql_hits(&tb, &q("okapi")).await.iter().map(|h| h.0).collect::<Vec<_>>(), vec![5], "shared rows are seen");
+    // The other search functions name the right one.
+    let err = sql_error(&session, "SELECT * FROM vector_search('mutable.public.notes', '[1, 0]', 3)").await;
+    assert!(err.contains("mutable table") && err.contains("text_search"), "{err}");
+    // Dropping the table drops its index with it; a new table of the name starts empty.
+    exec(&session, "DROP TABLE mutable.public.notes").await;
+    exec(&session, "CREATE TABLE mutable.public.notes (id BIGINT PRIMARY KEY, title TEXT, body TEXT, n INT)").await;
+    exec(&session, "CREATE INDEX notes_text ON mutable.public.notes USING fulltext (title, body) WITH (analyzer = 'simple')").await;
+    assert!(sql_hits(&session, &q("kernel")).await.is_empty());
+    exec(&session, "INSERT INTO mutable.public.notes VALUES (1, 'Running', 'the runner runs', 1)").await;
+    assert!(sql_hits(&session, &q("run")).await.is_empty(), "the simple analyzer does not stem");
+    assert_eq!(sql_hits(&session, &q("runs")).await.iter().map(|h| h.0).collect::<Vec<_>>(), vec![1]);
+}
+
+async fn run(session: &Session, sql: &str) {
+    session.sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")).collect().await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutable_tables_keep_a_full_text_index_in_the_writing_transaction_on_sqlite() {
+    mutable_full_text(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutable_tables_keep_a_full_text_index_in_the_writing_transaction_on_postgres() {
+    mutable_full_text(true).await;
+}
