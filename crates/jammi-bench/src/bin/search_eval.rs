@@ -17,7 +17,8 @@
 //! jammi-db: the documents imported as a vector table (the default import: f32, cosine, HNSW)
 //! with the text column indexed (`text_columns`, english analyzer); each query searched
 //! through the Rust API with k = 10, one at a time on one thread: vector (HNSW and exact),
-//! `text_search` (the synopsis as plain words), `hybrid_search` (both, RRF and weighted),
+//! `text_search` (the synopsis as plain words), `hybrid_search` (both; weighted and RRF
+//! fusion, at several depths),
 //! and the text and hybrid legs again on the table split into eight segments. Freshness: an
 //! append of 1,000 rows, each with a word of its own, then each looked up by text at once.
 //! Metrics: MRR@10 (1/rank of the relevant document, 0 when it is not in the top 10) and
@@ -287,12 +288,13 @@ async fn main() -> Result<()> {
         ("docs", "vector (HNSW, f32, default ef)", Leg::Vector { exact: false }),
         ("docs", "vector (exact)", Leg::Vector { exact: true }),
         ("docs", "text_search (BM25, english analyzer)", Leg::Text),
-        ("docs", "hybrid_search (RRF, rrf_k = 60; defaults)", Leg::Hybrid(HybridOptions::default())),
-        ("docs", "hybrid_search (RRF, 10 candidates per leg)", Leg::Hybrid(HybridOptions::parse("candidates = 10")?)),
-        ("docs", "hybrid_search (RRF, 50 candidates per leg)", Leg::Hybrid(HybridOptions::parse("candidates = 50")?)),
-        ("docs", "hybrid_search (weighted 0.5:0.5)", Leg::Hybrid(HybridOptions::parse("weights = 0.5:0.5")?)),
+        ("docs", "hybrid_search (defaults: weighted 0.5:0.5, 10 candidates)", Leg::Hybrid(HybridOptions::default())),
         ("docs", "hybrid_search (weighted 0.3:0.7)", Leg::Hybrid(HybridOptions::parse("weights = 0.3:0.7")?)),
-        ("docs", "hybrid_search (weighted 0.3:0.7, 50 candidates)", Leg::Hybrid(HybridOptions::parse("weights = 0.3:0.7, candidates = 50")?)),
+        ("docs", "hybrid_search (weighted 0.5:0.5, 50 candidates)", Leg::Hybrid(HybridOptions::parse("weights = 0.5:0.5, candidates = 50")?)),
+        ("docs", "hybrid_search (RRF, rrf_k = 60)", Leg::Hybrid(HybridOptions::parse("fusion = rrf")?)),
+        ("docs", "hybrid_search (RRF, rrf_k = 10)", Leg::Hybrid(HybridOptions::parse("rrf_k = 10")?)),
+        ("docs", "hybrid_search (RRF, 50 candidates)", Leg::Hybrid(HybridOptions::parse("fusion = rrf, candidates = 50")?)),
+        ("docs", "hybrid_search (RRF, vector leg ef 256)", Leg::Hybrid(HybridOptions::parse("fusion = rrf, ef = 256")?)),
     ];
     let mut rows = Vec::new();
     for (table, leg, how) in &legs {
@@ -303,7 +305,7 @@ async fn main() -> Result<()> {
     split_into_segments(&session, &documents_path, &set_dir, 8).await?;
     rows.push(run_leg(&session, "docs8", "vector (HNSW, 8 segments)", &Leg::Vector { exact: false }, &queries_text, &query_vectors, &relevant).await?);
     rows.push(run_leg(&session, "docs8", "text_search (8 segments)", &Leg::Text, &queries_text, &query_vectors, &relevant).await?);
-    rows.push(run_leg(&session, "docs8", "hybrid_search (RRF, 8 segments)", &Leg::Hybrid(HybridOptions::default()), &queries_text, &query_vectors, &relevant).await?);
+    rows.push(run_leg(&session, "docs8", "hybrid_search (defaults, 8 segments)", &Leg::Hybrid(HybridOptions::default()), &queries_text, &query_vectors, &relevant).await?);
 
     let freshness = measure_freshness(&session, &documents_path, &set_dir).await?;
     eprintln!("{freshness}");

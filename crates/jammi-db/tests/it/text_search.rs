@@ -291,7 +291,7 @@ async fn hybrid_search_fuses_both_legs_and_says_which_found_each_row() {
     // Each leg retrieves k = 3 rows (at least k, whatever `candidates` says): the vector leg
     // 1, 3 and a filler row; the text leg 3 then 2 (the farthest row from the vector).
     let sql = format!(
-        "SELECT id, _rank, _retrieved_by, _vector_rank, _vector_distance IS NULL, _text_rank, _text_score IS NULL FROM hybrid_search('docs', 'http', '{query}', 3, NULL, 'candidates = 2') ORDER BY _rank"
+        "SELECT id, _rank, _retrieved_by, _vector_rank, _vector_distance IS NULL, _text_rank, _text_score IS NULL FROM hybrid_search('docs', 'http', '{query}', 3, NULL, 'fusion = rrf, candidates = 2') ORDER BY _rank"
     );
     let r = rows(&session, &sql).await;
     assert_eq!(
@@ -305,7 +305,7 @@ async fn hybrid_search_fuses_both_legs_and_says_which_found_each_row() {
     );
     // The fused score is the documented RRF sum.
     let mut request = HybridRequest::with_vector("http", vec![1.0, 0.0, 0.0, 0.0], 3);
-    request.options = HybridOptions::parse("candidates = 2").unwrap();
+    request.options = HybridOptions::parse("fusion = rrf, candidates = 2").unwrap();
     let result = session.vectors().hybrid_search("docs", &request).await.unwrap();
     let fused = scored(&result.batch);
     assert!((fused[0].1 as f64 - (1.0 / 62.0 + 1.0 / 61.0)).abs() < 1e-6, "{fused:?}");
@@ -358,7 +358,7 @@ async fn prepared_text_and_hybrid_searches_bind_every_argument() {
     let err = text_statement.query(vec![ScalarValue::from("\"open"), ScalarValue::Int64(Some(2)), ScalarValue::Utf8(None)]).await.unwrap_err().to_string();
     assert!(err.contains("malformed at character"), "{err}");
 
-    let hybrid = session.prepare("SELECT id, _retrieved_by FROM hybrid_search('docs', $1, $2, $3, NULL, 'candidates = 2') ORDER BY _rank").await.unwrap();
+    let hybrid = session.prepare("SELECT id, _retrieved_by FROM hybrid_search('docs', $1, $2, $3, NULL, 'fusion = rrf') ORDER BY _rank").await.unwrap();
     let vector = ScalarValue::List(ScalarValue::new_list_nullable(&[1.0f32, 0.0, 0.0, 0.0].map(|v| ScalarValue::Float32(Some(v))), &DataType::Float32));
     let r = render(&hybrid.query(vec![ScalarValue::from("http"), vector, ScalarValue::Int64(Some(3))]).await.unwrap());
     assert_eq!(r.iter().map(|r| r[0].as_str()).collect::<Vec<_>>(), vec!["3", "1", "2"]);
