@@ -33,6 +33,13 @@ assert cur.fetchall() == [("two",)]
 cur.execute("SELECT id FROM vector_search('docs', '[0.1, 0.1, 1.4, 0.1]', 2) ORDER BY _rank")
 ids = [r[0] for r in cur.fetchall()]
 assert len(ids) == 2 and all(i % 4 == 2 for i in ids), ids
+# text_search and hybrid_search over Flight SQL (docs_text indexes its title column).
+cur.execute("SELECT id, _retrieved_by FROM text_search('docs_text', $1, $2) ORDER BY _rank", parameters=("beta", 3))
+rows = cur.fetchall()
+assert len(rows) == 3 and all(r[0] % 2 == 1 and list(r[1]) == ["text"] for r in rows), rows
+cur.execute("SELECT id, _vector_rank, _text_rank FROM hybrid_search('docs_text', 'beta', '[0.1, 1.3, 0.1, 0.1]', 2, NULL, 'fusion = rrf') ORDER BY _rank")
+rows = cur.fetchall()
+assert len(rows) == 2 and rows[0][1] is not None and rows[0][2] is not None, rows
 # Catalog metadata.
 objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
 catalogs = {c["catalog_name"] for c in objects}

@@ -188,13 +188,19 @@ pub(crate) fn retrieved_by<'a>(rows: impl Iterator<Item = &'a [&'a str]>) -> Arr
     Arc::new(builder.finish())
 }
 
+/// `row_schema`'s fields followed by `extra`.
+pub(crate) fn with_fields(row_schema: &Schema, extra: Vec<Field>) -> SchemaRef {
+    let mut fields: Vec<_> = row_schema.fields().iter().cloned().collect();
+    fields.extend(extra.into_iter().map(Arc::new));
+    Arc::new(Schema::new(fields))
+}
+
 /// Schema of search results: id, payload, `_distance`, `_rank`, `_retrieved_by`.
 pub fn result_schema(row_schema: &Schema) -> SchemaRef {
-    let mut fields: Vec<_> = row_schema.fields().iter().cloned().collect();
-    fields.push(Arc::new(Field::new("_distance", DataType::Float32, false)));
-    fields.push(Arc::new(Field::new("_rank", DataType::Int64, false)));
-    fields.push(Arc::new(Field::new("_retrieved_by", retrieved_by_type(), false)));
-    Arc::new(Schema::new(fields))
+    with_fields(
+        row_schema,
+        vec![Field::new("_distance", DataType::Float32, false), Field::new("_rank", DataType::Int64, false), Field::new("_retrieved_by", retrieved_by_type(), false)],
+    )
 }
 
 /// The id and payload columns of the rows at `keys`, in that order.

@@ -10,7 +10,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use super::fusion::{fuse, HybridOptions};
 use super::loaded::LoadedTable;
-use super::search::{retrieved_by, retrieved_by_type, rows_at, SearchPath, SearchRequest};
+use super::search::{retrieved_by, retrieved_by_type, rows_at, with_fields, SearchPath, SearchRequest};
 use super::{filter, text::text_error, vector_hits, SearchResult, VectorEntry, VectorState};
 use crate::error::{Error, Result};
 use crate::security::limits::{at_most, check_filter, MAX_K, MAX_QUERY_TEXT_BYTES};
@@ -96,26 +96,28 @@ impl HybridRequest {
 
 /// Schema of `text_search` results: id, payload, `_score`, `_rank`, `_retrieved_by`.
 pub fn text_result_schema(row_schema: &Schema) -> SchemaRef {
-    let mut fields: Vec<_> = row_schema.fields().iter().cloned().collect();
-    fields.push(Arc::new(Field::new("_score", DataType::Float32, false)));
-    fields.push(Arc::new(Field::new("_rank", DataType::Int64, false)));
-    fields.push(Arc::new(Field::new("_retrieved_by", retrieved_by_type(), false)));
-    Arc::new(Schema::new(fields))
+    with_fields(
+        row_schema,
+        vec![Field::new("_score", DataType::Float32, false), Field::new("_rank", DataType::Int64, false), Field::new("_retrieved_by", retrieved_by_type(), false)],
+    )
 }
 
 /// Schema of `hybrid_search` results: id, payload, `_score` (fused), `_rank`,
 /// `_retrieved_by`, and each leg's `_vector_distance`, `_vector_rank`, `_text_score`,
 /// `_text_rank` (NULL where the leg did not find the row).
 pub fn hybrid_result_schema(row_schema: &Schema) -> SchemaRef {
-    let mut fields: Vec<_> = row_schema.fields().iter().cloned().collect();
-    fields.push(Arc::new(Field::new("_score", DataType::Float32, false)));
-    fields.push(Arc::new(Field::new("_rank", DataType::Int64, false)));
-    fields.push(Arc::new(Field::new("_retrieved_by", retrieved_by_type(), false)));
-    fields.push(Arc::new(Field::new("_vector_distance", DataType::Float32, true)));
-    fields.push(Arc::new(Field::new("_vector_rank", DataType::Int64, true)));
-    fields.push(Arc::new(Field::new("_text_score", DataType::Float32, true)));
-    fields.push(Arc::new(Field::new("_text_rank", DataType::Int64, true)));
-    Arc::new(Schema::new(fields))
+    with_fields(
+        row_schema,
+        vec![
+            Field::new("_score", DataType::Float32, false),
+            Field::new("_rank", DataType::Int64, false),
+            Field::new("_retrieved_by", retrieved_by_type(), false),
+            Field::new("_vector_distance", DataType::Float32, true),
+            Field::new("_vector_rank", DataType::Int64, true),
+            Field::new("_text_score", DataType::Float32, true),
+            Field::new("_text_rank", DataType::Int64, true),
+        ],
+    )
 }
 
 fn no_text_index(entry: &VectorEntry) -> Error {

@@ -355,6 +355,10 @@ async fn a_following_table_is_created_in_sql_too() {
     let info = session.vectors().list().await.unwrap().into_iter().find(|t| t.name == "docs_vec").unwrap();
     assert_eq!((info.rows, info.precision.to_string(), info.model.as_deref()), (2, "f16".to_string(), Some("minilm:v1")));
     assert_eq!(scalar(&session, "SELECT id FROM vector_search('docs_vec', 'zip compression tool', 1)").await, "2");
+    // With a text index: kept current by the same workers, searched by words and by both.
+    exec(&server, "CREATE TABLE vectors.public.docs_text WITH (follows = 'mutable.public.docs', embed = 'body', model = 'minilm:v1', text_columns = 'body')").await;
+    assert_eq!(scalar(&session, "SELECT id FROM text_search('docs_text', 'archives', 5)").await, "2");
+    assert_eq!(scalar(&session, "SELECT id FROM hybrid_search('docs_text', 'proxy', NULL, 1)").await, "1");
 
     for (sql, expected) in [
         ("CREATE TABLE vectors.public.v2 WITH (follows = 'mutable.public.docs', embed = 'body')", "needs model"),
@@ -373,7 +377,7 @@ async fn a_following_table_is_created_in_sql_too() {
     let e = sql_error(&session, "CREATE TABLE vectors.public.v2 WITH (follows = 'mutable.public.docs', embed = 'body', model = 'minilm:v1')").await;
     assert!(e.contains("inside a transaction"), "{e}");
     exec(&session, "ROLLBACK").await;
-    assert_eq!(session.vectors().list().await.unwrap().len(), 1, "nothing was created by the refused statements");
+    assert_eq!(session.vectors().list().await.unwrap().len(), 2, "nothing was created by the refused statements");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

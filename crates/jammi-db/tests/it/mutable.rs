@@ -12,19 +12,10 @@ use jammi_db::datafusion::arrow::array::{
 use jammi_db::datafusion::arrow::datatypes::{DataType, Field, Schema};
 use jammi_db::datafusion::parquet::arrow::ArrowWriter;
 use jammi_db::source::SourceSpec;
-use jammi_db::{Config, Session, TenantId};
+use jammi_db::{Session, TenantId};
 
 use crate::support::*;
 
-/// A session on SQLite (`pg == false`) or on a fresh Postgres catalog database.
-async fn backend_session(pg: bool) -> (Session, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::embedded(dir.path().join("home"));
-    if pg {
-        config.catalog.url = Some(fresh_pg_database().await);
-    }
-    (Session::open(config).await.expect("open session"), dir)
-}
 
 async fn exec(session: &Session, sql: &str) -> u64 {
     let r = rows(session, sql).await;

@@ -33,6 +33,16 @@ pub async fn fresh_database_on(variable: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// A session on SQLite (`pg == false`) or on a fresh Postgres catalog database.
+pub async fn backend_session(pg: bool) -> (Session, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::embedded(dir.path().join("home"));
+    if pg {
+        config.catalog.url = Some(fresh_pg_database().await);
+    }
+    (Session::open(config).await.expect("open session"), dir)
+}
+
 /// A session on a new temporary data directory (kept alive by the returned guard).
 pub async fn temp_session() -> (Session, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();

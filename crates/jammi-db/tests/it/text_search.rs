@@ -438,15 +438,6 @@ async fn bad_text_and_hybrid_input_is_refused_and_nothing_is_written() {
     }
 }
 
-/// A session on SQLite (`pg == false`) or on a fresh Postgres catalog database.
-async fn backend_session(pg: bool) -> (Session, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::embedded(dir.path().join("home"));
-    if pg {
-        config.catalog.url = Some(fresh_pg_database().await);
-    }
-    (Session::open(config).await.expect("open session"), dir)
-}
 
 /// (id, _score) of `text_search` over SQL.
 async fn sql_hits(session: &Session, sql: &str) -> Vec<(i64, f32)> {

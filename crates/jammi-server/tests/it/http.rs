@@ -335,7 +335,7 @@ async fn text_and_hybrid_search_over_http() {
     let rows = answer["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 3);
     assert!(rows.iter().all(|r| r["lang"] == "fr" && r["_retrieved_by"] == json!(["text"]) && r["_score"].as_f64().unwrap() > 0.0), "{answer}");
-    let (status, answer) = post(&client, &url("/v1/search"), None, json!({"table": "docs", "text": "fr", "vector": [1.3, 0.1, 0.1, 0.1], "k": 6, "candidates": 3})).await;
+    let (status, answer) = post(&client, &url("/v1/search"), None, json!({"table": "docs", "text": "fr", "vector": [1.3, 0.1, 0.1, 0.1], "k": 6, "candidates": 3, "fusion": "rrf"})).await;
     assert_eq!(status, 200, "{answer}");
     let rows = answer["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 6, "{answer}");
