@@ -32,6 +32,27 @@ pub struct Config {
     pub broker: BrokerConfig,
     /// What callers may do, and for how long a transaction may sit idle.
     pub security: SecurityConfig,
+    /// The signed audit log of searches.
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`: the signed audit log of searches.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Record every search (`jammi serve` turns this on).
+    pub enabled: bool,
+    /// The environment variable holding the master key (64 hex characters); `NAME_V2`,
+    /// `NAME_V3`, … hold later key versions.
+    pub key_env: String,
+    /// A file of keys instead (`VERSION=HEX` per line, or one line of hex).
+    pub key_file: Option<PathBuf>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { enabled: false, key_env: "JAMMI_AUDIT_KEY".into(), key_file: None }
+    }
 }
 
 /// `[security]`: the statement policy and transaction limits.
@@ -165,6 +186,7 @@ struct FileConfig {
     vectors: VectorsConfig,
     broker: BrokerConfig,
     security: SecurityConfig,
+    audit: AuditConfig,
 }
 
 impl Config {
@@ -178,6 +200,7 @@ impl Config {
             vectors: VectorsConfig::default(),
             broker: BrokerConfig::default(),
             security: SecurityConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 
@@ -237,6 +260,7 @@ impl Config {
             vectors: parsed.vectors,
             broker: parsed.broker,
             security: parsed.security,
+            audit: parsed.audit,
         };
         config.validate()?;
         Ok(config)

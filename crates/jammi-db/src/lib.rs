@@ -34,6 +34,7 @@
 #![warn(missing_docs, unreachable_pub, clippy::clone_on_ref_ptr)]
 
 pub mod artifact;
+pub mod audit;
 pub mod catalog;
 pub mod change;
 pub mod config;

@@ -445,6 +445,11 @@ impl Session {
         self.engine.sync(self).await
     }
 
+    /// The signed audit log of searches (see `docs/audit.md`).
+    pub fn audit(&self) -> crate::audit::AuditLog<'_> {
+        crate::audit::AuditLog { auditor: self.engine.vectors.audit.as_ref(), scope: self.scope() }
+    }
+
     /// Vector tables: import, list, drop, search.
     pub fn vectors(&self) -> Vectors<'_> {
         Vectors::new(self, &self.engine.vectors, &self.engine.mutable)

@@ -279,6 +279,25 @@ Migration {
             PRIMARY KEY (table_id, change_offset)
         )",
     ],
+}, Migration {
+    version: 10,
+    name: "audit records of searches",
+    statements: &[
+        // A chain per tenant (`chain`: the tenant id, '' for the shared chain, whose
+        // tenant_id is NULL), append-only: the engine never updates or deletes a row, and no
+        // SQL statement reaches this table.
+        "CREATE TABLE jammi_audit_searches (
+            chain TEXT NOT NULL,
+            tenant_id TEXT NULL,
+            seq BIGINT NOT NULL,
+            query_id TEXT NOT NULL,
+            key_version BIGINT NOT NULL,
+            record TEXT NOT NULL,
+            signature TEXT NOT NULL,
+            PRIMARY KEY (chain, seq)
+        )",
+        "CREATE UNIQUE INDEX jammi_audit_searches_query ON jammi_audit_searches (query_id)",
+    ],
 }];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS jammi_migrations (

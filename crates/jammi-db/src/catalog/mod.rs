@@ -5,6 +5,7 @@
 //! both backends accept, and asks the backend only for what truly differs: how to connect
 //! and how to serialise writers. The shared [`conformance`] suite runs against both.
 
+mod audit;
 pub mod conformance;
 mod follows;
 mod jobs;
@@ -29,6 +30,7 @@ use crate::config::CatalogConfig;
 use crate::error::{Error, Result};
 use crate::tenant::{TenantId, TenantScope};
 
+pub use audit::{AuditRepo, AuditRow};
 pub use follows::{FollowProgress, FollowRecord, FollowRepo};
 pub(crate) use follows::{commit_progress, log_changes};
 pub use jobs::{state as job_state, ClaimRecord, JobRecord, JobRepo, JobState, LosingAttempt};
@@ -231,6 +233,11 @@ impl Catalog {
     /// The training-job queue.
     pub fn jobs(&self) -> JobRepo<'_> {
         JobRepo::new(self)
+    }
+
+    /// Audit records of searches.
+    pub fn audit(&self) -> AuditRepo<'_> {
+        AuditRepo::new(self)
     }
 
     /// Server bearer tokens.

@@ -192,11 +192,13 @@ pub(crate) struct VectorState {
     /// Woken when this process commits a change to a followed mutable table, so its
     /// embedding workers start at once instead of at their next poll.
     pub work_ready: Arc<tokio::sync::Notify>,
+    /// The audit log every search is recorded in, when auditing is on.
+    pub audit: Option<Arc<crate::audit::Auditor>>,
 }
 
 impl VectorState {
-    pub(crate) fn new(cache_bytes: usize, catalog: Catalog, policy: CompactionPolicy, embed: Arc<crate::embed::EmbedState>) -> Self {
-        VectorState { tables: RwLock::new(HashMap::new()), cache: VectorCache::new(cache_bytes), catalog, policy, embed, work_ready: Arc::new(tokio::sync::Notify::new()) }
+    pub(crate) fn new(cache_bytes: usize, catalog: Catalog, policy: CompactionPolicy, embed: Arc<crate::embed::EmbedState>, audit: Option<Arc<crate::audit::Auditor>>) -> Self {
+        VectorState { tables: RwLock::new(HashMap::new()), cache: VectorCache::new(cache_bytes), catalog, policy, embed, work_ready: Arc::new(tokio::sync::Notify::new()), audit }
     }
 
     /// The table `name` as `scope` resolves it: the tenant's own first, then shared.
@@ -533,7 +535,7 @@ impl<'a> Vectors<'a> {
     pub async fn text_search(&self, name: &str, request: &TextSearchRequest) -> Result<SearchResult> {
         self.ctx.sync_catalog().await?;
         let entry = self.resolve(name)?;
-        text_search::text_search_entry(self.state(), &entry, request).await
+        text_search::text_search_entry(self.state(), self.ctx.scope(), &entry, request).await
     }
 
     /// Vector and text search of `name` fused into one ranking, with provenance columns.
@@ -622,7 +624,16 @@ pub(crate) fn table_files(ctx: &dyn EngineContext, location: &str) -> Result<Tab
 /// Search one resolved table.
 pub(crate) async fn search_entry(state: &VectorState, scope: TenantScope, entry: &VectorEntry, request: &SearchRequest) -> Result<SearchResult> {
     let (table, scored, path) = vector_hits(state, scope, entry, request).await?;
-    Ok(SearchResult { batch: search::result_batch(&table, &scored)?, path })
+    let result = SearchResult { batch: search::result_batch(&table, &scored)?, path };
+    if let Some(audit) = &state.audit {
+        let lineage = serde_json::json!({
+            "table": entry.record.name, "k": request.k, "filter": request.filter, "ef": request.ef, "exact": request.exact,
+            "query": match &request.text { Some(text) => serde_json::json!({"text": text}), None => serde_json::json!({"vector": request.vector}) },
+        });
+        let model = request.text.as_ref().and(entry.spec.embedding.as_ref()).map(|e| (e.model.clone(), e.version.clone()));
+        audit.record(scope, crate::audit::SearchAudit { kind: "vector", model, lineage }, &result.batch).await?;
+    }
+    Ok(result)
 }
 
 /// The nearest rows of one resolved table, as scored keys of the generation searched.

@@ -141,7 +141,7 @@ async fn text_hits(entry: &VectorEntry, table: &Arc<LoadedTable>, query: &str, k
 }
 
 /// `text_search` on one resolved table.
-pub(crate) async fn text_search_entry(state: &VectorState, entry: &VectorEntry, request: &TextSearchRequest) -> Result<SearchResult> {
+pub(crate) async fn text_search_entry(state: &VectorState, scope: TenantScope, entry: &VectorEntry, request: &TextSearchRequest) -> Result<SearchResult> {
     request.check_limits()?;
     if entry.spec.text_columns.is_empty() {
         return Err(no_text_index(entry));
@@ -159,6 +159,10 @@ pub(crate) async fn text_search_entry(state: &VectorState, entry: &VectorEntry, 
         columns.push(retrieved_by(hits.iter().map(|_| &["text"][..])));
         RecordBatch::try_new(schema, columns).map_err(Error::internal)?
     };
+    if let Some(audit) = &state.audit {
+        let lineage = serde_json::json!({"table": entry.record.name, "k": request.k, "filter": request.filter, "query": {"text": request.query}});
+        audit.record(scope, crate::audit::SearchAudit { kind: "text", model: None, lineage }, &batch).await?;
+    }
     Ok(SearchResult { batch, path: SearchPath::Text })
 }
 
@@ -212,7 +216,20 @@ pub(crate) async fn hybrid_search_entry(state: &VectorState, scope: TenantScope,
         Arc::new(Int64Array::from_iter(fused.iter().map(|f| f.text.map(|t| t.0 as i64)))),
     ];
     columns.extend(extra);
-    Ok(SearchResult { batch: RecordBatch::try_new(schema, columns).map_err(Error::internal)?, path })
+    let batch = RecordBatch::try_new(schema, columns).map_err(Error::internal)?;
+    if let Some(audit) = &state.audit {
+        let fusion = match request.options.fusion {
+            super::Fusion::Rrf { k } => serde_json::json!({"fusion": "rrf", "rrf_k": k}),
+            super::Fusion::Weighted { vector, text } => serde_json::json!({"fusion": "weighted", "weights": [vector, text]}),
+        };
+        let lineage = serde_json::json!({
+            "table": entry.record.name, "k": request.k, "filter": request.filter, "ef": request.options.ef, "candidates": depth, "fusion": fusion,
+            "query": {"text": request.text, "vector": request.vector, "semantic_text": request.semantic_text},
+        });
+        let model = request.vector.is_none().then_some(entry.spec.embedding.as_ref()).flatten().map(|e| (e.model.clone(), e.version.clone()));
+        audit.record(scope, crate::audit::SearchAudit { kind: "hybrid", model, lineage }, &batch).await?;
+    }
+    Ok(SearchResult { batch, path })
 }
 
 /// Which search a [`SearchQuery`] runs.
@@ -306,7 +323,7 @@ pub(crate) async fn run_query(state: &VectorState, scope: TenantScope, entry: &V
     use super::search_args::Query;
     match query {
         Query::Vector(r) => super::search_entry(state, scope, entry, r).await,
-        Query::Text(r) => text_search_entry(state, entry, r).await,
+        Query::Text(r) => text_search_entry(state, scope, entry, r).await,
         Query::Hybrid(r) => hybrid_search_entry(state, scope, entry, r).await,
     }
 }

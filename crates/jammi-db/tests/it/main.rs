@@ -3,6 +3,7 @@
 mod support;
 
 mod artifacts;
+mod audit;
 mod broker;
 mod catalog;
 mod durability;

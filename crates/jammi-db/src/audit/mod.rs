@@ -1,0 +1,276 @@
+//! The audit log of searches (issue 21, first part): every audited search appends a signed
+//! record to its tenant's chain.
+//!
+//! Parts: [`keys`] (master keys, per-tenant HKDF keys, HMAC signatures), [`record`] (the
+//! record and its canonical text). A record carries its sequence number and the previous
+//! record's signature inside the signed text, so verification finds a changed, removed,
+//! inserted, reordered or replayed record at the sequence number where the chain breaks.
+
+pub mod keys;
+pub mod record;
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Float32Type, Int64Type};
+use serde_json::{json, Value};
+
+use crate::catalog::{AuditRow, Catalog};
+use crate::error::{Error, Result};
+use crate::tenant::TenantScope;
+use keys::{KeyStore, SEARCH_KEY_INFO};
+use record::SearchRecord;
+
+/// How often an append retries when another writer took its sequence number.
+const MAX_APPEND_ATTEMPTS: usize = 16;
+
+/// Rows read per step of a verification.
+const VERIFY_PAGE: i64 = 1000;
+
+/// Signs and appends records, and verifies chains.
+#[derive(Debug)]
+pub struct Auditor {
+    catalog: Catalog,
+    keys: Arc<dyn KeyStore>,
+    /// Appends of this process one at a time (other processes are ordered by the
+    /// (tenant, seq) key: a lost race retries on the new end of the chain).
+    append: tokio::sync::Mutex<()>,
+}
+
+/// What one search contributes to its record.
+#[derive(Debug, Clone)]
+pub struct SearchAudit {
+    /// `vector`, `text` or `hybrid`.
+    pub kind: &'static str,
+    /// The model that embedded the query, if one did.
+    pub model: Option<(String, String)>,
+    /// Table, filter, k, ef, fusion and the query (capped by [`record::capped`]).
+    pub lineage: Value,
+}
+
+/// The auditor `config` asks for (`None` when auditing is off); a missing or malformed key
+/// is an error when it is on.
+pub fn auditor_for(config: &crate::config::AuditConfig, catalog: &Catalog) -> Result<Option<Arc<Auditor>>> {
+    if !config.enabled {
+        return Ok(None);
+    }
+    let keys = match &config.key_file {
+        Some(path) => keys::StaticKeys::from_file(path)?,
+        None => keys::StaticKeys::from_env(&config.key_env)?,
+    };
+    Ok(Some(Arc::new(Auditor::new(catalog.clone(), Arc::new(keys)))))
+}
+
+/// The audit log as a session sees it: its own chain (the admin scope: every chain).
+#[derive(Debug)]
+pub struct AuditLog<'a> {
+    pub(crate) auditor: Option<&'a Arc<Auditor>>,
+    pub(crate) scope: TenantScope,
+}
+
+impl AuditLog<'_> {
+    fn auditor(&self) -> Result<&Arc<Auditor>> {
+        self.auditor.ok_or_else(|| Error::invalid("audit", "auditing is off; set [audit] enabled = true (JAMMI_AUDIT__ENABLED=true) and a key (JAMMI_AUDIT_KEY)"))
+    }
+
+    /// Verify the chains this session may read (`tenant`: one of them, for the admin scope)
+    /// from sequence number `from` (1: the start).
+    pub async fn verify(&self, tenant: Option<&str>, from: u64) -> Result<Vec<ChainReport>> {
+        self.auditor()?.verify(self.scope, tenant, from).await
+    }
+
+    /// The record of search `query_id`, if this session may read it.
+    pub async fn show(&self, query_id: &str) -> Result<Option<AuditRow>> {
+        self.auditor()?.show(self.scope, query_id).await
+    }
+
+    /// Records of this session's chain (the admin scope: `tenant`'s) from `from`, at most
+    /// `limit`.
+    pub async fn records(&self, tenant: Option<&str>, from: u64, limit: usize) -> Result<Vec<AuditRow>> {
+        let auditor = self.auditor()?;
+        let chain = match (self.scope, tenant) {
+            (TenantScope::Admin, Some(t)) => t.to_string(),
+            (_, Some(t)) if t != chain_of(self.scope) => return Err(Error::PermissionDenied { message: "a tenant reads only its own audit chain".into() }),
+            _ => chain_of(self.scope),
+        };
+        auditor.catalog.audit().chain(&chain, from as i64, limit.min(100_000) as i64).await
+    }
+}
+
+/// The chain tenant of `scope`: the tenant's id, or `""` for the shared chain.
+pub fn chain_of(scope: TenantScope) -> String {
+    scope.owner().map(|t| t.to_string()).unwrap_or_default()
+}
+
+/// The time now: RFC 3339, whole seconds, UTC.
+fn now_rfc3339() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// (id, score) of each result row: `_distance` for vector searches, `_score` otherwise.
+fn results_of(batch: &RecordBatch) -> Vec<(Value, f32)> {
+    let Some(ids) = batch.column_by_name("id") else { return Vec::new() };
+    let scores = batch.column_by_name("_score").or_else(|| batch.column_by_name("_distance"));
+    (0..batch.num_rows())
+        .map(|row| {
+            let id = match ids.data_type() {
+                DataType::Int64 => json!(ids.as_primitive::<Int64Type>().value(row)),
+                DataType::Utf8 => json!(ids.as_string::<i32>().value(row)),
+                _ => Value::Null,
+            };
+            let score = scores.filter(|s| s.is_valid(row) && s.data_type() == &DataType::Float32).map_or(f32::NAN, |s| s.as_primitive::<Float32Type>().value(row));
+            (id, score)
+        })
+        .collect()
+}
+
+impl Auditor {
+    /// An auditor signing with `keys`.
+    pub fn new(catalog: Catalog, keys: Arc<dyn KeyStore>) -> Self {
+        Auditor { catalog, keys, append: tokio::sync::Mutex::new(()) }
+    }
+
+    /// Append the record of a search that answered `batch` to `scope`'s chain; returns its
+    /// query id. The search's answer is returned only after this commits.
+    pub async fn record(&self, scope: TenantScope, search: SearchAudit, batch: &RecordBatch) -> Result<String> {
+        let tenant = chain_of(scope);
+        let version = self.keys.current_version();
+        let key = self.keys.key(version)?.derive(&tenant, SEARCH_KEY_INFO);
+        let query_id = uuid::Uuid::new_v4().to_string();
+        let mut record = SearchRecord {
+            tenant: tenant.clone(),
+            seq: 0,
+            query_id: query_id.clone(),
+            time: now_rfc3339(),
+            kind: search.kind.to_string(),
+            model: search.model,
+            lineage: record::capped(search.lineage),
+            results: results_of(batch),
+            key_version: version,
+            prev: String::new(),
+        };
+        let repo = self.catalog.audit();
+        let _one_at_a_time = self.append.lock().await;
+        for _ in 0..MAX_APPEND_ATTEMPTS {
+            let last = repo.last(&tenant).await?;
+            record.seq = last.as_ref().map_or(1, |l| l.seq as u64 + 1);
+            record.prev = last.map(|l| l.signature).unwrap_or_default();
+            let text = record.canonical();
+            let row = AuditRow { tenant: tenant.clone(), seq: record.seq as i64, query_id: query_id.clone(), key_version: i64::from(version), signature: key.sign(text.as_bytes()), record: text };
+            if repo.append(&row).await? {
+                return Ok(query_id);
+            }
+        }
+        Err(Error::Conflict { message: format!("the audit chain of tenant '{tenant}' kept moving under this append ({MAX_APPEND_ATTEMPTS} attempts); try again") })
+    }
+
+    /// The record of search `query_id`, if `scope` may read it (its own chain; the admin
+    /// scope reads every chain).
+    pub async fn show(&self, scope: TenantScope, query_id: &str) -> Result<Option<AuditRow>> {
+        let found = self.catalog.audit().by_query_id(query_id).await?;
+        Ok(found.filter(|r| scope == TenantScope::Admin || r.tenant == chain_of(scope)))
+    }
+
+    /// Verify the chains `scope` may read (one tenant's, or with `tenant`, that one for the
+    /// admin scope), from sequence number `from` on.
+    pub async fn verify(&self, scope: TenantScope, tenant: Option<&str>, from: u64) -> Result<Vec<ChainReport>> {
+        let tenants = match (scope, tenant) {
+            (TenantScope::Admin, Some(t)) => vec![t.to_string()],
+            (TenantScope::Admin, None) => self.catalog.audit().tenants().await?,
+            (_, Some(t)) if t != chain_of(scope) => return Err(Error::PermissionDenied { message: "a tenant verifies only its own audit chain".into() }),
+            _ => vec![chain_of(scope)],
+        };
+        let mut reports = Vec::with_capacity(tenants.len());
+        for tenant in tenants {
+            reports.push(self.verify_chain(&tenant, from.max(1)).await?);
+        }
+        Ok(reports)
+    }
+
+    async fn verify_chain(&self, tenant: &str, from: u64) -> Result<ChainReport> {
+        let repo = self.catalog.audit();
+        let mut report = ChainReport { tenant: tenant.to_string(), from, checked: 0, last_seq: from - 1, first_bad: None };
+        // The link into the first record checked: the stored signature before it.
+        let mut prev = if from > 1 {
+            match repo.at(tenant, from as i64 - 1).await? {
+                Some(row) => Some(row.signature),
+                None => None,
+            }
+        } else {
+            Some(String::new())
+        };
+        let mut expected = from;
+        loop {
+            let page = repo.chain(tenant, expected as i64, VERIFY_PAGE).await?;
+            if page.is_empty() {
+                return Ok(report);
+            }
+            for row in &page {
+                if let Some(problem) = self.check(tenant, expected, prev.as_deref(), row) {
+                    report.first_bad = Some(Break { seq: expected, problem });
+                    return Ok(report);
+                }
+                prev = Some(row.signature.clone());
+                report.checked += 1;
+                report.last_seq = expected;
+                expected += 1;
+            }
+        }
+    }
+
+    /// Why `row`, expected at `seq` after a record signed `prev`, breaks the chain.
+    fn check(&self, tenant: &str, seq: u64, prev: Option<&str>, row: &AuditRow) -> Option<String> {
+        if row.seq as u64 != seq {
+            return Some(format!("record {seq} is missing (the next stored record is {})", row.seq));
+        }
+        let version = u32::try_from(row.key_version).ok()?;
+        let key = match self.keys.key(version) {
+            Ok(master) => master.derive(tenant, SEARCH_KEY_INFO),
+            Err(e) => return Some(e.to_string()),
+        };
+        if !key.verify(row.record.as_bytes(), &row.signature) {
+            return Some(format!("record {seq}'s signature does not match its text: it was altered, or signed with another tenant's key (replayed from another chain)"));
+        }
+        let Some(record) = SearchRecord::parse(&row.record) else {
+            return Some(format!("record {seq} is not a readable record"));
+        };
+        if record.tenant != tenant || record.seq != seq || i64::from(record.key_version) != row.key_version || record.query_id != row.query_id {
+            return Some(format!("record {seq} was signed for another place (tenant '{}', sequence {})", record.tenant, record.seq));
+        }
+        match prev {
+            Some(prev) if record.prev != prev => Some(format!("record {seq} does not follow record {}: a record was removed, inserted or reordered before it", seq - 1)),
+            _ => None,
+        }
+    }
+}
+
+/// The outcome of verifying one chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    /// The chain's tenant (`""`: shared).
+    pub tenant: String,
+    /// The first sequence number checked.
+    pub from: u64,
+    /// Records checked and found sound.
+    pub checked: u64,
+    /// The last sound sequence number.
+    pub last_seq: u64,
+    /// Where the chain breaks, if it does.
+    pub first_bad: Option<Break>,
+}
+
+/// Where and why a chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Break {
+    /// The sequence number.
+    pub seq: u64,
+    /// What is wrong there.
+    pub problem: String,
+}
+
+impl ChainReport {
+    /// True when every record checked is sound.
+    pub fn ok(&self) -> bool {
+        self.first_bad.is_none()
+    }
+}

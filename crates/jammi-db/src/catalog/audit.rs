@@ -1,0 +1,104 @@
+//! Repository of audit records (`jammi_audit_searches`): one row per audited search, a
+//! chain per tenant keyed by (tenant, seq). Rows are only ever inserted; nothing in the
+//! engine updates or deletes them, and no SQL statement reaches this table.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::Catalog;
+use crate::error::Result;
+
+/// One stored record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    /// The chain (`""`: the shared one).
+    pub tenant: String,
+    /// Position in the chain.
+    pub seq: i64,
+    /// The search's id.
+    pub query_id: String,
+    /// The key version that signed it.
+    pub key_version: i64,
+    /// The canonical record text (what is signed).
+    pub record: String,
+    /// HMAC-SHA256 of `record`, hex.
+    pub signature: String,
+}
+
+fn row(r: &AnyRow) -> std::result::Result<AuditRow, sqlx::Error> {
+    Ok(AuditRow {
+        tenant: r.try_get("chain")?,
+        seq: r.try_get("seq")?,
+        query_id: r.try_get("query_id")?,
+        key_version: r.try_get("key_version")?,
+        record: r.try_get("record")?,
+        signature: r.try_get("signature")?,
+    })
+}
+
+const COLUMNS: &str = "chain, seq, query_id, key_version, record, signature";
+
+/// Reads and appends `jammi_audit_searches`.
+#[derive(Debug)]
+pub struct AuditRepo<'a> {
+    catalog: &'a Catalog,
+}
+
+impl<'a> AuditRepo<'a> {
+    pub(super) fn new(catalog: &'a Catalog) -> Self {
+        AuditRepo { catalog }
+    }
+
+    /// The last record of `tenant`'s chain.
+    pub async fn last(&self, tenant: &str) -> Result<Option<AuditRow>> {
+        let c = self.catalog;
+        let sql = format!("SELECT {COLUMNS} FROM jammi_audit_searches WHERE chain = $1 ORDER BY seq DESC LIMIT 1");
+        let found = sqlx::query(&sql).bind(tenant).fetch_optional(c.pool()).await.map_err(|e| c.error(e))?;
+        found.as_ref().map(row).transpose().map_err(|e| c.error(e))
+    }
+
+    /// Append `record`; `false` when its (tenant, seq) is taken (another writer was first).
+    pub async fn append(&self, record: &AuditRow) -> Result<bool> {
+        let c = self.catalog;
+        let inserted = sqlx::query("INSERT INTO jammi_audit_searches (chain, tenant_id, seq, query_id, key_version, record, signature) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (chain, seq) DO NOTHING")
+            .bind(&record.tenant)
+            .bind((!record.tenant.is_empty()).then(|| record.tenant.clone()))
+            .bind(record.seq)
+            .bind(&record.query_id)
+            .bind(record.key_version)
+            .bind(&record.record)
+            .bind(&record.signature)
+            .execute(c.pool())
+            .await
+            .map_err(|e| c.error(e))?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    /// `tenant`'s records from `from_seq` on, in order, at most `limit`.
+    pub async fn chain(&self, tenant: &str, from_seq: i64, limit: i64) -> Result<Vec<AuditRow>> {
+        let c = self.catalog;
+        let sql = format!("SELECT {COLUMNS} FROM jammi_audit_searches WHERE chain = $1 AND seq >= $2 ORDER BY seq LIMIT $3");
+        let rows = sqlx::query(&sql).bind(tenant).bind(from_seq).bind(limit).fetch_all(c.pool()).await.map_err(|e| c.error(e))?;
+        rows.iter().map(row).collect::<std::result::Result<_, _>>().map_err(|e| c.error(e))
+    }
+
+    /// The record of `tenant`'s chain at `seq`.
+    pub async fn at(&self, tenant: &str, seq: i64) -> Result<Option<AuditRow>> {
+        Ok(self.chain(tenant, seq, 1).await?.into_iter().find(|r| r.seq == seq))
+    }
+
+    /// The record of search `query_id`.
+    pub async fn by_query_id(&self, query_id: &str) -> Result<Option<AuditRow>> {
+        let c = self.catalog;
+        let sql = format!("SELECT {COLUMNS} FROM jammi_audit_searches WHERE query_id = $1");
+        let found = sqlx::query(&sql).bind(query_id).fetch_optional(c.pool()).await.map_err(|e| c.error(e))?;
+        found.as_ref().map(row).transpose().map_err(|e| c.error(e))
+    }
+
+    /// Every chain's tenant.
+    pub async fn tenants(&self) -> Result<Vec<String>> {
+        let c = self.catalog;
+        let rows = sqlx::query("SELECT DISTINCT chain FROM jammi_audit_searches ORDER BY chain").fetch_all(c.pool()).await.map_err(|e| c.error(e))?;
+        rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<std::result::Result<_, _>>().map_err(|e| c.error(e))
+    }
+}

@@ -1,0 +1,172 @@
+//! The signed audit log of searches: every vector, text and hybrid search appends a record
+//! to its tenant's chain; verification passes on an untouched chain and names the sequence
+//! number where a tampered one breaks (a changed score, a deleted row, two rows swapped, a
+//! row replayed into another tenant's chain); key rotation; tenants read only their chain.
+
+use std::path::Path;
+
+use jammi_db::{Config, Session, TenantId};
+use sqlx::Connection;
+
+use crate::support::*;
+
+const KEY_1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+const KEY_2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+
+async fn audited_session(home: &Path, keys: &str) -> Session {
+    let key_file = home.join("audit.keys");
+    std::fs::create_dir_all(home).unwrap();
+    std::fs::write(&key_file, keys).unwrap();
+    let mut config = Config::embedded(home);
+    config.audit.enabled = true;
+    config.audit.key_file = Some(key_file);
+    Session::open(config).await.expect("open an audited session")
+}
+
+async fn run(session: &Session, sql: &str) -> Vec<Vec<String>> {
+    rows(session, sql).await
+}
+
+/// The catalog database, opened directly: what an attacker with file access could change.
+async fn catalog_db(home: &Path) -> sqlx::AnyConnection {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyConnection::connect(&format!("sqlite://{}", home.join("catalog.db").display())).await.unwrap()
+}
+
+async fn sql_db(db: &mut sqlx::AnyConnection, sql: &str) {
+    sqlx::query(sql).execute(db).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// The one chain report of `session`'s scope (or `tenant` for the admin).
+async fn verify(session: &Session, tenant: Option<&str>) -> jammi_db::audit::ChainReport {
+    let reports = session.audit().verify(tenant, 1).await.unwrap();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    reports.into_iter().next().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_are_recorded_in_a_chain_that_detects_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let session = audited_session(&home, KEY_1).await;
+    run(&session, "CREATE TABLE vectors.public.docs WITH (vector_column = 'v', text_columns = 'body') AS SELECT column1 AS id, column2 AS body, make_array(CAST(column3 AS FLOAT), CAST(column4 AS FLOAT)) AS v FROM (VALUES (1, 'zstd compression tool', 1.0, 0.0), (2, 'http daemon', 0.0, 1.0), (3, 'compression library for http', 0.7, 0.7))").await;
+    let (a, b) = (TenantId::random(), TenantId::random());
+    let tenant_a = session.with_tenant(Some(a)).restricted();
+    let tenant_b = session.with_tenant(Some(b)).restricted();
+    // Searches of every kind, through SQL and the Rust API, by two tenants.
+    run(&tenant_a, "SELECT id FROM vector_search('docs', '[1, 0]', 2)").await;
+    run(&tenant_a, "SELECT id FROM text_search('docs', 'compression', 2)").await;
+    run(&tenant_a, "SELECT id FROM hybrid_search('docs', 'http', '[0, 1]', 2)").await;
+    tenant_a.vectors().search("docs", &jammi_db::vector::SearchRequest::new(vec![0.0, 1.0], 1)).await.unwrap();
+    run(&tenant_b, "SELECT id FROM text_search('docs', 'http', 3)").await;
+
+    let records = tenant_a.audit().records(None, 1, 100).await.unwrap();
+    assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    let first: serde_json::Value = serde_json::from_str(&records[0].record).unwrap();
+    assert_eq!(first["tenant"], a.to_string());
+    assert_eq!(first["kind"], "vector");
+    assert_eq!(first["lineage"]["table"], "docs");
+    assert_eq!(first["lineage"]["k"], 2);
+    assert_eq!(first["results"][0][0], 1, "the nearest row first");
+    assert_eq!(first["prev"], "");
+    let second: serde_json::Value = serde_json::from_str(&records[1].record).unwrap();
+    assert_eq!((second["kind"].as_str(), second["prev"].as_str()), (Some("text"), Some(records[0].signature.as_str())));
+    assert!(records[0].record.contains(r#""time":"20"#) && records[0].record.contains(r#"Z","kind""#), "{}", records[0].record);
+    // Each tenant reads and verifies its own chain only.
+    assert_eq!(tenant_b.audit().records(None, 1, 100).await.unwrap().len(), 1);
+    assert!(tenant_b.audit().records(Some(&a.to_string()), 1, 100).await.is_err());
+    assert!(tenant_b.audit().verify(Some(&a.to_string()), 1).await.unwrap_err().to_string().contains("own audit chain"));
+    assert!(tenant_b.audit().show(&records[0].query_id).await.unwrap().is_none(), "another tenant's record is not shown");
+    assert_eq!(tenant_a.audit().show(&records[0].query_id).await.unwrap().unwrap().seq, 1);
+    let report = verify(&tenant_a, None).await;
+    assert!(report.ok() && report.checked == 4 && report.last_seq == 4, "{report:?}");
+    assert!(verify(&tenant_b, None).await.ok());
+    // The admin scope verifies every chain (the shared one is empty here).
+    let all = session.admin(|s| async move { s.audit().verify(None, 1).await }).await.unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(all.iter().all(|r| r.ok()));
+
+    let mut db = catalog_db(&home).await;
+    let chain = format!("chain = '{a}'");
+    let problem = |report: jammi_db::audit::ChainReport| report.first_bad.unwrap_or_else(|| panic!("tampering went unnoticed"));
+
+    // A changed score.
+    let original = records[1].record.clone();
+    let tampered = original.replacen("],[", "],[", 1).replacen(",1.", ",9.", 1);
+    let tampered = if tampered == original { original.replacen("]]", "1]]", 1) } else { tampered };
+    assert_ne!(tampered, original);
+    sql_db(&mut db, &format!("UPDATE jammi_audit_searches SET record = '{}' WHERE {chain} AND seq = 2", tampered.replace('\'', "''"))).await;
+    let bad = problem(verify(&tenant_a, None).await);
+    assert_eq!(bad.seq, 2);
+    assert!(bad.problem.contains("signature"), "{}", bad.problem);
+    sql_db(&mut db, &format!("UPDATE jammi_audit_searches SET record = '{}' WHERE {chain} AND seq = 2", original.replace('\'', "''"))).await;
+    assert!(verify(&tenant_a, None).await.ok());
+
+    // A deleted row.
+    sql_db(&mut db, &format!("DELETE FROM jammi_audit_searches WHERE {chain} AND seq = 2")).await;
+    let bad = problem(verify(&tenant_a, None).await);
+    assert_eq!(bad.seq, 2);
+    assert!(bad.problem.contains("missing"), "{}", bad.problem);
+    let r = &records[1];
+    sql_db(&mut db, &format!("INSERT INTO jammi_audit_searches (chain, tenant_id, seq, query_id, key_version, record, signature) VALUES ('{a}', '{a}', 2, '{}', 1, '{}', '{}')", r.query_id, r.record.replace('\'', "''"), r.signature)).await;
+    assert!(verify(&tenant_a, None).await.ok());
+
+    // Two rows swapped.
+    sql_db(&mut db, &format!("UPDATE jammi_audit_searches SET seq = -3 WHERE {chain} AND seq = 3")).await;
+    sql_db(&mut db, &format!("UPDATE jammi_audit_searches SET seq = 3 WHERE {chain} AND seq = 2")).await;
+    sql_db(&mut db, &format!("UPDATE jammi_audit_searches SET seq = 2 WHERE {chain} AND seq = -3")).await;
+    let bad = problem(verify(&tenant_a, None).await);
+    assert_eq!(bad.seq, 2, "{}", bad.problem);
+    sql_db(&mut db, &format!("UPDATE jammi_audit_searches SET seq = -3 WHERE {chain} AND seq = 3")).await;
+    sql_db(&mut db, &format!("UPDATE jammi_audit_searches SET seq = 3 WHERE {chain} AND seq = 2")).await;
+    sql_db(&mut db, &format!("UPDATE jammi_audit_searches SET seq = 2 WHERE {chain} AND seq = -3")).await;
+    assert!(verify(&tenant_a, None).await.ok());
+
+    // A row replayed into another tenant's chain.
+    let r = &records[0];
+    sql_db(&mut db, &format!("INSERT INTO jammi_audit_searches (chain, tenant_id, seq, query_id, key_version, record, signature) VALUES ('{b}', '{b}', 2, 'replayed', 1, '{}', '{}')", r.record.replace('\'', "''"), r.signature)).await;
+    let bad = problem(verify(&tenant_b, None).await);
+    assert_eq!(bad.seq, 2);
+    assert!(bad.problem.contains("another tenant's key") || bad.problem.contains("another place"), "{}", bad.problem);
+    // The chain with the bad row verifies up to it: the report says how far it holds.
+    assert_eq!(verify(&tenant_b, None).await.last_seq, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_keys_sign_new_records_and_old_ones_still_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    {
+        let session = audited_session(&home, KEY_1).await;
+        run(&session, "CREATE TABLE vectors.public.t WITH (vector_column = 'v') AS SELECT column1 AS id, make_array(CAST(column2 AS FLOAT), 1.0) AS v FROM (VALUES (1, 0.5), (2, 1.5))").await;
+        run(&session, "SELECT id FROM vector_search('t', '[1, 1]', 1)").await;
+    }
+    {
+        let session = audited_session(&home, &format!("1={KEY_1}\n2={KEY_2}\n")).await;
+        run(&session, "SELECT id FROM vector_search('t', '[1, 1]', 1)").await;
+        let records = session.audit().records(Some(""), 1, 10).await.unwrap();
+        assert_eq!(records.iter().map(|r| r.key_version).collect::<Vec<_>>(), vec![1, 2]);
+        assert!(verify(&session, Some("")).await.ok());
+    }
+    // Without the old version, its records cannot be verified — and the report says why.
+    let session = audited_session(&home, &format!("2={KEY_2}\n")).await;
+    let bad = verify(&session, Some("")).await.first_bad.unwrap();
+    assert_eq!(bad.seq, 1);
+    assert!(bad.problem.contains("version 1 is not configured"), "{}", bad.problem);
+    // A bad key file is refused at open, without echoing the key.
+    let err = Session::open({
+        let mut config = Config::embedded(dir.path().join("other"));
+        config.audit.enabled = true;
+        let file = dir.path().join("short.keys");
+        std::fs::write(&file, "abcdef").unwrap();
+        config.audit.key_file = Some(file);
+        config
+    })
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("3 bytes") && !err.contains("abcdef"), "{err}");
+    // Auditing off: the log says how to turn it on.
+    let (plain, _d) = temp_session().await;
+    assert!(plain.audit().verify(None, 1).await.unwrap_err().to_string().contains("auditing is off"));
+}
