@@ -103,6 +103,9 @@ pub enum Command {
     /// Server tokens: create, list, revoke.
     #[command(subcommand)]
     Token(crate::serve::TokenCommand),
+    /// The signed audit log of searches: verify chains, show a record.
+    #[command(subcommand)]
+    Audit(crate::audit::AuditCommand),
 }
 
 #[derive(Debug, Subcommand)]

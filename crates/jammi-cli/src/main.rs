@@ -2,6 +2,7 @@
 //! the `jammi-db` engine.
 
 mod artifacts;
+mod audit;
 mod cli;
 mod demo;
 mod models;
@@ -114,6 +115,7 @@ async fn run_command(session: &Session, command: Command, format: OutputFormat, 
         Command::Serve(args) => serve::serve(session, args, out).await,
         Command::Worker(args) => vectors::worker(session, args, format, out).await,
         Command::Token(command) => serve::token(session, command, format, out).await,
+        Command::Audit(command) => audit::run(session, command, format, out).await,
         Command::Source(SourceCommand::Refresh { name }) => {
             let info = session.sources().refresh(&name).await?;
             print::print_batch(&sources_to_batch(&[info])?, format, out)

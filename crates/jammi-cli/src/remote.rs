@@ -104,6 +104,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Serve(_) => "serve",
         Command::Worker(_) => "worker",
         Command::Token(_) => "token",
+        Command::Audit(_) => "audit",
         Command::Sql { .. } | Command::Search(_) => "query",
     }
 }

@@ -227,3 +227,54 @@ fn the_tour_works_with_the_default_relative_data_directory() {
     assert_eq!(ok(jammi_here().args(["topic", "publish", "ev", "--data", r#"{"n": 1}"#])).trim(), "published 1 event at offset 0");
     assert_eq!(ok(jammi_here().args(["topic", "publish", "ev", "--data", r#"[{"n": 2}, {"n": 3}]"#])).trim(), "published 2 events at offsets 1 to 2");
 }
+
+/// `jammi audit verify` and `show` on a data directory with auditing on: exit 0 on a sound
+/// chain, exit 1 naming the record where a tampered one breaks; `--tenant` narrows to one
+/// chain.
+#[test]
+fn audit_verify_and_show_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("audit.keys"), format!("{}\n", "ab".repeat(32))).unwrap();
+    std::fs::write(home.join("jammi.toml"), format!("[audit]\nenabled = true\nkey_file = \"{}\"\n", home.join("audit.keys").display())).unwrap();
+    let file = dir.path().join("docs.parquet");
+    write_vectors(&file, 0, 40);
+    ok(jammi(&home).args(import_args(&file)));
+    let tenant = "3f2b8c1e-0000-4000-8000-0000000000aa";
+    ok(jammi(&home).args(["search", "docs", "--vector", "[1,0,0,0,0,0,0,0]", "--k", "3"]));
+    ok(jammi(&home).args(["search", "docs", "--vector", "[0,1,0,0,0,0,0,0]", "--k", "3"]));
+    ok(jammi(&home).args(["--tenant", tenant, "search", "docs", "--vector", "[0,0,1,0,0,0,0,0]", "--k", "2"]));
+
+    let out = ok(jammi(&home).args(["--format", "json", "audit", "verify"]));
+    let reports: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let reports = reports.as_array().unwrap();
+    assert_eq!(reports.len(), 2, "{out}");
+    assert!(reports.iter().all(|r| r["status"] == "ok"), "{out}");
+    let shared = reports.iter().find(|r| r["tenant"] == "").unwrap();
+    assert_eq!(shared["checked"], 2);
+    // A tenant sees its own chain only.
+    let out = ok(jammi(&home).args(["--tenant", tenant, "--format", "json", "audit", "verify"]));
+    let mine: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((mine.as_array().unwrap().len(), &mine[0]["tenant"]), (1, &serde_json::json!(tenant)), "{out}");
+
+    // The record of one search, by its query id.
+    let catalog = home.join("catalog.db");
+    let query = |sql: &str| -> String {
+        let code = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); r = c.execute(sys.argv[2]).fetchone(); c.commit(); print(r[0] if r else '')";
+        let output = std::process::Command::new("python3").args(["-c", code, &catalog.display().to_string(), sql]).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
+    };
+    let query_id = query("SELECT query_id FROM jammi_audit_searches WHERE chain = '' AND seq = 2");
+    let shown = ok(jammi(&home).args(["--format", "json", "audit", "show", &query_id]));
+    assert!(shown.contains(&query_id) && shown.contains("\\\"kind\\\":\\\"vector\\\""), "{shown}");
+    assert!(fails(jammi(&home).args(["--tenant", tenant, "audit", "show", &query_id])).contains("no audit record"));
+
+    // Tampered: record 2's k changed. Exit 1, naming record 2.
+    query("UPDATE jammi_audit_searches SET record = replace(record, '\"k\":3', '\"k\":30') WHERE chain = '' AND seq = 2");
+    let error = fails(jammi(&home).args(["audit", "verify"]));
+    assert!(error.contains("breaks at record 2") && error.contains("signature"), "{error}");
+    // From record 3 on, the chain still links to record 2's stored signature.
+    ok(jammi(&home).args(["--tenant", tenant, "audit", "verify"]));
+}
