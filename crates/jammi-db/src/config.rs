@@ -47,11 +47,26 @@ pub struct AuditConfig {
     pub key_env: String,
     /// A file of keys instead (`VERSION=HEX` per line, or one line of hex).
     pub key_file: Option<PathBuf>,
+    /// `batched` (default): a search hands its record to the audit writer and returns; the
+    /// writer commits records in batches within milliseconds. `synchronous`: a search returns
+    /// only after its record is committed.
+    pub durability: AuditDurability,
+}
+
+/// When a search's audit record is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditDurability {
+    /// Committed by the audit writer in the next batch, after the search returns.
+    #[default]
+    Batched,
+    /// Committed before the search returns.
+    Synchronous,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        AuditConfig { enabled: false, key_env: "JAMMI_AUDIT_KEY".into(), key_file: None }
+        AuditConfig { enabled: false, key_env: "JAMMI_AUDIT_KEY".into(), key_file: None, durability: AuditDurability::Batched }
     }
 }
 

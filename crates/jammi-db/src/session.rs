@@ -475,6 +475,10 @@ impl Session {
 
     /// Close catalog connections.
     pub async fn close(&self) {
+        // Audit records still on their way are committed before the catalog closes.
+        if let Some(audit) = &self.engine.vectors.audit {
+            audit.flush().await;
+        }
         self.engine.catalog.close().await;
     }
 }

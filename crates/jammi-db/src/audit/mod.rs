@@ -8,6 +8,7 @@
 
 pub mod keys;
 pub mod record;
+mod writer;
 
 use std::sync::Arc;
 
@@ -21,9 +22,6 @@ use crate::tenant::TenantScope;
 use keys::{KeyStore, SEARCH_KEY_INFO};
 use record::SearchRecord;
 
-/// How often an append retries when another writer took its sequence number.
-const MAX_APPEND_ATTEMPTS: usize = 16;
-
 /// Rows read per step of a verification.
 const VERIFY_PAGE: i64 = 1000;
 
@@ -32,9 +30,10 @@ const VERIFY_PAGE: i64 = 1000;
 pub struct Auditor {
     catalog: Catalog,
     keys: Arc<dyn KeyStore>,
-    /// Appends of this process one at a time (other processes are ordered by the
-    /// (tenant, seq) key: a lost race retries on the new end of the chain).
-    append: tokio::sync::Mutex<()>,
+    /// The engine's audit writer (see [`writer`]).
+    writer: tokio::sync::mpsc::UnboundedSender<writer::Message>,
+    /// Whether a search waits for its record's commit.
+    synchronous: bool,
 }
 
 /// What one search contributes to its record.
@@ -58,7 +57,7 @@ pub fn auditor_for(config: &crate::config::AuditConfig, catalog: &Catalog) -> Re
         Some(path) => keys::StaticKeys::from_file(path)?,
         None => keys::StaticKeys::from_env(&config.key_env)?,
     };
-    Ok(Some(Arc::new(Auditor::new(catalog.clone(), Arc::new(keys)))))
+    Ok(Some(Arc::new(Auditor::new(catalog.clone(), Arc::new(keys), config.durability == crate::config::AuditDurability::Synchronous))))
 }
 
 /// The audit log as a session sees it: its own chain (the admin scope: every chain).
@@ -93,6 +92,7 @@ impl AuditLog<'_> {
             (_, Some(t)) if t != chain_of(self.scope) => return Err(Error::PermissionDenied { message: "a tenant reads only its own audit chain".into() }),
             _ => chain_of(self.scope),
         };
+        auditor.flush().await;
         auditor.catalog.audit().chain(&chain, from as i64, limit.min(100_000) as i64).await
     }
 }
@@ -125,20 +125,22 @@ fn results_of(batch: &RecordBatch) -> Vec<(Value, f32)> {
 }
 
 impl Auditor {
-    /// An auditor signing with `keys`.
-    pub fn new(catalog: Catalog, keys: Arc<dyn KeyStore>) -> Self {
-        Auditor { catalog, keys, append: tokio::sync::Mutex::new(()) }
+    /// An auditor signing with `keys`; with `synchronous`, a search returns only after its
+    /// record is committed. Starts the engine's audit writer.
+    pub fn new(catalog: Catalog, keys: Arc<dyn KeyStore>, synchronous: bool) -> Self {
+        let writer = writer::spawn(catalog.clone(), Arc::clone(&keys));
+        Auditor { catalog, keys, writer, synchronous }
     }
 
-    /// Append the record of a search that answered `batch` to `scope`'s chain; returns its
-    /// query id. The search's answer is returned only after this commits.
+    /// Record a search that answered `batch` in `scope`'s chain; returns its query id.
     pub async fn record(&self, scope: TenantScope, search: SearchAudit, batch: &RecordBatch) -> Result<String> {
-        let tenant = chain_of(scope);
-        let version = self.keys.current_version();
-        let key = self.keys.key(version)?.derive(&tenant, SEARCH_KEY_INFO);
         let query_id = uuid::Uuid::new_v4().to_string();
-        let mut record = SearchRecord {
-            tenant: tenant.clone(),
+        let version = self.keys.current_version();
+        // The key must exist before the search is answered: a misconfigured key store fails
+        // the search rather than losing its record.
+        self.keys.key(version)?;
+        let record = SearchRecord {
+            tenant: chain_of(scope),
             seq: 0,
             query_id: query_id.clone(),
             time: now_rfc3339(),
@@ -149,24 +151,29 @@ impl Auditor {
             key_version: version,
             prev: String::new(),
         };
-        let repo = self.catalog.audit();
-        let _one_at_a_time = self.append.lock().await;
-        for _ in 0..MAX_APPEND_ATTEMPTS {
-            let last = repo.last(&tenant).await?;
-            record.seq = last.as_ref().map_or(1, |l| l.seq as u64 + 1);
-            record.prev = last.map(|l| l.signature).unwrap_or_default();
-            let text = record.canonical();
-            let row = AuditRow { tenant: tenant.clone(), seq: record.seq as i64, query_id: query_id.clone(), key_version: i64::from(version), signature: key.sign(text.as_bytes()), record: text };
-            if repo.append(&row).await? {
-                return Ok(query_id);
-            }
+        let closed = || Error::Unavailable { backend: "audit log".into(), message: "the audit writer has stopped".into() };
+        if self.synchronous {
+            let (ack, done) = tokio::sync::oneshot::channel();
+            self.writer.send(writer::Message::Append { record, ack: Some(ack) }).map_err(|_| closed())?;
+            done.await.map_err(|_| closed())??;
+        } else {
+            self.writer.send(writer::Message::Append { record, ack: None }).map_err(|_| closed())?;
         }
-        Err(Error::Conflict { message: format!("the audit chain of tenant '{tenant}' kept moving under this append ({MAX_APPEND_ATTEMPTS} attempts); try again") })
+        Ok(query_id)
+    }
+
+    /// Wait until every record handed over so far is committed (or has failed).
+    pub async fn flush(&self) {
+        let (done, flushed) = tokio::sync::oneshot::channel();
+        if self.writer.send(writer::Message::Flush(done)).is_ok() {
+            let _ = flushed.await;
+        }
     }
 
     /// The record of search `query_id`, if `scope` may read it (its own chain; the admin
     /// scope reads every chain).
     pub async fn show(&self, scope: TenantScope, query_id: &str) -> Result<Option<AuditRow>> {
+        self.flush().await;
         let found = self.catalog.audit().by_query_id(query_id).await?;
         Ok(found.filter(|r| scope == TenantScope::Admin || r.tenant == chain_of(scope)))
     }
@@ -174,6 +181,7 @@ impl Auditor {
     /// Verify the chains `scope` may read (one tenant's, or with `tenant`, that one for the
     /// admin scope), from sequence number `from` on.
     pub async fn verify(&self, scope: TenantScope, tenant: Option<&str>, from: u64) -> Result<Vec<ChainReport>> {
+        self.flush().await;
         let tenants = match (scope, tenant) {
             (TenantScope::Admin, Some(t)) => vec![t.to_string()],
             (TenantScope::Admin, None) => self.catalog.audit().tenants().await?,

@@ -1,6 +1,7 @@
-//! Repository of audit records (`jammi_audit_searches`): one row per audited search, a
-//! chain per tenant keyed by (tenant, seq). Rows are only ever inserted; nothing in the
-//! engine updates or deletes them, and no SQL statement reaches this table.
+//! Reads of audit records (`jammi_audit_searches`): one row per audited search, a chain per
+//! tenant keyed by (chain, seq). Rows are only ever inserted, by the audit writer
+//! (`audit::writer`); nothing updates or deletes them, and no SQL statement reaches this
+//! table.
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -47,31 +48,6 @@ pub struct AuditRepo<'a> {
 impl<'a> AuditRepo<'a> {
     pub(super) fn new(catalog: &'a Catalog) -> Self {
         AuditRepo { catalog }
-    }
-
-    /// The last record of `tenant`'s chain.
-    pub async fn last(&self, tenant: &str) -> Result<Option<AuditRow>> {
-        let c = self.catalog;
-        let sql = format!("SELECT {COLUMNS} FROM jammi_audit_searches WHERE chain = $1 ORDER BY seq DESC LIMIT 1");
-        let found = sqlx::query(&sql).bind(tenant).fetch_optional(c.pool()).await.map_err(|e| c.error(e))?;
-        found.as_ref().map(row).transpose().map_err(|e| c.error(e))
-    }
-
-    /// Append `record`; `false` when its (tenant, seq) is taken (another writer was first).
-    pub async fn append(&self, record: &AuditRow) -> Result<bool> {
-        let c = self.catalog;
-        let inserted = sqlx::query("INSERT INTO jammi_audit_searches (chain, tenant_id, seq, query_id, key_version, record, signature) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (chain, seq) DO NOTHING")
-            .bind(&record.tenant)
-            .bind((!record.tenant.is_empty()).then(|| record.tenant.clone()))
-            .bind(record.seq)
-            .bind(&record.query_id)
-            .bind(record.key_version)
-            .bind(&record.record)
-            .bind(&record.signature)
-            .execute(c.pool())
-            .await
-            .map_err(|e| c.error(e))?;
-        Ok(inserted.rows_affected() == 1)
     }
 
     /// `tenant`'s records from `from_seq` on, in order, at most `limit`.

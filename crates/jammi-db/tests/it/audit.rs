@@ -170,3 +170,39 @@ async fn rotated_keys_sign_new_records_and_old_ones_still_verify() {
     let (plain, _d) = temp_session().await;
     assert!(plain.audit().verify(None, 1).await.unwrap_err().to_string().contains("auditing is off"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_searches_from_two_engines_keep_every_chain_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let first = audited_session(&home, KEY_1).await;
+    run(&first, "CREATE TABLE vectors.public.t WITH (vector_column = 'v', text_columns = 'body') AS SELECT column1 AS id, column2 AS body, make_array(CAST(column3 AS FLOAT), 1.0) AS v FROM (VALUES (1, 'alpha beta', 0.5), (2, 'beta gamma', 1.5), (3, 'gamma delta', 2.5))").await;
+    // A second engine on the same catalog (another process in production), synchronous.
+    let second = {
+        let mut config = Config::embedded(&home);
+        config.audit.enabled = true;
+        config.audit.key_file = Some(home.join("audit.keys"));
+        config.audit.durability = jammi_db::config::AuditDurability::Synchronous;
+        Session::open(config).await.unwrap()
+    };
+    let tenants = [TenantId::random(), TenantId::random()];
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let engine = if i % 2 == 0 { first.clone() } else { second.clone() };
+        // Both tenants search through both engines.
+        let scoped = engine.with_tenant(Some(tenants[(i / 2) % 2])).restricted();
+        tasks.push(tokio::spawn(async move {
+            for j in 0..5 {
+                let sql = if j % 2 == 0 { "SELECT id FROM text_search('t', 'gamma', 2)" } else { "SELECT id FROM vector_search('t', '[1, 1]', 2)" };
+                scoped.sql(sql).await.unwrap().collect().await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let reports = first.admin(|s| async move { s.audit().verify(None, 1).await }).await.unwrap();
+    let total: u64 = reports.iter().map(|r| r.checked).sum();
+    assert_eq!(total, 24 * 5, "{reports:?}");
+    assert!(reports.iter().all(|r| r.ok()), "{reports:?}");
+}

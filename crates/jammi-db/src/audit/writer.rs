@@ -1,0 +1,146 @@
+//! The audit writer: one task per engine appends records to their chains in batches, one
+//! catalog transaction per batch (group commit). Searches hand their record over and go on
+//! (`durability = "batched"`, the default) or wait for the commit (`"synchronous"`).
+//!
+//! Sequence numbers and the previous signature are assigned here, inside the transaction
+//! that writes the rows, so a chain never has a gap: a batch that fails to commit consumes no
+//! sequence numbers. Heads of chains are cached; another process appending to the same
+//! chain makes an insert conflict, and the batch is retried from the database's heads.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sqlx::Row;
+use tokio::sync::{mpsc, oneshot};
+
+use super::keys::{KeyStore, SEARCH_KEY_INFO};
+use super::record::SearchRecord;
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+
+/// Records written in one transaction at most.
+const MAX_BATCH: usize = 1024;
+
+/// Attempts of a batch that meets another process's appends.
+const MAX_ATTEMPTS: usize = 16;
+
+/// What the writer is asked to do.
+pub(super) enum Message {
+    /// Append a record (its `seq` and `prev` are filled in here); `ack` hears the outcome.
+    Append { record: SearchRecord, ack: Option<oneshot::Sender<Result<()>>> },
+    /// Answer once everything sent before is committed (or has failed).
+    Flush(oneshot::Sender<()>),
+}
+
+/// Start the writer for `catalog`; it ends when every sender is gone, after writing what
+/// it was sent.
+pub(super) fn spawn(catalog: Catalog, keys: Arc<dyn KeyStore>) -> mpsc::UnboundedSender<Message> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+    tokio::spawn(async move {
+        let mut heads: HashMap<String, (i64, String)> = HashMap::new();
+        while let Some(first) = rx.recv().await {
+            // Everything already queued joins this batch: while one batch commits, the next
+            // gathers, so the commit cost is shared by every search that came meanwhile.
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(message) => batch.push(message),
+                    Err(_) => break,
+                }
+            }
+            let (mut appends, mut flushes) = (Vec::new(), Vec::new());
+            for message in batch {
+                match message {
+                    Message::Append { record, ack } => appends.push((record, ack)),
+                    Message::Flush(done) => flushes.push(done),
+                }
+            }
+            if !appends.is_empty() {
+                let outcome = write_batch(&catalog, keys.as_ref(), &mut heads, &mut appends).await;
+                if let Err(e) = &outcome {
+                    tracing::error!(error = %e, records = appends.len(), "audit records could not be written");
+                }
+                for (_, ack) in appends {
+                    if let Some(ack) = ack {
+                        let _ = ack.send(outcome.as_ref().map(|_| ()).map_err(|e| Error::Catalog { backend: "audit log".into(), message: e.to_string() }));
+                    }
+                }
+            }
+            for done in flushes {
+                let _ = done.send(());
+            }
+        }
+    });
+    tx
+}
+
+/// Append `appends` in one transaction, retrying from the database's chain heads when
+/// another process appended meanwhile.
+async fn write_batch(catalog: &Catalog, keys: &dyn KeyStore, heads: &mut HashMap<String, (i64, String)>, appends: &mut [(SearchRecord, Option<oneshot::Sender<Result<()>>>)]) -> Result<()> {
+    for _ in 0..MAX_ATTEMPTS {
+        match try_batch(catalog, keys, heads, appends).await {
+            Ok(true) => return Ok(()),
+            Ok(false) => heads.clear(),
+            Err(e) => {
+                heads.clear();
+                return Err(e);
+            }
+        }
+    }
+    Err(Error::Conflict { message: format!("the audit chains kept moving under this process's appends ({MAX_ATTEMPTS} attempts)") })
+}
+
+/// One attempt: `false` when a (chain, seq) was taken by another writer (nothing is kept).
+async fn try_batch(catalog: &Catalog, keys: &dyn KeyStore, heads: &mut HashMap<String, (i64, String)>, appends: &mut [(SearchRecord, Option<oneshot::Sender<Result<()>>>)]) -> Result<bool> {
+    // Writer-serialised (SQLite: BEGIN IMMEDIATE): the head is read and the rows written
+    // under one write lock, so engines sharing the catalog take turns instead of failing.
+    let mut tx = catalog.begin_serialized().await?;
+    let mut next = heads.clone();
+    let mut signers = HashMap::new();
+    for (record, _) in appends.iter_mut() {
+        let head = match next.get(&record.tenant) {
+            Some(head) => head.clone(),
+            None => {
+                let row = sqlx::query("SELECT seq, signature FROM jammi_audit_searches WHERE chain = $1 ORDER BY seq DESC LIMIT 1")
+                    .bind(&record.tenant)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| catalog.error(e))?;
+                match row {
+                    Some(r) => (r.try_get::<i64, _>(0).map_err(|e| catalog.error(e))?, r.try_get::<String, _>(1).map_err(|e| catalog.error(e))?),
+                    None => (0, String::new()),
+                }
+            }
+        };
+        record.seq = head.0 as u64 + 1;
+        record.prev = head.1;
+        let key = match signers.get(&(record.tenant.clone(), record.key_version)) {
+            Some(key) => key,
+            None => {
+                let key = keys.key(record.key_version)?.derive(&record.tenant, SEARCH_KEY_INFO);
+                signers.entry((record.tenant.clone(), record.key_version)).or_insert(key)
+            }
+        };
+        let text = record.canonical();
+        let signature = key.sign(text.as_bytes());
+        let inserted = sqlx::query("INSERT INTO jammi_audit_searches (chain, tenant_id, seq, query_id, key_version, record, signature) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (chain, seq) DO NOTHING")
+            .bind(&record.tenant)
+            .bind((!record.tenant.is_empty()).then(|| record.tenant.clone()))
+            .bind(record.seq as i64)
+            .bind(&record.query_id)
+            .bind(i64::from(record.key_version))
+            .bind(&text)
+            .bind(&signature)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| catalog.error(e))?;
+        if inserted.rows_affected() != 1 {
+            tx.rollback().await.map_err(|e| catalog.error(e))?;
+            return Ok(false);
+        }
+        next.insert(record.tenant.clone(), (record.seq as i64, signature));
+    }
+    tx.commit().await.map_err(|e| catalog.error(e))?;
+    *heads = next;
+    Ok(true)
+}
