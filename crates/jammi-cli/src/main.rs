@@ -66,7 +66,11 @@ async fn run(cli: Cli) -> Result<()> {
         return result;
     }
     let tenant = cli.tenant.as_deref().map(str::parse::<TenantId>).transpose()?;
-    let config = Config::load(&cli.data_dir, cli.config.as_deref())?;
+    let mut config = Config::load(&cli.data_dir, cli.config.as_deref())?;
+    // The server audits by default; `jammi audit` reads what it wrote, with the same keys.
+    if matches!(cli.command, Command::Serve(_) | Command::Audit(_)) {
+        serve::audit_on_by_default(&mut config)?;
+    }
     let session = Session::open(config).await?.with_tenant(tenant);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

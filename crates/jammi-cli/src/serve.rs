@@ -206,3 +206,15 @@ fn tokens_batch(tokens: &[TokenRecord], secret: Option<&str>) -> Result<RecordBa
     }
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
 }
+
+/// `jammi serve` audits every search unless the configuration says otherwise; with no key
+/// configured, it uses (and first creates) `<data-dir>/audit.key`.
+pub fn audit_on_by_default(config: &mut jammi_db::Config) -> Result<()> {
+    if config.audit.enabled.is_none() {
+        config.audit.enabled = Some(true);
+    }
+    if config.audit.enabled == Some(true) && config.audit.key_file.is_none() && std::env::var(&config.audit.key_env).is_err() {
+        config.audit.key_file = Some(jammi_db::audit::keys::local_key_file(&config.data_dir)?);
+    }
+    Ok(())
+}

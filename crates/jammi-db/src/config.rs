@@ -40,8 +40,8 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
-    /// Record every search (`jammi serve` turns this on).
-    pub enabled: bool,
+    /// Record every search. Unset: off for embedded use, on in `jammi serve`.
+    pub enabled: Option<bool>,
     /// The environment variable holding the master key (64 hex characters); `NAME_V2`,
     /// `NAME_V3`, … hold later key versions.
     pub key_env: String,
@@ -66,7 +66,7 @@ pub enum AuditDurability {
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        AuditConfig { enabled: false, key_env: "JAMMI_AUDIT_KEY".into(), key_file: None, durability: AuditDurability::Batched }
+        AuditConfig { enabled: None, key_env: "JAMMI_AUDIT_KEY".into(), key_file: None, durability: AuditDurability::Batched }
     }
 }
 

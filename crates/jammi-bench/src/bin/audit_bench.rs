@@ -50,7 +50,7 @@ async fn open(home: &std::path::Path, audit: Option<AuditDurability>) -> Result<
     if let Some(durability) = audit {
         let keys = home.join("audit.keys");
         std::fs::write(&keys, KEY)?;
-        config.audit.enabled = true;
+        config.audit.enabled = Some(true);
         config.audit.key_file = Some(keys);
         config.audit.durability = durability;
     }

@@ -76,6 +76,24 @@ fn serve_target_and_python_client() {
     assert!(!rows.as_array().unwrap().is_empty() && rows.as_array().unwrap().iter().all(|r| r["_retrieved_by"] == serde_json::json!(["text"])), "{out}");
     let out = ok(&mut target(&["--format", "csv", "search", "docs_text", "--text", "beta", "--vector", "[0.1, 1.3, 0.1, 0.1]", "--fusion", "rrf_k = 10", "--k", "2"]));
     assert!(out.starts_with("id,") && out.contains("_vector_rank") && out.lines().count() == 3, "{out}");
+    // The server audited those searches (on by default, with a key it made in the data
+    // directory): the operator verifies the tenant's chain on the server's host.
+    // (The server commits its audit records in batches, within milliseconds of answering.)
+    let mut checked = 0;
+    for _ in 0..50 {
+        let out = ok(jammi(&data).args(["--format", "json", "audit", "verify"]));
+        let chains: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if let Some(mine) = chains.as_array().unwrap().iter().find(|c| c["tenant"] == tenant) {
+            assert_eq!(mine["status"], "ok", "{out}");
+            checked = mine["checked"].as_u64().unwrap();
+        }
+        if checked >= 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(checked >= 3, "the server's searches were audited: {checked} records");
+    assert!(data.join("audit.key").exists());
     let out = ok(&mut target(&["topic", "publish", "events", "--data", r#"[{"kind": "a", "n": 1}, {"kind": "b", "n": 2}]"#]));
     assert!(out.contains("published 2 events"), "{out}");
     let out = ok(&mut target(&["topic", "subscribe", "events", "--from-beginning", "--limit", "2"]));

@@ -85,6 +85,34 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
     fn key(&self, version: u32) -> Result<MasterKey>;
 }
 
+/// The key file a server uses when no key is configured: `<data_dir>/audit.key`, created
+/// with a fresh random key (readable by its owner only) the first time.
+pub fn local_key_file(data_dir: &std::path::Path) -> Result<PathBuf> {
+    let path = data_dir.join("audit.key");
+    if path.exists() {
+        return Ok(path);
+    }
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| Error::invalid("audit key", format!("no random source for a new audit key ({e}); set JAMMI_AUDIT_KEY")))?;
+    std::fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, e))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = match options.open(&path) {
+        Ok(file) => file,
+        // Another process made it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(path),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    use std::io::Write;
+    file.write_all(format!("1={}\n", hex::encode(key)).as_bytes()).and_then(|_| file.sync_all()).map_err(|e| Error::io(&path, e))?;
+    Ok(path)
+}
+
 /// Keys held in memory: version → key.
 #[derive(Debug, Clone)]
 pub struct StaticKeys {

@@ -50,7 +50,7 @@ pub struct SearchAudit {
 /// The auditor `config` asks for (`None` when auditing is off); a missing or malformed key
 /// is an error when it is on.
 pub fn auditor_for(config: &crate::config::AuditConfig, catalog: &Catalog) -> Result<Option<Arc<Auditor>>> {
-    if !config.enabled {
+    if !config.enabled.unwrap_or(false) {
         return Ok(None);
     }
     let keys = match &config.key_file {

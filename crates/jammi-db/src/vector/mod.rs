@@ -283,6 +283,8 @@ pub struct SearchResult {
     pub batch: RecordBatch,
     /// The path the planner chose.
     pub path: SearchPath,
+    /// The search's id in the audit log, when auditing is on.
+    pub query_id: Option<String>,
 }
 
 /// Pause point for crash tests: when `JAMMI_PAUSE_AT` names this point, announce it on
@@ -624,14 +626,14 @@ pub(crate) fn table_files(ctx: &dyn EngineContext, location: &str) -> Result<Tab
 /// Search one resolved table.
 pub(crate) async fn search_entry(state: &VectorState, scope: TenantScope, entry: &VectorEntry, request: &SearchRequest) -> Result<SearchResult> {
     let (table, scored, path) = vector_hits(state, scope, entry, request).await?;
-    let result = SearchResult { batch: search::result_batch(&table, &scored)?, path };
+    let mut result = SearchResult { batch: search::result_batch(&table, &scored)?, path, query_id: None };
     if let Some(audit) = &state.audit {
         let lineage = serde_json::json!({
             "table": entry.record.name, "k": request.k, "filter": request.filter, "ef": request.ef, "exact": request.exact,
             "query": match &request.text { Some(text) => serde_json::json!({"text": text}), None => serde_json::json!({"vector": request.vector}) },
         });
         let model = request.text.as_ref().and(entry.spec.embedding.as_ref()).map(|e| (e.model.clone(), e.version.clone()));
-        audit.record(scope, crate::audit::SearchAudit { kind: "vector", model, lineage }, &result.batch).await?;
+        result.query_id = Some(audit.record(scope, crate::audit::SearchAudit { kind: "vector", model, lineage }, &result.batch).await?);
     }
     Ok(result)
 }

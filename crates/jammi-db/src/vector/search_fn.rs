@@ -238,7 +238,7 @@ impl ExecutionPlan for SearchExec {
                     text_search::run_query(&this.state, this.scope, &entry, &request).await.map_err(|e| DataFusionError::External(Box::new(e)))?.batch
                 }
             };
-            let result = super::SearchResult { batch, path: super::SearchPath::Text };
+            let result = super::SearchResult { batch, path: super::SearchPath::Text, query_id: None };
             if result.batch.schema().fields() != this.full_schema.fields() {
                 return Err(exec_datafusion_err!("table '{name}' changed its columns since this query was planned; plan it again"));
             }

@@ -159,11 +159,12 @@ pub(crate) async fn text_search_entry(state: &VectorState, scope: TenantScope, e
         columns.push(retrieved_by(hits.iter().map(|_| &["text"][..])));
         RecordBatch::try_new(schema, columns).map_err(Error::internal)?
     };
+    let mut query_id = None;
     if let Some(audit) = &state.audit {
         let lineage = serde_json::json!({"table": entry.record.name, "k": request.k, "filter": request.filter, "query": {"text": request.query}});
-        audit.record(scope, crate::audit::SearchAudit { kind: "text", model: None, lineage }, &batch).await?;
+        query_id = Some(audit.record(scope, crate::audit::SearchAudit { kind: "text", model: None, lineage }, &batch).await?);
     }
-    Ok(SearchResult { batch, path: SearchPath::Text })
+    Ok(SearchResult { batch, path: SearchPath::Text, query_id })
 }
 
 /// `hybrid_search` on one resolved table.
@@ -193,9 +194,25 @@ pub(crate) async fn hybrid_search_entry(state: &VectorState, scope: TenantScope,
     let fused = fuse(&vector, &text, request.options.fusion, request.k, |key| table.id_rank[key as usize]);
 
     let schema = hybrid_result_schema(&table.row_schema());
-    if fused.is_empty() {
-        return Ok(SearchResult { batch: RecordBatch::new_empty(schema), path });
+    let batch = if fused.is_empty() { RecordBatch::new_empty(schema) } else { hybrid_batch(&table, &fused, schema)? };
+    let mut query_id = None;
+    if let Some(audit) = &state.audit {
+        let fusion = match request.options.fusion {
+            super::Fusion::Rrf { k } => serde_json::json!({"fusion": "rrf", "rrf_k": k}),
+            super::Fusion::Weighted { vector, text } => serde_json::json!({"fusion": "weighted", "weights": [vector, text]}),
+        };
+        let lineage = serde_json::json!({
+            "table": entry.record.name, "k": request.k, "filter": request.filter, "ef": request.options.ef, "candidates": depth, "fusion": fusion,
+            "query": {"text": request.text, "vector": request.vector, "semantic_text": request.semantic_text},
+        });
+        let model = request.vector.is_none().then_some(entry.spec.embedding.as_ref()).flatten().map(|e| (e.model.clone(), e.version.clone()));
+        query_id = Some(audit.record(scope, crate::audit::SearchAudit { kind: "hybrid", model, lineage }, &batch).await?);
     }
+    Ok(SearchResult { batch, path, query_id })
+}
+
+/// The result rows of a hybrid search, with their provenance columns.
+fn hybrid_batch(table: &LoadedTable, fused: &[super::fusion::Fused], schema: SchemaRef) -> Result<RecordBatch> {
     let keys: Vec<u64> = fused.iter().map(|f| f.key).collect();
     let legs: Vec<&[&str]> = fused
         .iter()
@@ -216,20 +233,7 @@ pub(crate) async fn hybrid_search_entry(state: &VectorState, scope: TenantScope,
         Arc::new(Int64Array::from_iter(fused.iter().map(|f| f.text.map(|t| t.0 as i64)))),
     ];
     columns.extend(extra);
-    let batch = RecordBatch::try_new(schema, columns).map_err(Error::internal)?;
-    if let Some(audit) = &state.audit {
-        let fusion = match request.options.fusion {
-            super::Fusion::Rrf { k } => serde_json::json!({"fusion": "rrf", "rrf_k": k}),
-            super::Fusion::Weighted { vector, text } => serde_json::json!({"fusion": "weighted", "weights": [vector, text]}),
-        };
-        let lineage = serde_json::json!({
-            "table": entry.record.name, "k": request.k, "filter": request.filter, "ef": request.options.ef, "candidates": depth, "fusion": fusion,
-            "query": {"text": request.text, "vector": request.vector, "semantic_text": request.semantic_text},
-        });
-        let model = request.vector.is_none().then_some(entry.spec.embedding.as_ref()).flatten().map(|e| (e.model.clone(), e.version.clone()));
-        audit.record(scope, crate::audit::SearchAudit { kind: "hybrid", model, lineage }, &batch).await?;
-    }
-    Ok(SearchResult { batch, path })
+    RecordBatch::try_new(schema, columns).map_err(Error::internal)
 }
 
 /// Which search a [`SearchQuery`] runs.

@@ -18,7 +18,7 @@ async fn audited_session(home: &Path, keys: &str) -> Session {
     std::fs::create_dir_all(home).unwrap();
     std::fs::write(&key_file, keys).unwrap();
     let mut config = Config::embedded(home);
-    config.audit.enabled = true;
+    config.audit.enabled = Some(true);
     config.audit.key_file = Some(key_file);
     Session::open(config).await.expect("open an audited session")
 }
@@ -156,7 +156,7 @@ async fn rotated_keys_sign_new_records_and_old_ones_still_verify() {
     // A bad key file is refused at open, without echoing the key.
     let err = Session::open({
         let mut config = Config::embedded(dir.path().join("other"));
-        config.audit.enabled = true;
+        config.audit.enabled = Some(true);
         let file = dir.path().join("short.keys");
         std::fs::write(&file, "abcdef").unwrap();
         config.audit.key_file = Some(file);
@@ -180,7 +180,7 @@ async fn concurrent_searches_from_two_engines_keep_every_chain_whole() {
     // A second engine on the same catalog (another process in production), synchronous.
     let second = {
         let mut config = Config::embedded(&home);
-        config.audit.enabled = true;
+        config.audit.enabled = Some(true);
         config.audit.key_file = Some(home.join("audit.keys"));
         config.audit.durability = jammi_db::config::AuditDurability::Synchronous;
         Session::open(config).await.unwrap()

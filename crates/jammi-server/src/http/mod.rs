@@ -2,6 +2,7 @@
 //! vector search, topic publish and topic subscribe (server-sent events). See
 //! docs/server.md for the request and response shapes.
 
+mod audit;
 mod encode;
 mod sql;
 mod topics;
@@ -34,6 +35,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
         .route("/metrics", get(metrics))
         .route("/v1/sql", post(sql::sql))
         .route("/v1/search", post(sql::search))
+        .route("/v1/audit/verify", post(audit::verify))
+        .route("/v1/audit/{query_id}", get(audit::show))
         .route("/v1/topics/{name}/events", post(topics::publish).get(topics::subscribe))
         .route("/v1/topics/{name}/ack", post(topics::ack))
         .layer(DefaultBodyLimit::max(shared.gate.limits().max_request_bytes))

@@ -118,7 +118,12 @@ pub(crate) async fn search(State(shared): State<Arc<Shared>>, headers: HeaderMap
             Ok(session.vectors().search_any(&request.table, &query).await?)
         })
         .await?;
-    result_response(&headers, &result.batch.schema(), std::slice::from_ref(&result.batch))
+    let mut response = result_response(&headers, &result.batch.schema(), std::slice::from_ref(&result.batch))?;
+    // The search's id in the audit log: `GET /v1/audit/{id}` shows its record.
+    if let Some(id) = result.query_id.as_deref().and_then(|id| axum::http::HeaderValue::from_str(id).ok()) {
+        response.headers_mut().insert("jammi-query-id", id);
+    }
+    Ok(response)
 }
 
 /// The JSON body as `T`, or a 400 naming the problem and showing the expected shape.

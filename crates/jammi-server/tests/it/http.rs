@@ -410,3 +410,40 @@ async fn text_search_embeds_the_query_with_the_tables_model() {
     let (status, answer) = post(&client, &url, None, json!({"table": "notes", "text": "shares and prices dropped", "mode": "vector", "k": 1})).await;
     assert_eq!((status, &answer["rows"][0]["id"]), (200, &json!(2)), "{answer}");
 }
+
+/// With auditing on, every `/v1/search` answer names its record (`jammi-query-id`), which
+/// `GET /v1/audit/{id}` shows and `POST /v1/audit/verify` verifies with the whole chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn searches_are_audited_and_verified_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("audit.keys");
+    std::fs::write(&keys, "cd".repeat(32)).unwrap();
+    let mut config = jammi_db::Config::embedded(dir.path().join("home"));
+    config.audit.enabled = Some(true);
+    config.audit.key_file = Some(keys);
+    let session = jammi_db::Session::open(config).await.unwrap();
+    docs(&session, dir.path(), 20).await;
+    let served = serve(session, dir, Limits::default()).await;
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", served.http);
+    let mut ids = Vec::new();
+    for body in [json!({"table": "docs", "vector": [1.0, 0.1, 0.1, 0.1], "k": 2}), json!({"table": "docs", "text": "fr", "k": 3})] {
+        let response = client.post(url("/v1/search")).body(body.to_string()).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        ids.push(response.headers().get("jammi-query-id").expect("the audit id of the search").to_str().unwrap().to_string());
+    }
+    let get_json = |path: String| {
+        let client = client.clone();
+        async move { serde_json::from_slice::<serde_json::Value>(&client.get(path).send().await.unwrap().bytes().await.unwrap()).unwrap() }
+    };
+    let shown = get_json(url(&format!("/v1/audit/{}", ids[1]))).await;
+    assert_eq!((shown["seq"].as_i64(), shown["record"]["kind"].as_str()), (Some(2), Some("text")), "{shown}");
+    assert_eq!(shown["record"]["results"].as_array().unwrap().len(), 3);
+    assert_eq!(shown["record"]["prev"], get_json(url(&format!("/v1/audit/{}", ids[0]))).await["signature"]);
+    let (status, verified) = post(&client, &url("/v1/audit/verify"), None, json!({"from": 1})).await;
+    assert_eq!(status, 200, "{verified}");
+    assert_eq!((verified["ok"].as_bool(), verified["chains"][0]["checked"].as_u64()), (Some(true), Some(2)), "{verified}");
+    assert_eq!(client.get(url("/v1/audit/no-such-search")).send().await.unwrap().status(), 404);
+    let (status, _) = post(&client, &url("/v1/audit/verify"), None, json!({"from": "one"})).await;
+    assert_eq!(status, 400);
+}
