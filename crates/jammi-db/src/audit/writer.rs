@@ -24,6 +24,10 @@ const MAX_BATCH: usize = 1024;
 /// Attempts of a batch that meets another process's appends.
 const MAX_ATTEMPTS: usize = 16;
 
+/// Records waiting for the writer at most: past this, searches wait for room (backpressure)
+/// instead of the queue growing without bound.
+pub(super) const QUEUE: usize = 65_536;
+
 /// What the writer is asked to do.
 pub(super) enum Message {
     /// Append a record (its `seq` and `prev` are filled in here); `ack` hears the outcome.
@@ -33,19 +37,26 @@ pub(super) enum Message {
 }
 
 /// Start the writer for `catalog`; it ends when every sender is gone, after writing what
-/// it was sent.
-pub(super) fn spawn(catalog: Catalog, keys: Arc<dyn KeyStore>) -> mpsc::UnboundedSender<Message> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+/// it was sent. After the first record of a batch it waits up to `window` for more, so a
+/// steady stream of searches costs a commit per window, not one per search (fewer turns
+/// of the catalog's write lock, which mutable-table writes share).
+pub(super) fn spawn(catalog: Catalog, keys: Arc<dyn KeyStore>, window: std::time::Duration) -> mpsc::Sender<Message> {
+    let (tx, mut rx) = mpsc::channel::<Message>(QUEUE);
     tokio::spawn(async move {
         let mut heads: HashMap<String, (i64, String)> = HashMap::new();
         while let Some(first) = rx.recv().await {
             // Everything already queued joins this batch: while one batch commits, the next
             // gathers, so the commit cost is shared by every search that came meanwhile.
             let mut batch = vec![first];
+            let deadline = tokio::time::Instant::now() + window;
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(message) => batch.push(message),
-                    Err(_) => break,
+                    Err(_) if window.is_zero() || matches!(batch.last(), Some(Message::Flush(_))) => break,
+                    Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(message)) => batch.push(message),
+                        Ok(None) | Err(_) => break,
+                    },
                 }
             }
             let (mut appends, mut flushes) = (Vec::new(), Vec::new());
