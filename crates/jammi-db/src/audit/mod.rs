@@ -107,9 +107,11 @@ fn now_rfc3339() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// (id, score) of each result row: `_distance` for vector searches, `_score` otherwise.
+/// (id, score) of each result row: `_distance` for vector searches, `_score` otherwise. The
+/// id is the `id` column (vector tables), else the first column (a mutable table's key).
 fn results_of(batch: &RecordBatch) -> Vec<(Value, f32)> {
-    let Some(ids) = batch.column_by_name("id") else { return Vec::new() };
+    let Some(ids) = batch.column_by_name("id").or_else(|| (batch.num_columns() > 0).then(|| batch.column(0))) else { return Vec::new() };
+    let ids = &datafusion::arrow::compute::cast(ids, &DataType::Int64).ok().filter(|c| c.null_count() == ids.null_count()).or_else(|| datafusion::arrow::compute::cast(ids, &DataType::Utf8).ok()).unwrap_or_else(|| ids.clone());
     let scores = batch.column_by_name("_score").or_else(|| batch.column_by_name("_distance"));
     (0..batch.num_rows())
         .map(|row| {

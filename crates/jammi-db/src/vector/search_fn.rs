@@ -229,9 +229,14 @@ impl ExecutionPlan for SearchExec {
             let batch = match (&this.mutable, &request) {
                 (Some((mutable, short)), Query::Text(r)) => {
                     let table = mutable.get(this.scope, short).ok_or_else(|| exec_datafusion_err!("{name} does not exist{}", this.scope.describe()))?;
-                    crate::mutable::fulltext::search(&this.state.catalog, this.txn.clone(), this.scope, table, r.query.clone(), r.k, r.filter.clone())
+                    let batch = crate::mutable::fulltext::search(&this.state.catalog, this.txn.clone(), this.scope, table, r.query.clone(), r.k, r.filter.clone())
                         .await
-                        .map_err(|e| DataFusionError::External(Box::new(e)))?
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    if let Some(audit) = &this.state.audit {
+                        let lineage = serde_json::json!({"table": name, "k": r.k, "filter": r.filter, "query": {"text": r.query}});
+                        audit.record(this.scope, crate::audit::SearchAudit { kind: "text", model: None, lineage }, &batch).await.map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    }
+                    batch
                 }
                 _ => {
                     let entry = this.state.resolve(this.scope, name).ok_or_else(|| exec_datafusion_err!("vector table '{name}' does not exist{}", this.scope.describe()))?;

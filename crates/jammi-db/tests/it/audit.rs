@@ -13,14 +13,20 @@ use crate::support::*;
 const KEY_1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 const KEY_2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
 
-async fn audited_session(home: &Path, keys: &str) -> Session {
+/// The configuration of an audited engine at `home` whose keys are `keys` (written to
+/// `home/audit.keys`).
+fn audited_config(home: &Path, keys: &str) -> Config {
     let key_file = home.join("audit.keys");
     std::fs::create_dir_all(home).unwrap();
     std::fs::write(&key_file, keys).unwrap();
     let mut config = Config::embedded(home);
     config.audit.enabled = Some(true);
     config.audit.key_file = Some(key_file);
-    Session::open(config).await.expect("open an audited session")
+    config
+}
+
+async fn audited_session(home: &Path, keys: &str) -> Session {
+    Session::open(audited_config(home, keys)).await.expect("open an audited session")
 }
 
 async fn run(session: &Session, sql: &str) -> Vec<Vec<String>> {
@@ -59,9 +65,16 @@ async fn searches_are_recorded_in_a_chain_that_detects_tampering() {
     run(&tenant_a, "SELECT id FROM hybrid_search('docs', 'http', '[0, 1]', 2)").await;
     tenant_a.vectors().search("docs", &jammi_db::vector::SearchRequest::new(vec![0.0, 1.0], 1)).await.unwrap();
     run(&tenant_b, "SELECT id FROM text_search('docs', 'http', 3)").await;
+    // A mutable table's full-text index is searched, and audited, the same way.
+    run(&tenant_a, "CREATE TABLE mutable.public.notes (id BIGINT PRIMARY KEY, body TEXT)").await;
+    run(&tenant_a, "CREATE INDEX notes_text ON mutable.public.notes USING fulltext (body)").await;
+    run(&tenant_a, "INSERT INTO mutable.public.notes VALUES (7, 'audited words')").await;
+    run(&tenant_a, "SELECT id FROM text_search('mutable.public.notes', 'words', 3)").await;
 
     let records = tenant_a.audit().records(None, 1, 100).await.unwrap();
-    assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+    let fifth: serde_json::Value = serde_json::from_str(&records[4].record).unwrap();
+    assert_eq!((fifth["lineage"]["table"].as_str(), &fifth["results"][0][0]), (Some("mutable.public.notes"), &serde_json::json!(7)), "{fifth}");
     let first: serde_json::Value = serde_json::from_str(&records[0].record).unwrap();
     assert_eq!(first["tenant"], a.to_string());
     assert_eq!(first["kind"], "vector");
@@ -79,7 +92,7 @@ async fn searches_are_recorded_in_a_chain_that_detects_tampering() {
     assert!(tenant_b.audit().show(&records[0].query_id).await.unwrap().is_none(), "another tenant's record is not shown");
     assert_eq!(tenant_a.audit().show(&records[0].query_id).await.unwrap().unwrap().seq, 1);
     let report = verify(&tenant_a, None).await;
-    assert!(report.ok() && report.checked == 4 && report.last_seq == 4, "{report:?}");
+    assert!(report.ok() && report.checked == 5 && report.last_seq == 5, "{report:?}");
     assert!(verify(&tenant_b, None).await.ok());
     // The admin scope verifies every chain (the shared one is empty here).
     let all = session.admin(|s| async move { s.audit().verify(None, 1).await }).await.unwrap();
@@ -154,17 +167,7 @@ async fn rotated_keys_sign_new_records_and_old_ones_still_verify() {
     assert_eq!(bad.seq, 1);
     assert!(bad.problem.contains("version 1 is not configured"), "{}", bad.problem);
     // A bad key file is refused at open, without echoing the key.
-    let err = Session::open({
-        let mut config = Config::embedded(dir.path().join("other"));
-        config.audit.enabled = Some(true);
-        let file = dir.path().join("short.keys");
-        std::fs::write(&file, "abcdef").unwrap();
-        config.audit.key_file = Some(file);
-        config
-    })
-    .await
-    .unwrap_err()
-    .to_string();
+    let err = Session::open(audited_config(&dir.path().join("other"), "abcdef")).await.unwrap_err().to_string();
     assert!(err.contains("3 bytes") && !err.contains("abcdef"), "{err}");
     // Auditing off: the log says how to turn it on.
     let (plain, _d) = temp_session().await;
@@ -179,9 +182,7 @@ async fn concurrent_searches_from_two_engines_keep_every_chain_whole() {
     run(&first, "CREATE TABLE vectors.public.t WITH (vector_column = 'v', text_columns = 'body') AS SELECT column1 AS id, column2 AS body, make_array(CAST(column3 AS FLOAT), 1.0) AS v FROM (VALUES (1, 'alpha beta', 0.5), (2, 'beta gamma', 1.5), (3, 'gamma delta', 2.5))").await;
     // A second engine on the same catalog (another process in production), synchronous.
     let second = {
-        let mut config = Config::embedded(&home);
-        config.audit.enabled = Some(true);
-        config.audit.key_file = Some(home.join("audit.keys"));
+        let mut config = audited_config(&home, KEY_1);
         config.audit.durability = jammi_db::config::AuditDurability::Synchronous;
         Session::open(config).await.unwrap()
     };
