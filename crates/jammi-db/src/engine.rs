@@ -104,6 +104,10 @@ impl Engine {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert("vectors".to_string(), Arc::new(VectorsEngineCatalog(Arc::clone(&vectors))) as Arc<dyn EngineCatalog>);
+        engine_catalogs
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(crate::audit::sql::CATALOG.to_string(), Arc::new(crate::audit::sql::AuditCatalog::new(catalog.clone(), vectors.audit.clone())) as Arc<dyn EngineCatalog>);
         let writer = Arc::new(Writer::new(catalog.clone(), config.catalog.max_connections));
         let broker: Arc<dyn Broker> = match config.broker.kind {
             BrokerKind::InProcess => Arc::new(InProcessBroker::default()),

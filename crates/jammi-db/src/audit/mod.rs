@@ -8,6 +8,7 @@
 
 pub mod keys;
 pub mod record;
+pub(crate) mod sql;
 mod writer;
 
 use std::sync::Arc;

@@ -91,6 +91,24 @@ async fn searches_are_recorded_in_a_chain_that_detects_tampering() {
     assert!(tenant_b.audit().verify(Some(&a.to_string()), 1).await.unwrap_err().to_string().contains("own audit chain"));
     assert!(tenant_b.audit().show(&records[0].query_id).await.unwrap().is_none(), "another tenant's record is not shown");
     assert_eq!(tenant_a.audit().show(&records[0].query_id).await.unwrap().unwrap().seq, 1);
+    // SQL: audit.public.searches, scoped like the chains, and no statement changes it.
+    let mine = run(&tenant_a, "SELECT seq, kind FROM audit.public.searches ORDER BY seq").await;
+    assert_eq!(mine.iter().map(|r| r[1].as_str()).collect::<Vec<_>>(), vec!["vector", "text", "hybrid", "vector", "text"]);
+    assert_eq!(run(&tenant_b, "SELECT count(*) FROM audit.public.searches").await, vec![vec!["1".to_string()]]);
+    let everything = session.admin(|s| async move { rows(&s, "SELECT count(*) FROM audit.public.searches").await }).await;
+    assert_eq!(everything, vec![vec!["6".to_string()]]);
+    for sql in [
+        "DELETE FROM audit.public.searches",
+        "UPDATE audit.public.searches SET record = 'x'",
+        "INSERT INTO audit.public.searches SELECT * FROM audit.public.searches",
+        "DROP TABLE audit.public.searches",
+    ] {
+        for caller in [&session, &tenant_a] {
+            let e = sql_error(caller, sql).await;
+            assert!(!e.is_empty(), "{sql}");
+        }
+    }
+    assert_eq!(run(&tenant_a, "SELECT count(*) FROM audit.public.searches").await, vec![vec!["5".to_string()]], "nothing changed");
     let report = verify(&tenant_a, None).await;
     assert!(report.ok() && report.checked == 5 && report.last_seq == 5, "{report:?}");
     assert!(verify(&tenant_b, None).await.ok());
