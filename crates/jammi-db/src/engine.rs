@@ -96,7 +96,7 @@ impl Engine {
             max_deleted_fraction: config.vectors.max_deleted_fraction,
         };
         let embed = Arc::new(crate::embed::EmbedState::new(&config));
-        let audit = crate::audit::auditor_for(&config.audit, &catalog)?;
+        let audit = crate::audit::auditor_for(&config.audit, &catalog).await?;
         let vectors = Arc::new(VectorState::new(config.vectors.cache_mb.saturating_mul(1 << 20), catalog.clone(), policy, Arc::clone(&embed), audit));
         base.register_udtf("vector_status", Arc::new(crate::vector::follow::VectorStatusFunction::new(Arc::clone(&vectors))));
         let engine_catalogs = Arc::new(EngineCatalogs::default());

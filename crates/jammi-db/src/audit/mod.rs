@@ -10,6 +10,7 @@ pub mod keys;
 pub mod record;
 pub(crate) mod sql;
 mod writer;
+pub use writer::SEARCH_TOPIC;
 
 use std::sync::Arc;
 
@@ -50,10 +51,11 @@ pub struct SearchAudit {
 
 /// The auditor `config` asks for (`None` when auditing is off); a missing or malformed key
 /// is an error when it is on.
-pub fn auditor_for(config: &crate::config::AuditConfig, catalog: &Catalog) -> Result<Option<Arc<Auditor>>> {
+pub async fn auditor_for(config: &crate::config::AuditConfig, catalog: &Catalog) -> Result<Option<Arc<Auditor>>> {
     if !config.enabled.unwrap_or(false) {
         return Ok(None);
     }
+    writer::ensure_topic(catalog).await?;
     let keys = match &config.key_file {
         Some(path) => keys::StaticKeys::from_file(path)?,
         None => keys::StaticKeys::from_env(&config.key_env)?,

@@ -48,8 +48,13 @@ struct AuditTables {
 
 #[async_trait]
 impl PartTables for AuditTables {
+    /// Listed where auditing is on; queryable by name always (records of earlier runs).
     fn names(&self) -> Vec<String> {
-        vec!["searches".to_string()]
+        if self.auditor.is_some() {
+            vec!["searches".to_string()]
+        } else {
+            Vec::new()
+        }
     }
 
     async fn table(&self, name: &str) -> Option<Arc<dyn TableProvider>> {
@@ -114,7 +119,7 @@ impl TableProvider for SearchesTable {
     }
 
     fn table_type(&self) -> TableType {
-        TableType::View
+        TableType::Base
     }
 
     async fn scan(&self, state: &dyn DfSession, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> DfResult<Arc<dyn ExecutionPlan>> {

@@ -24,6 +24,28 @@ const MAX_BATCH: usize = 1024;
 /// Attempts of a batch that meets another process's appends.
 const MAX_ATTEMPTS: usize = 16;
 
+/// The topic every audit record is also published on, in the record's own transaction.
+pub const SEARCH_TOPIC: &str = "jammi.audit.search.v1";
+
+/// Its columns.
+const SEARCH_TOPIC_COLUMNS: &str = "query_id:string,tenant:string,seq:int64,kind:string,record:string,signature:string";
+
+/// Create the audit topic (shared; each event carries its record's tenant, so a subscriber
+/// reads its own tenant's) unless it exists.
+pub(super) async fn ensure_topic(catalog: &Catalog) -> Result<()> {
+    let exists = sqlx::query("SELECT id FROM jammi_topics WHERE name = $1 AND tenant_id IS NULL").bind(SEARCH_TOPIC).fetch_optional(catalog.pool()).await.map_err(|e| catalog.error(e))?;
+    if exists.is_some() {
+        return Ok(());
+    }
+    let spec = crate::topic::spec::TopicSpec { columns: crate::topic::spec::TopicSpec::parse_schema(SEARCH_TOPIC_COLUMNS)?, source_table: None, retention: Default::default() };
+    let record = crate::catalog::TopicRecord { id: uuid::Uuid::new_v4().to_string(), tenant: None, name: SEARCH_TOPIC.into(), spec: serde_json::to_string(&spec).map_err(Error::internal)?, next_offset: 0, low_offset: 0 };
+    match catalog.topics().insert(&record).await {
+        // Another engine created it first.
+        Ok(()) | Err(Error::InvalidName { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Records waiting for the writer at most: past this, searches wait for room (backpressure)
 /// instead of the queue growing without bound.
 pub(super) const QUEUE: usize = 65_536;
@@ -108,6 +130,16 @@ async fn try_batch(catalog: &Catalog, keys: &dyn KeyStore, heads: &mut HashMap<S
     let mut tx = catalog.begin_serialized().await?;
     let mut next = heads.clone();
     let mut signers = HashMap::new();
+    let topic: Option<String> = sqlx::query("SELECT id FROM jammi_topics WHERE name = $1 AND tenant_id IS NULL")
+        .bind(SEARCH_TOPIC)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| catalog.error(e))?
+        .map(|r| r.try_get::<String, _>(0))
+        .transpose()
+        .map_err(|e| catalog.error(e))?;
+    // Events in runs of one tenant, in append order.
+    let mut events: Vec<(Option<String>, Vec<String>)> = Vec::new();
     for (record, _) in appends.iter_mut() {
         let head = match next.get(&record.tenant) {
             Some(head) => head.clone(),
@@ -149,7 +181,21 @@ async fn try_batch(catalog: &Catalog, keys: &dyn KeyStore, heads: &mut HashMap<S
             tx.rollback().await.map_err(|e| catalog.error(e))?;
             return Ok(false);
         }
+        let tenant = (!record.tenant.is_empty()).then(|| record.tenant.clone());
+        let event = serde_json::json!({"query_id": record.query_id, "tenant": record.tenant, "seq": record.seq, "kind": record.kind, "record": text, "signature": signature}).to_string();
+        match events.last_mut() {
+            Some((t, payloads)) if *t == tenant => payloads.push(event),
+            _ => events.push((tenant, vec![event])),
+        }
         next.insert(record.tenant.clone(), (record.seq as i64, signature));
+    }
+    // The events commit with the records: a subscriber never misses a record and never sees
+    // one that was rolled back.
+    if let Some(topic) = topic {
+        let kind = catalog.backend().kind();
+        for (tenant, payloads) in events {
+            crate::topic::log::append(&mut tx, kind, &topic, &Default::default(), tenant, payloads).await?;
+        }
     }
     tx.commit().await.map_err(|e| catalog.error(e))?;
     *heads = next;

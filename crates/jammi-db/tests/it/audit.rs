@@ -91,6 +91,15 @@ async fn searches_are_recorded_in_a_chain_that_detects_tampering() {
     assert!(tenant_b.audit().verify(Some(&a.to_string()), 1).await.unwrap_err().to_string().contains("own audit chain"));
     assert!(tenant_b.audit().show(&records[0].query_id).await.unwrap().is_none(), "another tenant's record is not shown");
     assert_eq!(tenant_a.audit().show(&records[0].query_id).await.unwrap().unwrap().seq, 1);
+    // Each record is also an event on the audit topic, committed with it; a tenant reads its
+    // own events.
+    let events = run(&tenant_a, "SELECT seq, query_id, signature FROM topics.public.\"jammi.audit.search.v1\" ORDER BY seq").await;
+    assert_eq!(events.len(), 5, "{events:?}");
+    for (event, record) in events.iter().zip(&records) {
+        assert_eq!((event[0].as_str(), event[1].as_str(), event[2].as_str()), (record.seq.to_string().as_str(), record.query_id.as_str(), record.signature.as_str()));
+    }
+    assert_eq!(run(&tenant_b, "SELECT count(*) FROM topics.public.\"jammi.audit.search.v1\"").await, vec![vec!["1".to_string()]]);
+
     // SQL: audit.public.searches, scoped like the chains, and no statement changes it.
     let mine = run(&tenant_a, "SELECT seq, kind FROM audit.public.searches ORDER BY seq").await;
     assert_eq!(mine.iter().map(|r| r[1].as_str()).collect::<Vec<_>>(), vec!["vector", "text", "hybrid", "vector", "text"]);
