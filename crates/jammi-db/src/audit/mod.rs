@@ -133,9 +133,11 @@ impl Auditor {
     /// An auditor signing with `keys`; with `synchronous`, a search returns only after its
     /// record is committed. Starts the engine's audit writer.
     pub fn new(catalog: Catalog, keys: Arc<dyn KeyStore>, synchronous: bool) -> Self {
-        // No gathering window: records that arrive while a batch commits form the next
-        // batch. (A 5 ms window measured 0.84x of unaudited QPS against 0.91x without.)
-        let writer = writer::spawn(catalog.clone(), Arc::clone(&keys), std::time::Duration::ZERO);
+        // Batched: a batch gathers for 5 ms, so a steady stream of searches costs at most
+        // 200 commits a second — and the catalog's write lock, which mutable-table writes
+        // share, is free the rest of the time. Synchronous: commit at once (a search waits).
+        let window = if synchronous { std::time::Duration::ZERO } else { std::time::Duration::from_millis(5) };
+        let writer = writer::spawn(catalog.clone(), Arc::clone(&keys), window);
         Auditor { catalog, keys, writer, synchronous }
     }
 

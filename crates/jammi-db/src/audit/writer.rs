@@ -70,15 +70,16 @@ pub(super) fn spawn(catalog: Catalog, keys: Arc<dyn KeyStore>, window: std::time
             // Everything already queued joins this batch: while one batch commits, the next
             // gathers, so the commit cost is shared by every search that came meanwhile.
             let mut batch = vec![first];
-            let deadline = tokio::time::Instant::now() + window;
+            // Let the batch gather for `window` (a flush is answered at once). The queue is
+            // not watched meanwhile, so arriving records cost no wake-ups; they are drained
+            // after.
+            if !window.is_zero() && !matches!(batch[0], Message::Flush(_)) {
+                tokio::time::sleep(window).await;
+            }
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(message) => batch.push(message),
-                    Err(_) if window.is_zero() || matches!(batch.last(), Some(Message::Flush(_))) => break,
-                    Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(message)) => batch.push(message),
-                        Ok(None) | Err(_) => break,
-                    },
+                    Err(_) => break,
                 }
             }
             let (mut appends, mut flushes) = (Vec::new(), Vec::new());
