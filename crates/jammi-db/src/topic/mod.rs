@@ -238,6 +238,13 @@ impl<'a> Topics<'a> {
     }
 
     fn check_owner(&self, entry: &TopicEntry) -> Result<()> {
+        // Engine topics (`jammi.…`, a name no user topic can have) are written by the engine
+        // alone: nobody publishes forged audit events to them, or drops them.
+        if entry.record.name.starts_with("jammi.") {
+            return Err(Error::PermissionDenied {
+                message: format!("topic '{}' is written by the engine (see docs/audit.md); subscribe to it, or read it with SQL", entry.record.name),
+            });
+        }
         let scope = self.ctx.scope();
         // A tenant changes only its own topics; shared ones take events from every scope
         // (each event stamped with its writer's tenant), so only another tenant's are refused.

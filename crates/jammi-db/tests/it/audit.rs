@@ -99,6 +99,14 @@ async fn searches_are_recorded_in_a_chain_that_detects_tampering() {
         assert_eq!((event[0].as_str(), event[1].as_str(), event[2].as_str()), (record.seq.to_string().as_str(), record.query_id.as_str(), record.signature.as_str()));
     }
     assert_eq!(run(&tenant_b, "SELECT count(*) FROM topics.public.\"jammi.audit.search.v1\"").await, vec![vec!["1".to_string()]]);
+    // Nobody forges events on it or drops it: not a tenant, not the operator.
+    for caller in [&tenant_a, &session] {
+        let forged = r#"{"query_id": "x", "tenant": "", "seq": 1, "kind": "vector", "record": "{}", "signature": "00"}"#;
+        let e = caller.topics().publish_json(jammi_db::audit::SEARCH_TOPIC, forged).await.unwrap_err().to_string();
+        assert!(e.contains("written by the engine"), "{e}");
+        let e = caller.topics().drop(jammi_db::audit::SEARCH_TOPIC).await.unwrap_err().to_string();
+        assert!(e.contains("written by the engine"), "{e}");
+    }
 
     // SQL: audit.public.searches, scoped like the chains, and no statement changes it.
     let mine = run(&tenant_a, "SELECT seq, kind FROM audit.public.searches ORDER BY seq").await;
