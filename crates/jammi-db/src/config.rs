@@ -34,6 +34,28 @@ pub struct Config {
     pub security: SecurityConfig,
     /// The signed audit log of searches.
     pub audit: AuditConfig,
+    /// Ephemeral sessions.
+    pub ephemeral: EphemeralConfig,
+}
+
+/// `[ephemeral]`: sessions whose tables are dropped when they end.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EphemeralConfig {
+    /// The idle timeout of a session opened without one.
+    pub default_timeout_ms: u64,
+    /// The longest idle timeout a session may ask for.
+    pub max_timeout_ms: u64,
+    /// Ephemeral sessions one engine holds open at once.
+    pub max_open: usize,
+    /// How often an engine looks for expired sessions (of crashed processes) to recover.
+    pub sweep_interval_ms: u64,
+}
+
+impl Default for EphemeralConfig {
+    fn default() -> Self {
+        EphemeralConfig { default_timeout_ms: 600_000, max_timeout_ms: 86_400_000, max_open: 1024, sweep_interval_ms: 10_000 }
+    }
 }
 
 /// `[audit]`: the signed audit log of searches.
@@ -202,6 +224,7 @@ struct FileConfig {
     broker: BrokerConfig,
     security: SecurityConfig,
     audit: AuditConfig,
+    ephemeral: EphemeralConfig,
 }
 
 impl Config {
@@ -216,6 +239,7 @@ impl Config {
             broker: BrokerConfig::default(),
             security: SecurityConfig::default(),
             audit: AuditConfig::default(),
+            ephemeral: EphemeralConfig::default(),
         }
     }
 
@@ -276,6 +300,7 @@ impl Config {
             broker: parsed.broker,
             security: parsed.security,
             audit: parsed.audit,
+            ephemeral: parsed.ephemeral,
         };
         config.validate()?;
         Ok(config)
@@ -293,6 +318,12 @@ impl Config {
         }
         if self.catalog.max_connections == 0 {
             return Err(Error::config("catalog.max_connections", "must be at least 1"));
+        }
+        if self.ephemeral.default_timeout_ms == 0 || self.ephemeral.default_timeout_ms > self.ephemeral.max_timeout_ms {
+            return Err(Error::config("ephemeral.default_timeout_ms", "must be at least 1 and at most ephemeral.max_timeout_ms"));
+        }
+        if self.ephemeral.sweep_interval_ms == 0 {
+            return Err(Error::config("ephemeral.sweep_interval_ms", "must be at least 1"));
         }
         if self.query.batch_size == 0 {
             return Err(Error::config("query.batch_size", "must be at least 1"));
@@ -424,6 +455,8 @@ fn is_known_key(section: &str, key: &str) -> bool {
             | ("vectors", "cache_mb" | "max_segments" | "max_deleted_fraction")
             | ("broker", "kind" | "url" | "poll_interval_ms")
             | ("security", "operator_locations" | "idle_in_transaction_timeout_ms")
+            | ("audit", "enabled" | "key_env" | "key_file" | "durability")
+            | ("ephemeral", "default_timeout_ms" | "max_timeout_ms" | "max_open" | "sweep_interval_ms")
     )
 }
 

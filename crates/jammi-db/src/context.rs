@@ -47,4 +47,9 @@ pub(crate) trait EngineContext: Send + Sync + std::fmt::Debug {
 
     /// The engine's template DataFusion state (functions, rules, runtime).
     fn base_state(&self) -> SessionState;
+
+    /// The ephemeral session the caller is in, if any (its tables resolve for it alone).
+    fn ephemeral_id(&self) -> Option<Arc<str>> {
+        None
+    }
 }

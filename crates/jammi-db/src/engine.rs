@@ -51,6 +51,8 @@ pub(crate) struct Engine {
     pub(crate) embed: Arc<crate::embed::EmbedState>,
     /// Plans shared by SQL text queries of one shape.
     pub(crate) plans: crate::plan_cache::PlanCache,
+    /// Ephemeral sessions: ending them, recovering those of dead processes.
+    pub(crate) ephemeral: Arc<crate::ephemeral::EphemeralState>,
 }
 
 /// The `vectors` catalog, per scope.
@@ -130,7 +132,9 @@ impl Engine {
             .unwrap_or_else(|p| p.into_inner())
             .insert(mutable::CATALOG.to_string(), Arc::new(MutableCatalog::new(Arc::clone(&mutable), Mode::Read)) as Arc<dyn EngineCatalog>);
 
+        let ephemeral = Arc::new(crate::ephemeral::EphemeralState::new(catalog.clone(), vectors.audit.clone(), config.ephemeral.clone()));
         Ok(Engine {
+            ephemeral,
             config,
             catalog,
             storage: StorageRegistry::new(),
@@ -150,23 +154,23 @@ impl Engine {
     }
 
     /// A DataFusion context bound to `scope` and, when given, to the transaction `txn`
-    /// (with the write catalog when `write_catalog`).
-    pub(crate) fn build_context(&self, scope: TenantScope, txn: Option<&Arc<WriteTxn>>, write_catalog: bool) -> SessionContext {
+    /// (with the write catalog when `write_catalog`) and the ephemeral session `ephemeral`.
+    pub(crate) fn build_context(&self, scope: TenantScope, txn: Option<&Arc<WriteTxn>>, write_catalog: bool, ephemeral: Option<&Arc<str>>) -> SessionContext {
         let mut state = self.base.clone();
         state.config_mut().options_mut().extensions.insert(TenantScopeOption { scope });
         state.config_mut().options_mut().extensions.insert(TxnOption { txn: txn.cloned() });
-        // Inside a transaction, mutable tables resolve as it sees them (its own DDL included).
-        let engine = match txn {
-            Some(txn) => {
-                let mut catalogs = self.engine_catalogs.read().unwrap_or_else(|p| p.into_inner()).clone();
-                let catalog = |mode| Arc::new(MutableCatalog::in_transaction(Arc::clone(&self.mutable), mode, Arc::clone(txn))) as Arc<dyn EngineCatalog>;
-                catalogs.insert(mutable::CATALOG.to_string(), catalog(Mode::Read));
-                if write_catalog {
-                    catalogs.insert(mutable::WRITE_CATALOG.to_string(), catalog(Mode::Write));
-                }
-                Arc::new(EngineCatalogs::new(catalogs))
+        // Inside a transaction, mutable tables resolve as it sees them (its own DDL included);
+        // in an ephemeral session, its own tables resolve too.
+        let engine = if txn.is_some() || ephemeral.is_some() {
+            let mut catalogs = self.engine_catalogs.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let catalog = |mode| Arc::new(MutableCatalog::for_caller(Arc::clone(&self.mutable), mode, txn.cloned(), ephemeral.cloned())) as Arc<dyn EngineCatalog>;
+            catalogs.insert(mutable::CATALOG.to_string(), catalog(Mode::Read));
+            if write_catalog {
+                catalogs.insert(mutable::WRITE_CATALOG.to_string(), catalog(Mode::Write));
             }
-            None => Arc::clone(&self.engine_catalogs),
+            Arc::new(EngineCatalogs::new(catalogs))
+        } else {
+            Arc::clone(&self.engine_catalogs)
         };
         let list = ScopedCatalogList::new(scope, Arc::clone(&self.sources), engine, self.scratch_catalogs(scope));
         state.register_catalog_list(Arc::new(list));
@@ -177,7 +181,7 @@ impl Engine {
     /// The cached context of `scope` outside any transaction (built on first use).
     pub(crate) fn cached_context(&self, scope: TenantScope) -> SessionContext {
         let mut contexts = self.contexts.lock().unwrap_or_else(|p| p.into_inner());
-        contexts.entry(scope).or_insert_with(|| self.build_context(scope, None, false)).clone()
+        contexts.entry(scope).or_insert_with(|| self.build_context(scope, None, false, None)).clone()
     }
 
     fn scratch_catalogs(&self, scope: TenantScope) -> Arc<MemoryCatalogProviderList> {

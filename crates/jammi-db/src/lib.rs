@@ -39,6 +39,7 @@ pub mod catalog;
 pub mod change;
 pub mod config;
 pub mod embed;
+pub mod ephemeral;
 mod context;
 mod delegate;
 mod engine;
@@ -63,7 +64,7 @@ pub mod vector;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use prepared::PreparedStatement;
-pub use session::Session;
+pub use session::{EphemeralSession, Session};
 pub use statement::SqlStatement;
 pub use tenant::{TenantId, TenantScope};
 

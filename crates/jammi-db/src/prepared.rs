@@ -84,6 +84,9 @@ pub(crate) async fn prepare(session: &Session, sql: &str) -> Result<PreparedStat
         return Err(Error::invalid("SQL", format!("a prepared statement is one SQL statement; got {}", statements.len())));
     }
     crate::security::check_statement(statements[0].inner(), session.access())?;
+    if let Some(rewritten) = session.ephemeral_rewrite(&statements[0]).await? {
+        statements[0] = rewritten;
+    }
     if crate::mutable::classify::claim(statements[0].inner())?.is_some() {
         return Err(Error::unsupported("statements on mutable tables and transaction control cannot be prepared yet; run them with sql()"));
     }

@@ -19,6 +19,7 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::engine_catalog::EngineCatalog;
+use crate::ephemeral::EphemeralScope;
 use crate::error::{Error, Result};
 use crate::mutable::{self, classify::{Claimed, Control}};
 use crate::security::{self, Access, SessionSettings};
@@ -70,6 +71,9 @@ pub struct Session {
     restricted: bool,
     /// `SET idle_in_transaction_timeout` and the like, per handle (and its clones).
     settings: Arc<Mutex<SessionSettings>>,
+    /// The ephemeral session this handle (and its clones) is in, if any: its tables are
+    /// dropped when it ends (see [`crate::ephemeral`]).
+    ephemeral: Arc<Mutex<Option<Arc<EphemeralScope>>>>,
 }
 
 impl fmt::Debug for Session {
@@ -98,9 +102,13 @@ impl Session {
             txn: Arc::new(Mutex::new(None)),
             restricted: false,
             settings: Arc::new(Mutex::new(SessionSettings::from_config(&engine.config.security))),
+            ephemeral: Arc::new(Mutex::new(None)),
             engine,
         };
         crate::vector::recover(&session).await?;
+        // Sessions of a process that died: their tables go now, not at the first sweep.
+        session.engine.ephemeral.recover_expired().await?;
+        session.engine.ephemeral.spawn_sweeper();
         session.sync_catalog().await?;
         session.refresh_databases().await;
         Ok(session)
@@ -144,7 +152,56 @@ impl Session {
             txn: Arc::new(Mutex::new(None)),
             restricted: self.restricted,
             settings: Arc::new(Mutex::new(SessionSettings::from_config(&self.engine.config.security))),
+            ephemeral: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// A new handle in an ephemeral session of this handle's tenant, idle `timeout` at most
+    /// (the configured default when `None`): tables it creates are private to it and
+    /// dropped exactly once when it ends — [`EphemeralSession::close`], the drop of its
+    /// last handle, the timeout, or (after a crash) the next process's recovery.
+    pub async fn ephemeral(&self, timeout: Option<std::time::Duration>) -> Result<EphemeralSession> {
+        let session = Session { sticky: self.sticky, ..self.with_tenant(None) };
+        session.begin_ephemeral(timeout).await?;
+        Ok(EphemeralSession { session })
+    }
+
+    /// Make this handle (and its clones) an ephemeral session.
+    async fn begin_ephemeral(&self, timeout: Option<std::time::Duration>) -> Result<()> {
+        if self.ephemeral_scope().is_some() {
+            return Err(Error::transaction_state("this session is already ephemeral; END EPHEMERAL first"));
+        }
+        if self.open_transaction().is_some() {
+            return Err(Error::transaction_state("BEGIN EPHEMERAL cannot run inside a transaction; COMMIT or ROLLBACK first"));
+        }
+        let scope = EphemeralScope::open(&self.engine.ephemeral, self.scope().owner(), timeout, Arc::clone(&self.txn)).await?;
+        *self.ephemeral.lock().unwrap_or_else(|p| p.into_inner()) = Some(scope);
+        Ok(())
+    }
+
+    /// End this handle's ephemeral session, dropping its tables (an error when it is not in one).
+    async fn end_ephemeral(&self) -> Result<Option<crate::ephemeral::Ended>> {
+        let scope = self.ephemeral.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match scope {
+            Some(scope) => scope.end(crate::ephemeral::Ending::Closed).await,
+            None => Err(Error::transaction_state("this session is not ephemeral; BEGIN EPHEMERAL starts one")),
+        }
+    }
+
+    fn ephemeral_scope(&self) -> Option<Arc<EphemeralScope>> {
+        self.ephemeral.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// In an ephemeral session: note the activity (refused once it ended) and point the
+    /// statement's mutable-table names at the session's own tables.
+    pub(crate) async fn ephemeral_rewrite(&self, statement: &SqlStatement) -> Result<Option<SqlStatement>> {
+        let Some(scope) = self.ephemeral_scope() else { return Ok(None) };
+        scope.touch().await?;
+        self.sync_catalog().await?;
+        let mut rewritten = statement.clone();
+        let (txn, scope_now) = (self.open_transaction(), self.scope());
+        crate::ephemeral::names::rewrite(&mut rewritten.0, scope.id(), |name| self.engine.mutable.get_for(scope_now, name, txn.as_deref(), Some(scope.id())).is_some())?;
+        Ok(Some(rewritten))
     }
 
     /// This handle, restricted as every server request is: no statement may name a location
@@ -190,6 +247,10 @@ impl Session {
     /// Split `sql` into statements (`;`-separated). Syntax errors are reported before
     /// anything runs.
     pub fn parse(&self, sql: &str) -> Result<Vec<SqlStatement>> {
+        // `BEGIN EPHEMERAL …` / `END EPHEMERAL`: SQL has no syntax for them; they stand for
+        // `SET ephemeral_session`.
+        let translated = security::settings::ephemeral_statement(sql);
+        let sql = translated.as_deref().unwrap_or(sql);
         let statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
             .map_err(|e| Error::Query(format!("SQL syntax error: {e}")))?;
         if statements.is_empty() {
@@ -205,10 +266,21 @@ impl Session {
         security::check_statement(&statement.0, access)?;
         self.check_transaction_alive(&statement.0)?;
         if let Some(setting) = session_setting(&statement.0) {
-            let configured = self.engine.config.security.idle_in_transaction_timeout();
-            self.settings.lock().unwrap_or_else(|p| p.into_inner()).apply(setting?, access, configured)?;
+            match setting? {
+                security::SessionSetting::EphemeralSession(Some(timeout)) => self.begin_ephemeral(timeout).await?,
+                security::SessionSetting::EphemeralSession(None) => {
+                    self.end_ephemeral().await?;
+                }
+                setting => {
+                    let configured = self.engine.config.security.idle_in_transaction_timeout();
+                    self.settings.lock().unwrap_or_else(|p| p.into_inner()).apply(setting, access, configured)?;
+                }
+            }
             return Ok(self.query_context(self.scope()).read_empty()?);
         }
+        let rewritten = self.ephemeral_rewrite(statement).await?;
+        let ephemeral = rewritten.is_some();
+        let statement = rewritten.as_ref().unwrap_or(statement);
         self.sync_catalog().await?;
         let scope = self.scope();
         if let Some(claimed) = mutable::classify::claim(&statement.0)? {
@@ -240,8 +312,11 @@ impl Session {
             };
         }
         // Boxed: planning futures are large, and debug builds run tests on small stacks.
-        if let Some(frame) = Box::pin(crate::plan_cache::run_shared_plan(self, statement, scope)).await? {
-            return Ok(frame);
+        // (Not in an ephemeral session: its plans name tables no other session may reach.)
+        if !ephemeral {
+            if let Some(frame) = Box::pin(crate::plan_cache::run_shared_plan(self, statement, scope)).await? {
+                return Ok(frame);
+            }
         }
         let ctx = self.query_context(scope);
         let plan = ctx.state().statement_to_plan(statement.0.clone()).await?;
@@ -335,6 +410,10 @@ impl Session {
         if let Some(txn) = self.open_transaction() {
             return self.build_context(scope, Some(&txn), false);
         }
+        if let Some(ephemeral) = self.ephemeral_scope() {
+            let mut contexts = ephemeral.contexts.lock().unwrap_or_else(|p| p.into_inner());
+            return contexts.entry(scope).or_insert_with(|| self.engine.build_context(scope, None, false, Some(ephemeral.id()))).clone();
+        }
         self.engine.cached_context(scope)
     }
 
@@ -349,7 +428,8 @@ impl Session {
     }
 
     fn build_context(&self, scope: TenantScope, txn: Option<&Arc<WriteTxn>>, write_catalog: bool) -> SessionContext {
-        self.engine.build_context(scope, txn, write_catalog)
+        let ephemeral = self.ephemeral_scope();
+        self.engine.build_context(scope, txn, write_catalog, ephemeral.as_ref().map(|e| e.id()))
     }
 
     /// The transaction `BEGIN` opened on this handle, if it is still open.
@@ -519,5 +599,45 @@ impl crate::context::EngineContext for Session {
 
     fn base_state(&self) -> SessionState {
         Session::base_state(self)
+    }
+
+    fn ephemeral_id(&self) -> Option<Arc<str>> {
+        self.ephemeral_scope().map(|e| Arc::clone(e.id()))
+    }
+}
+
+/// A handle in an ephemeral session (see [`Session::ephemeral`]): a [`Session`] in every
+/// way (it derefs to one), whose tables are dropped when it ends.
+#[derive(Debug)]
+pub struct EphemeralSession {
+    session: Session,
+}
+
+impl std::ops::Deref for EphemeralSession {
+    type Target = Session;
+
+    fn deref(&self) -> &Session {
+        &self.session
+    }
+}
+
+impl EphemeralSession {
+    /// The session's id (the catalog's `jammi_ephemeral_sessions.id`).
+    pub fn id(&self) -> String {
+        self.session.ephemeral_scope().map(|e| e.id().to_string()).unwrap_or_default()
+    }
+
+    /// Its idle timeout.
+    pub fn timeout(&self) -> std::time::Duration {
+        self.session.ephemeral_scope().map(|e| e.timeout()).unwrap_or_default()
+    }
+
+    /// End the session now, dropping its tables; returns what was dropped (`None` when it
+    /// had already ended — timed out, or recovered).
+    pub async fn close(self) -> Result<Option<crate::ephemeral::Ended>> {
+        match self.session.ephemeral_scope() {
+            Some(_) => self.session.end_ephemeral().await,
+            None => Ok(None),
+        }
     }
 }

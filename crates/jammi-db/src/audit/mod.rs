@@ -11,6 +11,7 @@ pub mod record;
 pub(crate) mod sql;
 mod writer;
 pub use writer::SEARCH_TOPIC;
+pub(crate) use writer::ensure_topic;
 
 use std::sync::Arc;
 
@@ -55,7 +56,7 @@ pub async fn auditor_for(config: &crate::config::AuditConfig, catalog: &Catalog)
     if !config.enabled.unwrap_or(false) {
         return Ok(None);
     }
-    writer::ensure_topic(catalog).await?;
+    writer::ensure_topic(catalog, SEARCH_TOPIC, writer::SEARCH_TOPIC_COLUMNS).await?;
     let keys = match &config.key_file {
         Some(path) => keys::StaticKeys::from_file(path)?,
         None => keys::StaticKeys::from_env(&config.key_env)?,
@@ -100,13 +101,29 @@ impl AuditLog<'_> {
     }
 }
 
+impl AuditLog<'_> {
+    /// Whether `signature` signs `record`, an ephemeral session's lifecycle event (the
+    /// `record` and `signature` columns of `jammi.audit.session_lifecycle.v1`), with the key
+    /// of the tenant it names — which must be this session's (any, for the admin scope).
+    pub fn verify_session_event(&self, record: &str, signature: &str) -> Result<bool> {
+        let auditor = self.auditor()?;
+        let parsed: Value = serde_json::from_str(record).map_err(|e| Error::invalid("record", format!("not a lifecycle event: {e}")))?;
+        let tenant = parsed["tenant"].as_str().ok_or_else(|| Error::invalid("record", "the event names no tenant"))?;
+        if self.scope != TenantScope::Admin && tenant != chain_of(self.scope) {
+            return Err(Error::PermissionDenied { message: "a tenant verifies only its own events".into() });
+        }
+        let version = parsed["key_version"].as_u64().and_then(|v| u32::try_from(v).ok()).ok_or_else(|| Error::invalid("record", "the event names no key version"))?;
+        auditor.verify_signed(tenant, crate::ephemeral::lifecycle::SESSION_KEY_INFO, version, record, signature)
+    }
+}
+
 /// The chain tenant of `scope`: the tenant's id, or `""` for the shared chain.
 pub fn chain_of(scope: TenantScope) -> String {
     scope.owner().map(|t| t.to_string()).unwrap_or_default()
 }
 
 /// The time now: RFC 3339, whole seconds, UTC.
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
@@ -169,6 +186,22 @@ impl Auditor {
             self.writer.send(writer::Message::Append { record, ack: None }).await.map_err(|_| closed())?;
         }
         Ok(query_id)
+    }
+
+    /// The key version that signs new records.
+    pub fn current_key_version(&self) -> u32 {
+        self.keys.current_version()
+    }
+
+    /// Sign `text` with `tenant`'s key of `version`, derived with the label `info`.
+    pub(crate) fn sign(&self, tenant: &str, info: &[u8], version: u32, text: &str) -> Result<String> {
+        Ok(self.keys.key(version)?.derive(tenant, info).sign(text.as_bytes()))
+    }
+
+    /// Whether `signature` is `tenant`'s signature of `text` with key `version` and label
+    /// `info` (an ephemeral session's lifecycle event: `keys::SESSION_KEY_INFO`).
+    pub fn verify_signed(&self, tenant: &str, info: &[u8], version: u32, text: &str, signature: &str) -> Result<bool> {
+        Ok(self.keys.key(version)?.derive(tenant, info).verify(text.as_bytes(), signature))
     }
 
     /// Wait until every record handed over so far is committed (or has failed).

@@ -28,17 +28,17 @@ const MAX_ATTEMPTS: usize = 16;
 pub const SEARCH_TOPIC: &str = "jammi.audit.search.v1";
 
 /// Its columns.
-const SEARCH_TOPIC_COLUMNS: &str = "query_id:string,tenant:string,seq:int64,kind:string,record:string,signature:string";
+pub(super) const SEARCH_TOPIC_COLUMNS: &str = "query_id:string,tenant:string,seq:int64,kind:string,record:string,signature:string";
 
-/// Create the audit topic (shared; each event carries its record's tenant, so a subscriber
-/// reads its own tenant's) unless it exists.
-pub(super) async fn ensure_topic(catalog: &Catalog) -> Result<()> {
-    let exists = sqlx::query("SELECT id FROM jammi_topics WHERE name = $1 AND tenant_id IS NULL").bind(SEARCH_TOPIC).fetch_optional(catalog.pool()).await.map_err(|e| catalog.error(e))?;
+/// Create the engine topic `name` with `columns` (shared; each event carries its tenant,
+/// so a subscriber reads its own tenant's) unless it exists.
+pub(crate) async fn ensure_topic(catalog: &Catalog, name: &str, columns: &str) -> Result<()> {
+    let exists = sqlx::query("SELECT id FROM jammi_topics WHERE name = $1 AND tenant_id IS NULL").bind(name).fetch_optional(catalog.pool()).await.map_err(|e| catalog.error(e))?;
     if exists.is_some() {
         return Ok(());
     }
-    let spec = crate::topic::spec::TopicSpec { columns: crate::topic::spec::TopicSpec::parse_schema(SEARCH_TOPIC_COLUMNS)?, source_table: None, retention: Default::default() };
-    let record = crate::catalog::TopicRecord { id: uuid::Uuid::new_v4().to_string(), tenant: None, name: SEARCH_TOPIC.into(), spec: serde_json::to_string(&spec).map_err(Error::internal)?, next_offset: 0, low_offset: 0 };
+    let spec = crate::topic::spec::TopicSpec { columns: crate::topic::spec::TopicSpec::parse_schema(columns)?, source_table: None, retention: Default::default() };
+    let record = crate::catalog::TopicRecord { id: uuid::Uuid::new_v4().to_string(), tenant: None, name: name.into(), spec: serde_json::to_string(&spec).map_err(Error::internal)?, next_offset: 0, low_offset: 0 };
     match catalog.topics().insert(&record).await {
         // Another engine created it first.
         Ok(()) | Err(Error::InvalidName { .. }) => Ok(()),

@@ -298,6 +298,43 @@ Migration {
         )",
         "CREATE UNIQUE INDEX jammi_audit_searches_query ON jammi_audit_searches (query_id)",
     ],
+}, Migration {
+    version: 11,
+    name: "ephemeral sessions, per-tenant audit settings, audit checkpoints",
+    statements: &[
+        // One row per ephemeral session, written when it opens, so a process that dies
+        // leaves a record the next one (or any replica) finds once `expires_at_ms` passes.
+        // state: 'open', then exactly one of 'closed', 'timed_out', 'recovered' — the
+        // transaction that moves it out of 'open' is the one that drops the tables.
+        "CREATE TABLE jammi_ephemeral_sessions (
+            id TEXT PRIMARY KEY,
+            tenant_id TEXT NULL,
+            opened_at_ms BIGINT NOT NULL,
+            timeout_ms BIGINT NOT NULL,
+            expires_at_ms BIGINT NOT NULL,
+            state TEXT NOT NULL,
+            closed_at_ms BIGINT NULL,
+            rows_deleted BIGINT NULL
+        )",
+        "CREATE INDEX jammi_ephemeral_sessions_open ON jammi_ephemeral_sessions (state, expires_at_ms)",
+        // Auditing per chain ('' = shared), overriding [audit] enabled.
+        "CREATE TABLE jammi_audit_tenants (
+            chain TEXT PRIMARY KEY,
+            enabled BIGINT NOT NULL,
+            updated_at_ms BIGINT NOT NULL
+        )",
+        // Retention cuts: records 1..=through_seq of a chain were removed; the checkpoint,
+        // signed with the chain's key, holds the last removed record's signature so the
+        // records after the cut still verify from their first link.
+        "CREATE TABLE jammi_audit_checkpoints (
+            chain TEXT NOT NULL,
+            through_seq BIGINT NOT NULL,
+            key_version BIGINT NOT NULL,
+            record TEXT NOT NULL,
+            signature TEXT NOT NULL,
+            PRIMARY KEY (chain, through_seq)
+        )",
+    ],
 }];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS jammi_migrations (

@@ -6,6 +6,7 @@
 //! and how to serialise writers. The shared [`conformance`] suite runs against both.
 
 mod audit;
+mod ephemeral;
 pub mod conformance;
 mod follows;
 mod jobs;
@@ -31,6 +32,7 @@ use crate::error::{Error, Result};
 use crate::tenant::{TenantId, TenantScope};
 
 pub use audit::{AuditRepo, AuditRow};
+pub use ephemeral::{EphemeralRepo, EphemeralSessionRecord};
 pub use follows::{FollowProgress, FollowRecord, FollowRepo};
 pub(crate) use follows::{commit_progress, log_changes};
 pub use jobs::{state as job_state, ClaimRecord, JobRecord, JobRepo, JobState, LosingAttempt};
@@ -235,7 +237,12 @@ impl Catalog {
         JobRepo::new(self)
     }
 
-    /// Audit records of searches.
+    /// Ephemeral sessions (`jammi_ephemeral_sessions`).
+    pub fn ephemeral_sessions(&self) -> EphemeralRepo<'_> {
+        EphemeralRepo::new(self)
+    }
+
+    /// Audit records (`jammi_audit_searches`).
     pub fn audit(&self) -> AuditRepo<'_> {
         AuditRepo::new(self)
     }

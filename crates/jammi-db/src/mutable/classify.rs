@@ -104,6 +104,17 @@ pub fn claim(statement: &DfStatement) -> Result<Option<Claimed<'_>>> {
 /// Run a claimed DDL or DML statement; DML returns one row with the number of rows
 /// affected (`count`). Transaction control is the session's ([`Claimed::Transaction`]).
 pub(crate) async fn run(ctx: &dyn EngineContext, tables: &MutableState, scope: TenantScope, claimed: Claimed<'_>) -> Result<DataFrame> {
+    // Another ephemeral session's tables are not there for this caller, whatever it names.
+    let session = ctx.ephemeral_id();
+    let named: Vec<&String> = match &claimed {
+        Claimed::Definition(Ddl::CreateTable(_, n) | Ddl::Alter(_, n) | Ddl::CreateIndex(_, n)) => vec![n],
+        Claimed::Definition(Ddl::Drop(names, _)) => names.iter().collect(),
+        Claimed::Insert(_, n) | Claimed::Update(_, n) | Claimed::Delete(_, n) => vec![n],
+        _ => Vec::new(),
+    };
+    if let Some(name) = named.into_iter().find(|n| !crate::ephemeral::names::visible(n, session.as_deref())) {
+        return Err(Error::Unknown { kind: crate::error::ObjectKind::MutableTable, name: crate::ephemeral::names::user_name(name).to_string(), scope: scope.describe() });
+    }
     let query = ctx.query_context(scope);
     let count = match claimed {
         Claimed::Transaction(control) => return Err(Error::internal(format!("{control:?} is transaction control: the session runs it"))),

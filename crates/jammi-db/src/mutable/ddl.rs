@@ -101,6 +101,8 @@ async fn apply(ctx: &dyn EngineContext, scope: TenantScope, checked: &Checked<'_
 }
 
 fn check_name(name: &str) -> Result<()> {
+    // An ephemeral session's table: its user's part is what is checked.
+    let name = crate::ephemeral::names::user_name(name);
     let ok = !name.is_empty() && name.len() <= 63 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.starts_with(|c: char| c.is_ascii_digit());
     if ok {
         Ok(())
@@ -156,15 +158,21 @@ async fn drop_tables(ctx: &dyn EngineContext, scope: TenantScope, names: &[Strin
         match table_in(ctx, scope, conn, name).await? {
             Some(record) => {
                 check_owner(scope, &record)?;
-                sqlx::query(&format!("DROP TABLE {}", crate::names::quote_ident(&record.storage))).execute(&mut *conn).await.map_err(catalog_err(ctx))?;
-                super::fulltext::drop(conn, &record.storage).await?;
-                catalog.mutable_tables().delete_in(conn, &record.id).await?;
+                drop_record(catalog, conn, &record).await?;
             }
             None if if_exists => {}
             None => return Err(Error::Unknown { kind: ObjectKind::MutableTable, name: name.to_string(), scope: scope.describe() }),
         }
     }
     Ok(())
+}
+
+/// Drop `record`'s storage table, its full-text index and its catalog row inside the
+/// transaction open on `conn`.
+pub(crate) async fn drop_record(catalog: &crate::catalog::Catalog, conn: &mut AnyConnection, record: &MutableTableRecord) -> Result<()> {
+    sqlx::query(&format!("DROP TABLE {}", crate::names::quote_ident(&record.storage))).execute(&mut *conn).await.map_err(|e| catalog.error(e))?;
+    super::fulltext::drop(conn, &record.storage).await?;
+    catalog.mutable_tables().delete_in(conn, &record.id).await
 }
 
 /// The table `scope` resolves `name` to, inside the transaction open on `conn`.

@@ -45,7 +45,7 @@ pub enum Write<'a> {
 /// its own. Returns the number of rows affected.
 pub(crate) async fn run(engine: &dyn EngineContext, tables: &MutableState, scope: TenantScope, name: &str, write: Write<'_>) -> Result<u64> {
     let explicit = engine.open_transaction();
-    let table = tables.require_in(scope, name, explicit.as_deref())?;
+    let table = tables.require_in(scope, name, explicit.as_deref(), engine.ephemeral_id().as_deref())?;
     let txn = match &explicit {
         Some(t) => Arc::clone(t),
         None => tables.begin().await?,

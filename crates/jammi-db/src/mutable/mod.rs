@@ -91,29 +91,35 @@ impl MutableState {
         Ok(())
     }
 
-    /// The table `scope` resolves `name` to (its own, else a shared one).
+    /// The table `scope` resolves `name` to (its own, else a shared one). An ephemeral
+    /// session's tables resolve only for that session ([`MutableState::get_for`]).
     pub fn get(&self, scope: TenantScope, name: &str) -> Option<Arc<MutableTable>> {
-        resolve_scoped(&self.tables.read(), scope, name)
+        self.get_for(scope, name, None, None)
     }
 
-    /// [`MutableState::get`] as `txn` sees it: DDL inside a transaction is visible to it alone
-    /// until it commits.
-    pub(crate) fn get_in(&self, scope: TenantScope, name: &str, txn: Option<&txn::WriteTxn>) -> Option<Arc<MutableTable>> {
+
+    /// [`MutableState::get_in`] for a caller in ephemeral session `ephemeral`, which also
+    /// reaches that session's tables.
+    pub(crate) fn get_for(&self, scope: TenantScope, name: &str, txn: Option<&txn::WriteTxn>, ephemeral: Option<&str>) -> Option<Arc<MutableTable>> {
+        if !crate::ephemeral::names::visible(name, ephemeral) {
+            return None;
+        }
         match definitions_in(txn) {
             Some(tables) => resolve_scoped(&tables, scope, name),
-            None => self.get(scope, name),
+            None => resolve_scoped(&self.tables.read(), scope, name),
         }
     }
 
     /// The table `scope` resolves `name` to, or an error saying it does not exist.
     pub fn require(&self, scope: TenantScope, name: &str) -> Result<Arc<MutableTable>> {
-        self.require_in(scope, name, None)
+        self.require_in(scope, name, None, None)
     }
 
-    /// [`MutableState::require`] as `txn` sees it.
-    pub(crate) fn require_in(&self, scope: TenantScope, name: &str, txn: Option<&txn::WriteTxn>) -> Result<Arc<MutableTable>> {
-        self.get_in(scope, name, txn).ok_or_else(|| {
-            Error::Unknown { kind: crate::error::ObjectKind::MutableTable, name: name.to_string(), scope: scope.describe() }
+    /// [`MutableState::require`] as `txn` sees it, for a caller in ephemeral session
+    /// `ephemeral` (if any).
+    pub(crate) fn require_in(&self, scope: TenantScope, name: &str, txn: Option<&txn::WriteTxn>, ephemeral: Option<&str>) -> Result<Arc<MutableTable>> {
+        self.get_for(scope, name, txn, ephemeral).ok_or_else(|| {
+            Error::Unknown { kind: crate::error::ObjectKind::MutableTable, name: crate::ephemeral::names::user_name(name).to_string(), scope: scope.describe() }
         })
     }
 
@@ -137,9 +143,9 @@ impl MutableState {
         self.writer.begin_explicit().await
     }
 
-    fn names(&self, scope: TenantScope, txn: Option<&txn::WriteTxn>) -> Vec<String> {
+    fn names(&self, scope: TenantScope, txn: Option<&txn::WriteTxn>, ephemeral: Option<&str>) -> Vec<String> {
         let pick = |tables: &ScopedNames<Arc<MutableTable>>| -> Vec<String> {
-            tables.keys().filter(|(owner, _)| visible(scope, *owner)).map(|(_, n)| n.clone()).collect()
+            tables.keys().filter(|(owner, name)| visible(scope, *owner) && crate::ephemeral::names::visible(name, ephemeral)).map(|(_, n)| n.clone()).collect()
         };
         let mut names = match definitions_in(txn) {
             Some(tables) => pick(&tables),
@@ -169,22 +175,25 @@ pub(crate) struct MutableCatalog {
     mode: Mode,
     /// The open transaction whose view of the definitions to use, for contexts planned in one.
     txn: Option<Arc<txn::WriteTxn>>,
+    /// The ephemeral session whose tables this catalog reaches, if any.
+    ephemeral: Option<Arc<str>>,
 }
 
 impl MutableCatalog {
     pub(crate) fn new(state: Arc<MutableState>, mode: Mode) -> Self {
-        MutableCatalog { state, mode, txn: None }
+        MutableCatalog { state, mode, txn: None, ephemeral: None }
     }
 
-    /// The catalog as the open transaction `txn` sees it (its own DDL included).
-    pub(crate) fn in_transaction(state: Arc<MutableState>, mode: Mode, txn: Arc<txn::WriteTxn>) -> Self {
-        MutableCatalog { state, mode, txn: Some(txn) }
+    /// The catalog as the open transaction `txn` (if any) of a caller in ephemeral session
+    /// `ephemeral` (if any) sees it: its own DDL and its session's tables included.
+    pub(crate) fn for_caller(state: Arc<MutableState>, mode: Mode, txn: Option<Arc<txn::WriteTxn>>, ephemeral: Option<Arc<str>>) -> Self {
+        MutableCatalog { state, mode, txn, ephemeral }
     }
 }
 
 impl EngineCatalog for MutableCatalog {
     fn for_scope(&self, scope: TenantScope) -> Arc<dyn CatalogProvider> {
-        Arc::new(PublicOnlyCatalog::new(MutableTables { state: Arc::clone(&self.state), mode: self.mode, scope, txn: self.txn.clone() }))
+        Arc::new(PublicOnlyCatalog::new(MutableTables { state: Arc::clone(&self.state), mode: self.mode, scope, txn: self.txn.clone(), ephemeral: self.ephemeral.clone() }))
     }
 }
 
@@ -194,20 +203,21 @@ struct MutableTables {
     mode: Mode,
     scope: TenantScope,
     txn: Option<Arc<txn::WriteTxn>>,
+    ephemeral: Option<Arc<str>>,
 }
 
 #[async_trait::async_trait]
 impl PartTables for MutableTables {
     fn names(&self) -> Vec<String> {
-        self.state.names(self.scope, self.txn.as_deref())
+        self.state.names(self.scope, self.txn.as_deref(), self.ephemeral.as_deref())
     }
 
     async fn table(&self, name: &str) -> Option<Arc<dyn TableProvider>> {
-        self.state.get_in(self.scope, name, self.txn.as_deref()).map(|t| Arc::new(MutableProvider::new(self.state.catalog.clone(), t, self.mode)) as Arc<dyn TableProvider>)
+        self.state.get_for(self.scope, name, self.txn.as_deref(), self.ephemeral.as_deref()).map(|t| Arc::new(MutableProvider::new(self.state.catalog.clone(), t, self.mode)) as Arc<dyn TableProvider>)
     }
 
     fn exists(&self, name: &str) -> bool {
-        self.state.get_in(self.scope, name, self.txn.as_deref()).is_some()
+        self.state.get_for(self.scope, name, self.txn.as_deref(), self.ephemeral.as_deref()).is_some()
     }
 
     fn create_instead(&self, name: &str) -> String {

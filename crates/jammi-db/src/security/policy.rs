@@ -40,7 +40,7 @@ pub const ALLOWED_TABLE_FUNCTIONS: &[&str] = &["vector_search", "text_search", "
 
 /// Settings a restricted caller may `SET`: the engine's own, per session, which can only
 /// narrow what the session may hold (see [`crate::security::SessionSettings`]).
-pub const ALLOWED_SETTINGS: &[&str] = &["idle_in_transaction_timeout"];
+pub const ALLOWED_SETTINGS: &[&str] = &["idle_in_transaction_timeout", "ephemeral_session"];
 
 /// Refuse `statement` when `access` may not run it.
 pub fn check_statement(statement: &DfStatement, access: Access) -> Result<()> {

@@ -23,12 +23,19 @@ pub fn setting_name(set: &Set) -> Option<String> {
 pub enum SessionSetting {
     /// `SET idle_in_transaction_timeout = 5000 | '5s' | '500ms' | '1min' | 0` (0: never).
     IdleInTransactionTimeout(Option<Duration>),
+    /// `SET ephemeral_session = on | '10min' | off` (also written `BEGIN EPHEMERAL [TIMEOUT
+    /// '10min']` and `END EPHEMERAL`): make this session ephemeral, with the configured or
+    /// the given idle timeout; `off` closes it, dropping its tables. Run by the session.
+    EphemeralSession(Option<Option<Duration>>),
 }
 
 /// `set` as an engine session setting; `None` when it sets something else.
 pub fn parse_session_setting(set: &Set) -> Option<Result<SessionSetting>> {
     let Set::SingleAssignment { variable, values, .. } = set else { return None };
     let name = variable.to_string().to_ascii_lowercase();
+    if name == "ephemeral_session" {
+        return Some(parse_ephemeral(values));
+    }
     if name != "idle_in_transaction_timeout" {
         return None;
     }
@@ -42,6 +49,54 @@ pub fn parse_session_setting(set: &Set) -> Option<Result<SessionSetting>> {
         _ => return Some(Err(bad_duration("(several values)"))),
     };
     Some(parse_duration(&text).map(|d| SessionSetting::IdleInTransactionTimeout((!d.is_zero()).then_some(d))))
+}
+
+fn parse_ephemeral(values: &[Expr]) -> Result<SessionSetting> {
+    let bad = |input: &str| {
+        Error::invalid("ephemeral_session", format!("invalid value {input} for ephemeral_session: give on, off, or an idle timeout such as '10min', '30s' or 60000 (ms)"))
+    };
+    let text = match values {
+        [Expr::Value(v)] => match &v.value {
+            Value::Number(n, _) => n.clone(),
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
+            Value::Boolean(b) => b.to_string(),
+            _ => return Err(bad(&v.to_string())),
+        },
+        [Expr::Identifier(id)] => id.value.clone(),
+        [other] => return Err(bad(&other.to_string())),
+        _ => return Err(bad("(several values)")),
+    };
+    match text.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "default" => Ok(SessionSetting::EphemeralSession(Some(None))),
+        "off" | "false" => Ok(SessionSetting::EphemeralSession(None)),
+        _ => match parse_duration(&text) {
+            Ok(d) if !d.is_zero() => Ok(SessionSetting::EphemeralSession(Some(Some(d)))),
+            Ok(_) => Ok(SessionSetting::EphemeralSession(None)),
+            Err(_) => Err(bad(&text)),
+        },
+    }
+}
+
+/// `BEGIN EPHEMERAL [TIMEOUT t]` and `END EPHEMERAL` as the `SET ephemeral_session`
+/// statement they stand for (SQL has no syntax of its own for them); `None` for other text.
+pub fn ephemeral_statement(sql: &str) -> Option<String> {
+    let text = sql.trim().trim_end_matches(';').trim();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let is = |i: usize, w: &str| words.get(i).is_some_and(|x| x.eq_ignore_ascii_case(w));
+    if words.len() == 2 && is(0, "end") && is(1, "ephemeral") {
+        return Some("SET ephemeral_session = off".into());
+    }
+    if !(is(0, "begin") && is(1, "ephemeral")) {
+        return None;
+    }
+    match words.len() {
+        2 => Some("SET ephemeral_session = on".into()),
+        4 if is(2, "timeout") => {
+            let value = words[3].trim_matches('\'');
+            value.chars().all(|c| c.is_ascii_alphanumeric()).then(|| format!("SET ephemeral_session = '{value}'"))
+        }
+        _ => None,
+    }
 }
 
 fn bad_duration(input: &str) -> Error {
@@ -100,6 +155,7 @@ impl SessionSettings {
                 self.idle_in_transaction_timeout = wanted;
                 Ok(())
             }
+            SessionSetting::EphemeralSession(_) => Err(Error::internal("ephemeral_session is run by the session, not kept in its settings")),
         }
     }
 }
@@ -107,6 +163,15 @@ impl SessionSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn begin_and_end_ephemeral_stand_for_the_setting() {
+        assert_eq!(ephemeral_statement("begin ephemeral").as_deref(), Some("SET ephemeral_session = on"));
+        assert_eq!(ephemeral_statement(" BEGIN EPHEMERAL TIMEOUT '10min'; ").as_deref(), Some("SET ephemeral_session = '10min'"));
+        assert_eq!(ephemeral_statement("END EPHEMERAL").as_deref(), Some("SET ephemeral_session = off"));
+        assert_eq!(ephemeral_statement("BEGIN EPHEMERAL TIMEOUT '1'; DROP TABLE x"), None);
+        assert_eq!(ephemeral_statement("BEGIN"), None);
+    }
 
     #[test]
     fn durations_parse_in_every_form() {

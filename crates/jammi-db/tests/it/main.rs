@@ -7,6 +7,7 @@ mod audit;
 mod broker;
 mod catalog;
 mod durability;
+mod ephemeral;
 mod embed;
 mod faults;
 mod federation;
