@@ -632,11 +632,17 @@ impl EphemeralSession {
         self.session.ephemeral_scope().map(|e| e.timeout()).unwrap_or_default()
     }
 
+    /// Whether the session is still open (not closed, timed out or recovered).
+    pub fn is_open(&self) -> bool {
+        self.session.ephemeral_scope().is_some_and(|e| e.is_open())
+    }
+
     /// End the session now, dropping its tables; returns what was dropped (`None` when it
-    /// had already ended — timed out, or recovered).
-    pub async fn close(self) -> Result<Option<crate::ephemeral::Ended>> {
+    /// had already ended — timed out, or recovered). Its handles answer every later
+    /// statement with an error saying so.
+    pub async fn close(&self) -> Result<Option<crate::ephemeral::Ended>> {
         match self.session.ephemeral_scope() {
-            Some(_) => self.session.end_ephemeral().await,
+            Some(scope) => scope.end(crate::ephemeral::Ending::Closed).await,
             None => Ok(None),
         }
     }

@@ -101,6 +101,8 @@ pub(crate) struct Shared {
     pub(crate) tls: Option<tls::Tls>,
     /// Flips to true when shutdown begins: long-lived streams (topic subscriptions) end.
     pub(crate) stopping: watch::Receiver<bool>,
+    /// Ephemeral sessions opened over HTTP (`POST /v1/sessions`).
+    pub(crate) ephemeral: http::sessions::Registry,
 }
 
 /// A running server.
@@ -151,6 +153,7 @@ impl Server {
             metrics: Arc::new(metrics::Metrics::default()),
             tls,
             stopping,
+            ephemeral: Default::default(),
         });
         let local = |l: &Option<tokio::net::TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
         let addresses = BoundAddresses { http: local(&http_listener), pg: local(&pg_listener), flight: local(&flight_listener) };

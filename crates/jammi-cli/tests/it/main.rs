@@ -6,6 +6,7 @@ mod artifacts;
 mod commands;
 mod crashloop;
 mod demo;
+mod ephemeral;
 mod federation;
 mod jobs;
 mod mutable;

@@ -219,6 +219,11 @@ impl EphemeralScope {
         self.timeout
     }
 
+    /// Whether no ending has come yet.
+    pub(crate) fn is_open(&self) -> bool {
+        self.ending().is_none()
+    }
+
     fn ending(&self) -> Option<Ending> {
         *self.ended.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -4,6 +4,7 @@
 
 mod audit;
 mod encode;
+pub(crate) mod sessions;
 mod sql;
 mod topics;
 
@@ -36,6 +37,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
         .route("/v1/sql", post(sql::sql))
         .route("/v1/search", post(sql::search))
         .route("/v1/audit/verify", post(audit::verify))
+        .route("/v1/sessions", post(sessions::open))
+        .route("/v1/sessions/{id}", axum::routing::delete(sessions::close))
         .route("/v1/audit/{query_id}", get(audit::show))
         .route("/v1/topics/{name}/events", post(topics::publish).get(topics::subscribe))
         .route("/v1/topics/{name}/ack", post(topics::ack))

@@ -30,7 +30,7 @@ pub(crate) async fn sql(State(shared): State<Arc<Shared>>, headers: HeaderMap, b
     let principal = principal(&shared, &headers).await?;
     let request: SqlRequest = parse_body(&body, r#"{"sql": "SELECT 1", "params": []}"#)?;
     let params = request.params.iter().enumerate().map(|(i, v)| json_param(i, v)).collect::<Result<Vec<_>>>()?;
-    let session = shared.session_for(principal);
+    let session = super::sessions::session_of_request(&shared, principal, &headers)?;
     let result = shared.run_as(principal, Protocol::Http, "sql", run_sql(&session, &request.sql, params)).await?;
     result_response(&headers, &result.schema, &result.batches)
 }
@@ -112,7 +112,7 @@ pub(crate) async fn search(State(shared): State<Arc<Shared>>, headers: HeaderMap
         exact: request.exact,
         oversample: None,
     };
-    let session = shared.session_for(principal);
+    let session = super::sessions::session_of_request(&shared, principal, &headers)?;
     let result = shared
         .run_as(principal, Protocol::Http, "search", async {
             Ok(session.vectors().search_any(&request.table, &query).await?)

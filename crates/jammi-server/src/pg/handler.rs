@@ -155,7 +155,7 @@ fn client_setting(statement: &SqlStatement) -> Option<Response> {
         return None;
     }
     let variable = text.trim_start_matches("set").trim_start().trim_start_matches("session ").trim_start_matches("local ");
-    if variable.starts_with("datafusion.") || variable.starts_with("jammi.") || variable.starts_with("idle_in_transaction_timeout") {
+    if variable.starts_with("datafusion.") || variable.starts_with("jammi.") || jammi_db::security::policy::ALLOWED_SETTINGS.iter().any(|s| variable.starts_with(s)) {
         return None;
     }
     Some(Response::Execution(Tag::new("SET")))

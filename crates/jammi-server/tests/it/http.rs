@@ -447,3 +447,74 @@ async fn searches_are_audited_and_verified_over_http() {
     let (status, _) = post(&client, &url("/v1/audit/verify"), None, json!({"from": "one"})).await;
     assert_eq!(status, 400);
 }
+
+/// Ephemeral sessions through the server: over HTTP a client opens one, runs statements in
+/// it with the `jammi-session` header and closes it; over Postgres, `BEGIN EPHEMERAL` makes
+/// the connection's session ephemeral and disconnecting ends it. Either way the tables are
+/// the session's alone and are gone, with one `closed` event, when it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ephemeral_sessions_end_with_their_client() {
+    use sqlx::Connection;
+    let (session, dir) = session().await;
+    let served = serve(session, dir, Limits::default()).await;
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", served.http);
+    let sql_in = |id: Option<String>, sql: &str| {
+        let mut request = client.post(url("/v1/sql")).body(json!({"sql": sql}).to_string());
+        if let Some(id) = id {
+            request = request.header("jammi-session", id);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, serde_json::from_slice::<serde_json::Value>(&response.bytes().await.unwrap()).unwrap_or_default())
+        }
+    };
+    let (status, opened) = post(&client, &url("/v1/sessions"), None, json!({"timeout_ms": 60000})).await;
+    assert_eq!(status, 201, "{opened}");
+    let id = opened["session"].as_str().unwrap().to_string();
+    assert_eq!(opened["timeout_ms"], 60000);
+    for sql in ["CREATE TABLE mutable.public.scratch (id BIGINT PRIMARY KEY)", "INSERT INTO mutable.public.scratch VALUES (1), (2)"] {
+        let (status, body) = sql_in(Some(id.clone()), sql).await;
+        assert_eq!(status, 200, "{sql}: {body}");
+    }
+    let (_, counted) = sql_in(Some(id.clone()), "SELECT count(*) AS n FROM mutable.public.scratch").await;
+    assert_eq!(counted["rows"][0]["n"], 2, "{counted}");
+    // Without the header the table is not there.
+    let (status, _) = sql_in(None, "SELECT count(*) FROM mutable.public.scratch").await;
+    assert_ne!(status, 200);
+    // An unknown session is a 404, not a silent fresh session.
+    let (status, _) = sql_in(Some("0".repeat(32)), "SELECT 1").await;
+    assert_eq!(status, 404);
+    let closed = client.delete(url(&format!("/v1/sessions/{id}"))).send().await.unwrap();
+    assert_eq!(closed.status(), 200);
+    let closed: serde_json::Value = serde_json::from_slice(&closed.bytes().await.unwrap()).unwrap();
+    assert_eq!((closed["rows_deleted"].as_i64(), closed["tables"][0]["name"].as_str()), (Some(2), Some("scratch")), "{closed}");
+    let (status, _) = sql_in(Some(id.clone()), "SELECT 1").await;
+    assert_eq!(status, 404, "a closed session is gone");
+    assert_eq!(client.delete(url(&format!("/v1/sessions/{id}"))).send().await.unwrap().status(), 404);
+
+    // Postgres: the connection is the session; a disconnect ends it.
+    let pg = format!("postgres://jammi:any@127.0.0.1:{}/jammi", served.pg_port);
+    let mut conn = sqlx::PgConnection::connect(&pg).await.unwrap();
+    sqlx::raw_sql("BEGIN EPHEMERAL TIMEOUT '10min'").execute(&mut conn).await.unwrap();
+    sqlx::raw_sql("CREATE TABLE mutable.public.scratch (id BIGINT PRIMARY KEY)").execute(&mut conn).await.unwrap();
+    sqlx::query("INSERT INTO mutable.public.scratch VALUES ($1), ($2), ($3)").bind(1i64).bind(2i64).bind(3i64).execute(&mut conn).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM mutable.public.scratch").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(n, 3);
+    let mut other = sqlx::PgConnection::connect(&pg).await.unwrap();
+    assert!(sqlx::query("SELECT count(*) FROM mutable.public.scratch").fetch_one(&mut other).await.is_err(), "another connection does not see it");
+    conn.close().await.unwrap();
+    let events = "SELECT event, reason, rows_deleted FROM topics.public.\"jammi.audit.session_lifecycle.v1\" WHERE event <> 'opened' ORDER BY _offset";
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        seen = sqlx::query_as::<_, (String, String, i64)>(events).fetch_all(&mut other).await.unwrap();
+        if seen.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, vec![("closed".to_string(), "close".to_string(), 2), ("closed".to_string(), "drop".to_string(), 3)]);
+    let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM information_schema.tables WHERE table_catalog = 'mutable' AND table_schema = 'public'").fetch_one(&mut other).await.unwrap();
+    assert_eq!(tables, 0);
+}
