@@ -221,6 +221,9 @@ impl Engine {
         self.sync_vector_tables(ctx).await?;
         self.mutable.sync().await?;
         self.topics.sync().await?;
+        if let Some(audit) = &self.vectors.audit {
+            audit.reload_overrides().await?;
+        }
         self.synced_counter.store(counter, Ordering::Release);
         Ok(())
     }

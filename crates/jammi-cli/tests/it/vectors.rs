@@ -278,3 +278,37 @@ fn audit_verify_and_show_from_the_cli() {
     // From record 3 on, the chain still links to record 2's stored signature.
     ok(jammi(&home).args(["--tenant", tenant, "audit", "verify"]));
 }
+
+/// `jammi audit set`, `settings` and `prune`: the operator turns one tenant's auditing off
+/// and cuts the oldest records of a chain under a signed checkpoint; a tenant can do neither.
+#[test]
+fn audit_settings_and_retention_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("audit.keys"), format!("{}\n", "cd".repeat(32))).unwrap();
+    std::fs::write(home.join("jammi.toml"), format!("[audit]\nenabled = true\nkey_file = \"{}\"\n", home.join("audit.keys").display())).unwrap();
+    let file = dir.path().join("docs.parquet");
+    write_vectors(&file, 0, 40);
+    ok(jammi(&home).args(import_args(&file)));
+    let tenant = "3f2b8c1e-0000-4000-8000-0000000000bb";
+    for _ in 0..4 {
+        ok(jammi(&home).args(["search", "docs", "--vector", "[1,0,0,0,0,0,0,0]", "--k", "3"]));
+    }
+    assert!(fails(jammi(&home).args(["--tenant", tenant, "audit", "set", tenant, "off"])).contains("operator"));
+    ok(jammi(&home).args(["audit", "set", tenant, "off"]));
+    ok(jammi(&home).args(["--tenant", tenant, "search", "docs", "--vector", "[0,1,0,0,0,0,0,0]", "--k", "2"]));
+    let settings = ok(jammi(&home).args(["--format", "csv", "audit", "settings"]));
+    assert_eq!(settings.lines().nth(1), Some(format!("{tenant},off").as_str()), "{settings}");
+    let verified = ok(jammi(&home).args(["--tenant", tenant, "--format", "json", "audit", "verify"]));
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&verified).unwrap()[0]["checked"], 0, "not audited: {verified}");
+
+    assert!(fails(jammi(&home).args(["audit", "prune", "shared", "--through", "4"])).contains("newest record"));
+    let pruned = ok(jammi(&home).args(["audit", "prune", "shared", "--through", "2"]));
+    assert!(pruned.contains("removed records 1..=2 (2 records)"), "{pruned}");
+    assert!(ok(jammi(&home).args(["audit", "prune", "shared", "--older-than", "1d"])).contains("nothing to remove"));
+    let verified = ok(jammi(&home).args(["--format", "json", "audit", "verify"]));
+    let reports: serde_json::Value = serde_json::from_str(&verified).unwrap();
+    let shared = reports.as_array().unwrap().iter().find(|r| r["tenant"] == "").unwrap().clone();
+    assert_eq!((shared["status"].as_str(), shared["pruned_through"].as_u64(), shared["checked"].as_u64()), (Some("ok"), Some(2), Some(2)), "{verified}");
+}

@@ -8,6 +8,7 @@
 
 pub mod keys;
 pub mod record;
+pub mod retention;
 pub(crate) mod sql;
 mod writer;
 pub use writer::SEARCH_TOPIC;
@@ -26,7 +27,7 @@ use keys::{KeyStore, SEARCH_KEY_INFO};
 use record::SearchRecord;
 
 /// Rows read per step of a verification.
-const VERIFY_PAGE: i64 = 1000;
+pub(super) const VERIFY_PAGE: i64 = 1000;
 
 /// Signs and appends records, and verifies chains.
 #[derive(Debug)]
@@ -37,6 +38,9 @@ pub struct Auditor {
     writer: tokio::sync::mpsc::Sender<writer::Message>,
     /// Whether a search waits for its record's commit.
     synchronous: bool,
+    /// Chains whose auditing the operator turned on or off (`jammi_audit_tenants`), as of
+    /// the engine's last catalog sync; the others are audited.
+    overrides: parking_lot::RwLock<std::collections::HashMap<String, bool>>,
 }
 
 /// What one search contributes to its record.
@@ -61,7 +65,9 @@ pub async fn auditor_for(config: &crate::config::AuditConfig, catalog: &Catalog)
         Some(path) => keys::StaticKeys::from_file(path)?,
         None => keys::StaticKeys::from_env(&config.key_env)?,
     };
-    Ok(Some(Arc::new(Auditor::new(catalog.clone(), Arc::new(keys), config.durability == crate::config::AuditDurability::Synchronous))))
+    let auditor = Auditor::new(catalog.clone(), Arc::new(keys), config.durability == crate::config::AuditDurability::Synchronous);
+    auditor.reload_overrides().await?;
+    Ok(Some(Arc::new(auditor)))
 }
 
 /// The audit log as a session sees it: its own chain (the admin scope: every chain).
@@ -117,6 +123,53 @@ impl AuditLog<'_> {
     }
 }
 
+impl AuditLog<'_> {
+    fn require_admin(&self, what: &str) -> Result<()> {
+        if self.scope == TenantScope::Admin {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied { message: format!("{what} is the operator's (the admin scope)") })
+        }
+    }
+
+    /// Turn auditing of `tenant`'s chain (`""`: the shared chain) on or off, or back to the
+    /// default (on) with `None`. The operator's alone; every engine on the catalog follows
+    /// at its next statement.
+    pub async fn set_enabled(&self, tenant: &str, enabled: Option<bool>) -> Result<()> {
+        self.require_admin("turning auditing on or off")?;
+        self.auditor()?.catalog.audit().set_override(tenant, enabled).await?;
+        self.auditor()?.reload_overrides().await
+    }
+
+    /// The chains whose auditing was turned on or off: (tenant, enabled).
+    pub async fn settings(&self) -> Result<Vec<(String, bool)>> {
+        self.require_admin("reading the audit settings")?;
+        self.auditor()?.catalog.audit().overrides().await
+    }
+
+    /// Remove records 1..=`through` of `tenant`'s chain (retention), recording the cut as
+    /// a signed checkpoint; refused unless the chain verifies up to there, and the newest
+    /// record always stays. The operator's alone.
+    pub async fn prune(&self, tenant: &str, through: u64) -> Result<retention::Checkpoint> {
+        self.require_admin("removing audit records")?;
+        self.auditor()?.prune(tenant, through).await
+    }
+
+    /// [`AuditLog::prune`] of every record older than `age` (the newest stays).
+    pub async fn prune_older_than(&self, tenant: &str, age: std::time::Duration) -> Result<Option<retention::Checkpoint>> {
+        self.require_admin("removing audit records")?;
+        let auditor = self.auditor()?;
+        auditor.flush().await;
+        let cutoff = (chrono::Utc::now() - chrono::Duration::from_std(age).map_err(|e| Error::invalid("age", e.to_string()))?).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let report = auditor.verify_chain(tenant, 1).await?;
+        let through = auditor.last_before(tenant, &cutoff).await?.min(report.last_seq.saturating_sub(1));
+        if through <= report.pruned_through {
+            return Ok(None);
+        }
+        auditor.prune(tenant, through).await.map(Some)
+    }
+}
+
 /// The chain tenant of `scope`: the tenant's id, or `""` for the shared chain.
 pub fn chain_of(scope: TenantScope) -> String {
     scope.owner().map(|t| t.to_string()).unwrap_or_default()
@@ -155,11 +208,27 @@ impl Auditor {
         // share, is free the rest of the time. Synchronous: commit at once (a search waits).
         let window = if synchronous { std::time::Duration::ZERO } else { std::time::Duration::from_millis(5) };
         let writer = writer::spawn(catalog.clone(), Arc::clone(&keys), window);
-        Auditor { catalog, keys, writer, synchronous }
+        Auditor { catalog, keys, writer, synchronous, overrides: Default::default() }
     }
 
-    /// Record a search that answered `batch` in `scope`'s chain; returns its query id.
-    pub async fn record(&self, scope: TenantScope, search: SearchAudit, batch: &RecordBatch) -> Result<String> {
+    /// Read the per-chain settings again (the engine does at each catalog change).
+    pub(crate) async fn reload_overrides(&self) -> Result<()> {
+        let overrides = self.catalog.audit().overrides().await?;
+        *self.overrides.write() = overrides.into_iter().collect();
+        Ok(())
+    }
+
+    /// Whether searches of `chain` are audited.
+    pub fn audits(&self, chain: &str) -> bool {
+        self.overrides.read().get(chain).copied().unwrap_or(true)
+    }
+
+    /// Record a search that answered `batch` in `scope`'s chain; returns its query id
+    /// (`None` when auditing of that chain is turned off).
+    pub async fn record(&self, scope: TenantScope, search: SearchAudit, batch: &RecordBatch) -> Result<Option<String>> {
+        if !self.audits(&chain_of(scope)) {
+            return Ok(None);
+        }
         let query_id = uuid::Uuid::new_v4().to_string();
         let version = self.keys.current_version();
         // The key must exist before the search is answered: a misconfigured key store fails
@@ -185,7 +254,7 @@ impl Auditor {
         } else {
             self.writer.send(writer::Message::Append { record, ack: None }).await.map_err(|_| closed())?;
         }
-        Ok(query_id)
+        Ok(Some(query_id))
     }
 
     /// The key version that signs new records.
@@ -239,9 +308,20 @@ impl Auditor {
 
     async fn verify_chain(&self, tenant: &str, from: u64) -> Result<ChainReport> {
         let repo = self.catalog.audit();
-        let mut report = ChainReport { tenant: tenant.to_string(), from, checked: 0, last_seq: from - 1, first_bad: None };
+        // Records before the last retention cut are gone; checking starts after it, from
+        // the link its checkpoint vouches for.
+        let cut = match self.check_checkpoints(tenant, &repo.checkpoints(tenant).await?) {
+            Ok(cut) => cut,
+            Err((seq, problem)) => {
+                return Ok(ChainReport { tenant: tenant.to_string(), from, checked: 0, last_seq: from.saturating_sub(1), pruned_through: 0, first_bad: Some(Break { seq, problem }) });
+            }
+        };
+        let from = from.max(cut.through_seq + 1);
+        let mut report = ChainReport { tenant: tenant.to_string(), from, checked: 0, last_seq: from - 1, pruned_through: cut.through_seq, first_bad: None };
         // The link into the first record checked: the stored signature before it.
-        let mut prev = if from > 1 {
+        let mut prev = if from == cut.through_seq + 1 && cut.through_seq > 0 {
+            Some(cut.last_signature.clone())
+        } else if from > 1 {
             match repo.at(tenant, from as i64 - 1).await? {
                 Some(row) => Some(row.signature),
                 None => None,
@@ -305,6 +385,9 @@ pub struct ChainReport {
     pub checked: u64,
     /// The last sound sequence number.
     pub last_seq: u64,
+    /// Records up to this one were removed by retention (0: none), under a checkpoint that
+    /// verified.
+    pub pruned_through: u64,
     /// Where the chain breaks, if it does.
     pub first_bad: Option<Break>,
 }

@@ -26,6 +26,21 @@ pub struct AuditRow {
     pub signature: String,
 }
 
+/// A retention checkpoint: records 1..=`through_seq` of a chain were removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRow {
+    /// The chain (`""`: the shared one).
+    pub tenant: String,
+    /// The last removed sequence number.
+    pub through_seq: i64,
+    /// The key version that signed it.
+    pub key_version: i64,
+    /// The canonical checkpoint text (what is signed).
+    pub record: String,
+    /// HMAC-SHA256 of `record`, hex.
+    pub signature: String,
+}
+
 fn row(r: &AnyRow) -> std::result::Result<AuditRow, sqlx::Error> {
     Ok(AuditRow {
         tenant: r.try_get("chain")?,
@@ -71,10 +86,53 @@ impl<'a> AuditRepo<'a> {
         found.as_ref().map(row).transpose().map_err(|e| c.error(e))
     }
 
-    /// Every chain's tenant.
+    /// Every chain's tenant (chains whose records were all pruned included).
     pub async fn tenants(&self) -> Result<Vec<String>> {
         let c = self.catalog;
-        let rows = sqlx::query("SELECT DISTINCT chain FROM jammi_audit_searches ORDER BY chain").fetch_all(c.pool()).await.map_err(|e| c.error(e))?;
+        let rows = sqlx::query("SELECT chain FROM jammi_audit_searches UNION SELECT chain FROM jammi_audit_checkpoints ORDER BY chain").fetch_all(c.pool()).await.map_err(|e| c.error(e))?;
         rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<std::result::Result<_, _>>().map_err(|e| c.error(e))
+    }
+
+    /// `tenant`'s retention checkpoints, oldest first.
+    pub async fn checkpoints(&self, tenant: &str) -> Result<Vec<CheckpointRow>> {
+        let c = self.catalog;
+        let rows = sqlx::query("SELECT chain, through_seq, key_version, record, signature FROM jammi_audit_checkpoints WHERE chain = $1 ORDER BY through_seq")
+            .bind(tenant)
+            .fetch_all(c.pool())
+            .await
+            .map_err(|e| c.error(e))?;
+        rows.iter()
+            .map(|r| Ok(CheckpointRow { tenant: r.try_get("chain")?, through_seq: r.try_get("through_seq")?, key_version: r.try_get("key_version")?, record: r.try_get("record")?, signature: r.try_get("signature")? }))
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(|e| c.error(e))
+    }
+
+    /// Per-chain auditing overrides: (chain, enabled).
+    pub async fn overrides(&self) -> Result<Vec<(String, bool)>> {
+        let c = self.catalog;
+        let rows = sqlx::query("SELECT chain, enabled FROM jammi_audit_tenants ORDER BY chain").fetch_all(c.pool()).await.map_err(|e| c.error(e))?;
+        rows.iter()
+            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)? != 0)))
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(|e| c.error(e))
+    }
+
+    /// Turn auditing of `chain` on or off (`None`: back to the configured default). Every
+    /// engine on the catalog follows at its next sync.
+    pub async fn set_override(&self, chain: &str, enabled: Option<bool>) -> Result<()> {
+        let c = self.catalog;
+        let mut tx = c.begin_serialized().await?;
+        sqlx::query("DELETE FROM jammi_audit_tenants WHERE chain = $1").bind(chain).execute(&mut *tx).await.map_err(|e| c.error(e))?;
+        if let Some(enabled) = enabled {
+            sqlx::query("INSERT INTO jammi_audit_tenants (chain, enabled, updated_at_ms) VALUES ($1, $2, $3)")
+                .bind(chain)
+                .bind(i64::from(enabled))
+                .bind(super::now_millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| c.error(e))?;
+        }
+        super::bump_change_counter(&mut tx).await.map_err(|e| c.error(e))?;
+        tx.commit().await.map_err(|e| c.error(e))
     }
 }

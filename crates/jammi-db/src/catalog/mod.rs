@@ -31,7 +31,7 @@ use crate::config::CatalogConfig;
 use crate::error::{Error, Result};
 use crate::tenant::{TenantId, TenantScope};
 
-pub use audit::{AuditRepo, AuditRow};
+pub use audit::{AuditRepo, AuditRow, CheckpointRow};
 pub use ephemeral::{EphemeralRepo, EphemeralSessionRecord};
 pub use follows::{FollowProgress, FollowRecord, FollowRepo};
 pub(crate) use follows::{commit_progress, log_changes};

@@ -116,6 +116,7 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
         "s" => n.checked_mul(1_000),
         "min" => n.checked_mul(60_000),
         "h" => n.checked_mul(3_600_000),
+        "d" => n.checked_mul(86_400_000),
         _ => None,
     }
     .ok_or_else(|| bad_duration(text))?;

@@ -633,7 +633,7 @@ pub(crate) async fn search_entry(state: &VectorState, scope: TenantScope, entry:
             "query": match &request.text { Some(text) => serde_json::json!({"text": text}), None => serde_json::json!({"vector": request.vector}) },
         });
         let model = request.text.as_ref().and(entry.spec.embedding.as_ref()).map(|e| (e.model.clone(), e.version.clone()));
-        result.query_id = Some(audit.record(scope, crate::audit::SearchAudit { kind: "vector", model, lineage }, &result.batch).await?);
+        result.query_id = audit.record(scope, crate::audit::SearchAudit { kind: "vector", model, lineage }, &result.batch).await?;
     }
     Ok(result)
 }

@@ -162,7 +162,7 @@ pub(crate) async fn text_search_entry(state: &VectorState, scope: TenantScope, e
     let mut query_id = None;
     if let Some(audit) = &state.audit {
         let lineage = serde_json::json!({"table": entry.record.name, "k": request.k, "filter": request.filter, "query": {"text": request.query}});
-        query_id = Some(audit.record(scope, crate::audit::SearchAudit { kind: "text", model: None, lineage }, &batch).await?);
+        query_id = audit.record(scope, crate::audit::SearchAudit { kind: "text", model: None, lineage }, &batch).await?;
     }
     Ok(SearchResult { batch, path: SearchPath::Text, query_id })
 }
@@ -206,7 +206,7 @@ pub(crate) async fn hybrid_search_entry(state: &VectorState, scope: TenantScope,
             "query": {"text": request.text, "vector": request.vector, "semantic_text": request.semantic_text},
         });
         let model = request.vector.is_none().then_some(entry.spec.embedding.as_ref()).flatten().map(|e| (e.model.clone(), e.version.clone()));
-        query_id = Some(audit.record(scope, crate::audit::SearchAudit { kind: "hybrid", model, lineage }, &batch).await?);
+        query_id = audit.record(scope, crate::audit::SearchAudit { kind: "hybrid", model, lineage }, &batch).await?;
     }
     Ok(SearchResult { batch, path, query_id })
 }

@@ -242,3 +242,79 @@ async fn concurrent_searches_from_two_engines_keep_every_chain_whole() {
     assert_eq!(total, 24 * 5, "{reports:?}");
     assert!(reports.iter().all(|r| r.ok()), "{reports:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auditing_is_set_per_tenant_and_engines_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let session = audited_session(&home, KEY_1).await;
+    run(&session, "CREATE TABLE vectors.public.docs WITH (vector_column = 'v') AS SELECT column1 AS id, make_array(CAST(column2 AS FLOAT), CAST(column3 AS FLOAT)) AS v FROM (VALUES (1, 1.0, 0.0), (2, 0.0, 1.0))").await;
+    let (a, b) = (TenantId::random(), TenantId::random());
+    let tenant_a = session.with_tenant(Some(a)).restricted();
+    let tenant_b = session.with_tenant(Some(b)).restricted();
+    let search = "SELECT id FROM vector_search('docs', '[1, 0]', 1)";
+    // A tenant cannot turn its own auditing off.
+    let err = tenant_b.audit().set_enabled(&b.to_string(), Some(false)).await.unwrap_err().to_string();
+    assert!(err.contains("operator"), "{err}");
+    session.admin(|s| async move { s.audit().set_enabled(&b.to_string(), Some(false)).await }).await.unwrap();
+    assert_eq!(session.admin(|s| async move { s.audit().settings().await }).await.unwrap(), vec![(b.to_string(), false)]);
+    run(&tenant_a, search).await;
+    run(&tenant_b, search).await;
+    let id = tenant_b.vectors().search("docs", &jammi_db::vector::SearchRequest::new(vec![0.0, 1.0], 1)).await.unwrap().query_id;
+    assert_eq!(id, None, "an unaudited search has no audit id");
+    assert_eq!(tenant_a.audit().records(None, 1, 10).await.unwrap().len(), 1);
+    assert_eq!(tenant_b.audit().records(None, 1, 10).await.unwrap().len(), 0);
+    // A second engine on the same catalog follows the setting, and its change back.
+    let second = Session::open(audited_config(&home, KEY_1)).await.unwrap();
+    run(&second.with_tenant(Some(b)), search).await;
+    assert_eq!(second.with_tenant(Some(b)).audit().records(None, 1, 10).await.unwrap().len(), 0);
+    session.admin(|s| async move { s.audit().set_enabled(&b.to_string(), None).await }).await.unwrap();
+    run(&second.with_tenant(Some(b)), search).await;
+    // (Read through the engine that wrote it: its writer commits in batches.)
+    assert_eq!(second.with_tenant(Some(b)).audit().records(None, 1, 10).await.unwrap().len(), 1);
+    assert!(verify(&tenant_b, None).await.ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_cuts_a_verified_prefix_under_a_signed_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let session = audited_session(&home, KEY_1).await;
+    run(&session, "CREATE TABLE vectors.public.docs WITH (vector_column = 'v') AS SELECT column1 AS id, make_array(CAST(column2 AS FLOAT), CAST(column3 AS FLOAT)) AS v FROM (VALUES (1, 1.0, 0.0), (2, 0.0, 1.0))").await;
+    let a = TenantId::random();
+    let tenant_a = session.with_tenant(Some(a)).restricted();
+    let chain = a.to_string();
+    for _ in 0..6 {
+        run(&tenant_a, "SELECT id FROM vector_search('docs', '[1, 0]', 1)").await;
+    }
+    let admin_prune = |through: u64| {
+        let (session, chain) = (session.clone(), chain.clone());
+        async move { session.admin(|s| async move { s.audit().prune(&chain, through).await }).await }
+    };
+    assert!(tenant_a.audit().prune(&chain, 3).await.unwrap_err().to_string().contains("operator"));
+    let first = admin_prune(3).await.unwrap();
+    assert_eq!((first.through_seq, first.removed, first.prev_checkpoint.as_str()), (3, 3, ""));
+    let report = verify(&tenant_a, None).await;
+    assert!(report.ok(), "{report:?}");
+    assert_eq!((report.pruned_through, report.from, report.checked, report.last_seq), (3, 4, 3, 6));
+    assert_eq!(tenant_a.audit().records(None, 1, 10).await.unwrap()[0].seq, 4);
+    assert!(admin_prune(2).await.unwrap_err().to_string().contains("already removed"));
+    assert!(admin_prune(6).await.unwrap_err().to_string().contains("newest record"));
+    let second = admin_prune(5).await.unwrap();
+    assert_eq!(second.removed, 2);
+    // New records go on after the cut, and the chain verifies across it.
+    run(&tenant_a, "SELECT id FROM vector_search('docs', '[0, 1]', 1)").await;
+    let report = verify(&tenant_a, None).await;
+    assert_eq!((report.ok(), report.pruned_through, report.last_seq), (true, 5, 7), "{report:?}");
+
+    // Tampering with the cut is found: a changed checkpoint, or records removed without one.
+    let mut db = catalog_db(&home).await;
+    sql_db(&mut db, "UPDATE jammi_audit_checkpoints SET record = replace(record, '\"removed\":2', '\"removed\":1') WHERE through_seq = 5").await;
+    let report = verify(&tenant_a, None).await;
+    assert_eq!(report.first_bad.as_ref().map(|b| b.seq), Some(5), "{report:?}");
+    assert!(report.first_bad.unwrap().problem.contains("checkpoint"));
+    sql_db(&mut db, "DELETE FROM jammi_audit_checkpoints").await;
+    let report = verify(&tenant_a, None).await;
+    assert_eq!(report.first_bad.as_ref().map(|b| b.seq), Some(1), "{report:?}");
+    assert!(report.first_bad.unwrap().problem.contains("missing"));
+}
