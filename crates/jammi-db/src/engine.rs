@@ -120,6 +120,10 @@ impl Engine {
         // Mutable tables hand their row changes to the topics and vector tables that follow them.
         let sinks = crate::change::Sinks(vec![Arc::clone(&topics) as Arc<dyn crate::change::ChangeSink>, Arc::clone(&vectors) as Arc<dyn crate::change::ChangeSink>]);
         let mutable = Arc::new(MutableState::new(catalog.clone(), writer, Arc::new(sinks)));
+        engine_catalogs
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(crate::evidence::CATALOG.to_string(), Arc::new(crate::evidence::sql::EvidenceCatalog::new(catalog.clone(), Arc::clone(&mutable))) as Arc<dyn EngineCatalog>);
         base.register_udtf("vector_search", Arc::new(SearchFunction::vector(Arc::clone(&vectors), Arc::clone(&mutable))));
         base.register_udtf("text_search", Arc::new(SearchFunction::text(Arc::clone(&vectors), Arc::clone(&mutable))));
         base.register_udtf("hybrid_search", Arc::new(SearchFunction::hybrid(Arc::clone(&vectors), Arc::clone(&mutable))));

@@ -40,6 +40,7 @@ pub mod change;
 pub mod config;
 pub mod embed;
 pub mod ephemeral;
+pub mod evidence;
 mod context;
 mod delegate;
 mod engine;

@@ -4,7 +4,7 @@
 use datafusion::sql::sqlparser::ast::{self, ObjectName};
 
 /// Catalog names the engine keeps for itself.
-pub const RESERVED_CATALOGS: &[&str] = &["mutable", "vectors", "topics", "audit", "datafusion", "information_schema"];
+pub const RESERVED_CATALOGS: &[&str] = &["mutable", "vectors", "topics", "audit", "evidence", "datafusion", "information_schema"];
 
 /// The SQL catalog name of mutable tables.
 pub const MUTABLE_CATALOG: &str = "mutable";

@@ -335,6 +335,27 @@ Migration {
             PRIMARY KEY (chain, through_seq)
         )",
     ],
+}, Migration {
+    version: 12,
+    name: "evidence channels",
+    statements: &[
+        // Append-only: channels are registered, never changed or removed. A user channel's
+        // rows live in its storage (a mutable table `NAME$evidence`), registered in the same
+        // transaction as this row; the built-in channels' values come with search results.
+        "CREATE TABLE jammi_evidence_channels (
+            id TEXT PRIMARY KEY,
+            tenant_id TEXT NULL,
+            name TEXT NOT NULL,
+            columns TEXT NOT NULL,
+            builtin BIGINT NOT NULL,
+            created_at_ms BIGINT NOT NULL
+        )",
+        "CREATE UNIQUE INDEX jammi_evidence_channels_name ON jammi_evidence_channels (COALESCE(tenant_id, ''), name)",
+        "INSERT INTO jammi_evidence_channels (id, tenant_id, name, columns, builtin, created_at_ms) VALUES
+            ('builtin-vector', NULL, 'vector', '[{\"name\":\"distance\",\"type\":\"float32\"},{\"name\":\"rank\",\"type\":\"int64\"}]', 1, 0),
+            ('builtin-text', NULL, 'text', '[{\"name\":\"score\",\"type\":\"float32\"},{\"name\":\"rank\",\"type\":\"int64\"}]', 1, 0),
+            ('builtin-model', NULL, 'model', '[{\"name\":\"model\",\"type\":\"string\"},{\"name\":\"version\",\"type\":\"string\"},{\"name\":\"confidence\",\"type\":\"float32\"}]', 1, 0)",
+    ],
 }];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS jammi_migrations (

@@ -7,6 +7,7 @@
 
 mod audit;
 mod ephemeral;
+mod evidence;
 pub mod conformance;
 mod follows;
 mod jobs;
@@ -33,6 +34,7 @@ use crate::tenant::{TenantId, TenantScope};
 
 pub use audit::{AuditRepo, AuditRow, CheckpointRow};
 pub use ephemeral::{EphemeralRepo, EphemeralSessionRecord};
+pub use evidence::{ChannelRecord, EvidenceRepo};
 pub use follows::{FollowProgress, FollowRecord, FollowRepo};
 pub(crate) use follows::{commit_progress, log_changes};
 pub use jobs::{state as job_state, ClaimRecord, JobRecord, JobRepo, JobState, LosingAttempt};
@@ -235,6 +237,11 @@ impl Catalog {
     /// The training-job queue.
     pub fn jobs(&self) -> JobRepo<'_> {
         JobRepo::new(self)
+    }
+
+    /// Evidence channels (`jammi_evidence_channels`).
+    pub fn evidence(&self) -> EvidenceRepo<'_> {
+        EvidenceRepo::new(self)
     }
 
     /// Ephemeral sessions (`jammi_ephemeral_sessions`).

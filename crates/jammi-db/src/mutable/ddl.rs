@@ -101,8 +101,9 @@ async fn apply(ctx: &dyn EngineContext, scope: TenantScope, checked: &Checked<'_
 }
 
 fn check_name(name: &str) -> Result<()> {
-    // An ephemeral session's table: its user's part is what is checked.
-    let name = crate::ephemeral::names::user_name(name);
+    // An ephemeral session's table, an evidence channel's storage: the user's part is
+    // what is checked.
+    let name = crate::evidence::channel_of(name).unwrap_or(crate::ephemeral::names::user_name(name));
     let ok = !name.is_empty() && name.len() <= 63 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.starts_with(|c: char| c.is_ascii_digit());
     if ok {
         Ok(())
@@ -148,7 +149,12 @@ async fn create_table(ctx: &dyn EngineContext, scope: TenantScope, create: &ast:
     }
     let spec_json = serde_json::to_string(spec).map_err(Error::internal)?;
     let record = MutableTableRecord { id, owner: scope.owner(), name: name.to_string(), storage, spec: spec_json, created_at: 0 };
-    catalog.mutable_tables().insert_in(conn, &record).await
+    catalog.mutable_tables().insert_in(conn, &record).await?;
+    // An evidence channel is registered with its storage, in this transaction.
+    if let Some(channel) = crate::evidence::channel_of(name) {
+        crate::evidence::register_in(catalog, conn, scope.owner(), channel, spec).await?;
+    }
+    Ok(())
 }
 
 /// `DROP TABLE [IF EXISTS] mutable.public.A, ...`: all or nothing.

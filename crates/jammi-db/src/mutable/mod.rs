@@ -145,12 +145,24 @@ impl MutableState {
 
     fn names(&self, scope: TenantScope, txn: Option<&txn::WriteTxn>, ephemeral: Option<&str>) -> Vec<String> {
         let pick = |tables: &ScopedNames<Arc<MutableTable>>| -> Vec<String> {
-            tables.keys().filter(|(owner, name)| visible(scope, *owner) && crate::ephemeral::names::visible(name, ephemeral)).map(|(_, n)| n.clone()).collect()
+            // Names with a '$' are the engine's (an ephemeral session's tables, evidence
+            // channels' storage): reached by their own names, not listed here.
+            tables.keys().filter(|(owner, name)| visible(scope, *owner) && crate::ephemeral::names::visible(name, ephemeral) && !name.contains('$')).map(|(_, n)| n.clone()).collect()
         };
         let mut names = match definitions_in(txn) {
             Some(tables) => pick(&tables),
             None => pick(&self.tables.read()),
         };
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+impl MutableState {
+    /// The evidence channels whose storage `scope` sees.
+    pub(crate) fn evidence_channels(&self, scope: TenantScope) -> Vec<String> {
+        let mut names: Vec<String> = self.tables.read().keys().filter(|(owner, _)| visible(scope, *owner)).filter_map(|(_, n)| crate::evidence::channel_of(n).map(str::to_string)).collect();
         names.sort();
         names.dedup();
         names

@@ -141,7 +141,7 @@ fn statement_allowed(statement: &Statement) -> Result<()> {
         | Statement::ShowColumns { .. } => Ok(()),
         Statement::Drop { object_type: ObjectType::Table | ObjectType::View, .. } => Ok(()),
         Statement::CreateTable(create) => {
-            if crate::names::mutable_table_name(&create.name).is_some() || crate::names::vector_table_name(&create.name).is_some() {
+            if crate::names::mutable_table_name(&create.name).is_some() || crate::names::vector_table_name(&create.name).is_some() || crate::evidence::channel_name(&create.name).is_some() {
                 Ok(())
             } else {
                 Err(refused(

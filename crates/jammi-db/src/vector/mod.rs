@@ -201,6 +201,11 @@ impl VectorState {
         VectorState { tables: RwLock::new(HashMap::new()), cache: VectorCache::new(cache_bytes), catalog, policy, embed, work_ready: Arc::new(tokio::sync::Notify::new()), audit }
     }
 
+    /// Whether searches in `scope` are audited.
+    pub(crate) fn audits(&self, scope: TenantScope) -> bool {
+        self.audit.as_ref().is_some_and(|a| a.audits(&crate::audit::chain_of(scope)))
+    }
+
     /// The table `name` as `scope` resolves it: the tenant's own first, then shared.
     pub(crate) fn resolve(&self, scope: TenantScope, name: &str) -> Option<Arc<VectorEntry>> {
         crate::tenant::resolve_scoped(&self.tables.read(), scope, name)
@@ -285,6 +290,8 @@ pub struct SearchResult {
     pub path: SearchPath,
     /// The search's id in the audit log, when auditing is on.
     pub query_id: Option<String>,
+    /// The model (name, version) that embedded the query, if one did.
+    pub model: Option<(String, String)>,
 }
 
 /// Pause point for crash tests: when `JAMMI_PAUSE_AT` names this point, announce it on
@@ -626,14 +633,14 @@ pub(crate) fn table_files(ctx: &dyn EngineContext, location: &str) -> Result<Tab
 /// Search one resolved table.
 pub(crate) async fn search_entry(state: &VectorState, scope: TenantScope, entry: &VectorEntry, request: &SearchRequest) -> Result<SearchResult> {
     let (table, scored, path) = vector_hits(state, scope, entry, request).await?;
-    let mut result = SearchResult { batch: search::result_batch(&table, &scored)?, path, query_id: None };
+    let model = request.text.as_ref().and(entry.spec.embedding.as_ref()).map(|e| (e.model.clone(), e.version.clone()));
+    let mut result = SearchResult { batch: search::result_batch(&table, &scored)?, path, query_id: None, model };
     if let Some(audit) = &state.audit {
         let lineage = serde_json::json!({
             "table": entry.record.name, "k": request.k, "filter": request.filter, "ef": request.ef, "exact": request.exact,
             "query": match &request.text { Some(text) => serde_json::json!({"text": text}), None => serde_json::json!({"vector": request.vector}) },
         });
-        let model = request.text.as_ref().and(entry.spec.embedding.as_ref()).map(|e| (e.model.clone(), e.version.clone()));
-        result.query_id = audit.record(scope, crate::audit::SearchAudit { kind: "vector", model, lineage }, &result.batch).await?;
+        result.query_id = audit.record(scope, crate::audit::SearchAudit { kind: "vector", model: result.model.clone(), lineage }, &result.batch).await?;
     }
     Ok(result)
 }

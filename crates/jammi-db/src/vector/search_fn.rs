@@ -68,7 +68,7 @@ impl SearchFunction {
         })?;
         let args = SearchArgs { kind: self.kind, name, dims: 0, has_model: false, text_columns: fulltext::columns_of(index), exprs: exprs.to_vec() };
         let request = if args.has_parameters() { None } else { Some(args.request()?) };
-        let schema = self.kind.result_schema(&table.spec.schema());
+        let schema = crate::evidence::columns::with_evidence_columns(self.kind.result_schema(&table.spec.schema()), false, self.state.audits(scope));
         Ok(Arc::new(SearchTable { state: Arc::clone(&self.state), mutable: Some((Arc::clone(&self.mutable), short.to_string())), scope, schema, args: Arc::new(args), request }))
     }
 }
@@ -97,7 +97,8 @@ impl TableFunctionImpl for SearchFunction {
         // Without parameters every argument is checked now, so mistakes surface at planning.
         let request = if args.has_parameters() { None } else { Some(args.request()?) };
         let row_schema = super::loaded::without_embedding(&entry.spec.schema);
-        Ok(Arc::new(SearchTable { state: Arc::clone(&self.state), mutable: None, scope, schema: self.kind.result_schema(&row_schema), args: Arc::new(args), request }))
+        let schema = crate::evidence::columns::with_evidence_columns(self.kind.result_schema(&row_schema), entry.spec.embedding.is_some(), self.state.audits(scope));
+        Ok(Arc::new(SearchTable { state: Arc::clone(&self.state), mutable: None, scope, schema, args: Arc::new(args), request }))
     }
 }
 
@@ -226,30 +227,32 @@ impl ExecutionPlan for SearchExec {
         let schema = Arc::clone(self.properties.eq_properties.schema());
         let search = async move {
             let name = &this.args.name;
-            let batch = match (&this.mutable, &request) {
+            let result = match (&this.mutable, &request) {
                 (Some((mutable, short)), Query::Text(r)) => {
                     let table = mutable.get(this.scope, short).ok_or_else(|| exec_datafusion_err!("{name} does not exist{}", this.scope.describe()))?;
                     let batch = crate::mutable::fulltext::search(&this.state.catalog, this.txn.clone(), this.scope, table, r.query.clone(), r.k, r.filter.clone())
                         .await
                         .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    let mut query_id = None;
                     if let Some(audit) = &this.state.audit {
                         let lineage = serde_json::json!({"table": name, "k": r.k, "filter": r.filter, "query": {"text": r.query}});
-                        audit.record(this.scope, crate::audit::SearchAudit { kind: "text", model: None, lineage }, &batch).await.map_err(|e| DataFusionError::External(Box::new(e)))?;
+                        query_id = audit.record(this.scope, crate::audit::SearchAudit { kind: "text", model: None, lineage }, &batch).await.map_err(|e| DataFusionError::External(Box::new(e)))?;
                     }
-                    batch
+                    super::SearchResult { batch, path: super::SearchPath::Text, query_id, model: None }
                 }
                 _ => {
                     let entry = this.state.resolve(this.scope, name).ok_or_else(|| exec_datafusion_err!("vector table '{name}' does not exist{}", this.scope.describe()))?;
-                    text_search::run_query(&this.state, this.scope, &entry, &request).await.map_err(|e| DataFusionError::External(Box::new(e)))?.batch
+                    text_search::run_query(&this.state, this.scope, &entry, &request).await.map_err(|e| DataFusionError::External(Box::new(e)))?
                 }
             };
-            let result = super::SearchResult { batch, path: super::SearchPath::Text, query_id: None };
-            if result.batch.schema().fields() != this.full_schema.fields() {
+            let own = result.batch.num_columns();
+            if own > this.full_schema.fields().len() || result.batch.schema().fields()[..] != this.full_schema.fields()[..own] {
                 return Err(exec_datafusion_err!("table '{name}' changed its columns since this query was planned; plan it again"));
             }
+            let batch = crate::evidence::columns::extend(result.batch, &this.full_schema, result.model.as_ref(), result.query_id.as_deref()).map_err(|e| DataFusionError::External(Box::new(e)))?;
             match &this.projection {
-                Some(p) => Ok(result.batch.project(p)?),
-                None => Ok(result.batch),
+                Some(p) => Ok(batch.project(p)?),
+                None => Ok(batch),
             }
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, futures::stream::once(search))))

@@ -164,7 +164,7 @@ pub(crate) async fn text_search_entry(state: &VectorState, scope: TenantScope, e
         let lineage = serde_json::json!({"table": entry.record.name, "k": request.k, "filter": request.filter, "query": {"text": request.query}});
         query_id = audit.record(scope, crate::audit::SearchAudit { kind: "text", model: None, lineage }, &batch).await?;
     }
-    Ok(SearchResult { batch, path: SearchPath::Text, query_id })
+    Ok(SearchResult { batch, path: SearchPath::Text, query_id, model: None })
 }
 
 /// `hybrid_search` on one resolved table.
@@ -195,6 +195,7 @@ pub(crate) async fn hybrid_search_entry(state: &VectorState, scope: TenantScope,
 
     let schema = hybrid_result_schema(&table.row_schema());
     let batch = if fused.is_empty() { RecordBatch::new_empty(schema) } else { hybrid_batch(&table, &fused, schema)? };
+    let model = request.vector.is_none().then_some(entry.spec.embedding.as_ref()).flatten().map(|e| (e.model.clone(), e.version.clone()));
     let mut query_id = None;
     if let Some(audit) = &state.audit {
         let fusion = match request.options.fusion {
@@ -205,10 +206,9 @@ pub(crate) async fn hybrid_search_entry(state: &VectorState, scope: TenantScope,
             "table": entry.record.name, "k": request.k, "filter": request.filter, "ef": request.options.ef, "candidates": depth, "fusion": fusion,
             "query": {"text": request.text, "vector": request.vector, "semantic_text": request.semantic_text},
         });
-        let model = request.vector.is_none().then_some(entry.spec.embedding.as_ref()).flatten().map(|e| (e.model.clone(), e.version.clone()));
-        query_id = audit.record(scope, crate::audit::SearchAudit { kind: "hybrid", model, lineage }, &batch).await?;
+        query_id = audit.record(scope, crate::audit::SearchAudit { kind: "hybrid", model: model.clone(), lineage }, &batch).await?;
     }
-    Ok(SearchResult { batch, path, query_id })
+    Ok(SearchResult { batch, path, query_id, model })
 }
 
 /// The result rows of a hybrid search, with their provenance columns.

@@ -321,6 +321,9 @@ async fn a_vector_table_is_created_from_a_query_in_sql() {
     // another text given for it.
     server.sql("CREATE TABLE vectors.public.notes_both WITH (embed = 'body', model = 'minilm:v1', text_columns = 'body') AS SELECT id, body FROM mutable.public.notes").await.unwrap().collect().await.unwrap();
     let both = rows(&server, "SELECT id, _retrieved_by FROM hybrid_search('notes_both', 'kernel', NULL, 2) ORDER BY _rank").await;
+    // The model channel's columns: which model embedded the query.
+    let model = rows(&server, "SELECT _model || ':' || _model_version, _model_confidence FROM hybrid_search('notes_both', 'kernel', NULL, 1)").await;
+    assert_eq!(model, vec![vec!["minilm:v1".to_string(), "NULL".to_string()]]);
     assert_eq!(both, vec![vec!["1".to_string(), "[vector, text]".to_string()], vec!["2".to_string(), "[vector]".to_string()]]);
     let other = rows(&server, "SELECT id, _vector_rank, _text_rank FROM hybrid_search('notes_both', 'kernel', 'baking bread', 2) ORDER BY id").await;
     assert_eq!(other, vec![vec!["1".to_string(), "2".to_string(), "1".to_string()], vec!["2".to_string(), "1".to_string(), "NULL".to_string()]]);

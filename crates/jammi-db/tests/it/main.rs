@@ -8,6 +8,7 @@ mod broker;
 mod catalog;
 mod durability;
 mod ephemeral;
+mod evidence;
 mod embed;
 mod faults;
 mod federation;
