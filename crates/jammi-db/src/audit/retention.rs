@@ -122,8 +122,9 @@ impl Auditor {
         };
         let text = serde_json::to_string(&checkpoint).map_err(Error::internal)?;
         let signature = self.sign(tenant, CHECKPOINT_KEY_INFO, version, &text)?;
-        sqlx::query("INSERT INTO jammi_audit_checkpoints (chain, through_seq, key_version, record, signature) VALUES ($1, $2, $3, $4, $5)")
+        sqlx::query("INSERT INTO jammi_audit_checkpoints (chain, tenant_id, through_seq, key_version, record, signature) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(tenant)
+            .bind((!tenant.is_empty()).then(|| tenant.to_string()))
             .bind(through as i64)
             .bind(i64::from(version))
             .bind(&text)

@@ -124,8 +124,9 @@ impl<'a> AuditRepo<'a> {
         let mut tx = c.begin_serialized().await?;
         sqlx::query("DELETE FROM jammi_audit_tenants WHERE chain = $1").bind(chain).execute(&mut *tx).await.map_err(|e| c.error(e))?;
         if let Some(enabled) = enabled {
-            sqlx::query("INSERT INTO jammi_audit_tenants (chain, enabled, updated_at_ms) VALUES ($1, $2, $3)")
+            sqlx::query("INSERT INTO jammi_audit_tenants (chain, tenant_id, enabled, updated_at_ms) VALUES ($1, $2, $3, $4)")
                 .bind(chain)
+                .bind((!chain.is_empty()).then(|| chain.to_string()))
                 .bind(i64::from(enabled))
                 .bind(super::now_millis())
                 .execute(&mut *tx)

@@ -320,6 +320,7 @@ Migration {
         // Auditing per chain ('' = shared), overriding [audit] enabled.
         "CREATE TABLE jammi_audit_tenants (
             chain TEXT PRIMARY KEY,
+            tenant_id TEXT NULL,
             enabled BIGINT NOT NULL,
             updated_at_ms BIGINT NOT NULL
         )",
@@ -328,6 +329,7 @@ Migration {
         // records after the cut still verify from their first link.
         "CREATE TABLE jammi_audit_checkpoints (
             chain TEXT NOT NULL,
+            tenant_id TEXT NULL,
             through_seq BIGINT NOT NULL,
             key_version BIGINT NOT NULL,
             record TEXT NOT NULL,

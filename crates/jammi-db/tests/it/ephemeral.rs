@@ -205,3 +205,31 @@ async fn bad_ephemeral_requests_are_refused_clearly() {
     let signed = rows(&session, "SELECT event, signature FROM topics.public.\"jammi.audit.session_lifecycle.v1\" ORDER BY _offset").await;
     assert_eq!(signed, vec![vec!["opened", ""], vec!["closed", ""]]);
 }
+
+/// The same on a Postgres catalog: two engines (replicas) share it; a session opened on one
+/// is private there, ends once, and its record and tables are gone for both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemeral_sessions_on_a_postgres_catalog() {
+    let url = fresh_pg_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let open = |name: &str| {
+        let mut config = Config::embedded(dir.path().join(name));
+        config.catalog.url = Some(url.clone());
+        Session::open(config)
+    };
+    let (first, second) = (open("a").await.unwrap(), open("b").await.unwrap());
+    let eph = first.ephemeral(Some(Duration::from_secs(60))).await.unwrap();
+    rows(&eph, "CREATE TABLE mutable.public.scratch (id BIGINT PRIMARY KEY, note TEXT)").await;
+    rows(&eph, "INSERT INTO mutable.public.scratch VALUES (1, 'a'), (2, 'b')").await;
+    assert_eq!(rows(&eph, "SELECT count(*) FROM mutable.public.scratch").await, vec![vec!["2"]]);
+    assert!(second.sql("SELECT * FROM mutable.public.scratch").await.is_err(), "the other replica does not reach it");
+    assert_eq!(second.catalog().mutable_tables().list_all().await.unwrap().len(), 1);
+    // Nothing is expired: the other replica's sweep leaves it alone.
+    let id = eph.id();
+    let ended = eph.close().await.unwrap().unwrap();
+    assert_eq!(ended.rows_deleted, 2);
+    assert!(second.catalog().mutable_tables().list_all().await.unwrap().is_empty());
+    let record = second.catalog().ephemeral_sessions().get(&id).await.unwrap().unwrap();
+    assert_eq!((record.state.as_str(), record.rows_deleted), ("closed", Some(2)));
+    assert_eq!(events(&second, &id).await.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), vec!["opened", "closed"]);
+}
