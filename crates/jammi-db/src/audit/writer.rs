@@ -21,6 +21,9 @@ use crate::error::{Error, Result};
 /// Records written in one transaction at most.
 const MAX_BATCH: usize = 1024;
 
+/// Records per INSERT statement (7 parameters each, under SQLite's and Postgres's limits).
+const ROWS_PER_INSERT: usize = 256;
+
 /// Attempts of a batch that meets another process's appends.
 const MAX_ATTEMPTS: usize = 16;
 
@@ -141,6 +144,7 @@ async fn try_batch(catalog: &Catalog, keys: &dyn KeyStore, heads: &mut HashMap<S
         .map_err(|e| catalog.error(e))?;
     // Events in runs of one tenant, in append order.
     let mut events: Vec<(Option<String>, Vec<String>)> = Vec::new();
+    let mut rows: Vec<(&SearchRecord, String, String)> = Vec::with_capacity(appends.len());
     for (record, _) in appends.iter_mut() {
         let head = match next.get(&record.tenant) {
             Some(head) => head.clone(),
@@ -167,28 +171,41 @@ async fn try_batch(catalog: &Catalog, keys: &dyn KeyStore, heads: &mut HashMap<S
         };
         let text = record.canonical();
         let signature = key.sign(text.as_bytes());
-        let inserted = sqlx::query("INSERT INTO jammi_audit_searches (chain, tenant_id, seq, query_id, key_version, record, signature) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (chain, seq) DO NOTHING")
-            .bind(&record.tenant)
-            .bind((!record.tenant.is_empty()).then(|| record.tenant.clone()))
-            .bind(record.seq as i64)
-            .bind(&record.query_id)
-            .bind(i64::from(record.key_version))
-            .bind(&text)
-            .bind(&signature)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| catalog.error(e))?;
-        if inserted.rows_affected() != 1 {
-            tx.rollback().await.map_err(|e| catalog.error(e))?;
-            return Ok(false);
-        }
         let tenant = (!record.tenant.is_empty()).then(|| record.tenant.clone());
         let event = serde_json::json!({"query_id": record.query_id, "tenant": record.tenant, "seq": record.seq, "kind": record.kind, "record": text, "signature": signature}).to_string();
         match events.last_mut() {
             Some((t, payloads)) if *t == tenant => payloads.push(event),
             _ => events.push((tenant, vec![event])),
         }
-        next.insert(record.tenant.clone(), (record.seq as i64, signature));
+        next.insert(record.tenant.clone(), (record.seq as i64, signature.clone()));
+        rows.push((record, text, signature));
+    }
+    // Many rows per statement: a batch costs a few round trips to the database, not one per
+    // record (the write lock is held for less time).
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let mut sql = String::from("INSERT INTO jammi_audit_searches (chain, tenant_id, seq, query_id, key_version, record, signature) VALUES ");
+        for i in 0..chunk.len() {
+            let n = i * 7;
+            sql.push_str(&format!("{}(${}, ${}, ${}, ${}, ${}, ${}, ${})", if i > 0 { ", " } else { "" }, n + 1, n + 2, n + 3, n + 4, n + 5, n + 6, n + 7));
+        }
+        sql.push_str(" ON CONFLICT (chain, seq) DO NOTHING");
+        let mut insert = sqlx::query(&sql);
+        for (record, text, signature) in chunk {
+            insert = insert
+                .bind(record.tenant.as_str())
+                .bind((!record.tenant.is_empty()).then(|| record.tenant.as_str()))
+                .bind(record.seq as i64)
+                .bind(record.query_id.as_str())
+                .bind(i64::from(record.key_version))
+                .bind(text.as_str())
+                .bind(signature.as_str());
+        }
+        let inserted = insert.execute(&mut *tx).await.map_err(|e| catalog.error(e))?;
+        // A (chain, seq) another writer took: nothing of this attempt is kept.
+        if inserted.rows_affected() != chunk.len() as u64 {
+            tx.rollback().await.map_err(|e| catalog.error(e))?;
+            return Ok(false);
+        }
     }
     // The events commit with the records: a subscriber never misses a record and never sees
     // one that was rolled back.

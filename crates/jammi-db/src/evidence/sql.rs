@@ -48,10 +48,10 @@ struct EvidenceTables {
 
 #[async_trait]
 impl PartTables for EvidenceTables {
+    /// The caller's channels; the registry (`channels`) is queryable by name but not listed,
+    /// so an engine without user channels lists no evidence tables.
     fn names(&self) -> Vec<String> {
-        let mut names = vec![CHANNELS_TABLE.to_string()];
-        names.extend(self.mutable.evidence_channels(self.scope));
-        names
+        self.mutable.evidence_channels(self.scope)
     }
 
     async fn table(&self, name: &str) -> Option<Arc<dyn TableProvider>> {

@@ -46,7 +46,7 @@ async fn channels_are_registered_attached_to_results_and_never_changed() {
     assert_eq!((mine[0][0].as_str(), mine[0][1].clone()), ("reranker", a.to_string()));
     assert!(mine[0][2].contains("\"score\"") && mine[0][2].contains("\"label\"") && !mine[0][2].contains("query_id"), "{mine:?}");
     let listed = rows(&tenant_a, "SELECT table_name FROM information_schema.tables WHERE table_catalog IN ('evidence', 'mutable') AND table_schema = 'public' ORDER BY table_name").await;
-    assert_eq!(listed, vec![vec!["channels"], vec!["reranker"]], "the storage is not listed as a mutable table");
+    assert_eq!(listed, vec![vec!["reranker"]], "the storage is not listed as a mutable table");
 
     // Results carry the channels that found each row and the audit id that keys evidence.
     let found = rows(&tenant_a, "SELECT id, _query_id, _retrieved_by, _vector_rank FROM hybrid_search('docs', 'compression', '[1, 0]', 2) ORDER BY _rank").await;
