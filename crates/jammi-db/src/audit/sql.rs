@@ -10,7 +10,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{CatalogProvider, Session as DfSession, TableProvider};
 use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::datasource::MemTable;
-use datafusion::logical_expr::{Expr, TableType};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::{chain_of, record::SearchRecord, Auditor};
@@ -93,20 +94,74 @@ struct SearchesTable {
     auditor: Option<Arc<Auditor>>,
 }
 
+/// What a query's filters narrow the rows to (the rest of each filter DataFusion applies).
+#[derive(Debug, Default)]
+struct Narrowed {
+    from_seq: i64,
+    to_seq: i64,
+    query_id: Option<String>,
+    tenant: Option<String>,
+}
+
+impl Narrowed {
+    fn of(filters: &[Expr]) -> Self {
+        let mut n = Narrowed { from_seq: 1, to_seq: i64::MAX, ..Default::default() };
+        for filter in filters {
+            let Some((column, op, value)) = comparison(filter) else { continue };
+            match (column.as_str(), op, value) {
+                ("seq", op, ScalarValue::Int64(Some(v))) => match op {
+                    Operator::Eq => (n.from_seq, n.to_seq) = (n.from_seq.max(v), n.to_seq.min(v)),
+                    Operator::GtEq => n.from_seq = n.from_seq.max(v),
+                    Operator::Gt => n.from_seq = n.from_seq.max(v.saturating_add(1)),
+                    Operator::LtEq => n.to_seq = n.to_seq.min(v),
+                    Operator::Lt => n.to_seq = n.to_seq.min(v.saturating_sub(1)),
+                    _ => {}
+                },
+                ("query_id", Operator::Eq, ScalarValue::Utf8(Some(v))) => n.query_id = Some(v),
+                ("tenant", Operator::Eq, ScalarValue::Utf8(Some(v))) => n.tenant = Some(v),
+                _ => {}
+            }
+        }
+        n
+    }
+}
+
+/// `column op literal` (or `literal op column`, turned around).
+fn comparison(filter: &Expr) -> Option<(String, Operator, ScalarValue)> {
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = filter else { return None };
+    let literal = |e: &Expr| match e {
+        Expr::Literal(v, _) => v.cast_to(&match v.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
+            _ => DataType::Int64,
+        }).ok(),
+        _ => None,
+    };
+    match (left.as_ref(), right.as_ref()) {
+        (Expr::Column(c), other) => Some((c.name.clone(), *op, literal(other)?)),
+        (other, Expr::Column(c)) => Some((c.name.clone(), op.swap()?, literal(other)?)),
+        _ => None,
+    }
+}
+
 impl SearchesTable {
-    /// The rows `scope` may read, in chain order.
-    async fn rows(&self, scope: TenantScope) -> crate::error::Result<Vec<AuditRow>> {
+    /// The rows `scope` may read that `narrowed` lets through, in chain order.
+    async fn rows(&self, scope: TenantScope, narrowed: &Narrowed) -> crate::error::Result<Vec<AuditRow>> {
         if let Some(auditor) = &self.auditor {
             auditor.flush().await;
         }
         let repo = self.catalog.audit();
-        let chains = match scope {
-            TenantScope::Admin => repo.tenants().await?,
-            other => vec![chain_of(other)],
+        let may_read = |chain: &str| scope == TenantScope::Admin || chain == chain_of(scope);
+        if let Some(id) = &narrowed.query_id {
+            return Ok(repo.by_query_id(id).await?.into_iter().filter(|r| may_read(&r.tenant)).collect());
+        }
+        let chains = match (scope, &narrowed.tenant) {
+            (TenantScope::Admin, Some(t)) => vec![t.clone()],
+            (TenantScope::Admin, None) => repo.tenants().await?,
+            (other, _) => vec![chain_of(other)],
         };
         let mut rows = Vec::new();
         for chain in chains {
-            rows.extend(repo.chain(&chain, 1, i64::MAX).await?);
+            rows.extend(repo.range(&chain, narrowed.from_seq, narrowed.to_seq).await?);
         }
         Ok(rows)
     }
@@ -122,8 +177,14 @@ impl TableProvider for SearchesTable {
         TableType::Base
     }
 
+    /// `seq` ranges, `query_id =` and `tenant =` narrow what is read from the catalog (so a
+    /// page of a long chain costs that page); DataFusion still applies every filter.
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        Ok(filters.iter().map(|f| if comparison(f).is_some() { TableProviderFilterPushDown::Inexact } else { TableProviderFilterPushDown::Unsupported }).collect())
+    }
+
     async fn scan(&self, state: &dyn DfSession, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let rows = self.rows(scope_of(state)).await.map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let rows = self.rows(scope_of(state), &Narrowed::of(filters)).await.map_err(|e| DataFusionError::External(Box::new(e)))?;
         let parsed: Vec<Option<SearchRecord>> = rows.iter().map(|r| SearchRecord::parse(&r.record)).collect();
         let text = |f: &dyn Fn(&AuditRow) -> String| -> ArrayRef { Arc::new(StringArray::from_iter_values(rows.iter().map(f))) };
         let columns: Vec<ArrayRef> = vec![

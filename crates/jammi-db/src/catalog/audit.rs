@@ -73,6 +73,14 @@ impl<'a> AuditRepo<'a> {
         rows.iter().map(row).collect::<std::result::Result<_, _>>().map_err(|e| c.error(e))
     }
 
+    /// `tenant`'s records with `from_seq <= seq <= to_seq`, in order.
+    pub async fn range(&self, tenant: &str, from_seq: i64, to_seq: i64) -> Result<Vec<AuditRow>> {
+        let c = self.catalog;
+        let sql = format!("SELECT {COLUMNS} FROM jammi_audit_searches WHERE chain = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq");
+        let rows = sqlx::query(&sql).bind(tenant).bind(from_seq).bind(to_seq).fetch_all(c.pool()).await.map_err(|e| c.error(e))?;
+        rows.iter().map(row).collect::<std::result::Result<_, _>>().map_err(|e| c.error(e))
+    }
+
     /// The record of `tenant`'s chain at `seq`.
     pub async fn at(&self, tenant: &str, seq: i64) -> Result<Option<AuditRow>> {
         Ok(self.chain(tenant, seq, 1).await?.into_iter().find(|r| r.seq == seq))
