@@ -154,6 +154,30 @@ pub fn write_sorted(out: &mut String, value: &Value) {
     }
 }
 
+/// A query vector as the lineage holds it — exactly what [`capped`] makes of it as a JSON
+/// array (so the same digest), without building that array: up to 64 items as they are,
+/// more as `{"items": n, "sha256": …}` of their canonical text.
+pub fn vector_lineage(vector: &[f32]) -> Value {
+    if vector.len() <= 64 {
+        return Value::Array(vector.iter().map(|v| Value::from(*v)).collect());
+    }
+    let mut text = Vec::with_capacity(vector.len() * 12 + 2);
+    text.push(b'[');
+    for (i, v) in vector.iter().enumerate() {
+        if i > 0 {
+            text.push(b',');
+        }
+        // As a JSON number holds an f32: its f64 value, shortest form; null if not finite.
+        if v.is_finite() {
+            let _ = serde_json::to_writer(&mut text, &(f64::from(*v)));
+        } else {
+            text.extend_from_slice(b"null");
+        }
+    }
+    text.push(b']');
+    serde_json::json!({"sha256": crate::vector::files::sha256_hex(&text), "items": vector.len()})
+}
+
 /// `lineage` within [`MAX_LINEAGE_BYTES`]: string values longer than 256 bytes (a long query,
 /// a vector's text) become `{"sha256": …, "bytes": n}`, and if it is still too long, the
 /// whole lineage becomes its digest.
@@ -223,6 +247,10 @@ mod tests {
         let short = capped(json!({"text": long, "k": 3}));
         assert_eq!(short["k"], 3);
         assert_eq!(short["text"]["bytes"], 10_000);
+        // The direct form of a vector is what capping its array gives, digest and all.
+        for vector in [vec![0.1f32, -2.5, 3.0], (0..384).map(|i| (i as f32).sin() / 7.0).collect::<Vec<f32>>(), vec![1e-30f32; 65]] {
+            assert_eq!(vector_lineage(&vector), capped(json!({"v": vector}))["v"], "{} items", vector.len());
+        }
         let many: Vec<f32> = (0..384).map(|i| i as f32).collect();
         let short = capped(json!({"vector": many}));
         assert_eq!(short["vector"]["items"], 384);

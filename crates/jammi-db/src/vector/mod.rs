@@ -635,10 +635,10 @@ pub(crate) async fn search_entry(state: &VectorState, scope: TenantScope, entry:
     let (table, scored, path) = vector_hits(state, scope, entry, request).await?;
     let model = request.text.as_ref().and(entry.spec.embedding.as_ref()).map(|e| (e.model.clone(), e.version.clone()));
     let mut result = SearchResult { batch: search::result_batch(&table, &scored)?, path, query_id: None, model };
-    if let Some(audit) = &state.audit {
+    if let Some(audit) = state.audit.as_ref().filter(|a| a.audits(&crate::audit::chain_of(scope))) {
         let lineage = serde_json::json!({
             "table": entry.record.name, "k": request.k, "filter": request.filter, "ef": request.ef, "exact": request.exact,
-            "query": match &request.text { Some(text) => serde_json::json!({"text": text}), None => serde_json::json!({"vector": request.vector}) },
+            "query": match &request.text { Some(text) => serde_json::json!({"text": text}), None => serde_json::json!({"vector": crate::audit::record::vector_lineage(&request.vector)}) },
         });
         result.query_id = audit.record(scope, crate::audit::SearchAudit { kind: "vector", model: result.model.clone(), lineage }, &result.batch).await?;
     }

@@ -160,7 +160,7 @@ pub(crate) async fn text_search_entry(state: &VectorState, scope: TenantScope, e
         RecordBatch::try_new(schema, columns).map_err(Error::internal)?
     };
     let mut query_id = None;
-    if let Some(audit) = &state.audit {
+    if let Some(audit) = state.audit.as_ref().filter(|a| a.audits(&crate::audit::chain_of(scope))) {
         let lineage = serde_json::json!({"table": entry.record.name, "k": request.k, "filter": request.filter, "query": {"text": request.query}});
         query_id = audit.record(scope, crate::audit::SearchAudit { kind: "text", model: None, lineage }, &batch).await?;
     }
@@ -197,14 +197,14 @@ pub(crate) async fn hybrid_search_entry(state: &VectorState, scope: TenantScope,
     let batch = if fused.is_empty() { RecordBatch::new_empty(schema) } else { hybrid_batch(&table, &fused, schema)? };
     let model = request.vector.is_none().then_some(entry.spec.embedding.as_ref()).flatten().map(|e| (e.model.clone(), e.version.clone()));
     let mut query_id = None;
-    if let Some(audit) = &state.audit {
+    if let Some(audit) = state.audit.as_ref().filter(|a| a.audits(&crate::audit::chain_of(scope))) {
         let fusion = match request.options.fusion {
             super::Fusion::Rrf { k } => serde_json::json!({"fusion": "rrf", "rrf_k": k}),
             super::Fusion::Weighted { vector, text } => serde_json::json!({"fusion": "weighted", "weights": [vector, text]}),
         };
         let lineage = serde_json::json!({
             "table": entry.record.name, "k": request.k, "filter": request.filter, "ef": request.options.ef, "candidates": depth, "fusion": fusion,
-            "query": {"text": request.text, "vector": request.vector, "semantic_text": request.semantic_text},
+            "query": {"text": request.text, "vector": request.vector.as_deref().map(crate::audit::record::vector_lineage), "semantic_text": request.semantic_text},
         });
         query_id = audit.record(scope, crate::audit::SearchAudit { kind: "hybrid", model: model.clone(), lineage }, &batch).await?;
     }
