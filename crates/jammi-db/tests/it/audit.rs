@@ -29,6 +29,11 @@ async fn audited_session(home: &Path, keys: &str) -> Session {
     Session::open(audited_config(home, keys)).await.expect("open an audited session")
 }
 
+/// `vectors.public.docs`: two rows, vectors [1, 0] and [0, 1].
+async fn two_docs(session: &Session) {
+    run(session, "CREATE TABLE vectors.public.docs WITH (vector_column = 'v') AS SELECT column1 AS id, make_array(CAST(column2 AS FLOAT), CAST(column3 AS FLOAT)) AS v FROM (VALUES (1, 1.0, 0.0), (2, 0.0, 1.0))").await;
+}
+
 async fn run(session: &Session, sql: &str) -> Vec<Vec<String>> {
     rows(session, sql).await
 }
@@ -259,7 +264,7 @@ async fn auditing_is_set_per_tenant_and_engines_follow() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     let session = audited_session(&home, KEY_1).await;
-    run(&session, "CREATE TABLE vectors.public.docs WITH (vector_column = 'v') AS SELECT column1 AS id, make_array(CAST(column2 AS FLOAT), CAST(column3 AS FLOAT)) AS v FROM (VALUES (1, 1.0, 0.0), (2, 0.0, 1.0))").await;
+    two_docs(&session).await;
     let (a, b) = (TenantId::random(), TenantId::random());
     let tenant_a = session.with_tenant(Some(a)).restricted();
     let tenant_b = session.with_tenant(Some(b)).restricted();
@@ -291,7 +296,7 @@ async fn retention_cuts_a_verified_prefix_under_a_signed_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     let session = audited_session(&home, KEY_1).await;
-    run(&session, "CREATE TABLE vectors.public.docs WITH (vector_column = 'v') AS SELECT column1 AS id, make_array(CAST(column2 AS FLOAT), CAST(column3 AS FLOAT)) AS v FROM (VALUES (1, 1.0, 0.0), (2, 0.0, 1.0))").await;
+    two_docs(&session).await;
     let a = TenantId::random();
     let tenant_a = session.with_tenant(Some(a)).restricted();
     let chain = a.to_string();
