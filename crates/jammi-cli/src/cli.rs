@@ -274,9 +274,10 @@ pub enum VectorsCommand {
 /// How a new vector table's index is built (`vectors import`, `vectors follow`).
 #[derive(Debug, clap::Args)]
 pub struct IndexArgs {
-    /// Index precision: f32, f16, int8 or binary.
-    #[arg(long, default_value = "f32")]
-    pub precision: String,
+    /// Index precision: f32, f16, int8 or binary. Default: int8 for cosine (candidates are
+    /// rescored with exact f32 distances), f32 for l2 and ip.
+    #[arg(long)]
+    pub precision: Option<String>,
     /// Distance: cosine, l2 or ip.
     #[arg(long, default_value = "cosine")]
     pub metric: String,
@@ -370,4 +371,16 @@ pub enum SourceCommand {
         /// Source name.
         name: String,
     },
+}
+
+impl IndexArgs {
+    /// The precision and metric asked for; without `--precision`, the metric's default.
+    pub fn precision_and_metric(&self) -> anyhow::Result<(jammi_db::vector::Precision, jammi_db::vector::Metric)> {
+        let metric: jammi_db::vector::Metric = self.metric.parse()?;
+        let precision = match &self.precision {
+            Some(p) => p.parse()?,
+            None => jammi_db::vector::Precision::default_for(metric),
+        };
+        Ok((precision, metric))
+    }
 }

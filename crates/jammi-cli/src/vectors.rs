@@ -67,7 +67,7 @@ pub async fn run(session: &Session, command: VectorsCommand, format: OutputForma
                 let (model, version) = model_version(&model)?;
                 spec.embed = Some(EmbedColumn { column, model, version });
             }
-            (spec.precision, spec.metric) = (index.precision.parse()?, index.metric.parse()?);
+            (spec.precision, spec.metric) = index.precision_and_metric()?;
             (spec.m, spec.ef_construction, spec.oversample) = (index.m, index.ef_construction, index.oversample);
             spec.text_columns = text_columns(&index.text_columns)?;
             spec.options = storage_options(&options)?;
@@ -92,7 +92,7 @@ pub async fn run(session: &Session, command: VectorsCommand, format: OutputForma
         VectorsCommand::Follow { name, source, embed, model, index } => {
             let (model, version) = model_version(&model)?;
             let mut spec = FollowSpec::new(name, source, embed, model, version);
-            (spec.precision, spec.metric) = (index.precision.parse()?, index.metric.parse()?);
+            (spec.precision, spec.metric) = index.precision_and_metric()?;
             (spec.m, spec.ef_construction, spec.oversample) = (index.m, index.ef_construction, index.oversample);
             spec.text_columns = text_columns(&index.text_columns)?;
             let info = vectors.follow(spec, &Bar::new()).await?;

@@ -61,6 +61,12 @@ struct IndexOptions(Vec<(String, String)>);
 impl IndexOptions {
     /// Set the fields the options name (both specs have the same index fields).
     fn apply(self, name: &str, metric: &mut super::Metric, precision: &mut super::Precision, m: &mut usize, ef_construction: &mut usize, oversample: &mut Option<usize>) -> Result<()> {
+        // Without a precision, the metric's default (int8 for cosine, f32 otherwise).
+        if !self.0.iter().any(|(k, _)| k == "precision") {
+            if let Some((_, value)) = self.0.iter().find(|(k, _)| k == "metric") {
+                *precision = super::Precision::default_for(value.parse()?);
+            }
+        }
         for (key, value) in self.0 {
             match key.as_str() {
                 "metric" => *metric = value.parse()?,

@@ -14,7 +14,11 @@ fn options(spec: &VectorTableSpec) -> IndexOptions {
         Precision::Binary => (MetricKind::Hamming, ScalarKind::B1),
         other => {
             let metric = match spec.metric {
-                Metric::Cosine => MetricKind::Cos,
+                // Vectors are normalised before they are added and queries before they are
+                // searched, so cosine distance is 1 − inner product: one multiply-add per
+                // dimension instead of three (the dot product and both norms, every time).
+                // Indexes built before keep `Cos` in their file header, which loading obeys.
+                Metric::Cosine => MetricKind::IP,
                 Metric::L2 => MetricKind::L2sq,
                 Metric::Ip => MetricKind::IP,
             };
@@ -45,6 +49,8 @@ fn index_error(e: impl std::fmt::Display) -> Error {
 pub struct SegmentIndex {
     index: Index,
     binary: bool,
+    /// Cosine tables: vectors are normalised as they are added (see [`options`]).
+    normalize: bool,
     dims: usize,
     /// usearch keeps the search beam width (`ef`) as a setting of the index, not an
     /// argument of a search. Searches hold this lock shared while the setting is theirs;
@@ -79,12 +85,23 @@ impl SegmentIndex {
         base_key: u64,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Self> {
+        // An 8-bit graph holds values in [-1, 1]: cosine tables are normalised, but l2 and ip
+        // vectors may lie anywhere, and would be clipped into a graph that finds the wrong
+        // neighbours.
+        if spec.precision == Precision::Int8 && spec.metric != Metric::Cosine {
+            if let Some(v) = vectors.iter().find(|v| v.abs() > 1.0) {
+                return Err(Error::invalid("precision", format!(
+                    "int8 holds values in [-1, 1] and these {} vectors have {v}; use precision f32 (or f16), or the cosine metric",
+                    spec.metric
+                )));
+            }
+        }
         let index = Index::new(&options(spec)).map_err(index_error)?;
         let dims = spec.dims;
         let rows = vectors.len() / dims;
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(16);
         index.reserve_capacity_and_threads(rows, threads).map_err(index_error)?;
-        let built = SegmentIndex { index, binary: spec.precision == Precision::Binary, dims, ef: parking_lot::RwLock::new(DEFAULT_EF_SEARCH) };
+        let built = SegmentIndex { index, binary: spec.precision == Precision::Binary, normalize: spec.metric == Metric::Cosine, dims, ef: parking_lot::RwLock::new(DEFAULT_EF_SEARCH) };
         let done = std::sync::atomic::AtomicU64::new(0);
         let chunk = rows.div_ceil(threads).max(1);
         std::thread::scope(|scope| -> Result<()> {
@@ -119,6 +136,10 @@ impl SegmentIndex {
         if self.binary {
             let bits = sign_bits(vector);
             self.index.add(key, b1x8::from_u8s(&bits)).map_err(index_error)
+        } else if self.normalize {
+            let mut unit = vector.to_vec();
+            super::kernels::normalize(&mut unit);
+            self.index.add(key, unit.as_slice()).map_err(index_error)
         } else {
             self.index.add(key, vector).map_err(index_error)
         }
@@ -136,7 +157,7 @@ impl SegmentIndex {
         let index = Index::new(&options(spec)).map_err(index_error)?;
         index.load_from_buffer(bytes).map_err(index_error)?;
         index.change_expansion_search(DEFAULT_EF_SEARCH);
-        Ok(SegmentIndex { index, binary: spec.precision == Precision::Binary, dims: spec.dims, ef: parking_lot::RwLock::new(DEFAULT_EF_SEARCH) })
+        Ok(SegmentIndex { index, binary: spec.precision == Precision::Binary, normalize: spec.metric == Metric::Cosine, dims: spec.dims, ef: parking_lot::RwLock::new(DEFAULT_EF_SEARCH) })
     }
 
     /// Number of indexed vectors.

@@ -124,14 +124,16 @@ pub struct EmbedColumn {
 }
 
 impl ImportSpec {
-    /// Defaults: f32, cosine, m = 16, ef_construction = 128.
+    /// Defaults: cosine at int8 (an 8-bit graph, candidates rescored in f32: see
+    /// [`Precision::default_for`]; set `precision` too when changing `metric`), m = 16,
+    /// ef_construction = 128.
     pub fn new(name: impl Into<String>, url: impl Into<String>, id_column: impl Into<String>, vector_column: impl Into<String>) -> Self {
         ImportSpec {
             name: name.into(),
             url: url.into(),
             id_column: id_column.into(),
             vector_column: vector_column.into(),
-            precision: Precision::F32,
+            precision: Precision::default_for(Metric::Cosine),
             metric: Metric::Cosine,
             m: 16,
             ef_construction: 128,

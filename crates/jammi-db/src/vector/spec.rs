@@ -60,6 +60,17 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// The precision a table gets when none is asked for: `int8` for cosine (vectors are
+    /// normalised, so every value fits the 8-bit range; candidates are rescored with exact
+    /// f32 distances — faster than an f32 graph at the same recall, see docs/BENCHMARKS.md),
+    /// `f32` for `l2` and `ip`, whose values have no fixed range.
+    pub fn default_for(metric: Metric) -> Precision {
+        match metric {
+            Metric::Cosine => Precision::Int8,
+            Metric::L2 | Metric::Ip => Precision::F32,
+        }
+    }
+
     /// Default candidates fetched per wanted result before exact rescoring.
     pub fn default_oversample(&self) -> usize {
         match self {

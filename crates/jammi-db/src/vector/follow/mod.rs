@@ -63,13 +63,13 @@ pub struct FollowSpec {
 }
 
 impl FollowSpec {
-    /// Defaults: f32, cosine, m = 16, ef_construction = 128.
+    /// Defaults: cosine at int8 (see [`Precision::default_for`]), m = 16, ef_construction = 128.
     pub fn new(name: impl Into<String>, source: impl Into<String>, column: impl Into<String>, model: impl Into<String>, version: impl Into<String>) -> Self {
         FollowSpec {
             name: name.into(),
             source: source.into(),
             embed: EmbedColumn { column: column.into(), model: model.into(), version: version.into() },
-            precision: Precision::F32,
+            precision: Precision::default_for(Metric::Cosine),
             metric: Metric::Cosine,
             m: 16,
             ef_construction: 128,
