@@ -579,7 +579,7 @@ async fn vector_tables_on_memory_and_s3_storage() {
         let rows = rows_from(clustered(400, 8, 12), 1);
         let file = dir.path().join("s.parquet");
         write_rows(&file, &rows, true);
-        import(&session, "s", &file, Metric::L2, Precision::Int8).await;
+        import(&session, "s", &file, Metric::L2, Precision::F16).await;
         let info = &session.vectors().list().await.unwrap()[0];
         assert!(info.location.starts_with(root.split('/').take(3).collect::<Vec<_>>().join("/").as_str()), "{root}: {}", info.location);
         let got = hits(&session.vectors().search("s", &SearchRequest::new(rows[9].vector.clone(), 1)).await.unwrap().batch);
@@ -596,4 +596,24 @@ async fn vector_tables_on_memory_and_s3_storage() {
         session.vectors().drop("s").await.unwrap();
         assert!(session.vectors().list().await.unwrap().is_empty());
     }
+}
+
+/// Cosine tables default to an int8 graph (rescored in f32); l2 and ip to f32, since their
+/// values have no fixed range — and an int8 graph refuses values it would clip.
+#[tokio::test]
+async fn the_default_precision_follows_the_metric() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::open(Config::embedded(dir.path())).await.unwrap();
+    let values = "FROM (VALUES (1, 5.0, 0.0), (2, 0.0, 7.0), (3, 3.0, 3.0))";
+    let create = |name: &str, with: &str| format!("CREATE TABLE vectors.public.{name} WITH (vector_column = 'v'{with}) AS SELECT column1 AS id, make_array(CAST(column2 AS FLOAT), CAST(column3 AS FLOAT)) AS v {values}");
+    session.sql(&create("c", "")).await.unwrap().collect().await.unwrap();
+    session.sql(&create("l", ", metric = 'l2'")).await.unwrap().collect().await.unwrap();
+    session.sql(&create("i", ", metric = 'ip', precision = 'f16'")).await.unwrap().collect().await.unwrap();
+    let precisions: std::collections::BTreeMap<String, String> = session.vectors().list().await.unwrap().into_iter().map(|t| (t.name, t.precision.to_string())).collect();
+    assert_eq!(precisions, [("c", "int8"), ("i", "f16"), ("l", "f32")].into_iter().map(|(a, b)| (a.to_string(), b.to_string())).collect());
+    let refused = session.sql(&create("bad", ", metric = 'l2', precision = 'int8'")).await.unwrap_err().to_string();
+    assert!(refused.contains("[-1, 1]") && refused.contains("f32"), "{refused}");
+    // The cosine table answers with exact distances, whatever its graph holds.
+    let nearest = rows(&session, "SELECT id, _distance FROM vector_search('c', '[0, 1]', 1)").await;
+    assert_eq!(nearest, vec![vec!["2".to_string(), "0.0".to_string()]]);
 }
