@@ -228,19 +228,26 @@ fn the_tour_works_with_the_default_relative_data_directory() {
     assert_eq!(ok(jammi_here().args(["topic", "publish", "ev", "--data", r#"[{"n": 2}, {"n": 3}]"#])).trim(), "published 2 events at offsets 1 to 2");
 }
 
+/// A data directory under `dir` with auditing on (key: `byte` repeated) and the table `docs`
+/// (40 rows of 8 dimensions).
+fn audited_home(dir: &std::path::Path, byte: &str) -> std::path::PathBuf {
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("audit.keys"), format!("{}\n", byte.repeat(32))).unwrap();
+    std::fs::write(home.join("jammi.toml"), format!("[audit]\nenabled = true\nkey_file = \"{}\"\n", home.join("audit.keys").display())).unwrap();
+    let file = dir.join("docs.parquet");
+    write_vectors(&file, 0, 40);
+    ok(jammi(&home).args(import_args(&file)));
+    home
+}
+
 /// `jammi audit verify` and `show` on a data directory with auditing on: exit 0 on a sound
 /// chain, exit 1 naming the record where a tampered one breaks; `--tenant` narrows to one
 /// chain.
 #[test]
 fn audit_verify_and_show_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::write(home.join("audit.keys"), format!("{}\n", "ab".repeat(32))).unwrap();
-    std::fs::write(home.join("jammi.toml"), format!("[audit]\nenabled = true\nkey_file = \"{}\"\n", home.join("audit.keys").display())).unwrap();
-    let file = dir.path().join("docs.parquet");
-    write_vectors(&file, 0, 40);
-    ok(jammi(&home).args(import_args(&file)));
+    let home = audited_home(dir.path(), "ab");
     let tenant = "3f2b8c1e-0000-4000-8000-0000000000aa";
     ok(jammi(&home).args(["search", "docs", "--vector", "[1,0,0,0,0,0,0,0]", "--k", "3"]));
     ok(jammi(&home).args(["search", "docs", "--vector", "[0,1,0,0,0,0,0,0]", "--k", "3"]));
@@ -284,13 +291,7 @@ fn audit_verify_and_show_from_the_cli() {
 #[test]
 fn audit_settings_and_retention_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::write(home.join("audit.keys"), format!("{}\n", "cd".repeat(32))).unwrap();
-    std::fs::write(home.join("jammi.toml"), format!("[audit]\nenabled = true\nkey_file = \"{}\"\n", home.join("audit.keys").display())).unwrap();
-    let file = dir.path().join("docs.parquet");
-    write_vectors(&file, 0, 40);
-    ok(jammi(&home).args(import_args(&file)));
+    let home = audited_home(dir.path(), "cd");
     let tenant = "3f2b8c1e-0000-4000-8000-0000000000bb";
     for _ in 0..4 {
         ok(jammi(&home).args(["search", "docs", "--vector", "[1,0,0,0,0,0,0,0]", "--k", "3"]));

@@ -12,7 +12,7 @@ pub mod retention;
 pub(crate) mod sql;
 mod writer;
 pub use writer::SEARCH_TOPIC;
-pub(crate) use writer::ensure_topic;
+pub(crate) use writer::{ensure_topic, topic_id_in};
 
 use std::sync::Arc;
 

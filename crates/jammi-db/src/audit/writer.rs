@@ -49,6 +49,19 @@ pub(crate) async fn ensure_topic(catalog: &Catalog, name: &str, columns: &str) -
     }
 }
 
+/// The id of engine topic `name`, read inside the transaction open on `conn` (`None` when
+/// it does not exist).
+pub(crate) async fn topic_id_in(conn: &mut sqlx::AnyConnection, catalog: &Catalog, name: &str) -> Result<Option<String>> {
+    sqlx::query("SELECT id FROM jammi_topics WHERE name = $1 AND tenant_id IS NULL")
+        .bind(name)
+        .fetch_optional(conn)
+        .await
+        .map_err(|e| catalog.error(e))?
+        .map(|r| r.try_get::<String, _>(0))
+        .transpose()
+        .map_err(|e| catalog.error(e))
+}
+
 /// Records waiting for the writer at most: past this, searches wait for room (backpressure)
 /// instead of the queue growing without bound.
 pub(super) const QUEUE: usize = 65_536;
@@ -134,14 +147,7 @@ async fn try_batch(catalog: &Catalog, keys: &dyn KeyStore, heads: &mut HashMap<S
     let mut tx = catalog.begin_serialized().await?;
     let mut next = heads.clone();
     let mut signers = HashMap::new();
-    let topic: Option<String> = sqlx::query("SELECT id FROM jammi_topics WHERE name = $1 AND tenant_id IS NULL")
-        .bind(SEARCH_TOPIC)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|e| catalog.error(e))?
-        .map(|r| r.try_get::<String, _>(0))
-        .transpose()
-        .map_err(|e| catalog.error(e))?;
+    let topic = topic_id_in(&mut tx, catalog, SEARCH_TOPIC).await?;
     // Events in runs of one tenant, in append order.
     let mut events: Vec<(Option<String>, Vec<String>)> = Vec::new();
     let mut rows: Vec<(&SearchRecord, String, String)> = Vec::with_capacity(appends.len());

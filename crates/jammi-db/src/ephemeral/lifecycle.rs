@@ -5,7 +5,7 @@
 //! derived with its own label (`jammi-audit-session-v1`).
 
 use serde::Serialize;
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
 use crate::audit::Auditor;
 use crate::catalog::Catalog;
@@ -46,15 +46,7 @@ pub(super) struct LifecycleRecord<'a> {
 /// Append `record`'s event in the transaction open on `conn` (signed with `auditor`'s
 /// current key when auditing is on; unsigned — an empty signature — when it is off).
 pub(super) async fn append(conn: &mut AnyConnection, catalog: &Catalog, auditor: Option<&Auditor>, mut record: LifecycleRecord<'_>) -> Result<()> {
-    let topic: Option<String> = sqlx::query("SELECT id FROM jammi_topics WHERE name = $1 AND tenant_id IS NULL")
-        .bind(LIFECYCLE_TOPIC)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(|e| catalog.error(e))?
-        .map(|r| r.try_get::<String, _>(0))
-        .transpose()
-        .map_err(|e| catalog.error(e))?;
-    let Some(topic) = topic else { return Ok(()) };
+    let Some(topic) = crate::audit::topic_id_in(conn, catalog, LIFECYCLE_TOPIC).await? else { return Ok(()) };
     let (text, signature) = match auditor {
         Some(auditor) => {
             record.key_version = auditor.current_key_version();
