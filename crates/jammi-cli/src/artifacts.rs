@@ -50,7 +50,7 @@ pub enum ArtifactCommand {
 pub async fn run(session: &Session, command: ArtifactCommand, out: &mut dyn Write) -> Result<()> {
     match command {
         ArtifactCommand::Put { root_url, segments, files, options } => {
-            let store = session.artifacts(crate::parse_options(&options)?);
+            let store = session.artifacts(crate::parse_options(&options)?).with_progress(crate::progress::reporter());
             let root = StorageUrl::parse(&root_url)?;
             let segments: Vec<&str> = segments.split('/').collect();
             let files = files
@@ -68,7 +68,7 @@ pub async fn run(session: &Session, command: ArtifactCommand, out: &mut dyn Writ
             writeln!(out, "{prefix}")?;
         }
         ArtifactCommand::Fetch { prefix_url, options } => {
-            let store = session.artifacts(crate::parse_options(&options)?);
+            let store = session.artifacts(crate::parse_options(&options)?).with_progress(crate::progress::reporter());
             let fetched = store.fetch_artifact(&StorageUrl::parse(&prefix_url)?.as_dir()).await?;
             writeln!(out, "{}", fetched.dir.display())?;
         }

@@ -34,6 +34,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "JAMMI_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
+    /// No progress reports on stderr (bars on a terminal, periodic lines otherwise).
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }

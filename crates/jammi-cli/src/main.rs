@@ -7,6 +7,7 @@ mod cli;
 mod demo;
 mod models;
 mod print;
+mod progress;
 mod remote;
 mod serve;
 mod topics;
@@ -26,6 +27,7 @@ use cli::{Cli, Command, OutputFormat, SourceCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    progress::set_quiet(cli.quiet);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("JAMMI_LOG").unwrap_or_else(|_| "error".into()),

@@ -174,7 +174,7 @@ pub async fn run_model(session: &Session, command: ModelCommand, format: OutputF
                     for (k, v) in &session.config().storage.options {
                         options.entry(k.clone()).or_insert_with(|| v.clone());
                     }
-                    let store = session.artifacts(options);
+                    let store = session.artifacts(options).with_progress(crate::progress::reporter());
                     let path = std::path::Path::new(&from);
                     if path.is_dir() {
                         let root = jammi_db::storage::StorageUrl::parse(&session.config().storage_root())?;

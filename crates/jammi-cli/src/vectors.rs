@@ -1,4 +1,4 @@
-//! `jammi vectors ...` and `jammi search`: argument conversion, progress bars, printing.
+//! `jammi vectors ...` and `jammi search`: argument conversion and printing.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -7,47 +7,14 @@ use anyhow::{anyhow, Result};
 use arrow::array::{ArrayRef, RecordBatch, UInt64Array};
 use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Schema};
-use indicatif::{ProgressBar, ProgressStyle};
 use jammi_db::storage::StorageOptions;
 use jammi_db::vector::parse_vector_text;
 use jammi_db::vector::follow::{status_to_batch, FollowSpec, WorkerOptions};
-use jammi_db::vector::{tables_to_batch, EmbedColumn, HybridOptions, ImportSpec, Progress, SearchMode, SearchQuery, SearchRequest, TextIndexColumn};
+use jammi_db::vector::{tables_to_batch, EmbedColumn, HybridOptions, ImportSpec, SearchMode, SearchQuery, SearchRequest, TextIndexColumn};
 use jammi_db::Session;
 
 use crate::cli::{OutputFormat, SearchArgs, VectorsCommand};
 use crate::print;
-
-/// A progress bar on stderr; indicatif hides it when stderr is not a terminal, so scripts
-/// and tests see only the one-line result or error.
-struct Bar(ProgressBar);
-
-impl Bar {
-    fn new() -> Self {
-        Bar(ProgressBar::hidden())
-    }
-}
-
-impl Progress for Bar {
-    fn start(&self, phase: &str, total: u64) {
-        let bar = &self.0;
-        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-        bar.reset();
-        bar.set_length(total);
-        let template = if total == 0 { "{spinner} {msg} {elapsed}" } else { "{msg:>16} [{bar:40}] {pos}/{len} {per_sec} (ETA {eta})" };
-        if let Ok(style) = ProgressStyle::with_template(template) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_message(phase.to_string());
-    }
-
-    fn set(&self, done: u64) {
-        self.0.set_position(done);
-    }
-
-    fn finish(&self) {
-        self.0.finish_and_clear();
-    }
-}
 
 fn storage_options(options: &[String]) -> Result<StorageOptions> {
     Ok(crate::parse_options(options)?.into_iter().collect())
@@ -71,13 +38,13 @@ pub async fn run(session: &Session, command: VectorsCommand, format: OutputForma
             (spec.m, spec.ef_construction, spec.oversample) = (index.m, index.ef_construction, index.oversample);
             spec.text_columns = text_columns(&index.text_columns)?;
             spec.options = storage_options(&options)?;
-            let info = vectors.import(spec, &Bar::new()).await?;
+            let info = vectors.import(spec, &*crate::progress::reporter()).await?;
             print::print_batch(&tables_to_batch(&[info])?, format, out)
         }
         VectorsCommand::Append { name, url, id_column, vector_column, options } => {
             let (own_id, own_vector) = vectors.source_columns(&name).await?;
             let (id_column, vector_column) = (id_column.unwrap_or(own_id), vector_column.unwrap_or(own_vector));
-            let added = vectors.append(&name, &url, &id_column, &vector_column, &storage_options(&options)?, &Bar::new()).await?;
+            let added = vectors.append(&name, &url, &id_column, &vector_column, &storage_options(&options)?, &*crate::progress::reporter()).await?;
             print_count(format, out, "appended", added, &name)
         }
         VectorsCommand::Delete { name, ids } => {
@@ -85,7 +52,7 @@ pub async fn run(session: &Session, command: VectorsCommand, format: OutputForma
             print_count(format, out, "deleted", deleted, &name)
         }
         VectorsCommand::Compact { name } => {
-            vectors.compact(&name, &Bar::new()).await?;
+            vectors.compact(&name, &*crate::progress::reporter()).await?;
             let info = vectors.list().await?.into_iter().filter(|t| t.name == name).collect::<Vec<_>>();
             print::print_batch(&tables_to_batch(&info)?, format, out)
         }
@@ -95,13 +62,13 @@ pub async fn run(session: &Session, command: VectorsCommand, format: OutputForma
             (spec.precision, spec.metric) = index.precision_and_metric()?;
             (spec.m, spec.ef_construction, spec.oversample) = (index.m, index.ef_construction, index.oversample);
             spec.text_columns = text_columns(&index.text_columns)?;
-            let info = vectors.follow(spec, &Bar::new()).await?;
+            let info = vectors.follow(spec, &*crate::progress::reporter()).await?;
             print::print_batch(&tables_to_batch(&[info])?, format, out)
         }
         VectorsCommand::Status { name } => print::print_batch(&status_to_batch(&vectors.status(&name).await?)?, format, out),
         VectorsCommand::SetModel { name, model, no_wait } => {
             let (model, version) = model_version(&model)?;
-            let status = vectors.set_model(&name, &model, &version, !no_wait, &Bar::new()).await?;
+            let status = vectors.set_model(&name, &model, &version, !no_wait, &*crate::progress::reporter()).await?;
             print::print_batch(&status_to_batch(&status)?, format, out)
         }
         VectorsCommand::List => print::print_batch(&tables_to_batch(&vectors.list().await?)?, format, out),

@@ -51,6 +51,7 @@ mod literal;
 pub mod mutable;
 pub mod names;
 pub mod prepared;
+pub mod progress;
 pub mod redact;
 pub mod security;
 pub mod session;

@@ -11,6 +11,7 @@ mod federation;
 mod jobs;
 mod mutable;
 mod processes;
+mod progress;
 mod server;
 mod streaming;
 mod topics;

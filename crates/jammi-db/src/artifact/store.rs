@@ -15,6 +15,7 @@ use crate::artifact::manifest::{validate_name, Manifest, ManifestEntry, MANIFEST
 use crate::artifact::prefix::{check_owner_reaches, checkpoint_url, child_key, encode_name, owned_segments, prefix_key, PUT_MARKER};
 use crate::artifact::transfer::{self, Content, TransferConfig};
 use crate::error::{Error, Result};
+use crate::progress::{Meter, Progress, SharedProgress, Unit};
 use crate::storage::{StorageOptions, StorageRegistry, StorageUrl};
 use crate::tenant::TenantId;
 
@@ -103,6 +104,8 @@ pub struct ArtifactStore {
     transfer: TransferConfig,
     /// The tenant this store acts for (`None`: the operator). See [`ArtifactStore::for_owner`].
     owner: Option<TenantId>,
+    /// Where puts and fetches report the bytes they moved.
+    progress: SharedProgress,
 }
 
 #[derive(Debug)]
@@ -124,6 +127,7 @@ impl ArtifactStore {
             inner: Arc::new(Inner { registry, options, cache: Cache::new(cache_dir.into()), stores: Mutex::new(HashMap::new()) }),
             transfer: TransferConfig { part_size: DEFAULT_PART_SIZE, parts_in_flight: DEFAULT_PARTS_IN_FLIGHT },
             owner: None,
+            progress: SharedProgress::default(),
         }
     }
 
@@ -142,6 +146,13 @@ impl ArtifactStore {
     /// hashed and sent).
     pub fn with_transfer(mut self, part_size: usize, parts_in_flight: usize) -> Self {
         self.transfer = TransferConfig { part_size: part_size.max(MIN_PART_SIZE), parts_in_flight: parts_in_flight.max(1) };
+        self
+    }
+
+    /// The same store reporting the bytes each put, fetch and verification moves to
+    /// `progress` (phases `uploading`, `downloading`, `verifying`, in [`Unit::Bytes`]).
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.progress = SharedProgress(progress);
         self
     }
 
@@ -352,6 +363,7 @@ impl ArtifactStore {
             };
             sized.push((file.name.clone(), size, content));
         }
+        let meter = Meter::start(&self.progress, "uploading", sized.iter().map(|(_, size, _)| size).sum(), Unit::Bytes);
         mark_unfinished(&store, &base).await?;
         let mut small = Vec::new();
         let mut large = Vec::new();
@@ -368,11 +380,12 @@ impl ArtifactStore {
         let upload = |(name, key, content): (String, ObjectPath, Content)| {
             let store = Arc::clone(&store);
             let local_dest = local_dir.as_ref().map(|dir| dir.join(encode_name(&name)));
+            let meter = meter.clone();
             async move {
                 let (size, sha256) = match (content, local_dest) {
                     // File to file: let the kernel copy.
-                    (Content::Path(source), Some(dest)) => transfer::copy_local(source, dest).await?,
-                    (content, _) => transfer::upload(&store, &key, content, config).await?,
+                    (Content::Path(source), Some(dest)) => transfer::copy_local(source, dest, &meter).await?,
+                    (content, _) => transfer::upload(&store, &key, content, config, &meter).await?,
                 };
                 Ok::<_, Error>(ManifestEntry { name, size, sha256 })
             }
@@ -389,6 +402,7 @@ impl ArtifactStore {
             Ok::<_, Error>(entries)
         };
         let (mut entries, large_entries) = tokio::try_join!(smalls, larges)?;
+        drop(meter);
         entries.extend(large_entries);
         let manifest = Manifest::new(entries)?;
         let payload = PutPayload::from(manifest.to_json());
@@ -451,14 +465,15 @@ impl ArtifactStore {
         let store = self.store(prefix)?;
         let base = prefix_key(prefix)?;
         let shown = prefix.to_string();
+        let meter = Meter::start(&self.progress, if staging.is_some() { "downloading" } else { "verifying" }, manifest.total_size(), Unit::Bytes);
         let mut jobs = Vec::with_capacity(manifest.files.len());
         for entry in &manifest.files {
             let relative = encode_name(&entry.name);
             let key = child_key(&base, &relative)?;
             let dest = staging.map(|dir| dir.join(&relative));
-            let (store, shown, entry) = (Arc::clone(&store), shown.clone(), entry.clone());
+            let (store, shown, entry, meter) = (Arc::clone(&store), shown.clone(), entry.clone(), meter.clone());
             jobs.push(async move {
-                let received = transfer::download(&store, &key, &entry, &shown, dest, || missing_file(&shown, &entry)).await?;
+                let received = transfer::download(&store, &key, &entry, &shown, dest, &meter, || missing_file(&shown, &entry)).await?;
                 transfer::check(&entry, &received, &shown)
             });
         }
@@ -468,11 +483,12 @@ impl ArtifactStore {
 
     async fn verify_in_place(&self, prefix: &StorageUrl, dir: &Path, manifest: &Manifest) -> Result<()> {
         let shown = prefix.to_string();
+        let meter = Meter::start(&self.progress, "verifying", manifest.total_size(), Unit::Bytes);
         let jobs = manifest.files.iter().map(|entry| {
             let path = dir.join(encode_name(&entry.name));
-            let (shown, entry) = (shown.clone(), entry.clone());
+            let (shown, entry, meter) = (shown.clone(), entry.clone(), meter.clone());
             async move {
-                match transfer::hash_local(path).await? {
+                match transfer::hash_local(path, &meter).await? {
                     Some(received) => transfer::check(&entry, &received, &shown),
                     None => Err(missing_file(&shown, &entry)),
                 }

@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::artifact::manifest::{hex, ManifestEntry};
 use crate::error::{Error, Result};
+use crate::progress::Meter;
 
 /// Part size and upload concurrency.
 #[derive(Debug, Clone, Copy)]
@@ -42,19 +43,21 @@ pub(crate) async fn upload(
     key: &ObjectPath,
     content: Content,
     config: TransferConfig,
+    meter: &Meter,
 ) -> Result<(u64, String)> {
     match content {
-        Content::Bytes(bytes) => upload_bytes(store, key, bytes, config).await,
-        Content::Path(path) => upload_path(store, key, &path, config).await,
+        Content::Bytes(bytes) => upload_bytes(store, key, bytes, config, meter).await,
+        Content::Path(path) => upload_path(store, key, &path, config, meter).await,
     }
 }
 
-async fn upload_bytes(store: &Arc<dyn ObjectStore>, key: &ObjectPath, bytes: Bytes, config: TransferConfig) -> Result<(u64, String)> {
+async fn upload_bytes(store: &Arc<dyn ObjectStore>, key: &ObjectPath, bytes: Bytes, config: TransferConfig, meter: &Meter) -> Result<(u64, String)> {
     let size = bytes.len() as u64;
     let for_hash = bytes.clone();
     let hashing = blocking(move || Ok(hex(&Sha256::digest(&for_hash))));
     if bytes.len() <= config.part_size {
         let (digest, _) = tokio::try_join!(hashing, async { store.put(key, PutPayload::from(bytes)).await.map_err(Error::from) })?;
+        meter.add(size);
         return Ok((size, digest));
     }
     let sending = async {
@@ -66,6 +69,7 @@ async fn upload_bytes(store: &Arc<dyn ObjectStore>, key: &ObjectPath, bytes: Byt
                 let _ = writer.abort().await;
                 return Err(e.into());
             }
+            meter.add(part.len() as u64);
             writer.put(part);
         }
         writer.finish().await?;
@@ -76,7 +80,7 @@ async fn upload_bytes(store: &Arc<dyn ObjectStore>, key: &ObjectPath, bytes: Byt
     Ok((size, digest))
 }
 
-async fn upload_path(store: &Arc<dyn ObjectStore>, key: &ObjectPath, path: &Path, config: TransferConfig) -> Result<(u64, String)> {
+async fn upload_path(store: &Arc<dyn ObjectStore>, key: &ObjectPath, path: &Path, config: TransferConfig, meter: &Meter) -> Result<(u64, String)> {
     let meta = tokio::fs::metadata(path).await.map_err(|e| Error::io(path, e))?;
     if !meta.is_file() {
         return Err(Error::io(path, std::io::Error::other("not a regular file; artifact bundles hold files only")));
@@ -91,6 +95,7 @@ async fn upload_path(store: &Arc<dyn ObjectStore>, key: &ObjectPath, path: &Path
         .await?;
         let size = bytes.len() as u64;
         store.put(key, PutPayload::from(bytes)).await?;
+        meter.add(size);
         return Ok((size, digest));
     }
 
@@ -100,7 +105,7 @@ async fn upload_path(store: &Arc<dyn ObjectStore>, key: &ObjectPath, path: &Path
     // ahead of a slow network. SHA-256 runs at about the speed of a local disk, so hashing
     // on the reading thread would halve local throughput.
     let (tx, mut rx) = mpsc::channel::<Bytes>(2);
-    let (hash_tx, hasher) = hasher_thread(2);
+    let (hash_tx, hasher) = hasher_thread(2, meter.clone());
     let owned = path.to_path_buf();
     let part_size = config.part_size;
     let reader = tokio::task::spawn_blocking(move || -> Result<()> {
@@ -155,12 +160,12 @@ async fn upload_path(store: &Arc<dyn ObjectStore>, key: &ObjectPath, path: &Path
 /// so a reader never sees a partly written file. Because copy and hash read the source
 /// separately, a source changed meanwhile is detected (size or modification time moved)
 /// and refused rather than recorded with a digest that does not match the copy.
-pub(crate) async fn copy_local(source: PathBuf, dest: PathBuf) -> Result<(u64, String)> {
+pub(crate) async fn copy_local(source: PathBuf, dest: PathBuf, meter: &Meter) -> Result<(u64, String)> {
     let before = tokio::fs::metadata(&source).await.map_err(|e| Error::io(&source, e))?;
     if !before.is_file() {
         return Err(Error::io(&source, std::io::Error::other("not a regular file; artifact bundles hold files only")));
     }
-    let hashing = hash_local(source.clone());
+    let hashing = hash_local(source.clone(), meter);
     let (from, to) = (source.clone(), dest.clone());
     let copying = blocking(move || {
         if let Some(parent) = to.parent() {
@@ -206,7 +211,7 @@ const BATCH_BYTES: usize = 1 << 20;
 
 /// A blocking thread hashing the chunks sent to it, in order; it answers with the size and
 /// hex SHA-256 once every sender is gone.
-fn hasher_thread(queue: usize) -> (mpsc::Sender<Batch>, impl std::future::Future<Output = Result<Received>>) {
+fn hasher_thread(queue: usize, meter: Meter) -> (mpsc::Sender<Batch>, impl std::future::Future<Output = Result<Received>>) {
     let (tx, mut rx) = mpsc::channel::<Batch>(queue);
     let handle = tokio::task::spawn_blocking(move || {
         let mut hasher = Sha256::new();
@@ -216,6 +221,7 @@ fn hasher_thread(queue: usize) -> (mpsc::Sender<Batch>, impl std::future::Future
                 hasher.update(chunk);
                 size += chunk.len() as u64;
             }
+            meter.add(batch.iter().map(|c| c.len() as u64).sum());
         }
         (size, hex(&hasher.finalize()))
     });
@@ -234,6 +240,7 @@ pub(crate) async fn download(
     entry: &ManifestEntry,
     prefix: &str,
     dest: Option<PathBuf>,
+    meter: &Meter,
     missing: impl FnOnce() -> Error,
 ) -> Result<Received> {
     let result = match store.get(key).await {
@@ -245,7 +252,7 @@ pub(crate) async fn download(
     check(entry, &(result.meta.size, entry.sha256.clone()), prefix)?;
     // Writing and hashing run on separate threads so a large file costs max(write, hash)
     // rather than their sum; a few batches queued on each side decouple them from the socket.
-    let (hash_tx, hasher) = hasher_thread(8);
+    let (hash_tx, hasher) = hasher_thread(8, meter.clone());
     let writer = match dest {
         Some(path) => {
             let (tx, mut rx) = mpsc::channel::<Batch>(8);
@@ -373,7 +380,8 @@ impl Flusher {
 }
 
 /// Size and hex SHA-256 of a local file, read in 1 MiB blocks.
-pub(crate) async fn hash_local(path: PathBuf) -> Result<Option<Received>> {
+pub(crate) async fn hash_local(path: PathBuf, meter: &Meter) -> Result<Option<Received>> {
+    let meter = meter.clone();
     blocking(move || {
         let mut file = match std::fs::File::open(&path) {
             Ok(f) => f,
@@ -390,6 +398,7 @@ pub(crate) async fn hash_local(path: PathBuf) -> Result<Option<Received>> {
             }
             hasher.update(&buf[..n]);
             size += n as u64;
+            meter.add(n as u64);
         }
         Ok(Some((size, hex(&hasher.finalize()))))
     })

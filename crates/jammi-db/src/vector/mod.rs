@@ -62,25 +62,7 @@ use loaded::{load_table, read_manifest, LoadedTable, VectorCache};
 use spec::{Manifest, VectorTableSpec, MANIFEST_VERSION, SPEC_VERSION};
 use write::Selection;
 
-/// Reports import and index-build progress (the CLI draws a bar).
-pub trait Progress: Send + Sync {
-    /// A phase starts with `total` units of work.
-    fn start(&self, phase: &str, total: u64);
-    /// `done` units of the current phase are finished.
-    fn set(&self, done: u64);
-    /// The current phase is over.
-    fn finish(&self);
-}
-
-/// Progress that goes nowhere.
-#[derive(Debug, Default)]
-pub struct NoProgress;
-
-impl Progress for NoProgress {
-    fn start(&self, _: &str, _: u64) {}
-    fn set(&self, _: u64) {}
-    fn finish(&self) {}
-}
+pub use crate::progress::{NoProgress, Progress};
 
 /// What `vectors import` asks for.
 #[derive(Debug, Clone)]
