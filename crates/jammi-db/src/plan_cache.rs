@@ -16,6 +16,13 @@
 //! into an `integer` column; not `1.5` into one, nor `'2024-1-1'` into a date). Anything
 //! else — a shape whose plan computes locally, a constant that does not fit, a statement
 //! inside a transaction, statements with parameters of their own — is planned as usual.
+//!
+//! Searches written as text get the same treatment: a query that reads nothing but
+//! `vector_search`, `text_search` and `hybrid_search` has every argument after the table
+//! name (the query vector or text, k, filter, ef, options) turned into a parameter, so a
+//! stream of searches with new vectors written into the SQL plans once, as a prepared
+//! statement does. Those values are bound without a type check here: the search checks
+//! each bound value itself, with the same messages as a literal.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -127,6 +134,8 @@ struct Shape {
     statement: SqlStatement,
     text: String,
     values: Vec<ScalarValue>,
+    /// The values are search arguments, which the search checks when they are bound.
+    checked_when_bound: bool,
 }
 
 /// Run `statement` on the shared plan of its shape, when it has one (see the module
@@ -136,7 +145,8 @@ pub(crate) async fn run_shared_plan(session: &Session, statement: &SqlStatement,
         return Ok(None);
     }
     let sources = session.source_catalogs();
-    let Some(shape) = shape_of(statement, |name| sources.resolve(scope, name).is_some_and(|c| c.reads_database())) else {
+    let shape = shape_of(statement, |name| sources.resolve(scope, name).is_some_and(|c| c.reads_database())).or_else(|| search_shape_of(statement));
+    let Some(shape) = shape else {
         return Ok(None);
     };
     let generation = session.catalog_generation();
@@ -162,7 +172,8 @@ pub(crate) async fn run_shared_plan(session: &Session, statement: &SqlStatement,
         }
     };
     let Some((physical, task)) = shared.planned.reusable() else { return Ok(None) };
-    let Some(values) = fitted_values(&shared.parameter_types, shape.values) else { return Ok(None) };
+    let values = if shape.checked_when_bound { Some(shape.values) } else { fitted_values(&shared.parameter_types, shape.values) };
+    let Some(values) = values else { return Ok(None) };
     let physical = bind_parameters(Arc::clone(physical), &ParamValues::List(values.into_iter().map(Into::into).collect()))?;
     let ready = Arc::new(ReadyPlan { plan: Arc::new(ReadyExec::new(physical, Arc::clone(task))) });
     let plan = LogicalPlanBuilder::scan("shared_plan", provider_as_source(ready), None)?.build()?;
@@ -222,7 +233,128 @@ fn shape_of(statement: &SqlStatement, is_database: impl Fn(&str) -> bool) -> Opt
     }
     let statement = SqlStatement::from_inner(DfStatement::Statement(Box::new(shaped)));
     let text = statement.to_string();
-    Some(Shape { statement, text, values: visitor.values })
+    Some(Shape { statement, text, values: visitor.values, checked_when_bound: false })
+}
+
+/// The table functions whose arguments [`search_shape_of`] lifts.
+const SEARCH_FUNCTIONS: [&str; 3] = ["vector_search", "text_search", "hybrid_search"];
+
+fn is_search_function(name: &ObjectName) -> bool {
+    name.0.len() == 1 && name.0[0].as_ident().is_some_and(|i| SEARCH_FUNCTIONS.iter().any(|f| i.value.eq_ignore_ascii_case(f)))
+}
+
+/// The shape of a query (no parameters of its own) that reads only search functions, with
+/// every constant argument after the table name replaced by the next `$n`.
+fn search_shape_of(statement: &SqlStatement) -> Option<Shape> {
+    let DfStatement::Statement(inner) = statement.inner() else { return None };
+    if !matches!(inner.as_ref(), Statement::Query(_)) {
+        return None;
+    }
+    let mut only_searches = true;
+    let mut any_search = false;
+    let _ = visit_relations(inner.as_ref(), |relation: &ObjectName| {
+        let search = is_search_function(relation);
+        any_search |= search;
+        only_searches &= search;
+        ControlFlow::<()>::Continue(())
+    });
+    if !any_search || !only_searches {
+        return None;
+    }
+    // Statements with parameters of their own are prepared statements' business.
+    let own_parameter = datafusion::sql::sqlparser::ast::visit_expressions(inner.as_ref(), |e: &Expr| match e {
+        Expr::Value(v) if matches!(v.value, Value::Placeholder(_)) => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    });
+    if own_parameter.is_break() {
+        return None;
+    }
+    let mut shaped = inner.as_ref().clone();
+    let mut visitor = SearchShaper { values: Vec::new(), unliftable: false };
+    let _ = shaped.visit(&mut visitor);
+    if visitor.unliftable || visitor.values.is_empty() {
+        return None;
+    }
+    let statement = SqlStatement::from_inner(DfStatement::Statement(Box::new(shaped)));
+    let text = statement.to_string();
+    Some(Shape { statement, text, values: visitor.values, checked_when_bound: true })
+}
+
+struct SearchShaper {
+    values: Vec<ScalarValue>,
+    /// An argument that is not a constant (or is named).
+    unliftable: bool,
+}
+
+/// A constant search argument as a value: a number, a string, NULL, or an array of numbers
+/// (a query vector written `[0.1, -0.2]`).
+fn search_argument(expr: &Expr) -> Option<ScalarValue> {
+    fn number(expr: &Expr) -> Option<ScalarValue> {
+        match expr {
+            Expr::Value(v) => match &v.value {
+                Value::Number(text, false) => match text.parse::<i64>() {
+                    Ok(i) => Some(ScalarValue::Int64(Some(i))),
+                    Err(_) => text.parse::<f64>().ok().filter(|f| f.is_finite()).map(|f| ScalarValue::Float64(Some(f))),
+                },
+                _ => None,
+            },
+            Expr::UnaryOp { op: datafusion::sql::sqlparser::ast::UnaryOperator::Minus, expr } => number(expr)?.arithmetic_negate().ok(),
+            Expr::Nested(inner) => number(inner),
+            _ => None,
+        }
+    }
+    match expr {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) => Some(ScalarValue::Utf8(Some(s.clone()))),
+            Value::Null => Some(ScalarValue::Null),
+            _ => number(expr),
+        },
+        Expr::Array(array) => {
+            let floats = array
+                .elem
+                .iter()
+                .map(|e| match number(e)? {
+                    ScalarValue::Int64(Some(i)) => Some(i as f64),
+                    ScalarValue::Float64(Some(f)) => Some(f),
+                    _ => None,
+                })
+                .collect::<Option<Vec<f64>>>()?;
+            let list = datafusion::arrow::array::ListArray::from_iter_primitive::<datafusion::arrow::datatypes::Float64Type, _, _>([Some(floats.into_iter().map(Some))]);
+            Some(ScalarValue::List(Arc::new(list)))
+        }
+        _ => number(expr),
+    }
+}
+
+impl VisitorMut for SearchShaper {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, factor: &mut datafusion::sql::sqlparser::ast::TableFactor) -> ControlFlow<()> {
+        use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, TableFactor};
+        let TableFactor::Table { name, args: Some(args), .. } = factor else { return ControlFlow::Continue(()) };
+        if !is_search_function(name) {
+            return ControlFlow::Continue(());
+        }
+        // The first argument names the table: it decides the plan, so it stays.
+        for arg in args.args.iter_mut().skip(1) {
+            let FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) = arg else {
+                self.unliftable = true;
+                return ControlFlow::Break(());
+            };
+            match search_argument(expr) {
+                Some(value) => {
+                    self.values.push(value);
+                    *expr = Expr::value(Value::Placeholder(format!("${}", self.values.len())));
+                }
+                None => {
+                    self.unliftable = true;
+                    return ControlFlow::Break(());
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
 }
 
 struct Shaper<'a, F> {
@@ -416,6 +548,36 @@ mod tests {
         assert!(shape("INSERT INTO pg.public.t VALUES (1)").is_none());
         assert!(shape("SELECT * FROM files.public.f JOIN pg.public.t ON f.id = t.id WHERE t.a = 3").is_none());
         assert!(shape("SELECT * FROM pg.public.u JOIN pg.other.t ON u.id = t.id WHERE t.a = 3").is_some());
+    }
+
+    fn search_shape(sql: &str) -> Option<(String, Vec<ScalarValue>)> {
+        let parsed = datafusion::sql::parser::DFParser::parse_sql(sql).unwrap().pop_front().unwrap();
+        search_shape_of(&SqlStatement::from_inner(parsed)).map(|s| (s.text, s.values))
+    }
+
+    #[test]
+    fn search_arguments_become_parameters() {
+        let (text, values) = search_shape("SELECT id, _distance FROM vector_search('docs', '[0.5, -1]', 10, NULL, 64) WHERE id > 3").unwrap();
+        assert_eq!(text, "SELECT id, _distance FROM vector_search('docs', $1, $2, $3, $4) WHERE id > 3");
+        assert_eq!(values, [ScalarValue::Utf8(Some("[0.5, -1]".into())), ScalarValue::Int64(Some(10)), ScalarValue::Null, ScalarValue::Int64(Some(64))]);
+        // Two searches with other vectors have one shape.
+        let (other, _) = search_shape("SELECT id, _distance FROM vector_search('docs', '[0.25, 2]', 10, NULL, 64) WHERE id > 3").unwrap();
+        assert_eq!(other, text);
+        let (text, values) = search_shape("SELECT * FROM vector_search('docs', [0.5, -1, 2], 5, 'lang = ''en''')").unwrap();
+        assert_eq!(text, "SELECT * FROM vector_search('docs', $1, $2, $3)");
+        let ScalarValue::List(list) = &values[0] else { panic!("{values:?}") };
+        assert_eq!(list.value(0).as_any().downcast_ref::<datafusion::arrow::array::Float64Array>().unwrap().values(), &[0.5, -1.0, 2.0]);
+        assert_eq!(values[2], ScalarValue::Utf8(Some("lang = 'en'".into())));
+    }
+
+    #[test]
+    fn only_queries_of_search_functions_with_constant_arguments() {
+        assert!(search_shape("SELECT * FROM vector_search('docs', $1, 10)").is_none(), "its own parameters: a prepared statement's job");
+        assert!(search_shape("SELECT * FROM vector_search('docs', '[1]', 10) WHERE id = $1").is_none());
+        assert!(search_shape("SELECT * FROM vector_search('docs', '[1]', 10) v JOIN files.public.t f ON f.id = v.id").is_none());
+        assert!(search_shape("SELECT * FROM vector_search('docs', lower('[1]'), 10)").is_none(), "an expression is not lifted");
+        assert!(search_shape("SELECT * FROM files.public.t").is_none());
+        assert!(search_shape("SELECT * FROM text_search('docs', 'apple pie', 3)").is_some());
     }
 
     #[test]

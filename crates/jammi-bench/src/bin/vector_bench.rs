@@ -233,6 +233,43 @@ where
     Ok(Point { ef, recall: recall / n, recall_ties: ties / n, min_section_recall_ties: filtered.then_some(min_section), qps: n / seconds })
 }
 
+/// What a query vector written into SQL text costs: parsing the statement that holds it (as
+/// a string literal and as an array literal) against the same statement with a parameter in
+/// its place, plus reading the numbers out of the string. Microseconds per statement, mean
+/// over every query.
+fn literal_cost(session: &Session, table: &str, literals: &[String]) -> Result<Value> {
+    let statement = |vector: &str| format!("SELECT id, _distance FROM vector_search('{table}', {vector}, {K}, NULL, 64)");
+    let texts: [Vec<String>; 3] = [
+        literals.iter().map(|l| statement(&format!("'{l}'"))).collect(),
+        literals.iter().map(|l| statement(l)).collect(),
+        literals.iter().map(|_| statement("$1")).collect(),
+    ];
+    let mut parse_us = Vec::new();
+    for texts in &texts {
+        for t in texts.iter().take(WARMUP) {
+            session.parse(t)?;
+        }
+        let started = Instant::now();
+        for t in texts {
+            std::hint::black_box(session.parse(t)?);
+        }
+        parse_us.push(started.elapsed().as_secs_f64() * 1e6 / texts.len() as f64);
+    }
+    let started = Instant::now();
+    for l in literals {
+        std::hint::black_box(jammi_db::vector::parse_vector_text(l).ok_or_else(|| anyhow!("unreadable literal"))?);
+    }
+    let read_us = started.elapsed().as_secs_f64() * 1e6 / literals.len() as f64;
+    Ok(json!({
+        "chars": literals.iter().map(String::len).sum::<usize>() / literals.len().max(1),
+        "parse_string_us": round(parse_us[0]),
+        "parse_array_us": round(parse_us[1]),
+        "parse_parameter_us": round(parse_us[2]),
+        "read_us": round(read_us),
+        "string_literal_us": round(parse_us[0] - parse_us[2] + read_us),
+    }))
+}
+
 fn vector_literal(v: &[f32]) -> String {
     let parts: Vec<String> = v.iter().map(|x| x.to_string()).collect();
     format!("[{}]", parts.join(","))
@@ -252,6 +289,7 @@ async fn main() -> Result<()> {
     }
     eprintln!("exact");
     let table = table_name(args.precisions[0]);
+    let literal = literal_cost(&session, &table, &literals)?;
     let exact = measure(&data, 0, false, |q| api_search(&session, &table, &data.queries[q], None, None, true)).await?;
     let mut raw = BTreeMap::new();
     for (label, kind) in [("f32", usearch::ScalarKind::F32), ("i8", usearch::ScalarKind::I8)] {
@@ -268,6 +306,7 @@ async fn main() -> Result<()> {
         "jammi": jammi,
         "exact": {"ms_per_query": round(1000.0 / exact.qps), "recall10": round(exact.recall), "recall10_ties": round(exact.recall_ties)},
         "usearch_crate": raw,
+        "literal": literal,
     });
     if let Some(out) = &args.out {
         std::fs::write(out, serde_json::to_vec_pretty(&report)?)?;
@@ -496,6 +535,20 @@ fn markdown(report: &Value, peers: Option<&Value>) -> String {
         "Exact search: jammi {exact_ms:.2} ms/query (recall@10 ties {:.4}){}.\n",
         report["exact"]["recall10_ties"].as_f64().unwrap_or(f64::NAN),
         numpy_ms.map(|n| format!("; numpy matrix product {n:.2} ms/query; ratio {:.2}×", exact_ms / n)).unwrap_or_default()
+    ));
+    let literal = &report["literal"];
+    let us = |key: &str| literal[key].as_f64().unwrap_or(f64::NAN);
+    let sql_us = jammi.values().next().and_then(|r| points(&r["sql"]).iter().find(|p| p["ef"] == 64).and_then(|p| p["qps"].as_f64())).map(|q| 1e6 / q);
+    out.push(format!(
+        "Vector literal in SQL text ({} characters, {} numbers): {:.1} µs per statement ({:.1} µs parsing the statement beyond one with `$1` in its place, {:.1} µs reading the numbers){}; the array form `[…]` parses in {:.1} µs against {:.1} µs with `$1`.\n",
+        literal["chars"],
+        report["dims"],
+        us("string_literal_us"),
+        us("parse_string_us") - us("parse_parameter_us"),
+        us("read_us"),
+        sql_us.map(|t| format!(", {:.1} % of a SQL-text search at ef = 64 ({t:.0} µs)", 100.0 * us("string_literal_us") / t)).unwrap_or_default(),
+        us("parse_array_us"),
+        us("parse_parameter_us"),
     ));
     // Every system that is not jammi, compared at equal recall (interpolated QPS).
     let others: Vec<&(String, Vec<Value>)> = unfiltered.iter().filter(|(name, _)| !name.starts_with("jammi")).collect();

@@ -157,3 +157,77 @@ async fn prepared_statements_inside_a_transaction_release_it() {
     assert!(began.is_ok(), "a new transaction began while the prepared statement still exists");
     assert_eq!(render(&count.query(vec![ScalarValue::Int64(Some(1))]).await.unwrap()), [["1"]]);
 }
+
+fn literal(v: &[f32]) -> String {
+    format!("[{}]", v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", "))
+}
+
+/// Whether the frame runs a plan shared by its shape (see `plan_cache`).
+async fn shares_plan(session: &Session, sql: &str) -> bool {
+    session.sql(sql).await.unwrap().logical_plan().display_indent().to_string().contains("shared_plan")
+}
+
+/// Searches written as SQL text with new vectors plan once, as a prepared statement would:
+/// the same answers as brute force (string and array literals, filters, k, ef), current
+/// data after appends and drops, the same errors as a literal, and one plan per tenant.
+#[tokio::test]
+async fn sql_text_searches_share_one_plan_per_shape() {
+    let (session, dir) = temp_session().await;
+    let rows = rows_from(clustered(400, 8, 24), 1);
+    let file = dir.path().join("v.parquet");
+    write_rows(&file, &rows[..300], true);
+    import(&session, "v", &file, Metric::L2, Precision::F32).await;
+
+    let text = |v: &[f32], k: usize, filter: &str| format!("SELECT id, _distance FROM vector_search('v', '{}', {k}, {filter}, 64)", literal(v));
+    for (i, q) in [3usize, 77, 150, 299].iter().enumerate() {
+        let k = 2 + i;
+        let vector = &rows[*q].vector;
+        for (filter, keep) in [("NULL", &(|_: &crate::vectors::Row| true) as &dyn Fn(&crate::vectors::Row) -> bool), ("'score >= 50'", &|r: &crate::vectors::Row| r.score >= 50)] {
+            let sql = text(vector, k, filter);
+            let got: Vec<i64> = all_hits(&session.sql(&sql).await.unwrap().collect().await.unwrap()).iter().map(|h| h.0).collect();
+            let want: Vec<i64> = brute_force(&rows[..300], Metric::L2, vector, k, keep).into_iter().map(|(id, _)| id).collect();
+            assert_eq!(got, want, "query {q}, filter {filter}");
+            if i > 0 {
+                assert!(shares_plan(&session, &sql).await, "{sql}");
+            }
+        }
+        // The array form shares its own plan and answers the same.
+        let array = format!("SELECT id, _distance FROM vector_search('v', {}, {k})", literal(vector));
+        let got: Vec<i64> = all_hits(&session.sql(&array).await.unwrap().collect().await.unwrap()).iter().map(|h| h.0).collect();
+        assert_eq!(got[0], rows[*q].id);
+    }
+    assert!(shares_plan(&session, &format!("SELECT id FROM vector_search('v', {}, 3)", literal(&rows[1].vector))).await);
+
+    // Bad values fail with the literal's messages, and the shape stays usable.
+    let err = sql_error(&session, "SELECT id FROM vector_search('v', '[1, 2]', 3, NULL, 64)").await;
+    assert!(err.contains("2 dimensions") && err.contains('8'), "{err}");
+    let err = sql_error(&session, &text(&rows[0].vector, 0, "NULL")).await;
+    assert!(err.contains("k must be a positive integer"), "{err}");
+    let err = sql_error(&session, &text(&rows[0].vector, 3, "'no_such_column = 1'")).await;
+    assert!(err.contains("no_such_column"), "{err}");
+
+    // Appends are seen at once; a dropped table is an error, not stale rows.
+    let target = &rows[350];
+    let nearest = |session: Session| async move { all_hits(&session.sql(&text(&target.vector, 1, "NULL")).await.unwrap().collect().await.unwrap())[0].0 };
+    assert_ne!(nearest(session.clone()).await, target.id);
+    let more = dir.path().join("more.parquet");
+    write_rows(&more, &rows[300..], true);
+    session.vectors().append("v", &more.display().to_string(), "id", "embedding", &Default::default(), &NoProgress).await.unwrap();
+    assert_eq!(nearest(session.clone()).await, target.id);
+
+    // A tenant's shape is its own: another tenant never reaches the table through it.
+    let a: TenantId = "0b7e8a52-1c59-4a39-8d7e-6a1b2c3d4e5f".parse().unwrap();
+    let b: TenantId = "7f000000-0000-4000-8000-000000000002".parse().unwrap();
+    let as_a = session.with_tenant(Some(a));
+    import(&as_a, "private", &file, Metric::L2, Precision::F32).await;
+    let private = |v: &[f32]| format!("SELECT id FROM vector_search('private', '{}', 2)", literal(v));
+    for q in [5, 6] {
+        assert_eq!(as_a.sql(&private(&rows[q].vector)).await.unwrap().collect().await.unwrap().iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+    }
+    let err = sql_error(&session.with_tenant(Some(b)), &private(&rows[7].vector)).await;
+    assert!(err.contains("private"), "{err}");
+
+    session.vectors().drop("v").await.unwrap();
+    let err = sql_error(&session, &text(&target.vector, 1, "NULL")).await;
+    assert!(err.contains("'v'") && err.contains("does not exist"), "{err}");
+}
