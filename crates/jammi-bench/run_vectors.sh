@@ -9,6 +9,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/jammi-target}"
 OUT="${JAMMI_BENCH_OUT:-$(mktemp -d /tmp/jammi-bench.XXXXXX)}"
+mkdir -p "$OUT"
 python3 -m pip install -q usearch faiss-cpu hnswlib lancedb pyarrow numpy pandas >&2
 cargo build --release -p jammi-bench >&2
 python3 crates/jammi-bench/peers/vector_peers.py --out "$OUT/peers.json" "$@" >&2

@@ -134,8 +134,9 @@ pub fn parquet_bytes(batches: &[RecordBatch]) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Decode a Parquet file held in memory.
-pub fn read_parquet(bytes: Bytes, location: &str) -> Result<Vec<RecordBatch>> {
+/// Decode a Parquet file batch by batch, handing each batch to `each`, so a caller keeps only
+/// what it needs of each one and never holds the whole decoded file.
+pub fn for_each_parquet_batch(bytes: Bytes, location: &str, mut each: impl FnMut(RecordBatch) -> Result<()>) -> Result<()> {
     let unreadable = |e: &dyn std::fmt::Display| Error::UnreadableData {
         location: location.to_string(),
         format: "parquet".into(),
@@ -146,5 +147,8 @@ pub fn read_parquet(bytes: Bytes, location: &str) -> Result<Vec<RecordBatch>> {
         .with_batch_size(8192)
         .build()
         .map_err(|e| unreadable(&e))?;
-    reader.collect::<Result<Vec<_>, _>>().map_err(|e| unreadable(&e))
+    for batch in reader {
+        each(batch.map_err(|e| unreadable(&e))?)?;
+    }
+    Ok(())
 }

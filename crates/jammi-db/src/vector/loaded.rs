@@ -10,7 +10,7 @@ use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use parking_lot::Mutex;
 
-use super::files::{read_parquet, TableFiles};
+use super::files::{for_each_parquet_batch, TableFiles};
 use super::index::SegmentIndex;
 use super::kernels::normalize;
 use super::spec::{parse_manifest, Manifest, Metric, SegmentMeta, VectorTableSpec};
@@ -101,35 +101,45 @@ pub fn without_embedding(schema: &datafusion::arrow::datatypes::Schema) -> dataf
     )
 }
 
-/// Flatten an `embedding` column into row-major f32s.
-pub fn flatten_embeddings(column: &ArrayRef, dims: usize, location: &str) -> Result<Vec<f32>> {
-    let list = column.as_any().downcast_ref::<FixedSizeListArray>().ok_or_else(|| Error::UnreadableData {
-        location: location.into(),
-        format: "vector segment".into(),
-        message: "embedding column is not a fixed-size list".into(),
-    })?;
-    let values = list.values().as_any().downcast_ref::<Float32Array>().ok_or_else(|| Error::UnreadableData {
-        location: location.into(),
-        format: "vector segment".into(),
-        message: "embedding values are not float32".into(),
-    })?;
+/// Append the vectors of an `embedding` column (FixedSizeList<Float32, dims>) to `out`,
+/// row-major.
+fn append_embeddings(column: &ArrayRef, dims: usize, location: &str, out: &mut Vec<f32>) -> Result<()> {
+    let unreadable = |message: &str| Error::UnreadableData { location: location.into(), format: "vector segment".into(), message: message.into() };
+    let list = column.as_any().downcast_ref::<FixedSizeListArray>().ok_or_else(|| unreadable("embedding column is not a fixed-size list"))?;
+    if list.value_length() as usize != dims {
+        return Err(unreadable(&format!("embedding column holds vectors of {} dimensions; the table has {dims}", list.value_length())));
+    }
+    let values = list.values().as_any().downcast_ref::<Float32Array>().ok_or_else(|| unreadable("embedding values are not float32"))?;
     let start = list.offset() * dims;
-    Ok(values.values()[start..start + list.len() * dims].to_vec())
+    out.extend_from_slice(&values.values()[start..start + list.len() * dims]);
+    Ok(())
+}
+
+/// `rows` (id and payload) with the `embedding` column made from `vectors` put back in its
+/// place, as the table's data files hold them.
+pub fn with_embeddings(spec: &VectorTableSpec, rows: &RecordBatch, vectors: &[f32]) -> Result<RecordBatch> {
+    let schema = Arc::new(spec.schema.clone());
+    let embedding_idx = schema.index_of("embedding").map_err(|e| Error::Storage(e.to_string()))?;
+    let DataType::FixedSizeList(item, _) = schema.field(embedding_idx).data_type() else {
+        return Err(Error::Storage("the table's embedding column is not a fixed-size list".into()));
+    };
+    let embeddings = FixedSizeListArray::try_new(Arc::clone(item), spec.dims as i32, Arc::new(Float32Array::from(vectors.to_vec())), None)
+        .map_err(|e| Error::Storage(e.to_string()))?;
+    let mut columns = rows.columns().to_vec();
+    columns.insert(embedding_idx, Arc::new(embeddings));
+    RecordBatch::try_new(schema, columns).map_err(|e| Error::Storage(e.to_string()))
 }
 
 /// Read one segment from storage: its data file, and its index (rebuilt from the data file,
 /// and written back, when missing — never served half-built).
 async fn load_segment(files: &TableFiles, spec: &VectorTableSpec, meta: &SegmentMeta) -> Result<LoadedSegment> {
-    let SegmentData { all, embedding_idx, mut vectors } = read_segment(files, spec, meta).await?;
+    let SegmentData { rows, mut vectors } = read_segment(files, spec, meta).await?;
     let index = segment_index(files, spec, meta, &vectors).await?;
     if spec.metric == Metric::Cosine {
         for row in vectors.chunks_exact_mut(spec.dims) {
             normalize(row);
         }
     }
-    let mut keep: Vec<usize> = (0..all.num_columns()).collect();
-    keep.retain(|i| *i != embedding_idx);
-    let rows = all.project(&keep).map_err(|e| Error::Storage(e.to_string()))?;
     let text = super::text::segment_index(files, spec, meta, &rows).await?;
     Ok(LoadedSegment { meta: meta.clone(), vectors, rows, index, text })
 }
@@ -231,32 +241,44 @@ pub async fn repair_segment(files: &TableFiles, spec: &VectorTableSpec, meta: &S
         segment_index(files, spec, meta, &data.vectors).await?;
     }
     if text_missing {
-        super::text::segment_index(files, spec, meta, &data.all).await?;
+        super::text::segment_index(files, spec, meta, &data.rows).await?;
     }
     Ok(())
 }
 
 /// A segment's data file, decoded and verified against the manifest's digest.
 pub struct SegmentData {
-    /// Every column, `embedding` included, as one batch.
-    pub all: RecordBatch,
-    /// Position of `embedding` in `all`.
-    pub embedding_idx: usize,
+    /// The `id` and payload columns, as one batch.
+    pub rows: RecordBatch,
     /// The embeddings, row-major, exactly as stored.
     pub vectors: Vec<f32>,
 }
 
-/// Read and verify the data file of `meta`.
+/// Read and verify the data file of `meta`. Decoded batch by batch: each batch's vectors
+/// are copied out and its embedding column dropped at once, so loading a segment never
+/// holds its vectors twice (peak memory is the file, the vectors and the rows).
 pub async fn read_segment(files: &TableFiles, spec: &VectorTableSpec, meta: &SegmentMeta) -> Result<SegmentData> {
     let data_name = format!("{}/data.parquet", meta.name);
     let location = files.url_of(&data_name);
-    let batches = read_parquet(files.get(&data_name, Some(&meta.data_sha256)).await?, &location)?;
-    let schema = Arc::new(spec.schema.clone());
+    let bytes = files.get(&data_name, Some(&meta.data_sha256)).await?;
     let unreadable = |message: String| Error::UnreadableData { location: location.clone(), format: "vector segment".into(), message };
-    let all = concat_batches(&schema, &batches).map_err(|e| unreadable(e.to_string()))?;
+    let schema = &spec.schema;
     let embedding_idx = schema.index_of("embedding").map_err(|e| unreadable(e.to_string()))?;
-    let vectors = flatten_embeddings(all.column(embedding_idx), spec.dims, &location)?;
-    Ok(SegmentData { all, embedding_idx, vectors })
+    let keep: Vec<usize> = (0..schema.fields().len()).filter(|i| *i != embedding_idx).collect();
+    let row_schema = Arc::new(schema.project(&keep).map_err(|e| unreadable(e.to_string()))?);
+    let mut vectors = Vec::with_capacity((meta.rows as usize).saturating_mul(spec.dims));
+    let mut rows = Vec::new();
+    for_each_parquet_batch(bytes, &location, |batch| {
+        if batch.num_columns() != schema.fields().len() {
+            return Err(unreadable(format!("the file has {} columns; the table has {}", batch.num_columns(), schema.fields().len())));
+        }
+        append_embeddings(batch.column(embedding_idx), spec.dims, &location, &mut vectors)?;
+        rows.push(batch.project(&keep).map_err(|e| unreadable(e.to_string()))?);
+        Ok(())
+    })?;
+    let rows = concat_batches(&row_schema, &rows).map_err(|e| unreadable(e.to_string()))?;
+    vectors.shrink_to_fit();
+    Ok(SegmentData { rows, vectors })
 }
 
 /// Rank every key by its id (ascending), for tie-breaking.

@@ -13,7 +13,7 @@ use datafusion::arrow::compute::{concat_batches, filter_record_batch};
 use super::files::{parquet_bytes, TableFiles};
 use super::index::SegmentIndex;
 use super::input::{self, IdValue};
-use super::loaded::{new_manifest_name, read_manifest, read_segment, LoadedTable};
+use super::loaded::{new_manifest_name, read_manifest, read_segment, with_embeddings, LoadedTable};
 use super::spec::{Manifest, SegmentMeta, Tombstone, VectorTableSpec};
 use super::{pause_point, Progress, VectorEntry, VectorState};
 use crate::catalog::{FollowProgress, VectorTableRecord};
@@ -412,7 +412,7 @@ pub(crate) async fn compact_if_due(state: &VectorState, entry: &VectorEntry, for
                     vectors.extend_from_slice(&data.vectors[row * dims..(row + 1) * dims]);
                 }
             }
-            let batch = filter_record_batch(&data.all, &BooleanArray::from(keep)).map_err(|e| Error::Storage(e.to_string()))?;
+            let batch = filter_record_batch(&data.rows, &BooleanArray::from(keep)).map_err(|e| Error::Storage(e.to_string()))?;
             if batch.num_rows() > 0 {
                 kept.push(batch);
             }
@@ -431,6 +431,7 @@ pub(crate) async fn compact_if_due(state: &VectorState, entry: &VectorEntry, for
         if !kept.is_empty() {
             let schema = kept[0].schema();
             let one = concat_batches(&schema, &kept).map_err(|e| Error::Storage(e.to_string()))?;
+            let one = with_embeddings(&entry.spec, &one, &vectors)?;
             let segment = write_segment(&entry.files, &entry.spec, &[one], &vectors, base_key, progress).await?;
             next.next_key = base_key + segment.rows;
             segment_name = Some(segment.name.clone());
