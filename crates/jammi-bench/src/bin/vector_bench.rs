@@ -357,6 +357,18 @@ async fn bench_precision(session: &Session, data: &Data, args: &Args, literals: 
         out.insert(format!("sql{suffix}"), json!(sql));
         out.insert(format!("prepared{suffix}"), json!(prep));
     }
+    // Quantised tables: fewer rescored candidates per result, a per-query setting
+    // (`SearchRequest::oversample`, `jammi search --oversample`), for the low-recall end.
+    if precision != Precision::F32 {
+        for oversample in [1usize, 2] {
+            let mut points = Vec::new();
+            for &ef in &args.efs {
+                eprintln!("{precision} ef {ef} oversample {oversample}: API");
+                points.push(measure(data, ef, false, |q| api_search_with(session, &table, &data.queries[q], Some(ef), None, false, Some(oversample))).await?.json());
+            }
+            out.insert(format!("api_oversample_{oversample}"), json!(points));
+        }
+    }
     out.insert("import_s".into(), json!(round(import_s)));
     out.insert("first_load_s".into(), json!(round(load_s)));
     Ok(json!(out))
@@ -369,7 +381,13 @@ fn section_filter(data: &Data, q: usize) -> String {
 
 /// One search through the Rust API.
 async fn api_search(session: &Session, table: &str, vector: &[f32], ef: Option<usize>, filter: Option<String>, exact: bool) -> Result<Vec<(i64, f32)>> {
+    api_search_with(session, table, vector, ef, filter, exact, None).await
+}
+
+/// [`api_search`] with a per-query oversample factor (candidates per result rescored).
+async fn api_search_with(session: &Session, table: &str, vector: &[f32], ef: Option<usize>, filter: Option<String>, exact: bool, oversample: Option<usize>) -> Result<Vec<(i64, f32)>> {
     let mut request = SearchRequest::new(vector.to_vec(), K);
+    request.oversample = oversample;
     request.ef = ef;
     request.filter = filter;
     request.exact = exact;
@@ -494,8 +512,10 @@ fn markdown(report: &Value, peers: Option<&Value>) -> String {
     out.push("|---|---:|---:|---:|---:|".into());
     let mut unfiltered: Vec<(String, Vec<Value>)> = Vec::new();
     for (precision, r) in &jammi {
-        for (key, path) in [("api", "Rust API"), ("sql", "SQL text"), ("prepared", "SQL prepared")] {
-            unfiltered.push((format!("jammi {precision}, {path}"), points(&r[key]).to_vec()));
+        for (key, path) in [("api", "Rust API"), ("sql", "SQL text"), ("prepared", "SQL prepared"), ("api_oversample_1", "Rust API, oversample 1"), ("api_oversample_2", "Rust API, oversample 2")] {
+            if !points(&r[key]).is_empty() {
+                unfiltered.push((format!("jammi {precision}, {path}"), points(&r[key]).to_vec()));
+            }
         }
     }
     for (kind, r) in report["usearch_crate"].as_object().into_iter().flatten() {
@@ -557,7 +577,7 @@ fn markdown(report: &Value, peers: Option<&Value>) -> String {
     out.push("QPS of jammi's SQL paths ÷ QPS of each other system at equal recall@10 (by id; QPS interpolated between ef steps, – where a system never reaches that recall):\n".into());
     out.push(format!("| jammi path | recall@10 | jammi QPS | {} |", others.iter().map(|(n, _)| format!("÷ {n}")).collect::<Vec<_>>().join(" | ")));
     out.push(format!("|---|---:|---:|{}", "---:|".repeat(others.len())));
-    for (system, ours) in unfiltered.iter().filter(|(name, _)| name.starts_with("jammi") && name.contains("SQL")) {
+    for (system, ours) in unfiltered.iter().filter(|(name, _)| name.starts_with("jammi") && (name.contains("SQL") || name.contains("oversample"))) {
         for target in RECALL_TARGETS {
             let Some(q) = qps_at_recall(ours, target) else { continue };
             let ratios: Vec<String> =

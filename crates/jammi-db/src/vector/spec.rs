@@ -76,7 +76,7 @@ impl Precision {
         match self {
             Precision::F32 => 1,
             Precision::F16 => 2,
-            Precision::Int8 => 3,
+            Precision::Int8 => 2,
             Precision::Binary => 10,
         }
     }
