@@ -6,7 +6,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, ensure, Result};
-use arrow::compute::kernels::cmp::eq;
+use arrow::array::AsArray;
+use arrow::datatypes::Int64Type;
 use jammi_db::artifact::{ArtifactFile, ArtifactStore, JobRequest, JobState, ModelDefinition};
 use jammi_db::storage::{StorageOptions, StorageUrl};
 use jammi_db::topic::{Retention, TopicDefinition};
@@ -53,9 +54,8 @@ pub async fn vector_search(session: &Session, show: &mut Show<'_>, products: &[P
     let columns = ["id", "category", "price", "_distance", "_rank"];
     let indices = columns.iter().map(|c| result.batch.schema().index_of(c)).collect::<std::result::Result<Vec<_>, _>>()?;
     print::print_batch(&result.batch.project(&indices)?, show.format, show.out)?;
-    let nearest = result.batch.column_by_name("id").ok_or_else(|| anyhow!("search results have no id column"))?;
-    let probe_id = arrow::array::Int64Array::new_scalar(probe.id);
-    ensure!(eq(&nearest.slice(0, 1), &probe_id)?.value(0), "the nearest product to '{PROBE}' should be itself");
+    let nearest = result.batch.column_by_name("id").and_then(|ids| ids.as_primitive_opt::<Int64Type>()).map(|ids| ids.value(0));
+    ensure!(nearest == Some(probe.id), "the nearest product to '{PROBE}' should be itself");
 
     let literal = vector_literal(&probe.embedding);
     let sql = format!(
@@ -83,14 +83,9 @@ pub async fn mutable_table(session: &Session, show: &mut Show<'_>) -> Result<()>
     if topics.list().await?.iter().any(|topic| topic.name == FEED) {
         topics.drop(FEED).await?;
     }
-    crate::run_sql(session, &format!("DROP TABLE IF EXISTS {STOCK}"), crate::cli::OutputFormat::Csv, &mut std::io::sink()).await?;
-    crate::run_sql(
-        session,
-        &format!("CREATE TABLE {STOCK} (product_id BIGINT PRIMARY KEY, on_hand BIGINT NOT NULL)"),
-        crate::cli::OutputFormat::Csv,
-        &mut std::io::sink(),
-    )
-    .await?;
+    for ddl in [format!("DROP TABLE IF EXISTS {STOCK}"), format!("CREATE TABLE {STOCK} (product_id BIGINT PRIMARY KEY, on_hand BIGINT NOT NULL)")] {
+        session.sql(&ddl).await?.collect().await.map_err(jammi_db::Error::from)?;
+    }
     topics
         .create(TopicDefinition { name: FEED.into(), columns: Vec::new(), source_table: Some(STOCK.into()), retention: Retention::default() })
         .await?;
