@@ -6,7 +6,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::{ArrowWriter, ProjectionMask};
+use datafusion::parquet::file::reader::ChunkReader;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 use object_store::path::Path;
@@ -17,7 +18,10 @@ use crate::error::{Error, Result};
 
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
+    hex_digest(&Sha256::digest(bytes))
+}
+
+fn hex_digest(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -27,12 +31,26 @@ pub struct TableFiles {
     store: Arc<dyn ObjectStore>,
     root: Path,
     display: String,
+    /// The folder on this machine, when the storage root is local.
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl TableFiles {
     /// Files under `root` of `store`; `display` is the folder's URL for messages.
     pub fn new(store: Arc<dyn ObjectStore>, root: Path, display: String) -> Self {
-        TableFiles { store, root, display }
+        TableFiles { store, root, display, local_root: None }
+    }
+
+    /// The same files, which also lie in `local_root` on this machine (a `file://` storage
+    /// root): their readers may open or map them directly.
+    pub fn with_local_root(mut self, local_root: Option<std::path::PathBuf>) -> Self {
+        self.local_root = local_root;
+        self
+    }
+
+    /// The local path of `name`, when the storage root is on this machine.
+    pub fn local_path(&self, name: &str) -> Option<std::path::PathBuf> {
+        self.local_root.as_ref().map(|root| root.join(name))
     }
 
     fn path(&self, name: &str) -> Path {
@@ -57,27 +75,54 @@ impl TableFiles {
         Ok((sha, len))
     }
 
+    /// Write `parts`, one after another, as the file `name` without joining them in memory
+    /// first, then read its size back; returns the size.
+    pub async fn put_parts_verified(&self, name: &str, parts: Vec<Bytes>) -> Result<u64> {
+        let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        let path = self.path(name);
+        self.store.put(&path, parts.into_iter().collect::<PutPayload>()).await?;
+        let meta = self.store.head(&path).await?;
+        if meta.size != len {
+            return Err(Error::Storage(format!("{} was written with {} bytes, expected {len}", self.url_of(name), meta.size)));
+        }
+        Ok(len)
+    }
+
+    /// Check `name` against `expected_sha`, reading it as a stream (never whole in memory).
+    pub async fn verify(&self, name: &str, expected_sha: &str) -> Result<()> {
+        use futures::StreamExt;
+        let mut stream = self.store.get(&self.path(name)).await.map_err(|e| self.not_found_or(name, e))?.into_stream();
+        let mut hasher = Sha256::new();
+        while let Some(chunk) = stream.next().await {
+            hasher.update(chunk?);
+        }
+        let actual = hex_digest(&hasher.finalize());
+        self.check_digest(name, &actual, expected_sha)
+    }
+
+    fn not_found_or(&self, name: &str, e: object_store::Error) -> Error {
+        match e {
+            object_store::Error::NotFound { .. } => Error::NotFound { location: self.url_of(name) },
+            other => other.into(),
+        }
+    }
+
+    fn check_digest(&self, name: &str, actual: &str, expected: &str) -> Result<()> {
+        if actual == expected {
+            return Ok(());
+        }
+        Err(Error::UnreadableData {
+            location: self.url_of(name),
+            format: "vector segment".into(),
+            message: format!("sha256 {actual} does not match the manifest's {expected}"),
+        })
+    }
+
     /// Read `name` whole; when `expected_sha` is given, a mismatch is an error naming the file.
     pub async fn get(&self, name: &str, expected_sha: Option<&str>) -> Result<Bytes> {
-        let bytes = self
-            .store
-            .get(&self.path(name))
-            .await
-            .map_err(|e| match e {
-                object_store::Error::NotFound { .. } => Error::NotFound { location: self.url_of(name) },
-                other => other.into(),
-            })?
-            .bytes()
-            .await?;
+        let bytes = self.store.get(&self.path(name)).await.map_err(|e| self.not_found_or(name, e))?.bytes().await?;
         if let Some(expected) = expected_sha {
-            let actual = sha256_hex(&bytes);
-            if actual != expected {
-                return Err(Error::UnreadableData {
-                    location: self.url_of(name),
-                    format: "vector segment".into(),
-                    message: format!("sha256 {actual} does not match the manifest's {expected}"),
-                });
-            }
+            self.check_digest(name, &sha256_hex(&bytes), expected)?;
         }
         Ok(bytes)
     }
@@ -134,19 +179,27 @@ pub fn parquet_bytes(batches: &[RecordBatch]) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Decode a Parquet file batch by batch, handing each batch to `each`, so a caller keeps only
-/// what it needs of each one and never holds the whole decoded file.
-pub fn for_each_parquet_batch(bytes: Bytes, location: &str, mut each: impl FnMut(RecordBatch) -> Result<()>) -> Result<()> {
+/// Decode a Parquet file (its bytes, or a local file) batch by batch, handing each batch to
+/// `each`, so a caller keeps only what it needs of each one and never holds the whole decoded
+/// file. `columns`, when given, are the top-level columns to decode; the others are skipped
+/// without being read.
+pub fn for_each_parquet_batch<R: ChunkReader + 'static>(
+    source: R,
+    location: &str,
+    columns: Option<&[usize]>,
+    mut each: impl FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
     let unreadable = |e: &dyn std::fmt::Display| Error::UnreadableData {
         location: location.to_string(),
         format: "parquet".into(),
         message: e.to_string(),
     };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|e| unreadable(&e))?
-        .with_batch_size(8192)
-        .build()
-        .map_err(|e| unreadable(&e))?;
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(source).map_err(|e| unreadable(&e))?.with_batch_size(8192);
+    if let Some(columns) = columns {
+        let mask = ProjectionMask::roots(builder.parquet_schema(), columns.iter().copied());
+        builder = builder.with_projection(mask);
+    }
+    let reader = builder.build().map_err(|e| unreadable(&e))?;
     for batch in reader {
         each(batch.map_err(|e| unreadable(&e))?)?;
     }

@@ -156,8 +156,22 @@ impl SegmentIndex {
     pub fn from_bytes(spec: &VectorTableSpec, bytes: &[u8]) -> Result<Self> {
         let index = Index::new(&options(spec)).map_err(index_error)?;
         index.load_from_buffer(bytes).map_err(index_error)?;
+        Ok(Self::serving(index, spec))
+    }
+
+    /// Map the index file at `path` (written by [`SegmentIndex::to_bytes`]) instead of copying
+    /// it into memory: the graph and its vectors are read in place, and a process holds only
+    /// the pages its searches touch. Segment files never change once written.
+    pub fn view(spec: &VectorTableSpec, path: &std::path::Path) -> Result<Self> {
+        let index = Index::new(&options(spec)).map_err(index_error)?;
+        let path = path.to_str().ok_or_else(|| index_error(format!("{} is not a UTF-8 path", path.display())))?;
+        index.view(path).map_err(index_error)?;
+        Ok(Self::serving(index, spec))
+    }
+
+    fn serving(index: Index, spec: &VectorTableSpec) -> Self {
         index.change_expansion_search(DEFAULT_EF_SEARCH);
-        Ok(SegmentIndex { index, binary: spec.precision == Precision::Binary, normalize: spec.metric == Metric::Cosine, dims: spec.dims, ef: parking_lot::RwLock::new(DEFAULT_EF_SEARCH) })
+        SegmentIndex { index, binary: spec.precision == Precision::Binary, normalize: spec.metric == Metric::Cosine, dims: spec.dims, ef: parking_lot::RwLock::new(DEFAULT_EF_SEARCH) }
     }
 
     /// Number of indexed vectors.

@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 use super::files::{for_each_parquet_batch, TableFiles};
 use super::index::SegmentIndex;
 use super::kernels::normalize;
+use super::row_vectors::{self, RowVectors};
 use super::spec::{parse_manifest, Manifest, Metric, SegmentMeta, VectorTableSpec};
 use crate::error::{Error, Result};
 
@@ -34,8 +35,9 @@ pub async fn read_manifest(files: &TableFiles, name: &str) -> Result<Manifest> {
 pub struct LoadedSegment {
     /// Its manifest entry.
     pub meta: SegmentMeta,
-    /// Row-major vectors, unit length when the metric is cosine.
-    pub vectors: Vec<f32>,
+    /// Row-major vectors, unit length when the metric is cosine (mapped from the segment's
+    /// `vectors.f32` on a local storage root).
+    pub vectors: RowVectors,
     /// `id` and payload columns (no embedding), row `i` = key `base_key + i`.
     pub rows: RecordBatch,
     /// The HNSW index.
@@ -130,18 +132,70 @@ pub fn with_embeddings(spec: &VectorTableSpec, rows: &RecordBatch, vectors: &[f3
     RecordBatch::try_new(schema, columns).map_err(|e| Error::Storage(e.to_string()))
 }
 
-/// Read one segment from storage: its data file, and its index (rebuilt from the data file,
-/// and written back, when missing — never served half-built).
+/// Read one segment from storage: its rows from the data file, its search vectors from
+/// `vectors.f32` (decoded from the data file and written, when missing or unusable), and its
+/// index (rebuilt from the vectors, and written back, when missing — never served half-built).
 async fn load_segment(files: &TableFiles, spec: &VectorTableSpec, meta: &SegmentMeta) -> Result<LoadedSegment> {
-    let SegmentData { rows, mut vectors } = read_segment(files, spec, meta).await?;
-    let index = segment_index(files, spec, meta, &vectors).await?;
-    if spec.metric == Metric::Cosine {
-        for row in vectors.chunks_exact_mut(spec.dims) {
-            normalize(row);
+    let (rows, vectors) = match open_row_vectors(files, spec, meta).await? {
+        Some(vectors) => (read_rows(files, spec, meta).await?, vectors),
+        None => {
+            let SegmentData { rows, mut vectors } = read_segment(files, spec, meta).await?;
+            if spec.metric == Metric::Cosine {
+                for row in vectors.chunks_exact_mut(spec.dims) {
+                    normalize(row);
+                }
+            }
+            (rows, store_row_vectors(files, spec, meta, vectors).await)
         }
-    }
+    };
+    let index = segment_index(files, spec, meta, &vectors).await?;
     let text = super::text::segment_index(files, spec, meta, &rows).await?;
     Ok(LoadedSegment { meta: meta.clone(), vectors, rows, index, text })
+}
+
+/// The segment's `vectors.f32`: mapped from a local root, read from a remote one. `None`
+/// when it is missing or does not match the segment (then it is rewritten from the data file).
+async fn open_row_vectors(files: &TableFiles, spec: &VectorTableSpec, meta: &SegmentMeta) -> Result<Option<RowVectors>> {
+    let name = row_vectors::file_of(&meta.name);
+    if !files.exists(&name).await? {
+        return Ok(None);
+    }
+    let unit = spec.metric == Metric::Cosine;
+    let opened = match files.local_path(&name) {
+        Some(path) => RowVectors::map(&path, spec.dims, meta.rows, unit),
+        None => {
+            let bytes = files.get(&name, None).await?;
+            RowVectors::from_file_bytes(&bytes, spec.dims, meta.rows, unit, &files.url_of(&name))
+        }
+    };
+    match opened {
+        Ok(vectors) => Ok(Some(vectors)),
+        Err(e) => {
+            tracing::warn!(segment = %meta.name, error = %e, "search vectors unusable; rewriting them from the data file");
+            Ok(None)
+        }
+    }
+}
+
+/// Write a segment's search vectors (decoded from its data file) as its `vectors.f32` and
+/// return the copy to search with: the mapped file on a local root. A remote root keeps them
+/// in memory (its segments get the file when they are written). A failed write costs only
+/// speed: the vectors stay in memory and the next load tries again.
+async fn store_row_vectors(files: &TableFiles, spec: &VectorTableSpec, meta: &SegmentMeta, vectors: Vec<f32>) -> RowVectors {
+    let name = row_vectors::file_of(&meta.name);
+    let Some(path) = files.local_path(&name) else {
+        return RowVectors::owned(vectors);
+    };
+    let unit = spec.metric == Metric::Cosine;
+    let [header, values] = row_vectors::file_parts(vectors, spec.dims, unit);
+    let written = match files.put_parts_verified(&name, vec![header, values.clone()]).await {
+        Ok(_) => RowVectors::map(&path, spec.dims, meta.rows, unit),
+        Err(e) => Err(e),
+    };
+    written.unwrap_or_else(|e| {
+        tracing::warn!(segment = %meta.name, error = %e, "could not write the segment's search vectors; keeping them in memory");
+        RowVectors::owned_from_file_values(&values)
+    })
 }
 
 fn segment_bytes(seg: &LoadedSegment, spec: &VectorTableSpec) -> usize {
@@ -209,14 +263,17 @@ pub async fn load_table(
     })
 }
 
-/// The segment's index from storage; rebuilt from `vectors` (and written back) when the
-/// file is missing, unreadable or does not hold one entry per row. The data file, not the
-/// index, is the source of truth.
+/// The segment's index from storage — mapped from a local root, read from a remote one;
+/// rebuilt from `vectors` (and written back) when the file is missing, unreadable or does not
+/// hold one entry per row. The data file, not the index, is the source of truth.
 pub async fn segment_index(files: &TableFiles, spec: &VectorTableSpec, meta: &SegmentMeta, vectors: &[f32]) -> Result<SegmentIndex> {
     let index_name = format!("{}/index.usearch", meta.name);
     if files.exists(&index_name).await? {
-        let bytes = files.get(&index_name, None).await?;
-        match SegmentIndex::from_bytes(spec, &bytes) {
+        let opened = match files.local_path(&index_name) {
+            Some(path) => SegmentIndex::view(spec, &path),
+            None => SegmentIndex::from_bytes(spec, &files.get(&index_name, None).await?),
+        };
+        match opened {
             Ok(index) if index.len() as u64 == meta.rows => return Ok(index),
             Ok(_) | Err(_) => tracing::warn!(segment = %meta.name, "vector index unusable; rebuilding from data"),
         }
@@ -261,24 +318,62 @@ pub async fn read_segment(files: &TableFiles, spec: &VectorTableSpec, meta: &Seg
     let data_name = format!("{}/data.parquet", meta.name);
     let location = files.url_of(&data_name);
     let bytes = files.get(&data_name, Some(&meta.data_sha256)).await?;
-    let unreadable = |message: String| Error::UnreadableData { location: location.clone(), format: "vector segment".into(), message };
-    let schema = &spec.schema;
-    let embedding_idx = schema.index_of("embedding").map_err(|e| unreadable(e.to_string()))?;
-    let keep: Vec<usize> = (0..schema.fields().len()).filter(|i| *i != embedding_idx).collect();
-    let row_schema = Arc::new(schema.project(&keep).map_err(|e| unreadable(e.to_string()))?);
+    let (embedding_idx, keep, row_schema) = row_columns(spec, &location)?;
     let mut vectors = Vec::with_capacity((meta.rows as usize).saturating_mul(spec.dims));
     let mut rows = Vec::new();
-    for_each_parquet_batch(bytes, &location, |batch| {
-        if batch.num_columns() != schema.fields().len() {
-            return Err(unreadable(format!("the file has {} columns; the table has {}", batch.num_columns(), schema.fields().len())));
+    for_each_parquet_batch(bytes, &location, None, |batch| {
+        if batch.num_columns() != spec.schema.fields().len() {
+            return Err(unreadable(&location, format!("the file has {} columns; the table has {}", batch.num_columns(), spec.schema.fields().len())));
         }
         append_embeddings(batch.column(embedding_idx), spec.dims, &location, &mut vectors)?;
-        rows.push(batch.project(&keep).map_err(|e| unreadable(e.to_string()))?);
+        rows.push(batch.project(&keep).map_err(|e| unreadable(&location, e.to_string()))?);
         Ok(())
     })?;
-    let rows = concat_batches(&row_schema, &rows).map_err(|e| unreadable(e.to_string()))?;
+    let rows = concat_batches(&row_schema, &rows).map_err(|e| unreadable(&location, e.to_string()))?;
     vectors.shrink_to_fit();
     Ok(SegmentData { rows, vectors })
+}
+
+/// The `id` and payload columns of `meta`'s data file, verified against the manifest's digest;
+/// the embedding column is skipped without being read. A local file is hashed as a stream and
+/// then read in place, so the file is never held in memory.
+async fn read_rows(files: &TableFiles, spec: &VectorTableSpec, meta: &SegmentMeta) -> Result<RecordBatch> {
+    let data_name = format!("{}/data.parquet", meta.name);
+    let location = files.url_of(&data_name);
+    let (_, keep, row_schema) = row_columns(spec, &location)?;
+    let mut rows = Vec::new();
+    let collect = |batch: RecordBatch| {
+        if batch.num_columns() != keep.len() {
+            return Err(unreadable(&location, format!("the file has {} of the table's {} row columns", batch.num_columns(), keep.len())));
+        }
+        rows.push(batch);
+        Ok(())
+    };
+    match files.local_path(&data_name) {
+        Some(path) => {
+            files.verify(&data_name, &meta.data_sha256).await?;
+            let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+            for_each_parquet_batch(file, &location, Some(&keep), collect)?;
+        }
+        None => {
+            let bytes = files.get(&data_name, Some(&meta.data_sha256)).await?;
+            for_each_parquet_batch(bytes, &location, Some(&keep), collect)?;
+        }
+    }
+    concat_batches(&row_schema, &rows).map_err(|e| unreadable(&location, e.to_string()))
+}
+
+/// The embedding column's index, the other columns' indexes, and their schema.
+fn row_columns(spec: &VectorTableSpec, location: &str) -> Result<(usize, Vec<usize>, SchemaRef)> {
+    let schema = &spec.schema;
+    let embedding_idx = schema.index_of("embedding").map_err(|e| unreadable(location, e.to_string()))?;
+    let keep: Vec<usize> = (0..schema.fields().len()).filter(|i| *i != embedding_idx).collect();
+    let row_schema = Arc::new(schema.project(&keep).map_err(|e| unreadable(location, e.to_string()))?);
+    Ok((embedding_idx, keep, row_schema))
+}
+
+fn unreadable(location: &str, message: String) -> Error {
+    Error::UnreadableData { location: location.to_string(), format: "vector segment".into(), message }
 }
 
 /// Rank every key by its id (ascending), for tie-breaking.

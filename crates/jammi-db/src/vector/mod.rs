@@ -21,6 +21,7 @@ pub mod index;
 pub mod input;
 pub mod kernels;
 pub mod loaded;
+pub mod row_vectors;
 mod recover;
 pub mod search;
 pub mod search_fn;
@@ -611,7 +612,7 @@ pub(crate) fn lock_path(config: &crate::config::Config, table_id: &str) -> PathB
 pub(crate) fn table_files(ctx: &dyn EngineContext, location: &str) -> Result<TableFiles> {
     let url = StorageUrl::parse(location)?;
     let store = ctx.register_store(&url, &ctx.config().storage.options)?;
-    Ok(TableFiles::new(store, url.object_path()?, url.url().to_string()))
+    Ok(TableFiles::new(store, url.object_path()?, url.url().to_string()).with_local_root(url.local_path()))
 }
 
 /// Search one resolved table.

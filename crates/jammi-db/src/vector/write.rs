@@ -12,9 +12,11 @@ use datafusion::arrow::compute::{concat_batches, filter_record_batch};
 
 use super::files::{parquet_bytes, TableFiles};
 use super::index::SegmentIndex;
+use super::kernels::normalize;
+use super::row_vectors;
 use super::input::{self, IdValue};
 use super::loaded::{new_manifest_name, read_manifest, read_segment, with_embeddings, LoadedTable};
-use super::spec::{Manifest, SegmentMeta, Tombstone, VectorTableSpec};
+use super::spec::{Manifest, Metric, SegmentMeta, Tombstone, VectorTableSpec};
 use super::{pause_point, Progress, VectorEntry, VectorState};
 use crate::catalog::{FollowProgress, VectorTableRecord};
 use crate::error::{Error, Result};
@@ -95,10 +97,11 @@ pub(crate) async fn write_segment(
     let build_relay = Arc::clone(&relay);
     let mut build = tokio::task::spawn_blocking(move || {
         let report = move |n: u64| build_relay.store(n, std::sync::atomic::Ordering::Relaxed);
-        SegmentIndex::build(&spec_for_build, &vectors_owned, base_key, &report).and_then(|i| i.to_bytes())
+        let bytes = SegmentIndex::build(&spec_for_build, &vectors_owned, base_key, &report).and_then(|i| i.to_bytes())?;
+        Ok::<_, Error>((bytes, vectors_owned))
     });
     // The build runs on a blocking thread; relay its progress to the caller meanwhile.
-    let index_bytes = loop {
+    let (index_bytes, mut search_vectors) = loop {
         tokio::select! {
             done = &mut build => break done.map_err(|e| Error::Storage(format!("index build failed: {e}")))??,
             _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {
@@ -109,6 +112,15 @@ pub(crate) async fn write_segment(
     progress.set(rows);
     progress.finish();
     let (index_sha256, index_bytes) = files.put_verified(&format!("{name}/index.usearch"), index_bytes).await?;
+    // The search copy of the vectors, ready to map: loading the segment then decodes only
+    // its rows. Written in place from the build's own copy.
+    let unit = spec.metric == Metric::Cosine;
+    if unit {
+        for row in search_vectors.chunks_exact_mut(spec.dims) {
+            normalize(row);
+        }
+    }
+    files.put_parts_verified(&row_vectors::file_of(&name), row_vectors::file_parts(search_vectors, spec.dims, unit).into()).await?;
     pause_point("vectors.write.index_written");
     // The text index is part of the segment: written before the manifest that lists it, so
     // a committed generation is searchable by text at once.

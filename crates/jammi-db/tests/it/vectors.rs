@@ -491,6 +491,68 @@ async fn searches_use_memory_and_recovery_rebuilds_missing_indexes() {
     assert_eq!(hits(&reopened.vectors().search("m", &request).await.unwrap().batch), before);
 }
 
+#[tokio::test]
+async fn search_vectors_file_is_written_by_import_and_rewritten_when_missing_or_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::open(Config::embedded(dir.path())).await.unwrap();
+    let rows = rows_from(clustered(2000, 8, 5), 1);
+    let file = dir.path().join("v.parquet");
+    write_rows(&file, &rows, true);
+    import(&session, "v", &file, Metric::Cosine, Precision::Int8).await;
+    // Every search path reads the search vectors: exact scans and rescored graph searches.
+    let mut exact = SearchRequest::new(rows[123].vector.clone(), 5);
+    exact.exact = true;
+    let mut graph = SearchRequest::new(rows[321].vector.clone(), 5);
+    graph.ef = Some(400);
+    let requests = [exact, graph];
+    let answers = |s: Session| {
+        let requests = requests.clone();
+        async move {
+            let a = session_hits(&s, "v", &requests[0]).await;
+            let b = session_hits(&s, "v", &requests[1]).await;
+            s.close().await;
+            (a, b)
+        }
+    };
+    let truth = brute_force(&rows, Metric::Cosine, &rows[123].vector, 5, &|_| true);
+    let first = answers(session).await;
+    assert_eq!(first.0.iter().map(|h| h.0).collect::<Vec<_>>(), truth.iter().map(|t| t.0).collect::<Vec<_>>());
+    for (got, want) in first.0.iter().zip(&truth) {
+        assert!((got.1 as f64 - want.1).abs() < 1e-5, "exact distances from the search vectors: {got:?} vs {want:?}");
+    }
+
+    // Import wrote the file: a 64-byte header, then every vector as f32.
+    let files = find_files(&dir.path().join("storage"), "vectors.f32");
+    assert_eq!(files.len(), 1);
+    let expected_len = 64 + 2000 * 8 * 4;
+    assert_eq!(std::fs::metadata(&files[0]).unwrap().len(), expected_len);
+
+    // Missing: a new process decodes the data file, answers the same, and writes it again.
+    std::fs::remove_file(&files[0]).unwrap();
+    let reopened = answers(Session::open(Config::embedded(dir.path())).await.unwrap()).await;
+    assert_eq!(reopened, first);
+    assert_eq!(std::fs::metadata(&files[0]).unwrap().len(), expected_len, "rewritten at load");
+
+    // Damaged with its header intact (one value changed): never served; rewritten.
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    let target = 64 + 123 * 8 * 4;
+    bytes[target..target + 4].copy_from_slice(&1000.0f32.to_le_bytes());
+    std::fs::write(&files[0], &bytes).unwrap();
+    let repaired = answers(Session::open(Config::embedded(dir.path())).await.unwrap()).await;
+    assert_eq!(repaired, first);
+    assert_ne!(std::fs::read(&files[0]).unwrap(), bytes, "the damaged file was replaced");
+
+    // Truncated: the same.
+    std::fs::write(&files[0], &bytes[..1000]).unwrap();
+    let again = answers(Session::open(Config::embedded(dir.path())).await.unwrap()).await;
+    assert_eq!(again, first);
+    assert_eq!(std::fs::metadata(&files[0]).unwrap().len(), expected_len);
+}
+
+async fn session_hits(session: &Session, table: &str, request: &SearchRequest) -> Vec<(i64, f32)> {
+    hits(&session.vectors().search(table, request).await.unwrap().batch)
+}
+
 fn find_files(root: &Path, name: &str) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     if let Ok(entries) = std::fs::read_dir(root) {
