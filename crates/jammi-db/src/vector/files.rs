@@ -21,6 +21,20 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex_digest(&Sha256::digest(bytes))
 }
 
+/// Hex SHA-256 of a local file, read in 1 MiB chunks.
+fn sha256_of_file(path: &std::path::Path) -> Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut chunk).map_err(|e| Error::io(path, e))? {
+            0 => return Ok(hex_digest(&hasher.finalize())),
+            n => hasher.update(&chunk[..n]),
+        }
+    }
+}
+
 fn hex_digest(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -89,14 +103,22 @@ impl TableFiles {
     }
 
     /// Check `name` against `expected_sha`, reading it as a stream (never whole in memory).
+    /// A local file is read on a blocking thread in large chunks.
     pub async fn verify(&self, name: &str, expected_sha: &str) -> Result<()> {
-        use futures::StreamExt;
-        let mut stream = self.store.get(&self.path(name)).await.map_err(|e| self.not_found_or(name, e))?.into_stream();
-        let mut hasher = Sha256::new();
-        while let Some(chunk) = stream.next().await {
-            hasher.update(chunk?);
-        }
-        let actual = hex_digest(&hasher.finalize());
+        let actual = match self.local_path(name) {
+            Some(path) => tokio::task::spawn_blocking(move || sha256_of_file(&path))
+                .await
+                .map_err(|e| Error::Storage(format!("hashing {name} failed: {e}")))??,
+            None => {
+                use futures::StreamExt;
+                let mut stream = self.store.get(&self.path(name)).await.map_err(|e| self.not_found_or(name, e))?.into_stream();
+                let mut hasher = Sha256::new();
+                while let Some(chunk) = stream.next().await {
+                    hasher.update(chunk?);
+                }
+                hex_digest(&hasher.finalize())
+            }
+        };
         self.check_digest(name, &actual, expected_sha)
     }
 

@@ -136,8 +136,19 @@ pub fn with_embeddings(spec: &VectorTableSpec, rows: &RecordBatch, vectors: &[f3
 /// `vectors.f32` (decoded from the data file and written, when missing or unusable), and its
 /// index (rebuilt from the vectors, and written back, when missing — never served half-built).
 async fn load_segment(files: &TableFiles, spec: &VectorTableSpec, meta: &SegmentMeta) -> Result<LoadedSegment> {
-    let (rows, vectors) = match open_row_vectors(files, spec, meta).await? {
-        Some(vectors) => (read_rows(files, spec, meta).await?, vectors),
+    // With the vectors file present, checking it and reading the rows (each hashes its file)
+    // run side by side.
+    let stored = if files.exists(&row_vectors::file_of(&meta.name)).await? {
+        match tokio::join!(open_row_vectors(files, spec, meta), read_rows(files, spec, meta)) {
+            (Ok(Some(vectors)), rows) => Some((rows?, vectors)),
+            (Ok(None), _) => None,
+            (Err(e), _) => return Err(e),
+        }
+    } else {
+        None
+    };
+    let (rows, vectors) = match stored {
+        Some(loaded) => loaded,
         None => {
             let SegmentData { rows, mut vectors } = read_segment(files, spec, meta).await?;
             if spec.metric == Metric::Cosine {
@@ -153,16 +164,18 @@ async fn load_segment(files: &TableFiles, spec: &VectorTableSpec, meta: &Segment
     Ok(LoadedSegment { meta: meta.clone(), vectors, rows, index, text })
 }
 
-/// The segment's `vectors.f32`: mapped from a local root, read from a remote one. `None`
-/// when it is missing or does not match the segment (then it is rewritten from the data file).
+/// The segment's `vectors.f32` (which exists): mapped from a local root, read from a remote
+/// one. `None` when it does not match the segment (then it is rewritten from the data file).
 async fn open_row_vectors(files: &TableFiles, spec: &VectorTableSpec, meta: &SegmentMeta) -> Result<Option<RowVectors>> {
     let name = row_vectors::file_of(&meta.name);
-    if !files.exists(&name).await? {
-        return Ok(None);
-    }
     let unit = spec.metric == Metric::Cosine;
     let opened = match files.local_path(&name) {
-        Some(path) => RowVectors::map(&path, spec.dims, meta.rows, unit),
+        Some(path) => {
+            let (dims, rows) = (spec.dims, meta.rows);
+            tokio::task::spawn_blocking(move || RowVectors::map(&path, dims, rows, unit))
+                .await
+                .map_err(|e| Error::Storage(format!("opening {name} failed: {e}")))?
+        }
         None => {
             let bytes = files.get(&name, None).await?;
             RowVectors::from_file_bytes(&bytes, spec.dims, meta.rows, unit, &files.url_of(&name))

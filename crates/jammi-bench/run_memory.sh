@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Peak memory of a process serving searches, jammi beside FAISS and hnswlib, on the shared
+# corpus (1,000 held-out queries, k=10, ef=64, one thread). Each system's index is built and
+# saved once; then each serving process opens it from disk, answers every query and exits
+# under /usr/bin/time. "idle" is the same process without an index: its runtime's own share.
+# Prints a Markdown table. Usage: bash crates/jammi-bench/run_memory.sh
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/jammi-target}"
+DATA="${JAMMI_DATASET:-$ROOT/../shared/datasets/debian-packages}"
+OUT="${JAMMI_BENCH_OUT:-$(mktemp -d /tmp/jammi-memory.XXXXXX)}"
+mkdir -p "$OUT"
+python3 -m pip install -q faiss-cpu hnswlib pyarrow numpy >&2
+cargo build --release -p jammi-cli >&2
+JAMMI="$CARGO_TARGET_DIR/release/jammi"
+PEERS="crates/jammi-bench/peers/memory_peers.py"
+
+peak_mb() { # command... → peak RSS in MB
+    /usr/bin/time -f "%M" -o "$OUT/time.txt" "$@" >/dev/null
+    echo $(( $(tail -1 "$OUT/time.txt") / 1024 ))
+}
+size_mb() { du -sm "$@" | awk '{s += $1} END {print s}'; }
+
+python3 "$PEERS" build --data "$DATA" --out "$OUT" >&2
+rm -rf "$OUT/jammi"
+"$JAMMI" -q --data-dir "$OUT/jammi" vectors import deb "$DATA/embeddings.parquet" --id-column id --vector-column embedding >&2
+import_peak=$(peak_mb "$JAMMI" -q --data-dir "$OUT/jammi-import" vectors import deb "$DATA/embeddings.parquet" --id-column id --vector-column embedding)
+rm -rf "$OUT/jammi-import"
+
+jammi_files=$(size_mb "$OUT/jammi/storage/vectors")
+jammi_parquet_graph=$(find "$OUT/jammi/storage/vectors" \( -name data.parquet -o -name index.usearch \) -print0 | du -cm --files0-from=- | tail -1 | cut -f1)
+jammi_search=$(peak_mb "$JAMMI" --data-dir "$OUT/jammi" --format csv search deb --query-file "$DATA/queries.parquet" --query-column embedding --k 10)
+jammi_idle=$(peak_mb "$JAMMI" --data-dir "$OUT/jammi" sql "SELECT 1")
+echo "| system | index files (MB) | serving process peak RSS (MB) | idle process (MB) | peak − idle (MB) |"
+echo "|---|---:|---:|---:|---:|"
+echo "| jammi (default int8 table) | $jammi_files ($jammi_parquet_graph without vectors.f32) | $jammi_search | $jammi_idle | $((jammi_search - jammi_idle)) |"
+for system in faiss hnswlib; do
+    files=$(size_mb "$OUT/$system.index")
+    search=$(peak_mb python3 "$PEERS" search "$system" --data "$DATA" --out "$OUT")
+    idle=$(peak_mb python3 "$PEERS" idle "$system" --data "$DATA" --out "$OUT")
+    echo "| $system | $files | $search | $idle | $((search - idle)) |"
+done
+echo
+echo "jammi vectors import peak RSS: $import_peak MB"
+echo "raw files: $OUT" >&2
