@@ -7,16 +7,15 @@
 //! tables. On a local storage root it is memory-mapped: a process holds only the pages its
 //! searches touch, the kernel shares them between processes and can drop them under
 //! pressure, and opening a table no longer decodes its vectors at all. From a remote root it
-//! is read whole. Its header carries the SHA-256 of the vectors, checked on every open
-//! (streamed through the page cache, not the mapping, so the check adds nothing to the
-//! process's memory). Like the index, it is derived data: missing or unusable, it is
+//! is read whole. Its header carries a CRC-32 of the vectors, checked on every open (streamed
+//! through the page cache, not the mapping, so the check adds nothing to the process's
+//! memory; hardware CRC runs at memory speed, where SHA-256 made opening a table slow). Like the index, it is derived data: missing or unusable, it is
 //! rewritten from the data file.
 
 use std::ops::Deref;
 use std::path::Path;
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
@@ -25,7 +24,7 @@ pub const FILE_NAME: &str = "vectors.f32";
 
 const MAGIC: &[u8; 8] = b"JAMMIVEC";
 const VERSION: u32 = 1;
-/// Header bytes: magic, version, dims, rows, flags, reserved, SHA-256 of the values. A
+/// Header bytes: magic, version, dims, rows, flags, CRC-32 of the values, 32 reserved. A
 /// multiple of 4, so the vectors after it stay aligned for f32 in a page-aligned mapping.
 const HEADER_LEN: usize = 64;
 const FLAG_UNIT_LENGTH: u32 = 1;
@@ -71,7 +70,7 @@ impl RowVectors {
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
         let location = path.display().to_string();
         let values = check(&map[..HEADER_LEN.min(map.len())], map.len(), dims, rows, unit, &location)?;
-        check_digest(&map[32..HEADER_LEN], stream_digest(path, file)?, &location)?;
+        check_digest(&map, stream_digest(path, file)?, &location)?;
         if cfg!(target_endian = "little") {
             #[cfg(unix)]
             let _ = map.advise(memmap2::Advice::Random);
@@ -84,7 +83,7 @@ impl RowVectors {
     /// Read from the bytes of a `vectors.f32` file (a remote storage root).
     pub fn from_file_bytes(bytes: &[u8], dims: usize, rows: u64, unit: bool, location: &str) -> Result<Self> {
         let values = check(&bytes[..HEADER_LEN.min(bytes.len())], bytes.len(), dims, rows, unit, location)?;
-        check_digest(&bytes[32..HEADER_LEN], Sha256::digest(&bytes[HEADER_LEN..]).into(), location)?;
+        check_digest(bytes, crc32fast::hash(&bytes[HEADER_LEN..]), location)?;
         Ok(RowVectors::owned(decode(&bytes[HEADER_LEN..], values)))
     }
 
@@ -130,8 +129,8 @@ pub fn file_parts(vectors: Vec<f32>, dims: usize, unit: bool) -> [Bytes; 2] {
     header.extend_from_slice(&(dims as u32).to_le_bytes());
     header.extend_from_slice(&rows.to_le_bytes());
     header.extend_from_slice(&(if unit { FLAG_UNIT_LENGTH } else { 0 }).to_le_bytes());
-    header.extend_from_slice(&0u32.to_le_bytes());
-    header.extend_from_slice(&Sha256::digest(&body));
+    header.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    header.resize(HEADER_LEN, 0);
     debug_assert_eq!(header.len(), HEADER_LEN);
     [Bytes::from(header), body]
 }
@@ -179,23 +178,24 @@ fn check(header: &[u8], file_len: usize, dims: usize, rows: u64, unit: bool, loc
     Ok(values)
 }
 
-fn check_digest(recorded: &[u8], actual: [u8; 32], location: &str) -> Result<()> {
-    if recorded == actual {
+/// Compare the CRC in the header of a (checked) file with `actual`.
+fn check_digest(file: &[u8], actual: u32, location: &str) -> Result<()> {
+    if file[28..32] == actual.to_le_bytes() {
         return Ok(());
     }
-    Err(unusable(location, "the vectors do not match the SHA-256 in the file's header".into()))
+    Err(unusable(location, "the vectors do not match the checksum in the file's header".into()))
 }
 
-/// SHA-256 of the values of an open file, read through the page cache in chunks.
-fn stream_digest(path: &Path, mut file: std::fs::File) -> Result<[u8; 32]> {
+/// CRC-32 of the values of an open file, read through the page cache in chunks.
+fn stream_digest(path: &Path, mut file: std::fs::File) -> Result<u32> {
     use std::io::{Read, Seek, SeekFrom};
     file.seek(SeekFrom::Start(HEADER_LEN as u64)).map_err(|e| Error::io(path, e))?;
-    let mut hasher = Sha256::new();
+    let mut hasher = crc32fast::Hasher::new();
     let mut chunk = vec![0u8; 1 << 20];
     loop {
         let n = file.read(&mut chunk).map_err(|e| Error::io(path, e))?;
         if n == 0 {
-            return Ok(hasher.finalize().into());
+            return Ok(hasher.finalize());
         }
         hasher.update(&chunk[..n]);
     }
@@ -232,7 +232,7 @@ mod tests {
         damaged[HEADER_LEN + 5] ^= 0x40;
         std::fs::write(&path, damaged).unwrap();
         let err = RowVectors::map(&path, 3, 4, false).unwrap_err().to_string();
-        assert!(err.contains("do not match the SHA-256"), "{err}");
+        assert!(err.contains("do not match the checksum"), "{err}");
     }
 
     #[test]
@@ -245,7 +245,7 @@ mod tests {
         assert!(err(&bytes[..bytes.len() - 4], 4, 2, true).contains("28 bytes of vectors; expected 32"));
         let mut flipped = bytes.clone();
         *flipped.last_mut().unwrap() ^= 1;
-        assert!(err(&flipped, 4, 2, true).contains("do not match the SHA-256"));
+        assert!(err(&flipped, 4, 2, true).contains("do not match the checksum"));
         assert!(err(&bytes[..10], 4, 2, true).contains("bad header"));
         let mut other = bytes.clone();
         other[8] = 9;
