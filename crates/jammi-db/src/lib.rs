@@ -48,6 +48,7 @@ pub mod engine_catalog;
 mod plan_cache;
 pub mod error;
 mod literal;
+mod vector_literals;
 pub mod mutable;
 pub mod names;
 pub mod prepared;

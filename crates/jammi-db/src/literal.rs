@@ -7,7 +7,14 @@ pub fn parse_vector_text(text: &str) -> Option<Vec<f32>> {
     if inner.trim().is_empty() {
         return None;
     }
-    inner.split(',').map(|v| v.trim().parse::<f32>().ok()).collect()
+    let mut out = Vec::with_capacity(memchr::memchr_iter(b',', inner.as_bytes()).count() + 1);
+    for number in inner.split(',') {
+        let number = number.trim();
+        // lexical's reader is about twice as fast as the standard library's on these short
+        // decimals and rounds the same; anything it refuses gets the standard reading.
+        out.push(lexical_core::parse::<f32>(number.as_bytes()).ok().or_else(|| number.parse::<f32>().ok())?);
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -20,5 +27,10 @@ mod tests {
         assert_eq!(parse_vector_text("1,2"), Some(vec![1.0, 2.0]));
         assert_eq!(parse_vector_text("[]"), None);
         assert_eq!(parse_vector_text("[1, x]"), None);
+        assert_eq!(parse_vector_text("[1e-3, -0.5E2, +2, .5, 3., inf]"), Some(vec![0.001, -50.0, 2.0, 0.5, 3.0, f32::INFINITY]));
+        // Correctly rounded, as the standard reader.
+        for text in ["0.1", "0.0123456789", "-1.17549435e-38", "3.4028235e38", "0.30000001192092896"] {
+            assert_eq!(parse_vector_text(text), Some(vec![text.parse::<f32>().unwrap()]), "{text}");
+        }
     }
 }

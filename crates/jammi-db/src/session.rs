@@ -251,8 +251,15 @@ impl Session {
         // `SET ephemeral_session`.
         let translated = security::settings::ephemeral_statement(sql);
         let sql = translated.as_deref().unwrap_or(sql);
-        let statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
-            .map_err(|e| Error::Query(format!("SQL syntax error: {e}")))?;
+        // Long vector literals skip the tokenizer when the short text parses to the same tree.
+        let lifted = crate::vector_literals::lift(sql).and_then(|lifted| {
+            let mut statements: Vec<_> = DFParser::parse_sql_with_dialect(&lifted.text, &GenericDialect {}).ok()?.into_iter().collect();
+            crate::vector_literals::restore(&mut statements, lifted.literals).then_some(statements)
+        });
+        let statements = match lifted {
+            Some(statements) => statements.into(),
+            None => DFParser::parse_sql_with_dialect(sql, &GenericDialect {}).map_err(|e| Error::Query(format!("SQL syntax error: {e}")))?,
+        };
         if statements.is_empty() {
             return Err(Error::invalid("SQL", "no SQL statement given"));
         }

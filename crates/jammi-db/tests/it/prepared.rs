@@ -158,6 +158,39 @@ async fn prepared_statements_inside_a_transaction_release_it() {
     assert_eq!(render(&count.query(vec![ScalarValue::Int64(Some(1))]).await.unwrap()), [["1"]]);
 }
 
+#[tokio::test]
+async fn long_vector_literals_in_sql_text_answer_as_written() {
+    let (session, dir) = temp_session().await;
+    let rows = rows_from(clustered(300, 64, 31), 1);
+    let file = dir.path().join("w.parquet");
+    write_rows(&file, &rows, true);
+    import(&session, "w", &file, Metric::L2, Precision::F32).await;
+    // 64 numbers: a literal long enough to be kept out of the tokenizer.
+    for q in [4usize, 120, 299] {
+        let v = literal(&rows[q].vector);
+        assert!(v.len() >= 256, "{}", v.len());
+        for sql in [
+            format!("SELECT id, _distance FROM vector_search('w', '{v}', 5, NULL, 300)"),
+            format!("SELECT id, _distance FROM vector_search('w',\n  '{v}'  ,5) -- nearest five\n"),
+        ] {
+            let got: Vec<i64> = all_hits(&session.sql(&sql).await.unwrap().collect().await.unwrap()).iter().map(|h| h.0).collect();
+            let want: Vec<i64> = brute_force(&rows, Metric::L2, &rows[q].vector, 5, &|_| true).into_iter().map(|(id, _)| id).collect();
+            assert_eq!(got, want, "query {q}: {}", &sql[..60]);
+        }
+    }
+    // Outside a search the literal is the same text the parser reads.
+    let v = literal(&rows[0].vector);
+    let sql = format!("SELECT length('{v}') AS n, concat('{v}', 'x') = '{v}x' AS same");
+    let batch = &session.sql(&sql).await.unwrap().collect().await.unwrap()[0];
+    assert_eq!(jammi_db::datafusion::arrow::util::display::array_value_to_string(batch.column(0), 0).unwrap(), v.chars().count().to_string());
+    assert_eq!(jammi_db::datafusion::arrow::util::display::array_value_to_string(batch.column(1), 0).unwrap(), "true");
+    // A syntax error after a long literal is reported as the text was written.
+    let err = sql_error(&session, &format!("SELECT id FROM vector_search('w', '{v}', 5) WHERE")).await;
+    assert!(err.contains("SQL syntax error"), "{err}");
+    let err = sql_error(&session, &format!("SELECT id FROM vector_search('w', '{v}', 5, $1)")).await;
+    assert!(!err.is_empty());
+}
+
 fn literal(v: &[f32]) -> String {
     format!("[{}]", v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", "))
 }
