@@ -122,11 +122,13 @@ pub fn prepare(
             vectors.extend_from_slice(values);
         }
         let dims_now = dims.unwrap_or(0);
-        let batch_vectors = &vectors[rows * dims_now..];
+        // The embedding column shares the input's values (every row has `dims` values, one
+        // after another), rather than copying them a second time.
+        let first = lengths.first().map_or(0, |(start, _)| *start);
         let embedding = FixedSizeListArray::try_new(
             Arc::new(Field::new("item", DataType::Float32, false)),
             dims_now as i32,
-            Arc::new(Float32Array::from(batch_vectors.to_vec())),
+            Arc::new(lists_values.slice(first, batch.num_rows() * dims_now)),
             None,
         )
         .map_err(|e| bad(table, e.to_string()))?;
@@ -226,5 +228,51 @@ impl std::fmt::Display for IdValue {
             IdValue::Int(i) => write!(f, "{i}"),
             IdValue::Text(s) => write!(f, "'{s}'"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::ListArray;
+    use datafusion::arrow::datatypes::Float64Type;
+
+    /// Every row's vector as the prepared embedding column holds it.
+    fn embedding_values(rows: &PreparedRows) -> Vec<f32> {
+        let mut out = Vec::new();
+        for batch in &rows.batches {
+            let list = batch.column_by_name("embedding").unwrap().as_fixed_size_list();
+            for i in 0..list.len() {
+                out.extend_from_slice(list.value(i).as_primitive::<Float32Type>().values());
+            }
+        }
+        out
+    }
+
+    fn batch(vectors: ArrayRef, ids: Vec<i64>) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false), Field::new("v", vectors.data_type().clone(), true)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(ids)), vectors]).unwrap()
+    }
+
+    #[test]
+    fn the_embedding_column_holds_each_rows_vector_whatever_the_input_layout() {
+        // A fixed-size list that is a slice of a longer one (its values start past the first row).
+        let values = Float32Array::from(vec![9.0, 9.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let fixed = FixedSizeListArray::try_new(Arc::new(Field::new("item", DataType::Float32, true)), 2, Arc::new(values), None).unwrap().slice(1, 3);
+        let prepared = prepare("t", &[batch(Arc::new(fixed), vec![1, 2, 3])], "id", "v", None, &HashSet::new()).unwrap();
+        assert_eq!(prepared.vectors, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(embedding_values(&prepared), prepared.vectors);
+
+        // Lists of doubles, sliced, over two batches.
+        let doubles = ListArray::from_iter_primitive::<Float64Type, _, _>(vec![
+            Some(vec![Some(7.0), Some(7.0)]),
+            Some(vec![Some(0.5), Some(1.5)]),
+            Some(vec![Some(-1.0), Some(2.0)]),
+        ]);
+        let first = batch(Arc::new(doubles.slice(1, 1)), vec![10]);
+        let second = batch(Arc::new(doubles.slice(2, 1)), vec![11]);
+        let prepared = prepare("t", &[first, second], "id", "v", None, &HashSet::new()).unwrap();
+        assert_eq!(prepared.vectors, vec![0.5, 1.5, -1.0, 2.0]);
+        assert_eq!(embedding_values(&prepared), prepared.vectors);
     }
 }

@@ -386,7 +386,9 @@ impl<'a> Vectors<'a> {
                 (batches, Some(source), Some(checkpoints))
             }
         };
-        let rows = input::prepare(&spec.name, &batches, &spec.id_column, &spec.vector_column, None, &HashSet::new())?;
+        let mut rows = input::prepare(&spec.name, &batches, &spec.id_column, &spec.vector_column, None, &HashSet::new())?;
+        // What the prepared rows do not share with the input is freed now.
+        drop(batches);
         crate::security::limits::at_most("vector dimensions", rows.dims, crate::security::limits::MAX_DIMENSIONS)?;
         text::check_columns(&spec.name, &rows.schema, &spec.text_columns)?;
 
@@ -412,7 +414,7 @@ impl<'a> Vectors<'a> {
         self.ctx.catalog().vector_tables().insert_building(&record).await?;
         pause_point("vectors.import.registered");
         let written = async {
-            let segment = write::write_segment(&files, &table_spec, &rows.batches, &rows.vectors, 0, progress).await?;
+            let segment = write::write_segment(&files, &table_spec, &rows.batches, std::borrow::Cow::Owned(std::mem::take(&mut rows.vectors)), 0, progress).await?;
             let manifest = Manifest {
                 version: MANIFEST_VERSION,
                 generation: 1,

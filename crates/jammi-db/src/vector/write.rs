@@ -79,7 +79,7 @@ pub(crate) async fn write_segment(
     files: &TableFiles,
     spec: &VectorTableSpec,
     batches: &[RecordBatch],
-    vectors: &[f32],
+    vectors: std::borrow::Cow<'_, [f32]>,
     base_key: u64,
     progress: &dyn Progress,
 ) -> Result<SegmentMeta> {
@@ -92,7 +92,9 @@ pub(crate) async fn write_segment(
 
     progress.start("building index", rows);
     let spec_for_build = spec.clone();
-    let vectors_owned = vectors.to_vec();
+    // The build runs on its own thread and then becomes the vectors file: a caller that
+    // hands over its vectors spares a copy of them.
+    let vectors_owned = vectors.into_owned();
     let relay = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let build_relay = Arc::clone(&relay);
     let mut build = tokio::task::spawn_blocking(move || {
@@ -263,7 +265,7 @@ pub(crate) async fn append(
                 ),
             });
         }
-        let segment = write_segment(&entry.files, &entry.spec, &rows.batches, &rows.vectors, current.manifest.next_key, progress).await?;
+        let segment = write_segment(&entry.files, &entry.spec, &rows.batches, std::borrow::Cow::Borrowed(&rows.vectors), current.manifest.next_key, progress).await?;
         let mut next = current.manifest.clone();
         next.generation += 1;
         next.next_key += segment.rows;
@@ -303,7 +305,7 @@ pub(crate) async fn replace(state: &VectorState, entry: &VectorEntry, remove: &[
         let mut next = with_tombstones(&current, &keys)?;
         let mut segment_name = None;
         if let Some(rows) = rows.filter(|r| r.rows > 0) {
-            let segment = write_segment(&entry.files, &entry.spec, &rows.batches, &rows.vectors, current.manifest.next_key, progress).await?;
+            let segment = write_segment(&entry.files, &entry.spec, &rows.batches, std::borrow::Cow::Borrowed(&rows.vectors), current.manifest.next_key, progress).await?;
             next.next_key += segment.rows;
             segment_name = Some(segment.name.clone());
             next.segments.push(segment);
@@ -329,7 +331,7 @@ pub(crate) async fn rewrite(state: &VectorState, entry: &VectorEntry, generation
     let mut next = Manifest { version: current.manifest.version, generation: generation + 1, segments: Vec::new(), tombstones: Vec::new(), next_key: 0 };
     let mut segment_name = None;
     if let Some(rows) = rows.filter(|r| r.rows > 0) {
-        let segment = write_segment(&entry.files, spec, &rows.batches, &rows.vectors, 0, progress).await?;
+        let segment = write_segment(&entry.files, spec, &rows.batches, std::borrow::Cow::Borrowed(&rows.vectors), 0, progress).await?;
         next.next_key = segment.rows;
         segment_name = Some(segment.name.clone());
         next.segments.push(segment);
@@ -444,7 +446,7 @@ pub(crate) async fn compact_if_due(state: &VectorState, entry: &VectorEntry, for
             let schema = kept[0].schema();
             let one = concat_batches(&schema, &kept).map_err(|e| Error::Storage(e.to_string()))?;
             let one = with_embeddings(&entry.spec, &one, &vectors)?;
-            let segment = write_segment(&entry.files, &entry.spec, &[one], &vectors, base_key, progress).await?;
+            let segment = write_segment(&entry.files, &entry.spec, &[one], std::borrow::Cow::Owned(vectors), base_key, progress).await?;
             next.next_key = base_key + segment.rows;
             segment_name = Some(segment.name.clone());
             next.segments.push(segment);
