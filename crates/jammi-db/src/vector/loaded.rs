@@ -12,7 +12,6 @@ use parking_lot::Mutex;
 
 use super::files::{for_each_parquet_batch, TableFiles};
 use super::index::SegmentIndex;
-use super::kernels::normalize;
 use super::row_vectors::{self, RowVectors};
 use super::spec::{parse_manifest, Manifest, Metric, SegmentMeta, VectorTableSpec};
 use crate::error::{Error, Result};
@@ -151,11 +150,7 @@ async fn load_segment(files: &TableFiles, spec: &VectorTableSpec, meta: &Segment
         Some(loaded) => loaded,
         None => {
             let SegmentData { rows, mut vectors } = read_segment(files, spec, meta).await?;
-            if spec.metric == Metric::Cosine {
-                for row in vectors.chunks_exact_mut(spec.dims) {
-                    normalize(row);
-                }
-            }
+            row_vectors::prepare_for_search(&mut vectors, spec.dims, spec.metric);
             (rows, store_row_vectors(files, spec, meta, vectors).await)
         }
     };

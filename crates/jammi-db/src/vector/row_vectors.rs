@@ -29,6 +29,18 @@ const VERSION: u32 = 1;
 const HEADER_LEN: usize = 64;
 const FLAG_UNIT_LENGTH: u32 = 1;
 
+/// Turn a segment's vectors, as stored, into what searches compare against: unit length for
+/// cosine tables (queries are normalised the same way). Returns whether they are unit length.
+pub fn prepare_for_search(vectors: &mut [f32], dims: usize, metric: super::spec::Metric) -> bool {
+    let unit = metric == super::spec::Metric::Cosine;
+    if unit {
+        for row in vectors.chunks_exact_mut(dims) {
+            super::kernels::normalize(row);
+        }
+    }
+    unit
+}
+
 /// `<segment>/vectors.f32`.
 pub fn file_of(segment: &str) -> String {
     format!("{segment}/{FILE_NAME}")

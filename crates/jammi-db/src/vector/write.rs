@@ -12,11 +12,10 @@ use datafusion::arrow::compute::{concat_batches, filter_record_batch};
 
 use super::files::{parquet_bytes, TableFiles};
 use super::index::SegmentIndex;
-use super::kernels::normalize;
 use super::row_vectors;
 use super::input::{self, IdValue};
 use super::loaded::{new_manifest_name, read_manifest, read_segment, with_embeddings, LoadedTable};
-use super::spec::{Manifest, Metric, SegmentMeta, Tombstone, VectorTableSpec};
+use super::spec::{Manifest, SegmentMeta, Tombstone, VectorTableSpec};
 use super::{pause_point, Progress, VectorEntry, VectorState};
 use crate::catalog::{FollowProgress, VectorTableRecord};
 use crate::error::{Error, Result};
@@ -116,12 +115,7 @@ pub(crate) async fn write_segment(
     let (index_sha256, index_bytes) = files.put_verified(&format!("{name}/index.usearch"), index_bytes).await?;
     // The search copy of the vectors, ready to map: loading the segment then decodes only
     // its rows. Written in place from the build's own copy.
-    let unit = spec.metric == Metric::Cosine;
-    if unit {
-        for row in search_vectors.chunks_exact_mut(spec.dims) {
-            normalize(row);
-        }
-    }
+    let unit = row_vectors::prepare_for_search(&mut search_vectors, spec.dims, spec.metric);
     files.put_parts_verified(&row_vectors::file_of(&name), row_vectors::file_parts(search_vectors, spec.dims, unit).into()).await?;
     pause_point("vectors.write.index_written");
     // The text index is part of the segment: written before the manifest that lists it, so
