@@ -4,7 +4,7 @@ runs it (a whole process, pinned to one core), with recall@10 from its CSV outpu
 For each ef: the best of N runs of the 1,000-query file, and of a one-query file (process
 start, opening the catalog, loading the table); QPS is reported both for the whole process
 and for the batch alone (the difference). Usage (run_cli_batch.sh sets it up):
-    python3 cli_batch.py JAMMI DATA_DIR DATASET [--ef 16 32 64 128] [--runs 3]
+    python3 cli_batch.py JAMMI DATA_DIR DATASET [--ef 10 12 16 32 64 128] [--runs 3]
 """
 
 import argparse
@@ -29,7 +29,7 @@ def main() -> None:
     p.add_argument("jammi")
     p.add_argument("data_dir")
     p.add_argument("dataset", type=Path)
-    p.add_argument("--ef", type=int, nargs="+", default=[16, 32, 64, 128])
+    p.add_argument("--ef", type=int, nargs="+", default=[10, 12, 16, 32, 64, 128])
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--table", default="deb")
     a = p.parse_args()

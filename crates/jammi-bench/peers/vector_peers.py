@@ -671,7 +671,7 @@ def int_list(text: str) -> list[int]:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", type=Path, default=DEFAULT_DATASET, help="debian-packages dataset directory")
-    p.add_argument("--ef", type=int_list, default=[16, 32, 64, 128, 256], help="search ef values (comma list)")
+    p.add_argument("--ef", type=int_list, default=[10, 12, 16, 32, 64, 128, 256], help="search ef values (comma list)")
     p.add_argument("--filtered-ef", type=int_list, default=None, help="ef values for filtered search (default: --ef)")
     p.add_argument("--m", type=int, default=16, help="HNSW M (links per node)")
     p.add_argument("--ef-construction", type=int, default=128)

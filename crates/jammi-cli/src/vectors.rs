@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
 use arrow::array::{ArrayRef, RecordBatch, UInt64Array};
-use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Schema};
 use jammi_db::storage::StorageOptions;
 use jammi_db::vector::parse_vector_text;
@@ -185,20 +184,12 @@ pub async fn search(session: &Session, args: SearchArgs, format: OutputFormat, o
         }
         (None, None) => return Err(anyhow!("give --vector, --text or --query-file")),
     };
-    let many = args.query_file.is_some();
-    let mut results = Vec::with_capacity(queries.len());
-    for (n, vector) in queries.into_iter().enumerate() {
-        let mut request = SearchRequest::new(vector, args.k);
-        request.filter = args.filter.clone();
-        request.ef = args.ef;
-        request.exact = args.exact;
-        request.oversample = args.oversample;
-        let batch = vectors.search(&args.name, &request).await?.batch;
-        results.push(if many { with_query_column(&batch, n as u64)? } else { batch });
-    }
-    let Some(first) = results.first() else { return Ok(()) };
-    let all = concat_batches(&first.schema(), &results)?;
-    print::print_batch(&all, format, out)
+    let requests: Vec<SearchRequest> = queries
+        .into_iter()
+        .map(|vector| SearchRequest { filter: args.filter.clone(), ef: args.ef, exact: args.exact, oversample: args.oversample, ..SearchRequest::new(vector, args.k) })
+        .collect();
+    let results = vectors.search_batch(&args.name, &requests).await?;
+    print::print_batch(&results, format, out)
 }
 
 /// The search `--vector`, `--text`, `--hybrid`, `--mode` and `--fusion` describe.
@@ -217,13 +208,4 @@ pub fn search_query(args: &SearchArgs) -> Result<SearchQuery> {
         None => HybridOptions::default(),
     };
     Ok(SearchQuery { mode, text: args.text.clone(), vector, k: args.k, filter: args.filter.clone(), ef: args.ef, exact: args.exact, oversample: args.oversample, hybrid })
-}
-
-/// Prefix a `query` column (the query's row number in the query file).
-fn with_query_column(batch: &RecordBatch, query: u64) -> Result<RecordBatch> {
-    let mut fields = vec![Arc::new(Field::new("query", DataType::UInt64, false))];
-    fields.extend(batch.schema().fields().iter().cloned());
-    let mut columns: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from(vec![query; batch.num_rows()]))];
-    columns.extend(batch.columns().iter().cloned());
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
 }

@@ -81,7 +81,9 @@ fn parse_ephemeral(values: &[Expr]) -> Result<SessionSetting> {
 /// statement they stand for (SQL has no syntax of its own for them); `None` for other text.
 pub fn ephemeral_statement(sql: &str) -> Option<String> {
     let text = sql.trim().trim_end_matches(';').trim();
-    let words: Vec<&str> = text.split_whitespace().collect();
+    // At most four words matter; a longer statement (a search with a long vector) is not
+    // split any further than that.
+    let words: Vec<&str> = text.split_whitespace().take(5).collect();
     let is = |i: usize, w: &str| words.get(i).is_some_and(|x| x.eq_ignore_ascii_case(w));
     if words.len() == 2 && is(0, "end") && is(1, "ephemeral") {
         return Some("SET ephemeral_session = off".into());

@@ -526,6 +526,39 @@ impl<'a> Vectors<'a> {
         search_entry(self.state(), self.ctx.scope(), &entry, request).await
     }
 
+    /// Many vector searches of `name` in one call (a query file, a batch of embeddings):
+    /// one catalog check and one table lookup for all of them, and the results in one
+    /// batch — a `query` column (each request's position in `requests`) before the columns
+    /// of [`Vectors::search`]'s result, each search's rows best first. Every request is
+    /// checked as a single search would be; with search auditing on, each is recorded as its
+    /// own search.
+    pub async fn search_batch(&self, name: &str, requests: &[SearchRequest]) -> Result<RecordBatch> {
+        crate::security::limits::at_most("query vectors in one batch", requests.len(), crate::security::limits::MAX_BATCH_QUERIES)?;
+        self.ctx.sync_catalog().await?;
+        let entry = self.resolve(name)?;
+        let (state, scope) = (self.state(), self.ctx.scope());
+        let audited = state.audit.as_ref().is_some_and(|a| a.audits(&crate::audit::chain_of(scope)));
+        if audited || requests.iter().any(|r| r.text.is_some()) {
+            // Text is embedded per query, and each audited search gets its own record.
+            let mut batches = Vec::with_capacity(requests.len());
+            for (n, request) in requests.iter().enumerate() {
+                batches.push(search::with_query_column(search_entry(state, scope, &entry, request).await?.batch, n)?);
+            }
+            let table = state.loaded(&entry).await?;
+            return datafusion::arrow::compute::concat_batches(&search::batch_schema(&table), &batches).map_err(Error::internal);
+        }
+        for request in requests {
+            request.check_limits()?;
+        }
+        // Every search of the batch sees this one generation of the table.
+        let table = state.loaded(&entry).await?;
+        let mut results = Vec::with_capacity(requests.len());
+        for request in requests {
+            results.push(hits_in(&table, &entry, request).await?.0);
+        }
+        search::batch_result(&table, &results)
+    }
+
     /// The rows of `name` best matching a full-text query (BM25), on a table with text
     /// columns.
     pub async fn text_search(&self, name: &str, request: &TextSearchRequest) -> Result<SearchResult> {
@@ -650,16 +683,20 @@ pub(crate) async fn vector_hits(state: &VectorState, scope: TenantScope, entry: 
         }
     };
     let table = state.loaded(entry).await?;
+    let (scored, path) = hits_in(&table, entry, request).await?;
+    Ok((table, scored, path))
+}
+
+/// The nearest rows of a loaded table for a vector request (limits already checked).
+async fn hits_in(table: &LoadedTable, entry: &VectorEntry, request: &SearchRequest) -> Result<(Vec<kernels::Scored>, SearchPath)> {
     let allowed = match &request.filter {
-        Some(f) if !f.trim().is_empty() => Some(filter::allowed_keys(&table, f).await?),
+        Some(f) if !f.trim().is_empty() => Some(filter::allowed_keys(table, f).await?),
         _ => None,
     };
-    let (scored, path) = search::search(&table, request, allowed.as_deref().map(|v| v.as_slice()))
-        .map_err(|e| match e {
-            Error::InvalidArgument { message, .. } => Error::InvalidVectors { table: entry.record.name.clone(), message },
-            other => other,
-        })?;
-    Ok((table, scored, path))
+    search::search(table, request, allowed.as_deref().map(|v| v.as_slice())).map_err(|e| match e {
+        Error::InvalidArgument { message, .. } => Error::InvalidVectors { table: entry.record.name.clone(), message },
+        other => other,
+    })
 }
 
 fn info_of(record: &VectorTableRecord, spec: &VectorTableSpec, manifest: &Manifest) -> VectorTableInfo {

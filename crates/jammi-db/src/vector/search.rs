@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Float32Array, Int64Array, ListBuilder, RecordBatch, StringBuilder};
+use datafusion::arrow::array::{ArrayRef, Float32Array, Int64Array, ListBuilder, RecordBatch, StringBuilder, UInt64Array};
 use datafusion::arrow::compute::interleave;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
@@ -111,18 +111,18 @@ pub fn search(table: &LoadedTable, request: &SearchRequest, allowed: Option<&[bo
     if k == 0 {
         return Ok((Vec::new(), SearchPath::Exact));
     }
-    let ef = request.ef.unwrap_or(DEFAULT_EF_SEARCH).max(1);
+    // The walk's cost estimate uses the asked-for width: a wide rescoring is no reason to
+    // scan everything.
+    let asked_ef = request.ef.unwrap_or(DEFAULT_EF_SEARCH).max(1);
     let total = table.live_rows.max(1);
     let exact = request.exact
         || total <= SMALL_TABLE_ROWS
-        || (candidates as f64) * (candidates as f64) < ef as f64 * spec.m as f64 * total as f64;
+        || (candidates as f64) * (candidates as f64) < asked_ef as f64 * spec.m as f64 * total as f64;
     if exact {
         return Ok((exact_scan(table, &query, k, allowed), SearchPath::Exact));
     }
 
-    let oversample = request.oversample.unwrap_or(spec.oversample).max(1);
-    let want = k.saturating_mul(oversample).max(k);
-    let ef = ef.max(want);
+    let (ef, want) = walk_width(request.ef, k, spec.oversample, request.oversample);
     let has_tombstones = table.live_rows < table.key_space();
     let mut top = TopK::new(k);
     for seg in &table.segments {
@@ -145,6 +145,25 @@ pub fn search(table: &LoadedTable, request: &SearchRequest, allowed: Option<&[bo
         return Ok((exact_scan(table, &query, k, allowed), SearchPath::Exact));
     }
     Ok((found, SearchPath::Hnsw))
+}
+
+/// The graph walk's beam width and the candidates it hands to exact rescoring, for `k`
+/// results with the table's `oversample` factor or the request's own. Without an `ef` the
+/// walk is wide enough for all `k × oversample` candidates (and at least
+/// [`DEFAULT_EF_SEARCH`]). An explicit `ef` is the one knob of speed against recall, so it
+/// also caps the table's default candidates (never below `k`): a narrow walk has no more
+/// good candidates to give than its width. An explicit oversample factor is always honoured
+/// (the walk widens for it).
+fn walk_width(ef: Option<usize>, k: usize, table_oversample: usize, request_oversample: Option<usize>) -> (usize, usize) {
+    let want = k.saturating_mul(request_oversample.unwrap_or(table_oversample).max(1)).max(k);
+    match (ef, request_oversample) {
+        (None, _) => (DEFAULT_EF_SEARCH.max(want), want),
+        (Some(ef), Some(_)) => (ef.max(want), want),
+        (Some(ef), None) => {
+            let ef = ef.max(k);
+            (ef, want.min(ef))
+        }
+    }
 }
 
 /// Streaming exact top-k over all live (or allowed) rows.
@@ -233,4 +252,67 @@ pub fn result_batch(table: &LoadedTable, scored: &[Scored]) -> Result<RecordBatc
     columns.push(Arc::new(Int64Array::from_iter_values(1..=scored.len() as i64)));
     columns.push(retrieved_by(scored.iter().map(|_| &["vector"][..])));
     RecordBatch::try_new(schema, columns).map_err(Error::internal)
+}
+
+/// Schema of [`batch_result`]: `query`, then [`result_schema`]'s columns.
+pub fn batch_schema(table: &LoadedTable) -> SchemaRef {
+    let mut fields = vec![Arc::new(Field::new("query", DataType::UInt64, false))];
+    fields.extend(result_schema(&table.row_schema()).fields().iter().cloned());
+    Arc::new(Schema::new(fields))
+}
+
+/// One search's result rows with the `query` column of [`batch_result`] (`query` for all).
+pub fn with_query_column(batch: RecordBatch, query: usize) -> Result<RecordBatch> {
+    let mut fields = vec![Arc::new(Field::new("query", DataType::UInt64, false))];
+    fields.extend(batch.schema().fields().iter().cloned());
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from(vec![query as u64; batch.num_rows()]))];
+    columns.extend(batch.columns().iter().cloned());
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(Error::internal)
+}
+
+/// The results of many searches of one table as one batch: a `query` column (each search's
+/// position among them) before [`result_schema`]'s columns, each search's rows best first.
+pub fn batch_result(table: &LoadedTable, results: &[Vec<Scored>]) -> Result<RecordBatch> {
+    let schema = batch_schema(table);
+    let rows: usize = results.iter().map(Vec::len).sum();
+    if rows == 0 {
+        return Ok(RecordBatch::new_empty(schema));
+    }
+    let each = || results.iter().enumerate().flat_map(|(query, scored)| scored.iter().enumerate().map(move |(rank, s)| (query, rank, s)));
+    let keys: Vec<u64> = each().map(|(_, _, s)| s.key).collect();
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from_iter_values(each().map(|(query, _, _)| query as u64)))];
+    columns.extend(rows_at(table, &keys)?);
+    columns.push(Arc::new(Float32Array::from_iter_values(each().map(|(_, _, s)| s.distance))));
+    columns.push(Arc::new(Int64Array::from_iter_values(each().map(|(_, rank, _)| rank as i64 + 1))));
+    columns.push(retrieved_by(each().map(|_| &["vector"][..])));
+    RecordBatch::try_new(schema, columns).map_err(Error::internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::walk_width;
+
+    #[test]
+    fn the_default_walk_is_wide_enough_for_every_candidate() {
+        assert_eq!(walk_width(None, 10, 2, None), (64, 20));
+        assert_eq!(walk_width(None, 10, 10, None), (100, 100));
+        assert_eq!(walk_width(None, 100, 1, None), (100, 100));
+        assert_eq!(walk_width(None, 10, 2, Some(1)), (64, 10));
+    }
+
+    #[test]
+    fn an_explicit_ef_caps_the_default_candidates_but_never_below_k() {
+        assert_eq!(walk_width(Some(12), 10, 2, None), (12, 12));
+        assert_eq!(walk_width(Some(16), 10, 2, None), (16, 16));
+        assert_eq!(walk_width(Some(128), 10, 2, None), (128, 20));
+        assert_eq!(walk_width(Some(4), 10, 2, None), (10, 10));
+        assert_eq!(walk_width(Some(64), 10, 10, None), (64, 64));
+    }
+
+    #[test]
+    fn an_explicit_oversample_is_honoured_whatever_the_ef() {
+        assert_eq!(walk_width(Some(128), 10, 10, Some(100)), (1000, 1000));
+        assert_eq!(walk_width(Some(12), 10, 2, Some(2)), (20, 20));
+        assert_eq!(walk_width(Some(64), 10, 2, Some(3)), (64, 30));
+    }
 }

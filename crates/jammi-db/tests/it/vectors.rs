@@ -679,3 +679,46 @@ async fn the_default_precision_follows_the_metric() {
     let nearest = rows(&session, "SELECT id, _distance FROM vector_search('c', '[0, 1]', 1)").await;
     assert_eq!(nearest, vec![vec!["2".to_string(), "0.0".to_string()]]);
 }
+
+#[tokio::test]
+async fn a_batch_of_searches_answers_as_each_search_alone() {
+    let (session, dir) = temp_session().await;
+    let rows = rows_from(clustered(4000, 24, 5), 1);
+    let file = dir.path().join("batch.parquet");
+    write_rows(&file, &rows, true);
+    import(&session, "batch", &file, Metric::Cosine, Precision::Int8).await;
+    let queries = clustered(4, 24, 77);
+    let mut requests: Vec<SearchRequest> = queries.iter().map(|q| SearchRequest::new(q.clone(), 10)).collect();
+    requests[1].filter = Some("category = 'few'".into());
+    requests[2].exact = true;
+    requests[3].ef = Some(12);
+    requests[3].k = 3;
+
+    let batch = session.vectors().search_batch("batch", &requests).await.unwrap();
+    let query = batch.column_by_name("query").unwrap().as_any().downcast_ref::<jammi_db::datafusion::arrow::array::UInt64Array>().unwrap();
+    let rank = batch.column_by_name("_rank").unwrap().as_any().downcast_ref::<Int64Array>().unwrap();
+    let text = |batch: &RecordBatch, i: usize| jammi_db::datafusion::arrow::util::display::array_value_to_string(batch.column_by_name("category").unwrap(), i).unwrap();
+    let all = hits(&batch);
+    for (n, request) in requests.iter().enumerate() {
+        let alone = session.vectors().search("batch", request).await.unwrap().batch;
+        let mine: Vec<usize> = (0..batch.num_rows()).filter(|&i| query.value(i) == n as u64).collect();
+        assert_eq!(mine.iter().map(|&i| all[i]).collect::<Vec<_>>(), hits(&alone), "query {n}: the same rows and distances as alone");
+        assert_eq!(mine.iter().map(|&i| rank.value(i)).collect::<Vec<_>>(), (1..=request.k as i64).collect::<Vec<_>>(), "query {n}: ranks from 1");
+        assert_eq!(mine.iter().map(|&i| text(&batch, i)).collect::<Vec<_>>(), (0..alone.num_rows()).map(|i| text(&alone, i)).collect::<Vec<_>>());
+    }
+    assert!((0..batch.num_rows()).filter(|&i| query.value(i) == 1).all(|i| text(&batch, i) == "few"), "the filtered query's rows pass its filter");
+
+    // A bad request anywhere in the batch fails the batch, naming the argument.
+    requests[2].k = 1_000_000;
+    let err = session.vectors().search_batch("batch", &requests).await.unwrap_err().to_string();
+    assert!(err.contains('k') && err.contains("1000000"), "{err}");
+    requests[2].k = 10;
+    requests[1].filter = Some("no_such_column = 1".into());
+    let err = session.vectors().search_batch("batch", &requests).await.unwrap_err().to_string();
+    assert!(err.contains("no_such_column"), "{err}");
+    // No requests: an empty result that still has the batch's columns.
+    let empty = session.vectors().search_batch("batch", &[]).await.unwrap();
+    assert_eq!(empty.num_rows(), 0);
+    assert_eq!(empty.schema().field(0).name(), "query");
+    assert!(empty.schema().column_with_name("_distance").is_some());
+}
