@@ -25,6 +25,9 @@ cargo build --release -p jammi-cli >&2
 JAMMI="$CARGO_TARGET_DIR/release/jammi"
 
 best() { sort -g | head -1; }
+best_json() { # FILE KEY → the least KEY over the file's JSON lines, 2 decimals
+    python3 -c "import json, sys; print('%.2f' % min(json.loads(l)[sys.argv[2]] for l in open(sys.argv[1])))" "$1" "$2"
+}
 echo "$(python3 -c 'import pyarrow.parquet as pq, sys; print(pq.read_metadata(sys.argv[1]).num_rows)' "$DATA/embeddings.parquet") rows of $DATA"
 echo
 echo "| cores | jammi import (s) | jammi index build (s) | FAISS read+build+save (s) | FAISS build (s) | hnswlib read+build+save (s) | hnswlib build (s) |"
@@ -49,8 +52,8 @@ for cores in 1 2; do
         for _ in $(seq "$RUNS"); do
             taskset -c "$cpus" python3 crates/jammi-bench/peers/build_peers.py "$system" --data "$DATA" --out "$OUT" --threads "$cores" >>"$OUT/$system-$cores.json"
         done
-        total=$(python3 -c 'import json,sys; print(f"{min(json.loads(l)["total_s"] for l in open(sys.argv[1])):.2f}")' "$OUT/$system-$cores.json")
-        build=$(python3 -c 'import json,sys; print(f"{min(json.loads(l)["build_s"] for l in open(sys.argv[1])):.2f}")' "$OUT/$system-$cores.json")
+        total=$(best_json "$OUT/$system-$cores.json" total_s)
+        build=$(best_json "$OUT/$system-$cores.json" build_s)
         row="$row | $total | $build"
     done
     echo "$row |"
