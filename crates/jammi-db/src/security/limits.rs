@@ -18,6 +18,8 @@ pub const MAX_FILTER_DEPTH: usize = 64;
 pub const MAX_DIMENSIONS: usize = 65_536;
 /// Most query vectors in one batch search.
 pub const MAX_BATCH_QUERIES: usize = 100_000;
+/// Result rows one batched search may ask for (the sum of its requests' `k`).
+pub const MAX_BATCH_RESULT_ROWS: usize = 10_000_000;
 /// Largest topic event (its JSON form), in bytes.
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
 /// Longest line of an NDJSON input, in bytes.

@@ -533,7 +533,9 @@ impl<'a> Vectors<'a> {
     /// checked as a single search would be; with search auditing on, each is recorded as its
     /// own search.
     pub async fn search_batch(&self, name: &str, requests: &[SearchRequest]) -> Result<RecordBatch> {
-        crate::security::limits::at_most("query vectors in one batch", requests.len(), crate::security::limits::MAX_BATCH_QUERIES)?;
+        use crate::security::limits::{at_most, MAX_BATCH_QUERIES, MAX_BATCH_RESULT_ROWS};
+        at_most("query vectors in one batch", requests.len(), MAX_BATCH_QUERIES)?;
+        at_most("result rows of one batched search (the sum of k)", requests.iter().map(|r| r.k).fold(0, usize::saturating_add), MAX_BATCH_RESULT_ROWS)?;
         self.ctx.sync_catalog().await?;
         let entry = self.resolve(name)?;
         let (state, scope) = (self.state(), self.ctx.scope());

@@ -716,6 +716,10 @@ async fn a_batch_of_searches_answers_as_each_search_alone() {
     requests[1].filter = Some("no_such_column = 1".into());
     let err = session.vectors().search_batch("batch", &requests).await.unwrap_err().to_string();
     assert!(err.contains("no_such_column"), "{err}");
+    // The rows a batch may ask for are bounded before anything is searched.
+    let many = vec![SearchRequest::new(queries[0].clone(), 10_000); 1_001];
+    let err = session.vectors().search_batch("batch", &many).await.unwrap_err().to_string();
+    assert!(err.contains("sum of k") && err.contains("10010000"), "{err}");
     // No requests: an empty result that still has the batch's columns.
     let empty = session.vectors().search_batch("batch", &[]).await.unwrap();
     assert_eq!(empty.num_rows(), 0);
