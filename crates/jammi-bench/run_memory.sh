@@ -3,7 +3,7 @@
 # corpus (1,000 held-out queries, k=10, ef=64, one thread). Each system's index is built and
 # saved once; then each serving process opens it from disk, answers every query and exits
 # under /usr/bin/time. "idle" is the same process without an index: its runtime's own share.
-# Prints a Markdown table. Usage: bash crates/jammi-bench/run_memory.sh
+# Then import memory against input size (see below). Prints Markdown tables. Usage: bash crates/jammi-bench/run_memory.sh
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -43,4 +43,26 @@ for system in faiss hnswlib; do
 done
 echo
 echo "jammi vectors import peak RSS: $import_peak MB"
+
+# Import memory against input size: the corpus once and four times over, jammi with its
+# default segment size (512 MiB: one segment for both) and with 32 MiB segments (~21,800
+# rows of 384 dims), beside each peer's whole build (read, build, save) on the same file.
+python3 "$PEERS" replicate --data "$DATA" --out "$OUT" --copies 4 --target "$OUT/x4.parquet" >&2
+echo
+echo "| input | rows | jammi import, default segments (MB) | jammi import, 32 MiB segments (MB) | segments | FAISS build (MB) | hnswlib build (MB) |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for input in "$DATA/embeddings.parquet" "$OUT/x4.parquet"; do
+    rows=$(python3 -c "import pyarrow.parquet as pq, sys; print(pq.ParquetFile(sys.argv[1]).metadata.num_rows)" "$input")
+    rm -rf "$OUT/imp"
+    whole=$(peak_mb "$JAMMI" -q --data-dir "$OUT/imp" vectors import deb "$input" --id-column id --vector-column embedding)
+    rm -rf "$OUT/imp"
+    bounded=$(JAMMI_VECTORS__SEGMENT_MB=32 peak_mb "$JAMMI" -q --data-dir "$OUT/imp" vectors import deb "$input" --id-column id --vector-column embedding)
+    segments=$("$JAMMI" --data-dir "$OUT/imp" --format ndjson vectors list | python3 -c "import json, sys; print(json.loads(sys.stdin.readline())['segments'])")
+    rm -rf "$OUT/imp"
+    faiss=$(peak_mb python3 "$PEERS" build faiss --data "$DATA" --out "$OUT" --embeddings "$input")
+    hnsw=$(peak_mb python3 "$PEERS" build hnswlib --data "$DATA" --out "$OUT" --embeddings "$input")
+    echo "| $(basename "$input") | $rows | $whole | $bounded | $segments | $faiss | $hnsw |"
+done
+# The peers' saved indexes of the corpus itself, for anyone rerunning the serving part.
+python3 "$PEERS" build --data "$DATA" --out "$OUT" >&2
 echo "raw files: $OUT" >&2

@@ -158,11 +158,15 @@ pub struct VectorsConfig {
     pub max_segments: usize,
     /// A table with a larger fraction of deleted rows is compacted after a write.
     pub max_deleted_fraction: f64,
+    /// The most vector data one segment holds, in MiB (rows × dimensions × 4 bytes). An
+    /// import larger than this is written as several segments, one at a time, so its memory
+    /// stays bounded whatever the input's size; compaction never merges segments past it.
+    pub segment_mb: usize,
 }
 
 impl Default for VectorsConfig {
     fn default() -> Self {
-        VectorsConfig { cache_mb: 1024, max_segments: 8, max_deleted_fraction: 0.2 }
+        VectorsConfig { cache_mb: 1024, max_segments: 8, max_deleted_fraction: 0.2, segment_mb: 512 }
     }
 }
 
@@ -331,6 +335,9 @@ impl Config {
         if self.vectors.max_segments == 0 {
             return Err(Error::config("vectors.max_segments", "must be at least 1"));
         }
+        if self.vectors.segment_mb == 0 {
+            return Err(Error::config("vectors.segment_mb", "must be at least 1"));
+        }
         if !(self.vectors.max_deleted_fraction > 0.0 && self.vectors.max_deleted_fraction <= 1.0) {
             return Err(Error::config("vectors.max_deleted_fraction", "must be greater than 0 and at most 1"));
         }
@@ -452,7 +459,7 @@ fn is_known_key(section: &str, key: &str) -> bool {
         ("catalog", "url" | "max_connections" | "busy_timeout_ms" | "connect_timeout_ms")
             | ("storage", "root")
             | ("query", "target_partitions" | "batch_size")
-            | ("vectors", "cache_mb" | "max_segments" | "max_deleted_fraction")
+            | ("vectors", "cache_mb" | "max_segments" | "max_deleted_fraction" | "segment_mb")
             | ("broker", "kind" | "url" | "poll_interval_ms")
             | ("security", "operator_locations" | "idle_in_transaction_timeout_ms")
             | ("audit", "enabled" | "key_env" | "key_file" | "durability")
@@ -563,10 +570,10 @@ mod tests {
             "[vectors]\ncache_mb = 64\nmax_deleted_fraction = 0.5\n[storage]\nroot = \"s3://b/p\"\noptions = { region = \"eu-west-1\" }\n",
         )
         .unwrap();
-        let c = Config::load_with_env(dir.path(), Some(&file), &env(&[("JAMMI_VECTORS__MAX_SEGMENTS", "4")])).unwrap();
-        assert_eq!((c.vectors.cache_mb, c.vectors.max_segments, c.vectors.max_deleted_fraction), (64, 4, 0.5));
+        let c = Config::load_with_env(dir.path(), Some(&file), &env(&[("JAMMI_VECTORS__MAX_SEGMENTS", "4"), ("JAMMI_VECTORS__SEGMENT_MB", "16")])).unwrap();
+        assert_eq!((c.vectors.cache_mb, c.vectors.max_segments, c.vectors.max_deleted_fraction, c.vectors.segment_mb), (64, 4, 0.5, 16));
         assert_eq!(c.storage.options.get("region").map(String::as_str), Some("eu-west-1"));
-        for (key, value) in [("JAMMI_VECTORS__MAX_SEGMENTS", "0"), ("JAMMI_VECTORS__MAX_DELETED_FRACTION", "1.5")] {
+        for (key, value) in [("JAMMI_VECTORS__MAX_SEGMENTS", "0"), ("JAMMI_VECTORS__MAX_DELETED_FRACTION", "1.5"), ("JAMMI_VECTORS__SEGMENT_MB", "0")] {
             let err = Config::load_with_env(dir.path(), None, &env(&[(key, value)])).unwrap_err().to_string();
             assert!(err.contains(&key["JAMMI_".len()..].to_ascii_lowercase().replace("__", ".")), "{err}");
         }

@@ -96,6 +96,7 @@ impl Engine {
         let policy = CompactionPolicy {
             max_segments: config.vectors.max_segments,
             max_deleted_fraction: config.vectors.max_deleted_fraction,
+            max_segment_bytes: config.vectors.segment_mb.saturating_mul(1 << 20),
         };
         let embed = Arc::new(crate::embed::EmbedState::new(&config));
         let audit = crate::audit::auditor_for(&config.audit, &catalog).await?;

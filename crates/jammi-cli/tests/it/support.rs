@@ -1,7 +1,8 @@
 //! Running the real `jammi` binary.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::io::Read;
+use std::process::{Child, Command, Output, Stdio};
 
 pub fn jammi(data_dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_jammi"));
@@ -52,4 +53,35 @@ pub fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// Run `cmd` to completion and return (success, stdout, stderr, peak RSS in bytes) of that
+/// one child, from `wait4` (getrusage of the whole test process would mix in every other
+/// test's children).
+// The child is reaped by `wait4` below, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
+pub fn run_measured(cmd: &mut Command) -> (bool, String, String, u64) {
+    let mut child: Child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let (mut stdout, mut stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    // Outputs are one line each; read them on threads so a full pipe can never block the
+    // child before it exits.
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        stdout.read_to_string(&mut s).unwrap();
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        stderr.read_to_string(&mut s).unwrap();
+        s
+    });
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: plain FFI; `usage` is a valid, zeroed rusage the kernel fills in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, pid, "wait4 failed: {}", std::io::Error::last_os_error());
+    let success = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    // Linux reports ru_maxrss in KiB.
+    (success, out.join().unwrap(), err.join().unwrap(), usage.ru_maxrss as u64 * 1024)
 }

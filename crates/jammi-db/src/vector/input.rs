@@ -10,6 +10,10 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Float32Type, Schema, SchemaRef};
 
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::StreamExt;
+
 use crate::error::{Error, Result};
 
 /// Names that the vector table's own columns use.
@@ -46,68 +50,117 @@ pub fn prepare(
     existing_ids: &HashSet<IdValue>,
 ) -> Result<PreparedRows> {
     let schema = batches.first().map(|b| b.schema()).ok_or_else(|| bad(table, "the input has no rows"))?;
-    let columns = || schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ");
-    let id_field = schema
-        .field_with_name(id_column)
-        .map_err(|_| bad(table, format!("id column '{id_column}' does not exist; columns are: {}", columns())))?;
-    let id_type = match id_field.data_type() {
-        t if t.is_integer() => DataType::Int64,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
-        other => {
-            return Err(bad(table, format!("id column '{id_column}' has type {other}; expected an integer or text type")))
-        }
-    };
-    let vector_field = schema
-        .field_with_name(vector_column)
-        .map_err(|_| bad(table, format!("vector column '{vector_column}' does not exist; columns are: {}", columns())))?;
-    let element_ok = |t: &DataType| matches!(t, DataType::Float32 | DataType::Float64 | DataType::Float16);
-    match vector_field.data_type() {
-        DataType::FixedSizeList(f, _) | DataType::List(f) | DataType::LargeList(f) if element_ok(f.data_type()) => {}
-        other => {
-            return Err(bad(
-                table,
-                format!("vector column '{vector_column}' has type {other}; expected FixedSizeList<Float32> or List<Float32>"),
-            ))
-        }
+    let mut preparer = Preparer::new(table, &schema, id_column, vector_column, expected_dims, existing_ids)?;
+    let mut vectors = Vec::new();
+    let mut out = Vec::with_capacity(batches.len());
+    for batch in batches {
+        out.extend(preparer.push(batch, &mut vectors)?);
     }
-    let payload: Vec<Arc<Field>> = schema
-        .fields()
-        .iter()
-        .filter(|f| f.name() != id_column && f.name() != vector_column)
-        .cloned()
-        .collect();
-    if let Some(clash) = payload.iter().find(|f| RESERVED.contains(&f.name().as_str())) {
-        return Err(bad(table, format!("payload column '{}' clashes with a vector-table column; rename it", clash.name())));
+    let (dims, schema) = preparer.finish()?;
+    Ok(PreparedRows { rows: vectors.len() / dims, batches: out, vectors, dims, schema })
+}
+
+/// Checks and converts the user's rows batch by batch, so an import can stream its input:
+/// the columns once, then each batch's ids (unique across every batch), dimensions and
+/// values.
+pub struct Preparer<'a> {
+    table: String,
+    id_column: String,
+    vector_column: String,
+    id_type: DataType,
+    payload: Vec<Arc<Field>>,
+    dims: Option<usize>,
+    seen: SeenIds,
+    existing: &'a HashSet<IdValue>,
+    out_schema: Option<SchemaRef>,
+}
+
+impl<'a> Preparer<'a> {
+    /// Check the input's columns (`schema`). `expected_dims` is given on append.
+    pub fn new(table: &str, schema: &SchemaRef, id_column: &str, vector_column: &str, expected_dims: Option<usize>, existing: &'a HashSet<IdValue>) -> Result<Self> {
+        let columns = || schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ");
+        let id_field = schema
+            .field_with_name(id_column)
+            .map_err(|_| bad(table, format!("id column '{id_column}' does not exist; columns are: {}", columns())))?;
+        let id_type = match id_field.data_type() {
+            t if t.is_integer() => DataType::Int64,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
+            other => {
+                return Err(bad(table, format!("id column '{id_column}' has type {other}; expected an integer or text type")))
+            }
+        };
+        let vector_field = schema
+            .field_with_name(vector_column)
+            .map_err(|_| bad(table, format!("vector column '{vector_column}' does not exist; columns are: {}", columns())))?;
+        let element_ok = |t: &DataType| matches!(t, DataType::Float32 | DataType::Float64 | DataType::Float16);
+        match vector_field.data_type() {
+            DataType::FixedSizeList(f, _) | DataType::List(f) | DataType::LargeList(f) if element_ok(f.data_type()) => {}
+            other => {
+                return Err(bad(
+                    table,
+                    format!("vector column '{vector_column}' has type {other}; expected FixedSizeList<Float32> or List<Float32>"),
+                ))
+            }
+        }
+        let payload: Vec<Arc<Field>> = schema
+            .fields()
+            .iter()
+            .filter(|f| f.name() != id_column && f.name() != vector_column)
+            .cloned()
+            .collect();
+        if let Some(clash) = payload.iter().find(|f| RESERVED.contains(&f.name().as_str())) {
+            return Err(bad(table, format!("payload column '{}' clashes with a vector-table column; rename it", clash.name())));
+        }
+        Ok(Preparer {
+            table: table.to_string(),
+            id_column: id_column.to_string(),
+            vector_column: vector_column.to_string(),
+            id_type,
+            payload,
+            dims: expected_dims,
+            seen: SeenIds::default(),
+            existing,
+            out_schema: None,
+        })
     }
 
-    let mut dims = expected_dims;
-    let mut seen: HashSet<IdValue> = HashSet::new();
-    let mut vectors = Vec::new();
-    let mut out_batches = Vec::with_capacity(batches.len());
-    let mut out_schema: Option<SchemaRef> = None;
-    let mut rows = 0usize;
-    for batch in batches {
-        let ids = cast(batch.column(schema.index_of(id_column).unwrap_or(0)), &id_type)
-            .map_err(|e| bad(table, format!("id column '{id_column}': {e}")))?;
+    /// The dimensions, once a row has shown them (or as expected on append).
+    pub fn dims(&self) -> Option<usize> {
+        self.dims
+    }
+
+    /// The table's layout of the rows, once a row has been prepared.
+    pub fn schema(&self) -> Option<&SchemaRef> {
+        self.out_schema.as_ref()
+    }
+
+    /// `batch` in the table's layout (`None` when it has no rows), its vectors appended to
+    /// `vectors`, row after row.
+    pub fn push(&mut self, batch: &RecordBatch, vectors: &mut Vec<f32>) -> Result<Option<RecordBatch>> {
+        if batch.num_rows() == 0 {
+            return Ok(None);
+        }
+        let table = self.table.as_str();
+        let (id_column, vector_column) = (self.id_column.as_str(), self.vector_column.as_str());
+        let schema = batch.schema();
+        let index_of = |name: &str| schema.index_of(name).map_err(|_| bad(table, format!("column '{name}' is missing from part of the input")));
+        let ids = cast(batch.column(index_of(id_column)?), &self.id_type).map_err(|e| bad(table, format!("id column '{id_column}': {e}")))?;
         let id_at = |row: usize| -> IdValue { IdValue::from_array(&ids, row) };
         if ids.null_count() > 0 {
             return Err(bad(table, format!("id column '{id_column}' has NULL values; every row needs an id")));
         }
-        for row in 0..batch.num_rows() {
-            let id = id_at(row);
-            if existing_ids.contains(&id) || !seen.insert(id.clone()) {
-                return Err(bad(table, format!("id {id} appears more than once; ids must be unique")));
-            }
+        if let Some(row) = self.seen.first_repeat(&ids, self.existing) {
+            return Err(bad(table, format!("id {} appears more than once; ids must be unique", id_at(row))));
         }
 
-        let column = batch.column(schema.index_of(vector_column).unwrap_or(0));
+        let column = batch.column(index_of(vector_column)?);
         let (lists_values, lengths) = list_parts(column, table, vector_column)?;
         for row in 0..batch.num_rows() {
             if column.is_null(row) {
                 return Err(bad(table, format!("row with id {} has a NULL vector", id_at(row))));
             }
             let (start, len) = lengths[row];
-            let expected = *dims.get_or_insert(len);
+            let expected = *self.dims.get_or_insert(len);
             if len != expected {
                 return Err(bad(table, format!("row with id {} has {len} dimensions; expected {expected}", id_at(row))));
             }
@@ -121,34 +174,59 @@ pub fn prepare(
             }
             vectors.extend_from_slice(values);
         }
-        let dims_now = dims.unwrap_or(0);
+        let dims = self.dims.unwrap_or(0);
         // The embedding column shares the input's values (every row has `dims` values, one
         // after another), rather than copying them a second time.
         let first = lengths.first().map_or(0, |(start, _)| *start);
         let embedding = FixedSizeListArray::try_new(
             Arc::new(Field::new("item", DataType::Float32, false)),
-            dims_now as i32,
-            Arc::new(lists_values.slice(first, batch.num_rows() * dims_now)),
+            dims as i32,
+            Arc::new(lists_values.slice(first, batch.num_rows() * dims)),
             None,
         )
         .map_err(|e| bad(table, e.to_string()))?;
-        let mut fields = vec![Arc::new(Field::new("id", id_type.clone(), false))];
         let mut arrays: Vec<ArrayRef> = vec![ids];
-        for f in &payload {
-            fields.push(Arc::clone(f));
-            arrays.push(Arc::clone(batch.column(schema.index_of(f.name()).unwrap_or(0))));
+        for f in &self.payload {
+            arrays.push(Arc::clone(batch.column(index_of(f.name())?)));
         }
-        fields.push(Arc::new(Field::new("embedding", embedding.data_type().clone(), false)));
         arrays.push(Arc::new(embedding));
-        let out_schema_now = out_schema.get_or_insert_with(|| Arc::new(Schema::new(fields.clone()))).clone();
-        out_batches.push(RecordBatch::try_new(out_schema_now, arrays).map_err(|e| bad(table, e.to_string()))?);
-        rows += batch.num_rows();
+        let out_schema = self
+            .out_schema
+            .get_or_insert_with(|| {
+                let mut fields = vec![Arc::new(Field::new("id", self.id_type.clone(), false))];
+                fields.extend(self.payload.iter().cloned());
+                fields.push(Arc::new(Field::new("embedding", arrays.last().map_or(DataType::Null, |a| a.data_type().clone()), false)));
+                Arc::new(Schema::new(fields))
+            })
+            .clone();
+        RecordBatch::try_new(out_schema, arrays).map(Some).map_err(|e| bad(table, e.to_string()))
     }
-    let dims = dims.ok_or_else(|| bad(table, "the input has no rows"))?;
-    if rows == 0 {
-        return Err(bad(table, "the input has no rows"));
+
+    /// The dimensions and the table's layout; an error when no row came.
+    pub fn finish(self) -> Result<(usize, SchemaRef)> {
+        match (self.dims, self.out_schema) {
+            (Some(dims), Some(schema)) => Ok((dims, schema)),
+            _ => Err(bad(&self.table, "the input has no rows")),
+        }
     }
-    Ok(PreparedRows { schema: out_schema.unwrap_or_else(|| Arc::new(Schema::empty())), batches: out_batches, vectors, dims, rows })
+}
+
+/// The first batch of `input` with rows, prepared, and its vectors: an input that ends
+/// before any row is an error ("the input has no rows").
+pub async fn first_rows(preparer: &mut Preparer<'_>, input: &mut SendableRecordBatchStream) -> Result<(RecordBatch, Vec<f32>)> {
+    let mut vectors = Vec::new();
+    while let Some(batch) = input.next().await {
+        if let Some(rows) = preparer.push(&batch?, &mut vectors)? {
+            return Ok((rows, vectors));
+        }
+    }
+    Err(bad(&preparer.table, "the input has no rows"))
+}
+
+/// Batches already in hand as an input stream (rows a query produced, or embedded ones).
+pub fn stream_of(table: &str, batches: Vec<RecordBatch>) -> Result<SendableRecordBatchStream> {
+    let schema = batches.first().map(|b| b.schema()).ok_or_else(|| bad(table, "the input has no rows"))?;
+    Ok(Box::pin(RecordBatchStreamAdapter::new(schema, futures::stream::iter(batches.into_iter().map(Ok)))))
 }
 
 /// The float values of a list column (cast to f32) and each row's (start, len).
@@ -198,6 +276,32 @@ pub fn vectors_of(batches: &[RecordBatch], column: &str, location: &str) -> Resu
         }
     }
     Ok(out)
+}
+
+/// The ids an import has seen, to refuse one that comes again (in a later segment too). Kept
+/// as plain integers or strings: this set is what grows with the input, so it is as small as
+/// the ids allow (an integer id costs ~9 bytes, not an `IdValue`'s 33).
+#[derive(Default)]
+struct SeenIds {
+    ints: HashSet<i64>,
+    texts: HashSet<Box<str>>,
+}
+
+impl SeenIds {
+    /// The first row of `ids` (Int64 or Utf8) that is in `existing` or was seen before;
+    /// records every id up to it.
+    fn first_repeat(&mut self, ids: &ArrayRef, existing: &HashSet<IdValue>) -> Option<usize> {
+        if let Some(ints) = ids.as_any().downcast_ref::<Int64Array>() {
+            ints.values().iter().position(|&id| !self.ints.insert(id) || (!existing.is_empty() && existing.contains(&IdValue::Int(id))))
+        } else if let Some(texts) = ids.as_any().downcast_ref::<StringArray>() {
+            texts.iter().position(|id| {
+                let id = id.unwrap_or_default();
+                !self.texts.insert(id.into()) || (!existing.is_empty() && existing.contains(&IdValue::Text(id.to_string())))
+            })
+        } else {
+            None
+        }
+    }
 }
 
 /// An id value, for duplicate detection and messages.

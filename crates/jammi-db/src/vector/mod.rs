@@ -8,9 +8,9 @@
 //! delete, compaction), [`recover`] (startup recovery), [`search_fn`] (the `vector_search`
 //! table function and its execution plan), [`sql`] (the `vectors` catalog).
 //!
-//! Durability: an import writes the catalog row as `building`, then the data file, the
-//! index and the manifest, verifies them, and only then flips the row to `ready` (the commit
-//! point). Later changes write new files and move the catalog's manifest pointer with a
+//! Durability: an import ([`import`]) writes the catalog row as `building`, then each
+//! segment's data file, index and vectors file and the manifest, verifies them, and only
+//! then flips the row to `ready` (the commit point). Later changes write new files and move the catalog's manifest pointer with a
 //! compare-and-swap. Opening a session removes abandoned `building` tables and rebuilds any
 //! missing index from the data.
 
@@ -32,14 +32,14 @@ pub mod sql;
 mod text;
 pub mod text_search;
 pub mod fusion;
+mod import;
 mod write;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::prelude::SessionContext;
 use parking_lot::RwLock;
 
 pub use search::{SearchPath, SearchRequest};
@@ -55,12 +55,12 @@ pub(crate) use text::text_error;
 use crate::catalog::{now_millis, Catalog, VectorTableRecord, VectorTableStatus};
 use crate::error::{Error, Result};
 use crate::context::EngineContext;
-use crate::source::{file as source_file, naming, FileFormatKind};
+use crate::source::naming;
 use crate::storage::{StorageOptions, StorageUrl};
 use crate::tenant::{TenantId, TenantScope};
 use files::TableFiles;
 use loaded::{load_table, read_manifest, LoadedTable, VectorCache};
-use spec::{Manifest, VectorTableSpec, MANIFEST_VERSION, SPEC_VERSION};
+use spec::{Manifest, VectorTableSpec};
 use write::Selection;
 
 pub use crate::progress::{NoProgress, Progress};
@@ -356,117 +356,41 @@ impl<'a> Vectors<'a> {
         Ok((record, files))
     }
 
-    /// Import a Parquet file or directory as a new vector table. Everything is validated
-    /// before anything is written; the table becomes visible only when complete.
-    pub async fn import(&self, spec: ImportSpec, progress: &dyn Progress) -> Result<VectorTableInfo> {
-        self.check_new_table(&spec.name, spec.m, spec.ef_construction, spec.oversample).await?;
-
-        progress.start("reading", 0);
-        let batches = self.read_input(&spec.url, &spec.options, &spec.name).await?;
-        progress.finish();
-        self.import_checked(spec, batches, progress).await
-    }
-
-    /// Create a table from rows already in hand (a query's, for `CREATE TABLE vectors.public.T
-    /// WITH (...) AS SELECT …`), as [`Vectors::import`] does from its file; `spec.url` and
-    /// `spec.options` are not used.
-    pub(crate) async fn import_rows(&self, spec: ImportSpec, batches: Vec<RecordBatch>, progress: &dyn Progress) -> Result<VectorTableInfo> {
-        self.check_new_table(&spec.name, spec.m, spec.ef_construction, spec.oversample).await?;
-        self.import_checked(spec, batches, progress).await
-    }
-
-    /// Embed (when asked), validate and commit `batches` as the new table `spec.name`, whose
-    /// name and index options were checked.
-    async fn import_checked(&self, spec: ImportSpec, batches: Vec<RecordBatch>, progress: &dyn Progress) -> Result<VectorTableInfo> {
-        let (batches, embedding, checkpoints) = match &spec.embed {
-            None => (batches, None, None),
-            Some(embed) => {
-                let embeddings = crate::embed::Embeddings::new(self.ctx, &self.state().embed);
-                let (batches, source, checkpoints) = embeddings.embed_column(&spec.name, batches, &embed.column, &spec.vector_column, (&embed.model, &embed.version), progress).await?;
-                (batches, Some(source), Some(checkpoints))
-            }
-        };
-        let mut rows = input::prepare(&spec.name, &batches, &spec.id_column, &spec.vector_column, None, &HashSet::new())?;
-        // What the prepared rows do not share with the input is freed now.
-        drop(batches);
-        crate::security::limits::at_most("vector dimensions", rows.dims, crate::security::limits::MAX_DIMENSIONS)?;
-        text::check_columns(&spec.name, &rows.schema, &spec.text_columns)?;
-
-        let table_spec = VectorTableSpec {
-            version: SPEC_VERSION,
-            dims: rows.dims,
-            metric: spec.metric,
-            precision: spec.precision,
-            m: spec.m,
-            ef_construction: spec.ef_construction,
-            oversample: spec.oversample.unwrap_or_else(|| spec.precision.default_oversample()),
-            schema: rows.schema.as_ref().clone(),
-            source_columns: Some((spec.id_column.clone(), spec.vector_column.clone())),
-            embedding,
-            follows: None,
-            text_columns: spec.text_columns.clone(),
-        };
-        let (record, files) = self.new_record(&spec.name, &table_spec)?;
-        let table_id = record.id.clone();
-
-        // The lock file tells recovery in other processes that this import is alive.
-        let lock = self.lock_file(&table_id)?;
-        self.ctx.catalog().vector_tables().insert_building(&record).await?;
-        pause_point("vectors.import.registered");
-        let written = async {
-            let segment = write::write_segment(&files, &table_spec, &rows.batches, std::borrow::Cow::Owned(std::mem::take(&mut rows.vectors)), 0, progress).await?;
-            let manifest = Manifest {
-                version: MANIFEST_VERSION,
-                generation: 1,
-                next_key: segment.rows,
-                segments: vec![segment],
-                tombstones: vec![],
-            };
-            let name = write::write_manifest(&files, &manifest).await?;
-            Ok::<_, Error>((manifest, name))
-        }
-        .await;
-        let (manifest, manifest_name) = match written {
-            Ok(m) => m,
-            Err(e) => {
-                // Best effort: leave nothing behind; recovery finishes the job if this fails.
-                let _ = files.delete_all().await;
-                let _ = self.ctx.catalog().vector_tables().delete(&table_id).await;
-                return Err(e);
-            }
-        };
-        pause_point("vectors.import.before_commit");
-        self.ctx.catalog().vector_tables().mark_ready(&table_id, &record.spec, manifest.generation, &manifest_name).await?;
-        if let Some(checkpoints) = checkpoints {
-            checkpoints.discard().await;
-        }
-        drop(lock);
-        let _ = std::fs::remove_file(lock_path(self.ctx.config(), &table_id));
-        self.ctx.sync_catalog().await?;
-        Ok(info_of(&record, &table_spec, &manifest))
-    }
-
-    /// Add the rows of a Parquet file or directory as a new segment. The rows are
-    /// searchable when this returns. Ids must be new; columns must match the table's. On a
-    /// table imported with an embedding model, rows without `vector_column` are embedded
-    /// from the recorded text column with the model's recorded files.
+    /// Add the rows of a Parquet file or directory as new segments (several when they
+    /// exceed `vectors.segment_mb`, streamed as an import is). The rows are searchable when
+    /// this returns. Ids must be new; columns must match the table's. On a table imported
+    /// with an embedding model, rows without `vector_column` are embedded from the recorded
+    /// text column with the model's recorded files.
     pub async fn append(&self, name: &str, url: &str, id_column: &str, vector_column: &str, options: &StorageOptions, progress: &dyn Progress) -> Result<u64> {
         let entry = self.writable(name).await?;
         follow::refuse_direct_write(&entry)?;
-        let mut batches = self.read_input(url, options, name).await?;
+        let input = self.input_stream(url, options, name).await?;
         // A table that records its model embeds appended rows that come without vectors,
-        // with the very files that made its other vectors.
-        if let Some(source) = &entry.spec.embedding {
-            let has_vectors = batches.first().is_some_and(|b| b.schema().column_with_name(vector_column).is_some());
-            if !has_vectors {
+        // with the very files that made its other vectors (the whole input, as import does).
+        let without_vectors = input.schema().column_with_name(vector_column).is_none();
+        let (mut opened, embedded) = match entry.spec.embedding.as_ref().filter(|_| without_vectors) {
+            Some(source) => {
                 let label = format!("{}:{}", source.model, source.version);
                 let model = self.state().embed.load(&label, &source.artifact_prefix, &source.metadata, Some(entry.spec.dims as u32)).await?;
-                batches = crate::embed::embed_batches(&model, name, batches, &source.column, vector_column, progress).await?;
+                let batches = datafusion::physical_plan::common::collect(input).await?;
+                (None, Some(crate::embed::embed_batches(&model, name, batches, &source.column, vector_column, progress).await?))
+            }
+            None => (Some(input), None),
+        };
+        // Another writer committing first costs this one its files and a second read of the
+        // input (the keys of the new rows follow the table's newest generation).
+        for _ in 0..write::MAX_ATTEMPTS {
+            let input = match (&embedded, opened.take()) {
+                (Some(batches), _) => input::stream_of(name, batches.clone())?,
+                (None, Some(input)) => input,
+                (None, None) => self.input_stream(url, options, name).await?,
+            };
+            if let Some(added) = write::append(self.state(), &entry, input, id_column, vector_column, progress).await? {
+                self.after_write(&entry, progress).await?;
+                return Ok(added);
             }
         }
-        let added = write::append(self.state(), &entry, &batches, id_column, vector_column, progress).await?;
-        self.after_write(&entry, progress).await?;
-        Ok(added)
+        Err(write::conflict(name))
     }
 
     /// The id and vector column names `append` reads by default: those of the data the table
@@ -619,14 +543,7 @@ impl<'a> Vectors<'a> {
     }
 
     async fn read_input(&self, url: &str, options: &StorageOptions, name: &str) -> Result<Vec<RecordBatch>> {
-        let url = StorageUrl::parse(url)?;
-        let store = self.ctx.register_store(&url, options)?;
-        let state = self.ctx.base_state();
-        let table_spec =
-            source_file::inspect(&state, &store, &url, Some(FileFormatKind::Parquet), &Default::default(), name).await?;
-        let provider = source_file::build_table(&table_spec, &url)?;
-        let ctx = SessionContext::new_with_state(state);
-        Ok(ctx.read_table(provider)?.collect().await?)
+        Ok(datafusion::physical_plan::common::collect(self.input_stream(url, options, name).await?).await?)
     }
 
     fn lock_file(&self, table_id: &str) -> Result<std::fs::File> {

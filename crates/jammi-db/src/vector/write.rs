@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{BooleanArray, RecordBatch};
 use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+use datafusion::execution::SendableRecordBatchStream;
+use futures::StreamExt;
 
 use super::files::{parquet_bytes, TableFiles};
 use super::index::SegmentIndex;
@@ -21,54 +23,120 @@ use crate::catalog::{FollowProgress, VectorTableRecord};
 use crate::error::{Error, Result};
 
 /// How often a writer retries after another writer committed first.
-const MAX_ATTEMPTS: usize = 8;
+pub(crate) const MAX_ATTEMPTS: usize = 8;
 
-/// When a table is rewritten into one segment.
+/// When segments are merged, and how large a segment may grow.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CompactionPolicy {
-    /// More segments than this trigger a compaction.
+    /// More segments under the size cap than this trigger a compaction.
     pub max_segments: usize,
     /// A larger fraction of deleted rows triggers a compaction.
     pub max_deleted_fraction: f64,
+    /// The most vector data (rows × dims × 4 bytes) one segment holds: imports write
+    /// larger inputs as several segments and compaction never merges past it, so neither
+    /// holds more than about one segment in memory.
+    pub max_segment_bytes: usize,
 }
 
 impl CompactionPolicy {
-    /// True when `manifest` has too many segments or too many tombstones.
-    pub fn due(&self, manifest: &Manifest) -> bool {
-        self.plan(manifest).is_some()
+    /// The most rows a segment of `dims`-dimensional vectors holds (at least one).
+    pub fn segment_rows(&self, dims: usize) -> usize {
+        (self.max_segment_bytes / (dims.max(1) * std::mem::size_of::<f32>())).max(1)
     }
 
-    /// The first of the segments to merge, if any: that one and every newer one become one
-    /// segment (0: the whole table). Too many tombstones: the whole table (the only way they
-    /// go). Too many segments: from the newest back while each older segment is at most
-    /// `ratio` times the rows merged so far, `ratio` chosen so that `max_segments` segments
-    /// growing by that factor hold the whole table. New small segments merge with each
-    /// other and seldom with the large old ones: a row is rewritten a few times over the
-    /// table's life (fewer than 8 times over 2,000 small appends, see the tests) instead of
-    /// at every ninth append, and an append to a large table does not wait for its whole
-    /// rewrite.
-    pub(crate) fn plan(&self, manifest: &Manifest) -> Option<usize> {
+    /// True when `manifest` has too many open segments or too many tombstones.
+    pub fn due(&self, manifest: &Manifest, dims: usize) -> bool {
+        self.plan(manifest, dims).is_some()
+    }
+
+    /// The first of the segments to merge, if any: that one and every newer one are
+    /// rewritten (0: the whole table), into segments of at most [`Self::segment_rows`].
+    pub(crate) fn plan(&self, manifest: &Manifest, dims: usize) -> Option<usize> {
         let rows: Vec<u64> = manifest.segments.iter().map(|s| s.rows).collect();
-        let n = rows.len();
+        self.plan_rows(&rows, manifest.tombstones.len(), self.segment_rows(dims) as u64)
+    }
+
+    /// [`Self::plan`] over segment sizes. Too many tombstones: the whole table (the only
+    /// way they go). Full segments (`full_rows` or more) are never merged again, so only the
+    /// open ones after the last full segment count against `max_segments`; among those, from
+    /// the newest back while each older segment is at most `ratio` times the rows merged so
+    /// far, `ratio` chosen so that `max_segments` segments growing by that factor hold them
+    /// all. New small segments merge with each other and seldom with the large old ones: a
+    /// row is rewritten a few times over the table's life (fewer than 8 times over 2,000
+    /// small appends, see the tests) instead of at every ninth append, and an append to a
+    /// large table does not wait for its whole rewrite.
+    fn plan_rows(&self, rows: &[u64], tombstones: usize, full_rows: u64) -> Option<usize> {
         let total: u64 = rows.iter().sum();
-        if !manifest.tombstones.is_empty() && manifest.tombstones.len() as f64 > self.max_deleted_fraction * total as f64 {
+        if tombstones > 0 && tombstones as f64 > self.max_deleted_fraction * total as f64 {
             return Some(0);
         }
+        let open_from = rows.iter().rposition(|&r| r >= full_rows).map_or(0, |last_full| last_full + 1);
+        let open = &rows[open_from..];
+        let n = open.len();
         if n <= self.max_segments.max(1) {
             return None;
         }
-        let newest = rows[n - 1].max(1) as f64;
-        let ratio = (total as f64 / newest).powf(1.0 / (self.max_segments.max(2) - 1) as f64).max(2.0);
-        let (mut first, mut merged) = (n - 1, rows[n - 1] as f64);
-        while first > 0 && rows[first - 1] as f64 <= ratio * merged {
+        let open_total: u64 = open.iter().sum();
+        let newest = open[n - 1].max(1) as f64;
+        let ratio = (open_total as f64 / newest).powf(1.0 / (self.max_segments.max(2) - 1) as f64).max(2.0);
+        let (mut first, mut merged) = (n - 1, open[n - 1] as f64);
+        while first > 0 && open[first - 1] as f64 <= ratio * merged {
             first -= 1;
-            merged += rows[first] as f64;
+            merged += open[first] as f64;
         }
         if n - first < n - self.max_segments + 1 {
             // Not enough similar segments: merge the newest ones needed to get under the limit.
             first = self.max_segments - 1;
         }
-        Some(first)
+        Some(open_from + first)
+    }
+}
+
+/// Rows gathered into segments of at most `max_rows` rows: batches go in with their
+/// vectors, whole segments' worth come out.
+pub(crate) struct SegmentChunks {
+    max_rows: usize,
+    dims: usize,
+    batches: Vec<RecordBatch>,
+    vectors: Vec<f32>,
+    rows: usize,
+}
+
+/// One segment's rows and their row-major vectors.
+pub(crate) struct Chunk {
+    pub batches: Vec<RecordBatch>,
+    pub vectors: Vec<f32>,
+}
+
+impl SegmentChunks {
+    pub(crate) fn new(max_rows: usize, dims: usize) -> Self {
+        SegmentChunks { max_rows: max_rows.max(1), dims, batches: Vec::new(), vectors: Vec::new(), rows: 0 }
+    }
+
+    /// Add `batch` (whose vectors are `vectors`, `dims` per row); returns the chunks it filled.
+    pub(crate) fn push(&mut self, batch: RecordBatch, vectors: &[f32]) -> Vec<Chunk> {
+        let mut full = Vec::new();
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let take = (self.max_rows - self.rows).min(batch.num_rows() - offset);
+            self.batches.push(batch.slice(offset, take));
+            self.vectors.extend_from_slice(&vectors[offset * self.dims..(offset + take) * self.dims]);
+            self.rows += take;
+            offset += take;
+            if self.rows == self.max_rows {
+                full.extend(self.take());
+            }
+        }
+        full
+    }
+
+    /// What is left, if anything.
+    pub(crate) fn take(&mut self) -> Option<Chunk> {
+        if self.rows == 0 {
+            return None;
+        }
+        self.rows = 0;
+        Some(Chunk { batches: std::mem::take(&mut self.batches), vectors: std::mem::take(&mut self.vectors) })
     }
 }
 
@@ -164,8 +232,8 @@ async fn current(state: &VectorState, entry: &VectorEntry) -> Result<Current> {
 }
 
 /// Commit `next` (written as `name`) over `current`, or clean up and report a lost race.
-async fn commit(state: &VectorState, files: &TableFiles, current: &Current, next: &Manifest, name: &str, new_segment: Option<&str>) -> Result<bool> {
-    commit_with(state, files, current, next, name, new_segment, None, None).await
+async fn commit(state: &VectorState, files: &TableFiles, current: &Current, next: &Manifest, name: &str, new_segments: &[String]) -> Result<bool> {
+    commit_with(state, files, current, next, name, new_segments, None, None).await
 }
 
 /// [`commit`], also switching the spec and committing a following table's progress in the
@@ -177,28 +245,21 @@ async fn commit_with(
     current: &Current,
     next: &Manifest,
     name: &str,
-    new_segment: Option<&str>,
+    new_segments: &[String],
     spec: Option<&str>,
     progress: Option<&FollowProgress>,
 ) -> Result<bool> {
     let committed = state.catalog.vector_tables().advance_with(&current.record.id, current.record.generation, next.generation, name, spec, progress).await;
-    if matches!(committed, Err(Error::LeaseLost { .. })) {
+    if matches!(committed, Err(Error::LeaseLost { .. }) | Ok(false)) {
         files.delete(name).await?;
-        if let Some(seg) = new_segment {
+        for seg in new_segments {
             files.delete(seg).await?;
         }
     }
-    let committed = committed?;
-    if !committed {
-        files.delete(name).await?;
-        if let Some(seg) = new_segment {
-            files.delete(seg).await?;
-        }
-    }
-    Ok(committed)
+    committed
 }
 
-fn conflict(table: &str) -> Error {
+pub(crate) fn conflict(table: &str) -> Error {
     Error::InvalidVectors {
         table: table.to_string(),
         message: format!("the table kept changing under this write ({MAX_ATTEMPTS} attempts); try again"),
@@ -235,43 +296,97 @@ pub(crate) fn live_ids(table: &LoadedTable) -> HashMap<IdValue, u64> {
     ids
 }
 
-/// Add the rows of `batches` as a new segment. Returns the rows added.
+/// Add the rows of `input` as new segments (several when they exceed the policy's segment
+/// size, written one at a time as the input streams in) in one new generation. Returns the
+/// rows added, or `None` when another writer committed first (the new files are removed;
+/// the caller opens the input again and retries).
 pub(crate) async fn append(
     state: &VectorState,
     entry: &VectorEntry,
-    batches: &[RecordBatch],
+    mut input: SendableRecordBatchStream,
     id_column: &str,
     vector_column: &str,
     progress: &dyn Progress,
-) -> Result<u64> {
+) -> Result<Option<u64>> {
     let name = &entry.record.name;
-    for _ in 0..MAX_ATTEMPTS {
-        let current = current(state, entry).await?;
-        let existing: HashSet<IdValue> = live_ids(&current.table).into_keys().collect();
-        let rows = input::prepare(name, batches, id_column, vector_column, Some(entry.spec.dims), &existing)?;
-        if rows.schema.as_ref() != &entry.spec.schema {
-            return Err(Error::InvalidVectors {
-                table: name.clone(),
-                message: format!(
-                    "the appended rows have columns ({}) but the table has ({}); append rows with the same columns and types",
-                    describe_fields(&rows.schema),
-                    describe_fields(&entry.spec.schema)
-                ),
-            });
+    let current = current(state, entry).await?;
+    let existing: HashSet<IdValue> = live_ids(&current.table).into_keys().collect();
+    let mut preparer = input::Preparer::new(name, &input.schema(), id_column, vector_column, Some(entry.spec.dims), &existing)?;
+    let (first, vectors) = input::first_rows(&mut preparer, &mut input).await?;
+    if first.schema().as_ref() != &entry.spec.schema {
+        return Err(Error::InvalidVectors {
+            table: name.clone(),
+            message: format!(
+                "the appended rows have columns ({}) but the table has ({}); append rows with the same columns and types",
+                describe_fields(&first.schema()),
+                describe_fields(&entry.spec.schema)
+            ),
+        });
+    }
+    let mut written = Vec::new();
+    let streamed = write_streamed(&entry.files, &entry.spec, state.policy.segment_rows(entry.spec.dims), &mut preparer, &mut input, (first, vectors), current.manifest.next_key, &mut written, progress).await;
+    let new_segments: Vec<String> = written.iter().map(|s| s.name.clone()).collect();
+    let added = match streamed {
+        Ok(added) => added,
+        Err(e) => {
+            for segment in &new_segments {
+                let _ = entry.files.delete(segment).await;
+            }
+            return Err(e);
         }
-        let segment = write_segment(&entry.files, &entry.spec, &rows.batches, std::borrow::Cow::Borrowed(&rows.vectors), current.manifest.next_key, progress).await?;
-        let mut next = current.manifest.clone();
-        next.generation += 1;
-        next.next_key += segment.rows;
-        let segment_name = segment.name.clone();
-        next.segments.push(segment);
-        let manifest_name = write_manifest(&entry.files, &next).await?;
-        pause_point("vectors.append.before_commit");
-        if commit(state, &entry.files, &current, &next, &manifest_name, Some(&segment_name)).await? {
-            return Ok(rows.rows as u64);
+    };
+    let mut next = current.manifest.clone();
+    next.generation += 1;
+    next.next_key += added;
+    next.segments.extend(written);
+    let manifest_name = write_manifest(&entry.files, &next).await?;
+    pause_point("vectors.append.before_commit");
+    Ok(commit(state, &entry.files, &current, &next, &manifest_name, &new_segments).await?.then_some(added))
+}
+
+/// Write `first` and the rest of `input`, validated by `preparer`, as segments of at most
+/// `segment_rows` rows, each written as soon as it is full; row keys from `base_key` on.
+/// The segments go to `written` as they are made (so a caller can remove them after an
+/// error). Returns the rows written.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn write_streamed(
+    files: &TableFiles,
+    spec: &VectorTableSpec,
+    segment_rows: usize,
+    preparer: &mut input::Preparer<'_>,
+    input: &mut SendableRecordBatchStream,
+    (first, first_vectors): (RecordBatch, Vec<f32>),
+    base_key: u64,
+    written: &mut Vec<SegmentMeta>,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let mut chunks = SegmentChunks::new(segment_rows, spec.dims);
+    let mut next_key = base_key;
+    let mut full = chunks.push(first, &first_vectors);
+    drop(first_vectors);
+    let mut vectors = Vec::new();
+    loop {
+        for chunk in full.drain(..) {
+            let segment = write_segment(files, spec, &chunk.batches, std::borrow::Cow::Owned(chunk.vectors), next_key, progress).await?;
+            next_key += segment.rows;
+            written.push(segment);
+        }
+        vectors.clear();
+        match input.next().await {
+            None => break,
+            Some(batch) => {
+                if let Some(rows) = preparer.push(&batch?, &mut vectors)? {
+                    full = chunks.push(rows, &vectors);
+                }
+            }
         }
     }
-    Err(conflict(name))
+    if let Some(chunk) = chunks.take() {
+        let segment = write_segment(files, spec, &chunk.batches, std::borrow::Cow::Owned(chunk.vectors), next_key, progress).await?;
+        next_key += segment.rows;
+        written.push(segment);
+    }
+    Ok(next_key - base_key)
 }
 
 /// One following-table batch as one generation: tombstones for the live rows with ids in
@@ -297,16 +412,16 @@ pub(crate) async fn replace(state: &VectorState, entry: &VectorEntry, remove: &[
             return Ok((0, 0));
         }
         let mut next = with_tombstones(&current, &keys)?;
-        let mut segment_name = None;
+        let mut new_segments = Vec::new();
         if let Some(rows) = rows.filter(|r| r.rows > 0) {
             let segment = write_segment(&entry.files, &entry.spec, &rows.batches, std::borrow::Cow::Borrowed(&rows.vectors), current.manifest.next_key, progress).await?;
             next.next_key += segment.rows;
-            segment_name = Some(segment.name.clone());
+            new_segments.push(segment.name.clone());
             next.segments.push(segment);
         }
         let manifest_name = write_manifest(&entry.files, &next).await?;
         pause_point("vectors.follow.before_commit");
-        if commit_with(state, &entry.files, &current, &next, &manifest_name, segment_name.as_deref(), None, Some(follow)).await? {
+        if commit_with(state, &entry.files, &current, &next, &manifest_name, &new_segments, None, Some(follow)).await? {
             return Ok((added, keys.len() as u64));
         }
     }
@@ -323,16 +438,16 @@ pub(crate) async fn rewrite(state: &VectorState, entry: &VectorEntry, generation
         return Ok(false);
     }
     let mut next = Manifest { version: current.manifest.version, generation: generation + 1, segments: Vec::new(), tombstones: Vec::new(), next_key: 0 };
-    let mut segment_name = None;
+    let mut new_segments = Vec::new();
     if let Some(rows) = rows.filter(|r| r.rows > 0) {
         let segment = write_segment(&entry.files, spec, &rows.batches, std::borrow::Cow::Borrowed(&rows.vectors), 0, progress).await?;
         next.next_key = segment.rows;
-        segment_name = Some(segment.name.clone());
+        new_segments.push(segment.name.clone());
         next.segments.push(segment);
     }
     let manifest_name = write_manifest(&entry.files, &next).await?;
     let spec_text = serde_json::to_string(spec).map_err(Error::internal)?;
-    if !commit_with(state, &entry.files, &current, &next, &manifest_name, segment_name.as_deref(), Some(&spec_text), Some(follow)).await? {
+    if !commit_with(state, &entry.files, &current, &next, &manifest_name, &new_segments, Some(&spec_text), Some(follow)).await? {
         return Ok(false);
     }
     for old in &current.manifest.segments {
@@ -387,7 +502,7 @@ pub(crate) async fn delete(state: &VectorState, entry: &VectorEntry, selection: 
         }
         let next = with_tombstones(&current, &keys)?;
         let manifest_name = write_manifest(&entry.files, &next).await?;
-        if commit(state, &entry.files, &current, &next, &manifest_name, None).await? {
+        if commit(state, &entry.files, &current, &next, &manifest_name, &[]).await? {
             return Ok(keys.len() as u64);
         }
     }
@@ -395,36 +510,19 @@ pub(crate) async fn delete(state: &VectorState, entry: &VectorEntry, selection: 
 }
 
 /// Merge segments when the policy says so (or, with `force`, the whole table): the live
-/// rows of the newest segments from the policy's first one on become one segment, and
-/// their tombstones go. Returns true when a compaction was committed. Old files are removed
-/// after the commit.
+/// rows of the segments from the policy's first one on are rewritten, one segment at a time,
+/// into segments of at most the policy's size, and their tombstones go. Returns true when a
+/// compaction was committed. Old files are removed after the commit.
 pub(crate) async fn compact_if_due(state: &VectorState, entry: &VectorEntry, force: bool, progress: &dyn Progress) -> Result<bool> {
     for _ in 0..MAX_ATTEMPTS {
         let current = current(state, entry).await?;
         let segments = &current.manifest.segments;
-        let first = match (force, state.policy.plan(&current.manifest)) {
+        let first = match (force, state.policy.plan(&current.manifest, entry.spec.dims)) {
             (true, _) => 0,
             (false, Some(first)) => first,
             (false, None) => return Ok(false),
         };
         let merged = &segments[first..];
-        let deleted: HashSet<u64> = current.manifest.tombstones.iter().map(|t| t.key).collect();
-        let mut kept = Vec::new();
-        let mut vectors = Vec::new();
-        let dims = entry.spec.dims;
-        for meta in merged {
-            let data = read_segment(&entry.files, &entry.spec, meta).await?;
-            let keep: Vec<bool> = (0..meta.rows).map(|r| !deleted.contains(&(meta.base_key + r))).collect();
-            for (row, live) in keep.iter().enumerate() {
-                if *live {
-                    vectors.extend_from_slice(&data.vectors[row * dims..(row + 1) * dims]);
-                }
-            }
-            let batch = filter_record_batch(&data.rows, &BooleanArray::from(keep)).map_err(|e| Error::Storage(e.to_string()))?;
-            if batch.num_rows() > 0 {
-                kept.push(batch);
-            }
-        }
         // The merged rows take the keys from the first merged segment's on (from 0 for the
         // whole table); the keys of their deleted rows are free again.
         let base_key = if first == 0 { 0 } else { merged[0].base_key };
@@ -435,19 +533,17 @@ pub(crate) async fn compact_if_due(state: &VectorState, entry: &VectorEntry, for
             tombstones: current.manifest.tombstones.iter().filter(|t| t.key < base_key).cloned().collect(),
             next_key: base_key,
         };
-        let mut segment_name = None;
-        if !kept.is_empty() {
-            let schema = kept[0].schema();
-            let one = concat_batches(&schema, &kept).map_err(|e| Error::Storage(e.to_string()))?;
-            let one = with_embeddings(&entry.spec, &one, &vectors)?;
-            let segment = write_segment(&entry.files, &entry.spec, &[one], std::borrow::Cow::Owned(vectors), base_key, progress).await?;
-            next.next_key = base_key + segment.rows;
-            segment_name = Some(segment.name.clone());
-            next.segments.push(segment);
+        let written = rewrite_live_rows(state, entry, &current.manifest, merged, &mut next, progress).await;
+        let new_segments: Vec<String> = next.segments[first..].iter().map(|s| s.name.clone()).collect();
+        if let Err(e) = written {
+            for name in &new_segments {
+                let _ = entry.files.delete(name).await;
+            }
+            return Err(e);
         }
         let manifest_name = write_manifest(&entry.files, &next).await?;
         pause_point("vectors.compact.before_commit");
-        if commit(state, &entry.files, &current, &next, &manifest_name, segment_name.as_deref()).await? {
+        if commit(state, &entry.files, &current, &next, &manifest_name, &new_segments).await? {
             // The merged segments are unreferenced now; readers that still hold them in
             // memory keep working, since loaded tables never go back to storage.
             for old in merged {
@@ -462,6 +558,39 @@ pub(crate) async fn compact_if_due(state: &VectorState, entry: &VectorEntry, for
         }
     }
     Err(conflict(&entry.record.name))
+}
+
+/// Read `merged` one segment at a time and append their live rows to `next` as segments
+/// of at most the policy's size, keys following on from `next.next_key`.
+async fn rewrite_live_rows(state: &VectorState, entry: &VectorEntry, manifest: &Manifest, merged: &[SegmentMeta], next: &mut Manifest, progress: &dyn Progress) -> Result<()> {
+    let deleted: HashSet<u64> = manifest.tombstones.iter().map(|t| t.key).collect();
+    let dims = entry.spec.dims;
+    let mut chunks = SegmentChunks::new(state.policy.segment_rows(dims), dims);
+    for (i, meta) in merged.iter().enumerate() {
+        let data = read_segment(&entry.files, &entry.spec, meta).await?;
+        let keep: Vec<bool> = (0..meta.rows).map(|r| !deleted.contains(&(meta.base_key + r))).collect();
+        let mut vectors = Vec::with_capacity(data.vectors.len());
+        for (row, live) in keep.iter().enumerate() {
+            if *live {
+                vectors.extend_from_slice(&data.vectors[row * dims..(row + 1) * dims]);
+            }
+        }
+        drop(data.vectors);
+        let batch = filter_record_batch(&data.rows, &BooleanArray::from(keep)).map_err(|e| Error::Storage(e.to_string()))?;
+        let mut ready = chunks.push(batch, &vectors);
+        if i + 1 == merged.len() {
+            ready.extend(chunks.take());
+        }
+        for chunk in ready {
+            let schema = chunk.batches[0].schema();
+            let one = concat_batches(&schema, &chunk.batches).map_err(|e| Error::Storage(e.to_string()))?;
+            let one = with_embeddings(&entry.spec, &one, &chunk.vectors)?;
+            let segment = write_segment(&entry.files, &entry.spec, &[one], std::borrow::Cow::Owned(chunk.vectors), next.next_key, progress).await?;
+            next.next_key += segment.rows;
+            next.segments.push(segment);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -485,19 +614,19 @@ mod tests {
 
     #[test]
     fn small_new_segments_merge_with_each_other_not_with_the_large_ones() {
-        let policy = CompactionPolicy { max_segments: 4, max_deleted_fraction: 0.2 };
-        assert_eq!(policy.plan(&manifest(&[1000, 500, 250, 100], 0)), None);
+        let policy = CompactionPolicy { max_segments: 4, max_deleted_fraction: 0.2, max_segment_bytes: usize::MAX };
+        assert_eq!(policy.plan(&manifest(&[1000, 500, 250, 100], 0), 4), None);
         // One over the limit: the newest segments of similar size, not the large old ones.
-        assert_eq!(policy.plan(&manifest(&[8000, 50, 40, 30, 20], 0)), Some(1));
-        assert_eq!(policy.plan(&manifest(&[8000, 1000, 40, 30, 20], 0)), Some(2));
+        assert_eq!(policy.plan(&manifest(&[8000, 50, 40, 30, 20], 0), 4), Some(1));
+        assert_eq!(policy.plan(&manifest(&[8000, 1000, 40, 30, 20], 0), 4), Some(2));
         // No similar run: the fewest newest segments that get back under the limit.
-        assert_eq!(policy.plan(&manifest(&[100_000, 10_000, 1000, 100, 1], 0)), Some(3));
+        assert_eq!(policy.plan(&manifest(&[100_000, 10_000, 1000, 100, 1], 0), 4), Some(3));
         // Far over the limit (a lowered setting): enough segments to get back under it.
-        let first = policy.plan(&manifest(&[1000, 500, 250, 100, 50, 20, 10], 0)).unwrap();
+        let first = policy.plan(&manifest(&[1000, 500, 250, 100, 50, 20, 10], 0), 4).unwrap();
         assert!(first <= 3, "{first}");
         // Tombstones over the fraction: the whole table, whatever the segment count.
-        assert_eq!(policy.plan(&manifest(&[100, 100], 41)), Some(0));
-        assert_eq!(policy.plan(&manifest(&[100, 100], 40)), None);
+        assert_eq!(policy.plan(&manifest(&[100, 100], 41), 4), Some(0));
+        assert_eq!(policy.plan(&manifest(&[100, 100], 40), 4), None);
     }
 
     #[test]
@@ -505,12 +634,12 @@ mod tests {
         // Simulate 2,000 appends of 10 rows under the default limit: total rows rewritten
         // by compactions stay within a small multiple of log2(rows / batch) per row, where
         // rewriting the whole table at every ninth append would cost ~110 per row.
-        let policy = CompactionPolicy { max_segments: 8, max_deleted_fraction: 0.2 };
+        let policy = CompactionPolicy { max_segments: 8, max_deleted_fraction: 0.2, max_segment_bytes: usize::MAX };
         let mut rows: Vec<u64> = Vec::new();
         let mut rewritten = 0u64;
         for _ in 0..2000 {
             rows.push(10);
-            while let Some(first) = policy.plan(&manifest(&rows, 0)) {
+            while let Some(first) = policy.plan(&manifest(&rows, 0), 4) {
                 let merged: u64 = rows[first..].iter().sum();
                 rewritten += merged;
                 rows.truncate(first);
@@ -520,5 +649,56 @@ mod tests {
         }
         let per_row = rewritten as f64 / 20_000.0;
         assert!(per_row < 8.0, "each row was rewritten {per_row:.1} times");
+    }
+}
+
+#[cfg(test)]
+mod size_cap_tests {
+    use super::*;
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    #[test]
+    fn full_segments_are_never_merged_and_only_open_ones_count() {
+        // 4-dimensional vectors, 1,600 bytes a segment: 100 rows.
+        let policy = CompactionPolicy { max_segments: 2, max_deleted_fraction: 0.2, max_segment_bytes: 1600 };
+        assert_eq!(policy.segment_rows(4), 100);
+        // Ten full segments and two open ones: nothing to do, however many full ones.
+        assert_eq!(policy.plan_rows(&[100; 10].iter().copied().chain([30, 20]).collect::<Vec<_>>(), 0, 100), None);
+        // A third open segment: the open ones merge, the full ones stay.
+        assert_eq!(policy.plan_rows(&[100, 100, 100, 30, 20, 10], 0, 100), Some(3));
+        // An oversized segment (an append past the cap) is full too.
+        assert_eq!(policy.plan_rows(&[100, 5, 250, 30, 20, 10], 0, 100), Some(3));
+        // Tombstones still rewrite the whole table (into full segments again).
+        assert_eq!(policy.plan_rows(&[100, 100, 100], 61, 100), Some(0));
+    }
+
+    #[test]
+    fn chunks_hold_at_most_the_cap_and_keep_every_row_in_order() {
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        let batch = |from: i64, n: i64| RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(Int64Array::from_iter_values(from..from + n))]).unwrap();
+        let vectors = |from: i64, n: i64| (from..from + n).flat_map(|i| [i as f32, -(i as f32)]).collect::<Vec<f32>>();
+        let mut chunks = SegmentChunks::new(7, 2);
+        let mut out = Vec::new();
+        for (from, n) in [(0, 3), (3, 12), (15, 1), (16, 0), (16, 5)] {
+            out.extend(chunks.push(batch(from, n), &vectors(from, n)));
+        }
+        out.extend(chunks.take());
+        assert!(chunks.take().is_none());
+        let sizes: Vec<usize> = out.iter().map(|c| c.batches.iter().map(|b| b.num_rows()).sum()).collect();
+        assert_eq!(sizes, vec![7, 7, 7]);
+        let mut next = 0i64;
+        for chunk in &out {
+            let mut row = 0;
+            for b in &chunk.batches {
+                for id in b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values() {
+                    assert_eq!(*id, next);
+                    assert_eq!(&chunk.vectors[row * 2..row * 2 + 2], &[next as f32, -(next as f32)]);
+                    next += 1;
+                    row += 1;
+                }
+            }
+        }
+        assert_eq!(next, 21);
     }
 }

@@ -726,3 +726,98 @@ async fn a_batch_of_searches_answers_as_each_search_alone() {
     assert_eq!(empty.schema().field(0).name(), "query");
     assert!(empty.schema().column_with_name("_distance").is_some());
 }
+
+#[tokio::test]
+async fn a_large_import_is_written_as_segments_of_bounded_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::embedded(dir.path());
+    // 64 dimensions × 4 bytes: 4,096 rows fill a 1 MiB segment.
+    config.vectors.segment_mb = 1;
+    config.vectors.max_segments = 2;
+    let session = Session::open(config).await.unwrap();
+    let rows = rows_from(clustered(9000, 64, 21), 1);
+    let file = dir.path().join("big.parquet");
+    write_rows(&file, &rows, true);
+    import(&session, "big", &file, Metric::L2, Precision::F32).await;
+    let info = &session.vectors().list().await.unwrap()[0];
+    assert_eq!((info.rows, info.segments), (9000, 3));
+
+    // Searches over the segments answer as over one: exact ones match brute force (filtered
+    // too), and each probe's own vector finds it first.
+    let exact_ids = |got: Vec<(i64, f32)>| got.into_iter().map(|g| g.0).collect::<Vec<_>>();
+    for probe in [4usize, 4100, 8999] {
+        let q = &rows[probe].vector;
+        let mut request = SearchRequest::new(q.clone(), 10);
+        request.exact = true;
+        let truth: Vec<i64> = brute_force(&rows, Metric::L2, q, 10, &|_| true).into_iter().map(|t| t.0).collect();
+        assert_eq!(exact_ids(session_hits(&session, "big", &request).await), truth);
+        request.filter = Some("category = 'some'".into());
+        let truth: Vec<i64> = brute_force(&rows, Metric::L2, q, 10, &|r| r.category == "some").into_iter().map(|t| t.0).collect();
+        assert_eq!(exact_ids(session_hits(&session, "big", &request).await), truth);
+        let got = session_hits(&session, "big", &SearchRequest::new(q.clone(), 1)).await;
+        assert_eq!(got[0].0, rows[probe].id);
+    }
+
+    // A bad row in the last segment, after two segments were written, fails the import,
+    // names the row, and leaves no table and no file behind; so does an id repeated
+    // across segments.
+    let files_before = storage_files(dir.path());
+    let mut nan = rows.clone();
+    nan[8990].vector[3] = f32::NAN;
+    let mut duplicate = rows.clone();
+    duplicate[8500].id = 7;
+    for (name, bad, expected) in [("nan", nan, "id 8991 has NaN at dimension 3"), ("dup", duplicate, "id 7 appears more than once")] {
+        let path = dir.path().join(format!("{name}.parquet"));
+        write_rows(&path, &bad, true);
+        let err = session.vectors().import(ImportSpec::new(name, path.display().to_string(), "id", "embedding"), &NoProgress).await.unwrap_err().to_string();
+        assert!(err.contains(expected), "{err}");
+        assert_eq!(session.vectors().list().await.unwrap().len(), 1);
+        assert_eq!(storage_files(dir.path()), files_before, "files of the failed import '{name}' were left behind");
+    }
+
+    // Appends add open segments; compaction merges only the open ones (the full segments
+    // are never rewritten by it), and a forced compaction rewrites the table into full
+    // segments again rather than one segment past the cap.
+    let appended = rows_from(clustered(300, 64, 22), 20_001);
+    for (n, chunk) in appended.chunks(100).enumerate() {
+        let path = dir.path().join(format!("append{n}.parquet"));
+        write_rows(&path, chunk, true);
+        session.vectors().append("big", &path.display().to_string(), "id", "embedding", &Default::default(), &NoProgress).await.unwrap();
+        let info = &session.vectors().list().await.unwrap()[0];
+        assert!(info.segments <= 4, "{} segments after append {n}", info.segments);
+    }
+    session.vectors().compact("big", &NoProgress).await.unwrap();
+    let info = &session.vectors().list().await.unwrap()[0];
+    assert_eq!((info.rows, info.segments), (9300, 3));
+    let all: Vec<Row> = rows.iter().chain(&appended).cloned().collect();
+    for probe in [0usize, 9000, 9299] {
+        let q = &all[probe].vector;
+        let mut request = SearchRequest::new(q.clone(), 10);
+        request.exact = true;
+        let truth: Vec<i64> = brute_force(&all, Metric::L2, q, 10, &|_| true).into_iter().map(|t| t.0).collect();
+        assert_eq!(exact_ids(session_hits(&session, "big", &request).await), truth);
+    }
+
+    // An append larger than a segment streams in as several, in one generation; one with a
+    // repeated id in its second segment changes nothing and leaves no file behind.
+    let more = rows_from(clustered(5000, 64, 23), 30_001);
+    let mut bad_more = more.clone();
+    bad_more[4500].id = 30_001;
+    let bad_path = dir.path().join("bad_more.parquet");
+    write_rows(&bad_path, &bad_more, true);
+    let files_before = storage_files(dir.path());
+    let err = session.vectors().append("big", &bad_path.display().to_string(), "id", "embedding", &Default::default(), &NoProgress).await.unwrap_err().to_string();
+    assert!(err.contains("id 30001 appears more than once"), "{err}");
+    assert_eq!(storage_files(dir.path()), files_before);
+    assert_eq!(session.vectors().list().await.unwrap()[0].rows, 9300);
+    let more_path = dir.path().join("more.parquet");
+    write_rows(&more_path, &more, true);
+    let added = session.vectors().append("big", &more_path.display().to_string(), "id", "embedding", &Default::default(), &NoProgress).await.unwrap();
+    assert_eq!(added, 5000);
+    let info = &session.vectors().list().await.unwrap()[0];
+    assert_eq!((info.rows, info.segments), (14_300, 5));
+    for probe in [0usize, 4096, 4999] {
+        let got = session_hits(&session, "big", &SearchRequest::new(more[probe].vector.clone(), 1)).await;
+        assert_eq!(got[0].0, more[probe].id);
+    }
+}
