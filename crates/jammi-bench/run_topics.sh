@@ -13,5 +13,5 @@ nats-server -js -a 127.0.0.1 -p "$PORT" -sd "$WORK/nats" >"$WORK/nats.log" 2>&1 
 NATS_PID=$!
 trap 'kill $NATS_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 sleep 1
-cargo build --release -p jammi-bench >&2
+cargo build --release -p jammi-cli -p jammi-bench >&2  # one package set for every script: the same features, no rebuild
 "$CARGO_TARGET_DIR/release/topic-bench" --nats "nats://127.0.0.1:$PORT" "$@"
