@@ -131,7 +131,10 @@ fn embedding_model_from_a_directory() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let status = loop {
         let status = json_lines(&ok(jammi(&home).args(["--format", "json", "vectors", "status", "docs_vec"])));
-        if status[0]["pending"].as_i64() == Some(0) || std::time::Instant::now() > deadline {
+        // Until the delete is embedded: nothing pending *and* the row gone (a status read
+        // right after the DELETE may not count it as pending yet).
+        let done = status[0]["pending"].as_i64() == Some(0) && status[0]["rows"].as_u64() == Some(1);
+        if done || std::time::Instant::now() > deadline {
             break status;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));

@@ -56,15 +56,13 @@ pub fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
 }
 
 /// Run `cmd` to completion and return (success, stdout, stderr, peak RSS in bytes) of that
-/// one child, from `wait4` (getrusage of the whole test process would mix in every other
-/// test's children).
-// The child is reaped by `wait4` below, which clippy cannot see.
-#[allow(clippy::zombie_processes)]
+/// one child. The peak is the child's own high-water mark (`VmHWM`), read every few
+/// milliseconds until it exits: it starts afresh at exec, where `wait4`'s `ru_maxrss` also
+/// counts the test process the child was spawned from (hundreds of MB while the suite runs).
 pub fn run_measured(cmd: &mut Command) -> (bool, String, String, u64) {
     let mut child: Child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let (mut stdout, mut stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    // Outputs are one line each; read them on threads so a full pipe can never block the
-    // child before it exits.
+    // Read the outputs on threads so a full pipe can never block the child.
     let out = std::thread::spawn(move || {
         let mut s = String::new();
         stdout.read_to_string(&mut s).unwrap();
@@ -75,13 +73,18 @@ pub fn run_measured(cmd: &mut Command) -> (bool, String, String, u64) {
         stderr.read_to_string(&mut s).unwrap();
         s
     });
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: plain FFI; `usage` is a valid, zeroed rusage the kernel fills in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(reaped, pid, "wait4 failed: {}", std::io::Error::last_os_error());
-    let success = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    // Linux reports ru_maxrss in KiB.
-    (success, out.join().unwrap(), err.join().unwrap(), usage.ru_maxrss as u64 * 1024)
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        let hwm = std::fs::read_to_string(&status_file)
+            .ok()
+            .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse::<u64>().ok());
+        peak_kib = peak_kib.max(hwm.unwrap_or(0));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    assert!(peak_kib > 0, "could not read the child's memory use");
+    (status.success(), out.join().unwrap(), err.join().unwrap(), peak_kib * 1024)
 }

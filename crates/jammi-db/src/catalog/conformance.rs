@@ -25,6 +25,7 @@ pub async fn run_all(url: &str) {
     remove_respects_ownership(&catalog).await;
     change_counter_moves_on_every_change(&catalog).await;
     tokens_round_trip(&catalog).await;
+    building_imports_stay_alive_until_removed(&catalog).await;
     concurrent_writers_lose_nothing(url).await;
     catalog.close().await;
 }
@@ -48,6 +49,39 @@ pub async fn tokens_round_trip(catalog: &Catalog) {
     assert_eq!(catalog.tokens().revoke(&record.id).await.unwrap().revoked_at, revoked.revoked_at, "revoking twice changes nothing");
     assert!(catalog.tokens().find_live(&digest).await.unwrap().is_none());
     assert!(catalog.tokens().revoke("no-such-token").await.is_err());
+}
+
+/// A building vector table's heartbeat moves its `updated_at` (what recovery elsewhere
+/// measures its grace from) and reports the row's loss once recovery has removed it, and
+/// once the table is ready.
+pub async fn building_imports_stay_alive_until_removed(catalog: &Catalog) {
+    let record = |id: String| super::VectorTableRecord {
+        id,
+        tenant: None,
+        name: unique("vt"),
+        status: super::VectorTableStatus::Building,
+        location: "memory:///vectors/x/".into(),
+        spec: "{}".into(),
+        generation: 0,
+        manifest: String::new(),
+        created_at: 1,
+        updated_at: 1,
+    };
+    let updated_at = |id: String| async move { catalog.vector_tables().list_all().await.unwrap().into_iter().find(|r| r.id == id).map(|r| r.updated_at) };
+    let (alive, removed, ready) = (record(unique("vt-alive")), record(unique("vt-removed")), record(unique("vt-ready")));
+    for r in [&alive, &removed, &ready] {
+        catalog.vector_tables().insert_building(r).await.unwrap();
+    }
+    assert!(catalog.vector_tables().touch_building(&alive.id).await.unwrap());
+    assert!(updated_at(alive.id.clone()).await.unwrap() > 1, "the heartbeat moves updated_at");
+    catalog.vector_tables().delete(&removed.id).await.unwrap();
+    assert!(!catalog.vector_tables().touch_building(&removed.id).await.unwrap(), "a removed import must learn it is gone");
+    catalog.vector_tables().mark_ready(&ready.id, "{}", 1, "m").await.unwrap();
+    assert!(!catalog.vector_tables().touch_building(&ready.id).await.unwrap(), "a ready table is not building");
+    assert_eq!(updated_at(removed.id.clone()).await, None);
+    for r in [&alive, &ready] {
+        catalog.vector_tables().delete(&r.id).await.unwrap();
+    }
 }
 
 /// Opening twice applies nothing twice; the ledger lists every migration in order.

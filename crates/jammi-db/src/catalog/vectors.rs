@@ -91,13 +91,34 @@ impl<'a> VectorTableRepo<'a> {
         tx.commit().await.map_err(|e| c.error(e))
     }
 
+    /// Record that the import of `building` table `id` is still alive (a long import calls
+    /// this after each segment, so recovery elsewhere measures its grace from the last one).
+    /// False when the row is gone or no longer building: the import was presumed dead and
+    /// removed, and must stop.
+    pub async fn touch_building(&self, id: &str) -> Result<bool> {
+        let c = self.catalog;
+        // No change-counter bump: a building table is invisible to every reader.
+        let mut tx = c.begin_serialized().await?;
+        let done = sqlx::query("UPDATE jammi_vector_tables SET updated_at = $1 WHERE id = $2 AND status = $3")
+            .bind(now_millis())
+            .bind(id)
+            .bind(VectorTableStatus::Building.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| c.error(e))?;
+        tx.commit().await.map_err(|e| c.error(e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Mark the table ready with its final spec, generation and manifest: the commit point
     /// of an import.
-    pub async fn mark_ready(&self, id: &str, spec: &str, generation: i64, manifest: &str) -> Result<()> {
+    /// Returns false (and changes nothing) when the row is no longer building: recovery
+    /// elsewhere presumed the import dead and removed it.
+    pub async fn mark_ready(&self, id: &str, spec: &str, generation: i64, manifest: &str) -> Result<bool> {
         let c = self.catalog;
         let mut tx = c.begin_serialized().await?;
-        sqlx::query(
-            "UPDATE jammi_vector_tables SET status = $1, spec = $2, generation = $3, manifest = $4, updated_at = $5 WHERE id = $6",
+        let done = sqlx::query(
+            "UPDATE jammi_vector_tables SET status = $1, spec = $2, generation = $3, manifest = $4, updated_at = $5 WHERE id = $6 AND status = $7",
         )
         .bind(VectorTableStatus::Ready.as_str())
         .bind(spec)
@@ -105,11 +126,16 @@ impl<'a> VectorTableRepo<'a> {
         .bind(manifest)
         .bind(now_millis())
         .bind(id)
+        .bind(VectorTableStatus::Building.as_str())
         .execute(&mut *tx)
         .await
         .map_err(|e| c.error(e))?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
         bump_change_counter(&mut tx).await.map_err(|e| c.error(e))?;
-        tx.commit().await.map_err(|e| c.error(e))
+        tx.commit().await.map_err(|e| c.error(e))?;
+        Ok(true)
     }
 
     /// Move a ready table from generation `from` to `to` with manifest `manifest`: the commit

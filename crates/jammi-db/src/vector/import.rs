@@ -106,7 +106,7 @@ impl Vectors<'_> {
         let mut manifest = Manifest { version: MANIFEST_VERSION, generation: 1, next_key: 0, segments: Vec::new(), tombstones: Vec::new() };
         let segment_rows = self.state().policy.segment_rows(dims);
         let written = async {
-            manifest.next_key = write::write_streamed(&files, &table_spec, segment_rows, &mut preparer, &mut input, first, 0, &mut manifest.segments, progress).await?;
+            manifest.next_key = write::write_streamed(&files, &table_spec, segment_rows, &mut preparer, &mut input, first, 0, &mut manifest.segments, Some((self.ctx.catalog(), &table_id)), progress).await?;
             write::write_manifest(&files, &manifest).await
         }
         .await;
@@ -120,7 +120,12 @@ impl Vectors<'_> {
             }
         };
         pause_point("vectors.import.before_commit");
-        self.ctx.catalog().vector_tables().mark_ready(&table_id, &record.spec, manifest.generation, &manifest_name).await?;
+        if !self.ctx.catalog().vector_tables().mark_ready(&table_id, &record.spec, manifest.generation, &manifest_name).await? {
+            // Recovery elsewhere removed this import as abandoned (its files may be half
+            // gone): nothing of it may become visible.
+            let _ = files.delete_all().await;
+            return Err(write::abandoned(&spec.name));
+        }
         if let Some(checkpoints) = checkpoints {
             checkpoints.discard().await;
         }

@@ -124,6 +124,11 @@ impl<'a> Preparer<'a> {
         })
     }
 
+    /// The table the rows are for (for messages).
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
     /// The dimensions, once a row has shown them (or as expected on append).
     pub fn dims(&self) -> Option<usize> {
         self.dims

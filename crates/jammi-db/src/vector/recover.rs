@@ -8,7 +8,9 @@ use crate::error::Result;
 use crate::context::EngineContext;
 
 /// How long an import without a lock file on this host (another host's) may stay
-/// `building` before it is presumed dead.
+/// `building` since its last sign of life (registration, then each finished segment) before
+/// it is presumed dead. An import removed this way notices at its next segment or at its
+/// commit and fails; it never turns ready.
 const FOREIGN_IMPORT_GRACE_MS: i64 = 3_600_000;
 
 /// Run recovery over every vector table in the catalog.

@@ -324,7 +324,7 @@ pub(crate) async fn append(
         });
     }
     let mut written = Vec::new();
-    let streamed = write_streamed(&entry.files, &entry.spec, state.policy.segment_rows(entry.spec.dims), &mut preparer, &mut input, (first, vectors), current.manifest.next_key, &mut written, progress).await;
+    let streamed = write_streamed(&entry.files, &entry.spec, state.policy.segment_rows(entry.spec.dims), &mut preparer, &mut input, (first, vectors), current.manifest.next_key, &mut written, None, progress).await;
     let new_segments: Vec<String> = written.iter().map(|s| s.name.clone()).collect();
     let added = match streamed {
         Ok(added) => added,
@@ -344,10 +344,20 @@ pub(crate) async fn append(
     Ok(commit(state, &entry.files, &current, &next, &manifest_name, &new_segments).await?.then_some(added))
 }
 
+/// The error of an import whose `building` row recovery elsewhere removed while it ran.
+pub(crate) fn abandoned(table: &str) -> Error {
+    Error::InvalidVectors {
+        table: table.to_string(),
+        message: "the import was presumed abandoned and removed while it ran (over an hour without finishing a segment); run it again".into(),
+    }
+}
+
 /// Write `first` and the rest of `input`, validated by `preparer`, as segments of at most
 /// `segment_rows` rows, each written as soon as it is full; row keys from `base_key` on.
 /// The segments go to `written` as they are made (so a caller can remove them after an
-/// error). Returns the rows written.
+/// error). For a new table, `building` names its catalog and row: each segment renews the
+/// row's heartbeat, and the write stops if recovery elsewhere has presumed it dead and
+/// removed it. Returns the rows written.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn write_streamed(
     files: &TableFiles,
@@ -358,8 +368,16 @@ pub(crate) async fn write_streamed(
     (first, first_vectors): (RecordBatch, Vec<f32>),
     base_key: u64,
     written: &mut Vec<SegmentMeta>,
+    building: Option<(&crate::catalog::Catalog, &str)>,
     progress: &dyn Progress,
 ) -> Result<u64> {
+    let table = preparer.table().to_string();
+    let alive = || async {
+        match building {
+            Some((catalog, id)) if !catalog.vector_tables().touch_building(id).await? => Err(abandoned(&table)),
+            _ => Ok(()),
+        }
+    };
     let mut chunks = SegmentChunks::new(segment_rows, spec.dims);
     let mut next_key = base_key;
     let mut full = chunks.push(first, &first_vectors);
@@ -370,6 +388,7 @@ pub(crate) async fn write_streamed(
             let segment = write_segment(files, spec, &chunk.batches, std::borrow::Cow::Owned(chunk.vectors), next_key, progress).await?;
             next_key += segment.rows;
             written.push(segment);
+            alive().await?;
         }
         vectors.clear();
         match input.next().await {

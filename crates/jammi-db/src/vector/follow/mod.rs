@@ -207,7 +207,10 @@ impl Vectors<'_> {
         let created = async {
             let manifest_name = super::write::write_manifest(&files, &manifest).await?;
             catalog.follows().create(&table_id, scope.owner()).await?;
-            catalog.vector_tables().mark_ready(&table_id, &record.spec, manifest.generation, &manifest_name).await
+            match catalog.vector_tables().mark_ready(&table_id, &record.spec, manifest.generation, &manifest_name).await? {
+                true => Ok(()),
+                false => Err(super::write::abandoned(&spec.name)),
+            }
         }
         .await;
         if let Err(e) = created {
