@@ -280,8 +280,12 @@ async fn sql_text_phases(session: &Session, table: &str, literals: &[String]) ->
             session.run(&statement).await?.collect().await?;
         }
     }
+    // `JAMMI_BENCH_PHASE_ROUNDS=N` repeats the loop N times: long enough for a profiler to
+    // attach to this loop alone (`perf record -p PID`).
+    let rounds: usize = std::env::var("JAMMI_BENCH_PHASE_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(1).max(1);
+    eprintln!("sql text phases ({rounds} round(s))");
     let (mut parse, mut run, mut collect) = (0.0, 0.0, 0.0);
-    for t in &texts {
+    for t in std::iter::repeat_n(&texts, rounds).flatten() {
         let started = Instant::now();
         let statements = session.parse(t)?;
         let parsed = Instant::now();
@@ -293,7 +297,7 @@ async fn sql_text_phases(session: &Session, table: &str, literals: &[String]) ->
         run += (ran - parsed).as_secs_f64();
         collect += (done - ran).as_secs_f64();
     }
-    let us = |s: f64| round(s * 1e6 / texts.len() as f64);
+    let us = |s: f64| round(s * 1e6 / (texts.len() * rounds) as f64);
     Ok(json!({"parse_us": us(parse), "run_us": us(run), "collect_us": us(collect)}))
 }
 
