@@ -188,6 +188,10 @@ impl Session {
         }
     }
 
+    pub(crate) fn is_ephemeral(&self) -> bool {
+        self.ephemeral.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
     fn ephemeral_scope(&self) -> Option<Arc<EphemeralScope>> {
         self.ephemeral.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -403,12 +407,20 @@ impl Session {
     /// Run every statement of `sql` in order and return the last one's frame (earlier
     /// results are drained).
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        // A search whose text but for its vectors has run before skips parsing.
+        if let Some(frame) = crate::plan_cache::run_search_text(self, sql).await? {
+            return Ok(frame);
+        }
         let statements = self.parse(sql)?;
         let last = statements.len() - 1;
         for statement in &statements[..last] {
             self.run(statement).await?.collect().await?;
         }
-        self.run(&statements[last]).await
+        let frame = self.run(&statements[last]).await?;
+        if last == 0 {
+            crate::plan_cache::learn_search_text(self, sql, &statements[0]);
+        }
+        Ok(frame)
     }
 
     /// The DataFusion context whose catalogs and tenant rule are bound to `scope` (and to
