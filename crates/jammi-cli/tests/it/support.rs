@@ -88,3 +88,37 @@ pub fn run_measured(cmd: &mut Command) -> (bool, String, String, u64) {
     assert!(peak_kib > 0, "could not read the child's memory use");
     (status.success(), out.join().unwrap(), err.join().unwrap(), peak_kib * 1024)
 }
+
+/// A `jammi serve` process and its addresses.
+pub struct Running {
+    pub child: Child,
+    pub http: String,
+    pub pg_port: String,
+    pub flight_port: String,
+}
+
+/// Start `jammi serve` on free loopback ports and read its start-up line.
+pub fn serve(data_dir: &Path) -> Running {
+    let mut child = jammi(data_dir)
+        .args(["serve", "--http", "127.0.0.1:0", "--pg", "127.0.0.1:0", "--flight", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        // Its log goes to a file (a pipe nobody reads would fill and stall it).
+        .stderr(std::fs::File::create(data_dir.with_extension("serve.log")).expect("server log file"))
+        .spawn()
+        .expect("start jammi serve");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let started: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("start-up line {line:?}: {e}"));
+    let http = format!("http://{}", started["listening"]["http"].as_str().unwrap());
+    let port = |name: &str| started["listening"][name].as_str().unwrap().rsplit(':').next().unwrap().to_string();
+    Running { child, http, pg_port: port("pg"), flight_port: port("flight") }
+}
+
+/// SIGTERM, and require a clean exit.
+pub fn stop(mut running: Running) {
+    let pid = running.child.id() as i32;
+    // SIGTERM: the server drains and exits 0.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = running.child.wait().unwrap();
+    assert!(status.success(), "jammi serve exited with {status}");
+}

@@ -1,0 +1,178 @@
+//! Several `jammi serve` replicas sharing one deployment — catalog on PostgreSQL, storage
+//! root on the S3 server, broker on JetStream (all started by scripts/test.sh): what one
+//! replica acknowledges, the next statement on another sees; topics cross replicas by
+//! JetStream wake-ups alone; a replica killed with SIGKILL leaves the others serving.
+//! See docs/scale-out.md.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+const TENANT: &str = "3f2b8c1e-0000-4000-8000-0000000000a1";
+
+/// A deployment's shared parts: a fresh Postgres database, a fresh prefix on the S3 server,
+/// the JetStream server; and the data directories of the processes that join it.
+struct Deployment {
+    dir: tempfile::TempDir,
+    config: String,
+}
+
+fn require(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests through scripts/test.sh"))
+}
+
+impl Deployment {
+    fn new(name: &str) -> Deployment {
+        let admin = require("JAMMI_TEST_PG_URL");
+        let db = format!("jammi_{name}_{}", std::process::id());
+        let created = Command::new("psql").arg(&admin).args(["-q", "-c", &format!("CREATE DATABASE {db}")]).status().expect("run psql");
+        assert!(created.success(), "create the test database");
+        let catalog = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+        let (endpoint, bucket, nats) = (require("JAMMI_TEST_S3_ENDPOINT"), require("JAMMI_TEST_S3_BUCKET"), require("JAMMI_TEST_NATS_URL"));
+        // Polling every 10 minutes: events can only cross replicas by JetStream wake-ups.
+        let config = format!(
+            "[catalog]\nurl = \"{catalog}\"\n\n\
+             [storage]\nroot = \"s3://{bucket}/{db}\"\n\
+             options = {{ endpoint = \"{endpoint}\", region = \"us-east-1\", allow_http = \"true\", access_key_id = \"test\", secret_access_key = \"test\" }}\n\n\
+             [broker]\nkind = \"jetstream\"\nurl = \"{nats}\"\npoll_interval_ms = 600000\n"
+        );
+        Deployment { dir: tempfile::tempdir().unwrap(), config }
+    }
+
+    /// The data directory of member `name` (a replica, or a CLI run on the deployment).
+    fn home(&self, name: &str) -> PathBuf {
+        let home = self.dir.path().join(name);
+        if !home.exists() {
+            write(&home.join("jammi.toml"), &self.config);
+        }
+        home
+    }
+}
+
+/// `jammi --target` one replica with `token`.
+fn on(home: &Path, replica: &Running, token: &str, args: &[&str]) -> String {
+    ok(jammi(home).args(["--target", &replica.http, "--token", token]).args(args))
+}
+
+fn csv_ids(out: &str) -> Vec<String> {
+    out.lines().skip(1).map(|l| l.split(',').next().unwrap().to_string()).collect()
+}
+
+/// 8-dimensional vectors: row `i` points along its own pair of axes.
+fn write_vectors(path: &Path, ids: std::ops::Range<usize>) {
+    let rows: Vec<String> = ids.map(|i| format!("({i}, {})", vector(i))).collect();
+    let sql = format!(
+        "COPY (SELECT column1 AS id, arrow_cast(column2, 'FixedSizeList(8, Float32)') AS embedding FROM (VALUES {})) TO '{}' STORED AS PARQUET",
+        rows.join(", "),
+        path.display()
+    );
+    let scratch = tempfile::tempdir().unwrap();
+    ok(jammi(&scratch.path().join("scratch")).args(["sql", &sql]));
+}
+
+fn vector(i: usize) -> String {
+    let mut v = [0.0f32; 8];
+    v[i % 8] = 1.0;
+    v[(i / 8 + i + 1) % 8] += 0.5 + (i / 8) as f32;
+    format!("[{}]", v.map(|x| x.to_string()).join(", "))
+}
+
+/// Two replicas and CLI runs on one deployment: every acknowledged write is seen by the
+/// next statement on the other replica (mutable DDL and DML, vector import, append and
+/// delete, a topic), events cross replicas through JetStream with polling off,
+/// a revoked token stops working on both within the documented 5 s, and after a kill -9
+/// of one replica the other serves everything.
+#[test]
+fn replicas_on_postgres_s3_and_jetstream_share_one_deployment() {
+    let deployment = Deployment::new("replicas");
+    let cli = deployment.home("cli");
+    let created = ok(jammi(&cli).args(["--tenant", TENANT, "--format", "json", "token", "create", "--name", "replicas"]));
+    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+    let token = created[0]["token"].as_str().unwrap().to_string();
+    let token_id = created[0]["id"].as_str().unwrap().to_string();
+    let (home_a, home_b) = (deployment.home("a"), deployment.home("b"));
+    let (a, b) = (serve(&home_a), serve(&home_b));
+
+    // Mutable tables: DDL and DML on one replica, read on the other at once — both ways.
+    on(&cli, &a, &token, &["sql", "CREATE TABLE mutable.public.accounts (id BIGINT PRIMARY KEY, balance BIGINT NOT NULL)"]);
+    on(&cli, &a, &token, &["sql", "INSERT INTO mutable.public.accounts VALUES (1, 100), (2, 50)"]);
+    let out = on(&cli, &b, &token, &["--format", "csv", "sql", "SELECT id, balance FROM mutable.public.accounts ORDER BY id"]);
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["id,balance", "1,100", "2,50"]);
+    for round in 0..5 {
+        let (writer, reader) = if round % 2 == 0 { (&b, &a) } else { (&a, &b) };
+        on(&cli, writer, &token, &["sql", "UPDATE mutable.public.accounts SET balance = balance + 1 WHERE id = 1"]);
+        let out = on(&cli, reader, &token, &["--format", "csv", "sql", "SELECT balance FROM mutable.public.accounts WHERE id = 1"]);
+        assert_eq!(out.lines().nth(1), Some((101 + round).to_string().as_str()), "round {round}");
+    }
+
+    // Vector tables: imported by a CLI run (segments on S3), searched on both replicas;
+    // an append by another CLI run and a delete through replica B are seen on replica A.
+    let first = deployment.dir.path().join("first.parquet");
+    write_vectors(&first, 0..16);
+    ok(jammi(&cli).args(["--tenant", TENANT, "vectors", "import", "docs"]).arg(&first).args(["--id-column", "id", "--vector-column", "embedding"]));
+    for replica in [&a, &b] {
+        for i in [3, 12] {
+            let out = on(&cli, replica, &token, &["--format", "csv", "search", "docs", "--vector", &vector(i), "--k", "1"]);
+            assert_eq!(csv_ids(&out), [i.to_string()]);
+        }
+    }
+    let more = deployment.dir.path().join("more.parquet");
+    write_vectors(&more, 16..24);
+    ok(jammi(&deployment.home("cli2")).args(["--tenant", TENANT, "vectors", "append", "docs"]).arg(&more).args(["--id-column", "id", "--vector-column", "embedding"]));
+    let out = on(&cli, &a, &token, &["--format", "csv", "search", "docs", "--vector", &vector(20), "--k", "1"]);
+    assert_eq!(csv_ids(&out), ["20"], "the append is searched on replica A at once");
+    on(&cli, &b, &token, &["sql", "DELETE FROM vectors.public.docs WHERE id = 20"]);
+    let out = on(&cli, &a, &token, &["--format", "csv", "search", "docs", "--vector", &vector(20), "--k", "3"]);
+    assert!(!csv_ids(&out).contains(&"20".to_string()), "the delete through B is seen on A: {out}");
+    let out = on(&cli, &a, &token, &["--format", "csv", "sql", "SELECT count(*) AS n FROM vectors.public.docs"]);
+    assert_eq!(out.lines().nth(1), Some("23"));
+
+    // Topics: created by a CLI run, published on B and read on A, with polling off; then
+    // single events timed from publish on A to arrival on B.
+    ok(jammi(&cli).args(["--tenant", TENANT, "topic", "create", "moves", "--schema", "seq:int64"]));
+    on(&cli, &b, &token, &["topic", "publish", "moves", "--data", r#"[{"seq": 1000}, {"seq": 1001}]"#]);
+    let out = on(&cli, &a, &token, &["topic", "subscribe", "moves", "--from-beginning", "--limit", "2"]);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let timed = Command::new("python3")
+        .arg(format!("{}/tests/clients/sse_latency.py", env!("CARGO_MANIFEST_DIR")))
+        .args([&a.http, &b.http, &token, "moves", "100"])
+        .output()
+        .expect("python3");
+    assert!(timed.status.success(), "sse_latency.py: {}{}", String::from_utf8_lossy(&timed.stdout), String::from_utf8_lossy(&timed.stderr));
+    let timed: serde_json::Value = serde_json::from_slice(&timed.stdout).unwrap();
+    eprintln!("topic delivery from replica A to replica B: {timed}");
+    assert_eq!(timed["received"], 100);
+    assert!(timed["p99_ms"].as_f64().unwrap() <= 50.0, "p99 from publish on A to arrival on B: {timed}");
+
+    // A revoked token stops working on every replica within the documented bound (5 s).
+    ok(jammi(&cli).args(["token", "revoke", &token_id]));
+    let revoked = Instant::now();
+    for replica in [&a, &b] {
+        loop {
+            let out = jammi(&cli).args(["--target", &replica.http, "--token", &token, "sql", "SELECT 1"]).output().unwrap();
+            if !out.status.success() {
+                assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", String::from_utf8_lossy(&out.stderr));
+                break;
+            }
+            assert!(revoked.elapsed() < Duration::from_secs(7), "the revoked token still works on {}", replica.http);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let created = ok(jammi(&cli).args(["--tenant", TENANT, "--format", "json", "token", "create", "--name", "after"]));
+    let token = serde_json::from_str::<serde_json::Value>(&created).unwrap()[0]["token"].as_str().unwrap().to_string();
+
+    // kill -9 replica A: B serves every kind of request, with everything A acknowledged.
+    let mut a = a;
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let out = on(&cli, &b, &token, &["--format", "csv", "sql", "SELECT balance FROM mutable.public.accounts WHERE id = 1"]);
+    assert_eq!(out.lines().nth(1), Some("105"));
+    let out = on(&cli, &b, &token, &["--format", "csv", "search", "docs", "--vector", &vector(17), "--k", "1"]);
+    assert_eq!(csv_ids(&out), ["17"]);
+    on(&cli, &b, &token, &["sql", "INSERT INTO mutable.public.accounts VALUES (3, 7)"]);
+    let out = on(&cli, &b, &token, &["topic", "subscribe", "moves", "--from-beginning", "--limit", "2"]);
+    assert_eq!(out.lines().count(), 2);
+    stop(b);
+}
