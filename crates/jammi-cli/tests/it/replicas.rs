@@ -81,7 +81,8 @@ fn vector(i: usize) -> String {
 
 /// Two replicas and CLI runs on one deployment: every acknowledged write is seen by the
 /// next statement on the other replica (mutable DDL and DML, vector import, append and
-/// delete, a topic), events cross replicas through JetStream with polling off,
+/// delete, a topic), events cross replicas through JetStream with polling off, one
+/// consumer group spread over both replicas gets every event once,
 /// a revoked token stops working on both within the documented 5 s, and after a kill -9
 /// of one replica the other serves everything.
 #[test]
@@ -145,6 +146,20 @@ fn replicas_on_postgres_s3_and_jetstream_share_one_deployment() {
     eprintln!("topic delivery from replica A to replica B: {timed}");
     assert_eq!(timed["received"], 100);
     assert!(timed["p99_ms"].as_f64().unwrap() <= 50.0, "p99 from publish on A to arrival on B: {timed}");
+
+    // One consumer group with a member on each replica: 300 events published on A are each
+    // delivered once to the group — none twice, none skipped — and both members get work.
+    ok(jammi(&cli).args(["--tenant", TENANT, "topic", "create", "work", "--schema", "seq:int64"]));
+    let split = Command::new("python3")
+        .arg(format!("{}/tests/clients/group_split.py", env!("CARGO_MANIFEST_DIR")))
+        .args([&token, "work", "workers", "300", &a.http, &a.http, &b.http])
+        .output()
+        .expect("python3");
+    assert!(split.status.success(), "group_split.py: {}{}", String::from_utf8_lossy(&split.stdout), String::from_utf8_lossy(&split.stderr));
+    let split: serde_json::Value = serde_json::from_slice(&split.stdout).unwrap();
+    eprintln!("one group over two replicas: {split}");
+    assert_eq!((split["distinct"].as_u64(), split["duplicates"].as_u64(), split["missing"].as_u64()), (Some(300), Some(0), Some(0)), "{split}");
+    assert!(split["per_member"].as_array().unwrap().iter().all(|n| n.as_u64().unwrap() > 0), "both members share the work: {split}");
 
     // A revoked token stops working on every replica within the documented bound (5 s).
     ok(jammi(&cli).args(["token", "revoke", &token_id]));
