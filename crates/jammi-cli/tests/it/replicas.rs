@@ -82,7 +82,8 @@ fn vector(i: usize) -> String {
 /// Two replicas and CLI runs on one deployment: every acknowledged write is seen by the
 /// next statement on the other replica (mutable DDL and DML, vector import, append and
 /// delete, a topic), events cross replicas through JetStream with polling off, one
-/// consumer group spread over both replicas gets every event once,
+/// consumer group spread over both replicas gets every event once, publishers on both
+/// replicas at once leave gap-free unique offsets,
 /// a revoked token stops working on both within the documented 5 s, and after a kill -9
 /// of one replica the other serves everything.
 #[test]
@@ -160,6 +161,21 @@ fn replicas_on_postgres_s3_and_jetstream_share_one_deployment() {
     eprintln!("one group over two replicas: {split}");
     assert_eq!((split["distinct"].as_u64(), split["duplicates"].as_u64(), split["missing"].as_u64()), (Some(300), Some(0), Some(0)), "{split}");
     assert!(split["per_member"].as_array().unwrap().iter().all(|n| n.as_u64().unwrap() > 0), "both members share the work: {split}");
+
+    // Publishers on both replicas at once: every event gets its own offset, with no gap.
+    let publishers: Vec<std::process::Child> = (0..12)
+        .map(|i| {
+            let replica = if i % 2 == 0 { &a } else { &b };
+            let events = format!("[{}]", (0..5).map(|j| format!("{{\"seq\": {}}}", 10_000 + i * 10 + j)).collect::<Vec<_>>().join(", "));
+            jammi(&cli).args(["--target", &replica.http, "--token", &token, "topic", "publish", "work", "--data", &events]).stdout(std::process::Stdio::null()).spawn().unwrap()
+        })
+        .collect();
+    for mut publisher in publishers {
+        assert!(publisher.wait().unwrap().success());
+    }
+    let out = on(&cli, &b, &token, &["--format", "csv", "sql", "SELECT count(*) AS n, count(DISTINCT _offset) AS d, min(_offset) AS lo, max(_offset) AS hi, count(DISTINCT seq) AS s FROM topics.public.work"]);
+    let row: Vec<i64> = out.lines().nth(1).unwrap().split(',').map(|v| v.parse().unwrap()).collect();
+    assert_eq!(row, [360, 360, 0, 359, 360], "n, distinct offsets, lowest, highest, distinct events: {out}");
 
     // A revoked token stops working on every replica within the documented bound (5 s).
     ok(jammi(&cli).args(["token", "revoke", &token_id]));
