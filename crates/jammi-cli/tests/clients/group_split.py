@@ -12,27 +12,21 @@ import json
 import sys
 import threading
 import time
-import urllib.request
+
+from jammi_http import publish, subscribe
 
 token, topic, group, n, publish_url, *subscribe_urls = sys.argv[1:]
 n = int(n)
-headers = {"Authorization": f"Bearer {token}"}
 received = [[] for _ in subscribe_urls]
 opened = threading.Barrier(len(subscribe_urls) + 1)
 lock = threading.Lock()
 
 
 def member(index, url):
-    request = urllib.request.Request(f"{url}/v1/topics/{topic}/events?group={group}&from_beginning=true", headers=headers)
-    with urllib.request.urlopen(request, timeout=60) as stream:
-        opened.wait()
-        for raw in stream:
-            line = raw.decode().strip()
-            if line.startswith("data:"):
-                event = json.loads(line[5:])
-                if "seq" in event:
-                    with lock:
-                        received[index].append(event["seq"])
+    for event in subscribe(url, token, topic, on_open=opened.wait, group=group, from_beginning="true"):
+        if "seq" in event:
+            with lock:
+                received[index].append(event["seq"])
 
 
 for i, url in enumerate(subscribe_urls):
@@ -41,10 +35,7 @@ opened.wait(30)
 time.sleep(0.2)  # both members joined before the first event
 
 for start in range(0, n, 10):
-    body = json.dumps([{"seq": s} for s in range(start, min(n, start + 10))]).encode()
-    request = urllib.request.Request(f"{publish_url}/v1/topics/{topic}/events", data=body, headers={**headers, "Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        response.read()
+    publish(publish_url, token, topic, [{"seq": s} for s in range(start, min(n, start + 10))])
 
 deadline = time.time() + 30
 while time.time() < deadline:

@@ -12,34 +12,25 @@ import json
 import sys
 import threading
 import time
-import urllib.request
+
+from jammi_http import publish as publish_events, subscribe as events
 
 publish_url, subscribe_url, token, topic, n = sys.argv[1:6]
 n = int(n)
-headers = {"Authorization": f"Bearer {token}"}
 arrived = {}
 ready = threading.Event()
 cond = threading.Condition()
 
 
 def subscribe():
-    request = urllib.request.Request(f"{subscribe_url}/v1/topics/{topic}/events", headers=headers)
-    with urllib.request.urlopen(request, timeout=30) as stream:
-        ready.set()
-        for raw in stream:
-            line = raw.decode().strip()
-            if line.startswith("data:"):
-                event = json.loads(line[5:])
-                with cond:
-                    arrived[event["seq"]] = time.perf_counter()
-                    cond.notify_all()
+    for event in events(subscribe_url, token, topic, on_open=ready.set):
+        with cond:
+            arrived[event["seq"]] = time.perf_counter()
+            cond.notify_all()
 
 
 def publish(seq):
-    body = json.dumps({"seq": seq}).encode()
-    request = urllib.request.Request(f"{publish_url}/v1/topics/{topic}/events", data=body, headers={**headers, "Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        response.read()
+    publish_events(publish_url, token, topic, {"seq": seq})
 
 
 def wait_for(seq, seconds):
