@@ -31,3 +31,15 @@ def subscribe(base, token, topic, on_open=None, **query):
             line = raw.decode().strip()
             if line.startswith("data:"):
                 yield json.loads(line[5:])
+
+
+def ack(base, token, topic, group, member, offsets):
+    """Acknowledge `offsets` for a group member (ack=explicit); returns the answer
+    ({"acknowledged": …, "not_held": …})."""
+    request = urllib.request.Request(
+        f"{base}/v1/topics/{topic}/ack",
+        data=json.dumps({"group": group, "member": member, "offsets": offsets}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())

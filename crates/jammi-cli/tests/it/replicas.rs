@@ -85,7 +85,8 @@ fn vector(i: usize) -> String {
 /// consumer group spread over both replicas gets every event once, publishers on both
 /// replicas at once leave gap-free unique offsets,
 /// a revoked token stops working on both within the documented 5 s, and after a kill -9
-/// of one replica the other serves everything.
+/// of one replica in the middle of a group's work the other finishes it (each event
+/// acknowledged once) and serves everything.
 #[test]
 fn replicas_on_postgres_s3_and_jetstream_share_one_deployment() {
     let deployment = Deployment::new("replicas");
@@ -194,10 +195,32 @@ fn replicas_on_postgres_s3_and_jetstream_share_one_deployment() {
     let created = ok(jammi(&cli).args(["--tenant", TENANT, "--format", "json", "token", "create", "--name", "after"]));
     let token = serde_json::from_str::<serde_json::Value>(&created).unwrap()[0]["token"].as_str().unwrap().to_string();
 
-    // kill -9 replica A: B serves every kind of request, with everything A acknowledged.
+    // kill -9 replica A in the middle of a consumer group's work (explicit acks, 2 s leases):
+    // the events A's member held unacknowledged come back to the group when their leases run
+    // out — claimed by B's member at that deadline, with polling off and nothing published —
+    // and every event is acknowledged exactly once.
+    ok(jammi(&cli).args(["--tenant", TENANT, "topic", "create", "jobs", "--schema", "seq:int64"]));
+    let mut failover = Command::new("python3")
+        .arg(format!("{}/tests/clients/group_failover.py", env!("CARGO_MANIFEST_DIR")))
+        .args([&token, "jobs", "crew", "200", &a.http, &b.http])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(failover.stdout.take().unwrap()));
+    assert_eq!(lines.next().unwrap().unwrap(), "kill");
     let mut a = a;
     a.child.kill().unwrap();
     a.child.wait().unwrap();
+    std::io::Write::write_all(failover.stdin.as_mut().unwrap(), b"killed\n").unwrap();
+    let result: serde_json::Value = serde_json::from_str(&lines.next().expect("the failover result").unwrap()).unwrap();
+    assert!(failover.wait().unwrap().success());
+    eprintln!("a group across a kill -9: {result}");
+    assert_eq!((result["acked"].as_u64(), result["acked_twice"].as_u64()), (Some(200), Some(0)), "every event acknowledged once: {result}");
+    assert!(result["held_at_kill"].as_u64().unwrap() >= 10, "{result}");
+    assert!(result["seconds_after_kill"].as_f64().unwrap() < 10.0, "held events return at their lease's end, not at the next poll: {result}");
+
+    // After the kill, B serves every kind of request, with everything A acknowledged.
     let out = on(&cli, &b, &token, &["--format", "csv", "sql", "SELECT balance FROM mutable.public.accounts WHERE id = 1"]);
     assert_eq!(out.lines().nth(1), Some("105"));
     let out = on(&cli, &b, &token, &["--format", "csv", "search", "docs", "--vector", &vector(17), "--k", "1"]);

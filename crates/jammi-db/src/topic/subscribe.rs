@@ -238,10 +238,23 @@ impl Worker {
     }
 
     async fn wait(&self, watch: &mut tokio::sync::watch::Receiver<i64>) {
+        self.wait_for(watch, self.state.poll).await
+    }
+
+    /// Wait as [`Self::wait`] does, but no later than just after `deadline` (ms since the
+    /// epoch): when another member's lease runs out — a member on a process that died holds
+    /// it, and nothing else would wake the group — its events are claimed at once, not at
+    /// the next poll.
+    async fn wait_at_most(&self, watch: &mut tokio::sync::watch::Receiver<i64>, deadline: Option<i64>) {
+        let until_deadline = deadline.map(|d| Duration::from_millis((d - now_millis()).max(0) as u64 + 5));
+        self.wait_for(watch, until_deadline.map_or(self.state.poll, |d| d.min(self.state.poll))).await
+    }
+
+    async fn wait_for(&self, watch: &mut tokio::sync::watch::Receiver<i64>, longest: Duration) {
         let mut leave = self.leave.clone();
         tokio::select! {
             _ = watch.changed() => {}
-            _ = tokio::time::sleep(self.state.poll) => {}
+            _ = tokio::time::sleep(longest) => {}
             _ = leave.wait_for(|l| *l) => {}
         }
     }
@@ -315,11 +328,11 @@ impl Worker {
         while !self.leaving() {
             let claimed = claim(&self.state, &member, self.scope, self.batch_size, ack_timeout).await;
             let events = match claimed {
-                Ok(offsets) if offsets.is_empty() => {
-                    self.wait(&mut watch).await;
+                Ok(Claimed { offsets, next_deadline }) if offsets.is_empty() => {
+                    self.wait_at_most(&mut watch, next_deadline).await;
                     continue;
                 }
-                Ok(offsets) => log::read_offsets(self.state.catalog.pool(), &member.topic_id, &offsets).await,
+                Ok(Claimed { offsets, .. }) => log::read_offsets(self.state.catalog.pool(), &member.topic_id, &offsets).await,
                 Err(e) => Err(e),
             };
             let result = match events {
@@ -348,8 +361,10 @@ impl Worker {
         }
         // Leaving: what this member holds and has not acknowledged goes back to the group at
         // once, instead of after the ack timeout.
-        if let Err(e) = release(&member).await {
-            tracing::warn!(group = %member.group_key, error = %e, "could not hand a leaving member's events back; they return after the ack timeout");
+        match release(&member).await {
+            // Wake the group's other members, in every process, to claim them now.
+            Ok(()) => self.state.broker.notify(&member.topic_id, 0),
+            Err(e) => tracing::warn!(group = %member.group_key, error = %e, "could not hand a leaving member's events back; they return after the ack timeout"),
         }
     }
 }
@@ -367,7 +382,15 @@ async fn release(member: &GroupMember) -> Result<()> {
 
 /// Hand up to `limit` events to `member`: expired leases first (redelivery), then events
 /// no member has had. One write transaction, so two members never get the same event.
-async fn claim(state: &TopicState, member: &GroupMember, scope: TenantScope, limit: i64, ack_timeout: Duration) -> Result<Vec<i64>> {
+/// What one claim handed a member.
+struct Claimed {
+    offsets: Vec<i64>,
+    /// When nothing was handed: the earliest lease deadline of an event the group holds
+    /// (ms since the epoch), when one does.
+    next_deadline: Option<i64>,
+}
+
+async fn claim(state: &TopicState, member: &GroupMember, scope: TenantScope, limit: i64, ack_timeout: Duration) -> Result<Claimed> {
     let txn = state.writer.begin().await?;
     let (topic_id, group, consumer) = (member.topic_id.clone(), member.group_key.clone(), member.member.clone());
     let deadline_ms = ack_timeout.as_millis() as i64;
@@ -388,7 +411,7 @@ async fn claim(state: &TopicState, member: &GroupMember, scope: TenantScope, lim
     }
 }
 
-async fn claim_in(conn: &mut AnyConnection, topic_id: &str, group: &str, consumer: &str, scope: TenantScope, limit: i64, ack_ms: i64) -> Result<Vec<i64>> {
+async fn claim_in(conn: &mut AnyConnection, topic_id: &str, group: &str, consumer: &str, scope: TenantScope, limit: i64, ack_ms: i64) -> Result<Claimed> {
     let err = |e: sqlx::Error| Error::from_sqlx("the consumer-group table", &e);
     // Lock the group's row first: members claiming at once then take turns (Postgres runs
     // this transaction without a database-wide lock).
@@ -461,5 +484,17 @@ async fn claim_in(conn: &mut AnyConnection, topic_id: &str, group: &str, consume
         }
     }
     offsets.sort_unstable();
-    Ok(offsets)
+    let next_deadline = if offsets.is_empty() {
+        sqlx::query("SELECT min(deadline) FROM jammi_topic_pending WHERE topic_id = $1 AND group_name = $2")
+            .bind(topic_id)
+            .bind(group)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(err)?
+            .try_get::<Option<i64>, _>(0)
+            .map_err(err)?
+    } else {
+        None
+    };
+    Ok(Claimed { offsets, next_deadline })
 }
