@@ -80,8 +80,8 @@ fn vector(i: usize) -> String {
 }
 
 /// Two replicas and CLI runs on one deployment: every acknowledged write is seen by the
-/// next statement on the other replica (mutable DDL and DML, vector import, append and
-/// delete, a topic), events cross replicas through JetStream with polling off, one
+/// next statement on the other replica (mutable DDL and DML, vector import, append,
+/// delete and compaction, source add and remove, a topic), events cross replicas through JetStream with polling off, one
 /// consumer group spread over both replicas gets every event once, publishers on both
 /// replicas at once leave gap-free unique offsets,
 /// a revoked token stops working on both within the documented 5 s, and after a kill -9
@@ -131,6 +131,28 @@ fn replicas_on_postgres_s3_and_jetstream_share_one_deployment() {
     assert!(!csv_ids(&out).contains(&"20".to_string()), "the delete through B is seen on A: {out}");
     let out = on(&cli, &a, &token, &["--format", "csv", "sql", "SELECT count(*) AS n FROM vectors.public.docs"]);
     assert_eq!(out.lines().nth(1), Some("23"));
+
+    // Compaction by a CLI run: both replicas search the compacted table at once.
+    ok(jammi(&cli).args(["--tenant", TENANT, "vectors", "compact", "docs"]));
+    for replica in [&a, &b] {
+        let out = on(&cli, replica, &token, &["--format", "csv", "search", "docs", "--vector", &vector(17), "--k", "3"]);
+        let ids = csv_ids(&out);
+        assert!(ids[0] == "17" && !ids.contains(&"20".to_string()), "{out}");
+        let out = on(&cli, replica, &token, &["--format", "csv", "sql", "SELECT count(*) AS n FROM vectors.public.docs"]);
+        assert_eq!(out.lines().nth(1), Some("23"));
+    }
+
+    // Sources: added by a CLI run, read on both replicas; removed, gone from both.
+    ok(jammi(&cli).args(["--tenant", TENANT, "source", "add", "parts"]).arg(&first));
+    for replica in [&a, &b] {
+        let out = on(&cli, replica, &token, &["--format", "csv", "sql", "SELECT count(*) AS n FROM parts.public.first"]);
+        assert_eq!(out.lines().nth(1), Some("16"));
+    }
+    ok(jammi(&cli).args(["--tenant", TENANT, "source", "remove", "parts"]));
+    for replica in [&a, &b] {
+        let err = fails(jammi(&cli).args(["--target", &replica.http, "--token", &token, "sql", "SELECT count(*) FROM parts.public.first"]));
+        assert!(err.contains("parts"), "{err}");
+    }
 
     // Topics: created by a CLI run, published on B and read on A, with polling off; then
     // single events timed from publish on A to arrival on B.
