@@ -26,6 +26,7 @@ pub async fn run_all(url: &str) {
     change_counter_moves_on_every_change(&catalog).await;
     tokens_round_trip(&catalog).await;
     building_imports_stay_alive_until_removed(&catalog).await;
+    leases_have_one_holder_at_a_time(url, &catalog).await;
     concurrent_writers_lose_nothing(url).await;
     catalog.close().await;
 }
@@ -49,6 +50,42 @@ pub async fn tokens_round_trip(catalog: &Catalog) {
     assert_eq!(catalog.tokens().revoke(&record.id).await.unwrap().revoked_at, revoked.revoked_at, "revoking twice changes nothing");
     assert!(catalog.tokens().find_live(&digest).await.unwrap().is_none());
     assert!(catalog.tokens().revoke("no-such-token").await.is_err());
+}
+
+/// A lease has one holder at a time: another holder is refused until it expires or is
+/// released, the holder renews it, a release by anyone else changes nothing; and of many
+/// processes racing for a free lease (separate pools), exactly one gets it.
+pub async fn leases_have_one_holder_at_a_time(url: &str, catalog: &Catalog) {
+    use std::time::Duration;
+    let leases = catalog.leases();
+    let name = unique("lease");
+    let long = Duration::from_secs(60);
+    assert!(leases.try_acquire(&name, "a", long).await.unwrap());
+    assert!(!leases.try_acquire(&name, "b", long).await.unwrap(), "held by a");
+    assert!(leases.try_acquire(&name, "a", long).await.unwrap(), "a renews");
+    leases.release(&name, "b").await.unwrap();
+    assert!(!leases.try_acquire(&name, "b", long).await.unwrap(), "b cannot release a's lease");
+    leases.release(&name, "a").await.unwrap();
+    assert!(leases.try_acquire(&name, "b", Duration::from_millis(1)).await.unwrap(), "free after a's release");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(leases.try_acquire(&name, "c", long).await.unwrap(), "b's lease expired");
+
+    let raced = unique("race");
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (url, raced) = (url.to_string(), raced.clone());
+        tasks.push(tokio::spawn(async move {
+            let catalog = Catalog::open(&url, &CatalogConfig::default()).await.expect("open catalog");
+            let won = catalog.leases().try_acquire(&raced, &format!("p{i}"), Duration::from_secs(60)).await.unwrap();
+            catalog.close().await;
+            won
+        }));
+    }
+    let mut winners = 0;
+    for task in tasks {
+        winners += usize::from(task.await.unwrap());
+    }
+    assert_eq!(winners, 1, "exactly one of the racing processes holds the lease");
 }
 
 /// A building vector table's heartbeat moves its `updated_at` (what recovery elsewhere

@@ -358,6 +358,18 @@ Migration {
             ('builtin-text', NULL, 'text', '[{\"name\":\"score\",\"type\":\"float32\"},{\"name\":\"rank\",\"type\":\"int64\"}]', 1, 0),
             ('builtin-model', NULL, 'model', '[{\"name\":\"model\",\"type\":\"string\"},{\"name\":\"version\",\"type\":\"string\"},{\"name\":\"confidence\",\"type\":\"float32\"}]', 1, 0)",
     ],
+}, Migration {
+    version: 13,
+    name: "leases",
+    statements: &[
+        // Who does a piece of background work (a compaction) while processes share the
+        // catalog; see `catalog/leases.rs`.
+        "CREATE TABLE jammi_leases (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            expires_at_ms BIGINT NOT NULL
+        )",
+    ],
 }];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS jammi_migrations (

@@ -11,6 +11,7 @@ mod evidence;
 pub mod conformance;
 mod follows;
 mod jobs;
+mod leases;
 mod migrations;
 mod models;
 mod tokens;
@@ -38,6 +39,7 @@ pub use evidence::{ChannelRecord, EvidenceRepo};
 pub use follows::{FollowProgress, FollowRecord, FollowRepo};
 pub(crate) use follows::{commit_progress, log_changes};
 pub use jobs::{state as job_state, ClaimRecord, JobRecord, JobRepo, JobState, LosingAttempt};
+pub use leases::LeaseRepo;
 pub use migrations::{Migration, MIGRATIONS};
 pub use models::{AliasRecord, ModelRecord, ModelRepo};
 pub(crate) use models::already_registered;
@@ -262,6 +264,11 @@ impl Catalog {
     /// Repository of mutable tables.
     pub fn mutable_tables(&self) -> MutableTableRepo<'_> {
         MutableTableRepo::new(self)
+    }
+
+    /// Leases on background work shared by the processes of a deployment.
+    pub fn leases(&self) -> LeaseRepo<'_> {
+        LeaseRepo::new(self)
     }
 
     /// Version numbers of the migrations recorded in the ledger, in order.

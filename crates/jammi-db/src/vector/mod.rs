@@ -179,11 +179,14 @@ pub(crate) struct VectorState {
     pub work_ready: Arc<tokio::sync::Notify>,
     /// The audit log every search is recorded in, when auditing is on.
     pub audit: Option<Arc<crate::audit::Auditor>>,
+    /// This process's name as a holder of catalog leases (compactions).
+    pub lease_holder: String,
 }
 
 impl VectorState {
     pub(crate) fn new(cache_bytes: usize, catalog: Catalog, policy: CompactionPolicy, embed: Arc<crate::embed::EmbedState>, audit: Option<Arc<crate::audit::Auditor>>) -> Self {
-        VectorState { tables: RwLock::new(HashMap::new()), cache: VectorCache::new(cache_bytes), catalog, policy, embed, work_ready: Arc::new(tokio::sync::Notify::new()), audit }
+        let lease_holder = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+        VectorState { tables: RwLock::new(HashMap::new()), cache: VectorCache::new(cache_bytes), catalog, policy, embed, work_ready: Arc::new(tokio::sync::Notify::new()), audit, lease_holder }
     }
 
     /// Whether searches in `scope` are audited.

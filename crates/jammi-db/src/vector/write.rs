@@ -532,7 +532,27 @@ pub(crate) async fn delete(state: &VectorState, entry: &VectorEntry, selection: 
 /// rows of the segments from the policy's first one on are rewritten, one segment at a time,
 /// into segments of at most the policy's size, and their tombstones go. Returns true when a
 /// compaction was committed. Old files are removed after the commit.
+///
+/// Processes sharing the catalog take turns: the work is done under the catalog lease
+/// `vectors.compact:<table id>`. A compaction that is due while another process holds the
+/// lease is left to that process (false); a forced one is refused with a conflict.
 pub(crate) async fn compact_if_due(state: &VectorState, entry: &VectorEntry, force: bool, progress: &dyn Progress) -> Result<bool> {
+    let lease = format!("vectors.compact:{}", entry.record.id);
+    let mut leased = false;
+    let result = compact_leased(state, entry, force, progress, &lease, &mut leased).await;
+    if leased {
+        if let Err(e) = state.catalog.leases().release(&lease, &state.lease_holder).await {
+            tracing::warn!(table = %entry.record.name, error = %e, "could not release the compaction lease; it expires on its own");
+        }
+    }
+    result
+}
+
+/// How long a compaction lease lasts: a process that dies mid-compaction holds up the
+/// table's next compaction this long at most.
+const COMPACTION_LEASE: std::time::Duration = std::time::Duration::from_secs(600);
+
+async fn compact_leased(state: &VectorState, entry: &VectorEntry, force: bool, progress: &dyn Progress, lease: &str, leased: &mut bool) -> Result<bool> {
     for _ in 0..MAX_ATTEMPTS {
         let current = current(state, entry).await?;
         let segments = &current.manifest.segments;
@@ -541,6 +561,15 @@ pub(crate) async fn compact_if_due(state: &VectorState, entry: &VectorEntry, for
             (false, Some(first)) => first,
             (false, None) => return Ok(false),
         };
+        if !*leased {
+            if !state.catalog.leases().try_acquire(lease, &state.lease_holder, COMPACTION_LEASE).await? {
+                return match force {
+                    true => Err(Error::conflict(format!("another process is compacting vector table '{}'; try again once it finishes", entry.record.name))),
+                    false => Ok(false),
+                };
+            }
+            *leased = true;
+        }
         let merged = &segments[first..];
         // The merged rows take the keys from the first merged segment's on (from 0 for the
         // whole table); the keys of their deleted rows are free again.

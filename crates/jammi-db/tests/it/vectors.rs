@@ -727,6 +727,49 @@ async fn a_batch_of_searches_answers_as_each_search_alone() {
     assert!(empty.schema().column_with_name("_distance").is_some());
 }
 
+/// Processes sharing a catalog take turns at compaction: while another process holds a
+/// table's compaction lease, a compaction this process finds due is left to it (appends
+/// still land), a forced one is refused naming the table; once the lease is released (or
+/// has expired) the next append compacts.
+#[tokio::test]
+async fn a_compaction_leased_by_another_process_is_left_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::embedded(dir.path());
+    config.vectors.max_segments = 2;
+    let session = Session::open(config).await.unwrap();
+    let all = rows_from(clustered(500, 8, 8), 1);
+    let first = dir.path().join("a0.parquet");
+    write_rows(&first, &all[..100], true);
+    import(&session, "t", &first, Metric::L2, Precision::F32).await;
+    let id = session.catalog().vector_tables().list_all().await.unwrap().into_iter().find(|r| r.name == "t").unwrap().id;
+    let lease = format!("vectors.compact:{id}");
+    assert!(session.catalog().leases().try_acquire(&lease, "another-process", std::time::Duration::from_secs(60)).await.unwrap());
+
+    let append = |n: usize| {
+        let path = dir.path().join(format!("a{n}.parquet"));
+        write_rows(&path, &all[n * 100..(n + 1) * 100], true);
+        let session = session.clone();
+        async move { session.vectors().append("t", &path.display().to_string(), "id", "embedding", &Default::default(), &NoProgress).await.unwrap() }
+    };
+    for n in 1..4 {
+        assert_eq!(append(n).await, 100);
+    }
+    let info = &session.vectors().list().await.unwrap()[0];
+    assert_eq!((info.rows, info.segments), (400, 4), "due, but left to the lease's holder");
+    let target = &all[350];
+    let got = hits(&session.vectors().search("t", &SearchRequest::new(target.vector.clone(), 1)).await.unwrap().batch);
+    assert_eq!(got[0].0, target.id);
+    let err = session.vectors().compact("t", &NoProgress).await.unwrap_err().to_string();
+    assert!(err.contains("another process is compacting") && err.contains("'t'"), "{err}");
+
+    session.catalog().leases().release(&lease, "another-process").await.unwrap();
+    assert_eq!(append(4).await, 100);
+    let info = &session.vectors().list().await.unwrap()[0];
+    assert_eq!(info.rows, 500);
+    assert!(info.segments <= 2, "compacted once the lease was free: {} segments", info.segments);
+    assert!(session.catalog().leases().try_acquire(&lease, "another-process", std::time::Duration::from_secs(60)).await.unwrap(), "the compaction released its lease");
+}
+
 #[tokio::test]
 async fn a_large_import_is_written_as_segments_of_bounded_size() {
     let dir = tempfile::tempdir().unwrap();
