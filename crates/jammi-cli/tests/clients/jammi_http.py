@@ -43,3 +43,14 @@ def ack(base, token, topic, group, member, offsets):
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
+
+
+def sql(base, token, statement):
+    """Run one SQL statement through `/v1/sql`; returns the answer."""
+    request = urllib.request.Request(
+        f"{base}/v1/sql",
+        data=json.dumps({"sql": statement}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())

@@ -85,7 +85,8 @@ fn vector(i: usize) -> String {
 /// consumer group spread over both replicas gets every event once, publishers on both
 /// replicas at once leave gap-free unique offsets,
 /// a revoked token stops working on both within the documented 5 s, and after a kill -9
-/// of one replica in the middle of a group's work the other finishes it (each event
+/// of one replica in the middle of writes and of a group's work, every write it
+/// acknowledged is kept, the other replica finishes the group's work (each event
 /// acknowledged once) and serves everything.
 #[test]
 fn replicas_on_postgres_s3_and_jetstream_share_one_deployment() {
@@ -221,6 +222,16 @@ fn replicas_on_postgres_s3_and_jetstream_share_one_deployment() {
     // the events A's member held unacknowledged come back to the group when their leases run
     // out — claimed by B's member at that deadline, with polling off and nothing published —
     // and every event is acknowledged exactly once.
+    // Meanwhile a client writes rows through A, one statement per request.
+    on(&cli, &a, &token, &["sql", "CREATE TABLE mutable.public.ledger (id BIGINT PRIMARY KEY, note VARCHAR)"]);
+    let mut writer = Command::new("python3")
+        .arg(format!("{}/tests/clients/acked_writes.py", env!("CARGO_MANIFEST_DIR")))
+        .args([&a.http, &token, "ledger"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut written = std::io::BufRead::lines(std::io::BufReader::new(writer.stdout.take().unwrap()));
+    assert_eq!(written.next().unwrap().unwrap(), "writing");
     ok(jammi(&cli).args(["--tenant", TENANT, "topic", "create", "jobs", "--schema", "seq:int64"]));
     let mut failover = Command::new("python3")
         .arg(format!("{}/tests/clients/group_failover.py", env!("CARGO_MANIFEST_DIR")))
@@ -241,6 +252,16 @@ fn replicas_on_postgres_s3_and_jetstream_share_one_deployment() {
     assert_eq!((result["acked"].as_u64(), result["acked_twice"].as_u64()), (Some(200), Some(0)), "every event acknowledged once: {result}");
     assert!(result["held_at_kill"].as_u64().unwrap() >= 10, "{result}");
     assert!(result["seconds_after_kill"].as_f64().unwrap() < 10.0, "held events return at their lease's end, not at the next poll: {result}");
+    // Every write A acknowledged before it died is there; the one in flight is all or nothing.
+    let acknowledged = serde_json::from_str::<serde_json::Value>(&written.next().unwrap().unwrap()).unwrap()["acknowledged"].as_u64().unwrap();
+    assert!(writer.wait().unwrap().success());
+    assert!(acknowledged > 0);
+    let out = on(&cli, &b, &token, &["--format", "csv", "sql", &format!("SELECT count(*) FILTER (WHERE id < {acknowledged}) AS kept, count(*) AS all_rows, count(note) AS whole FROM mutable.public.ledger")]);
+    let counts: Vec<u64> = out.lines().nth(1).unwrap().split(',').map(|v| v.parse().unwrap()).collect();
+    eprintln!("writes through a replica killed under them: {acknowledged} acknowledged, {counts:?} (kept, all, whole) after");
+    assert_eq!(counts[0], acknowledged, "every acknowledged write survives the kill: {out}");
+    assert!(counts[1] == acknowledged || counts[1] == acknowledged + 1, "{out}");
+    assert_eq!(counts[2], counts[1], "no partial row: {out}");
 
     // After the kill, B serves every kind of request, with everything A acknowledged.
     let out = on(&cli, &b, &token, &["--format", "csv", "sql", "SELECT balance FROM mutable.public.accounts WHERE id = 1"]);

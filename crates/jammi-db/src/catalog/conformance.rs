@@ -53,7 +53,8 @@ pub async fn tokens_round_trip(catalog: &Catalog) {
 }
 
 /// A lease has one holder at a time: another holder is refused until it expires or is
-/// released, the holder renews it, a release by anyone else changes nothing; and of many
+/// released, the holder renews it, a release by anyone else changes nothing, a take-over
+/// replaces the holder; and of many
 /// processes racing for a free lease (separate pools), exactly one gets it.
 pub async fn leases_have_one_holder_at_a_time(url: &str, catalog: &Catalog) {
     use std::time::Duration;
@@ -69,6 +70,9 @@ pub async fn leases_have_one_holder_at_a_time(url: &str, catalog: &Catalog) {
     assert!(leases.try_acquire(&name, "b", Duration::from_millis(1)).await.unwrap(), "free after a's release");
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(leases.try_acquire(&name, "c", long).await.unwrap(), "b's lease expired");
+    leases.take(&name, "d", long).await.unwrap();
+    assert!(!leases.try_acquire(&name, "c", long).await.unwrap(), "d took it over from c");
+    assert!(leases.try_acquire(&name, "d", long).await.unwrap());
 
     let raced = unique("race");
     let mut tasks = Vec::new();

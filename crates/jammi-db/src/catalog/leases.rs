@@ -40,6 +40,22 @@ impl<'a> LeaseRepo<'a> {
         Ok(taken.rows_affected() == 1)
     }
 
+    /// Take lease `name` for `holder` for `ttl` whoever holds it: for work a person asked
+    /// for explicitly, which must not wait out the lease of a holder that may have died.
+    pub async fn take(&self, name: &str, holder: &str, ttl: Duration) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO jammi_leases (name, holder, expires_at_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at_ms = excluded.expires_at_ms",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now_millis().saturating_add(ttl.as_millis() as i64))
+        .execute(self.catalog.pool())
+        .await
+        .map_err(|e| self.catalog.error(e))?;
+        Ok(())
+    }
+
     /// Give lease `name` up, if `holder` has it (another holder's lease is left alone).
     pub async fn release(&self, name: &str, holder: &str) -> Result<()> {
         sqlx::query("DELETE FROM jammi_leases WHERE name = $1 AND holder = $2")

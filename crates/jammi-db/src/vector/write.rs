@@ -535,7 +535,9 @@ pub(crate) async fn delete(state: &VectorState, entry: &VectorEntry, selection: 
 ///
 /// Processes sharing the catalog take turns: the work is done under the catalog lease
 /// `vectors.compact:<table id>`. A compaction that is due while another process holds the
-/// lease is left to that process (false); a forced one is refused with a conflict.
+/// lease is left to that process (false). A forced one (asked for by a person) takes the
+/// lease over: its holder may have died mid-compaction, and the commit's generation check
+/// keeps two compactions correct anyway.
 pub(crate) async fn compact_if_due(state: &VectorState, entry: &VectorEntry, force: bool, progress: &dyn Progress) -> Result<bool> {
     let lease = format!("vectors.compact:{}", entry.record.id);
     let mut leased = false;
@@ -562,11 +564,11 @@ async fn compact_leased(state: &VectorState, entry: &VectorEntry, force: bool, p
             (false, None) => return Ok(false),
         };
         if !*leased {
-            if !state.catalog.leases().try_acquire(lease, &state.lease_holder, COMPACTION_LEASE).await? {
-                return match force {
-                    true => Err(Error::conflict(format!("another process is compacting vector table '{}'; try again once it finishes", entry.record.name))),
-                    false => Ok(false),
-                };
+            let leases = state.catalog.leases();
+            if force {
+                leases.take(lease, &state.lease_holder, COMPACTION_LEASE).await?;
+            } else if !leases.try_acquire(lease, &state.lease_holder, COMPACTION_LEASE).await? {
+                return Ok(false);
             }
             *leased = true;
         }
