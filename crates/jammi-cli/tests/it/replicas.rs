@@ -38,7 +38,13 @@ impl Deployment {
              options = {{ endpoint = \"{endpoint}\", region = \"us-east-1\", allow_http = \"true\", access_key_id = \"test\", secret_access_key = \"test\" }}\n\n\
              [broker]\nkind = \"jetstream\"\nurl = \"{nats}\"\npoll_interval_ms = 600000\n"
         );
-        Deployment { dir: tempfile::tempdir().unwrap(), config }
+        // Searches are audited by every replica into one chain per tenant, signed with the
+        // deployment's one key.
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("audit.keys");
+        write(&keys, &format!("1={}\n", "5a".repeat(32)));
+        let config = format!("{config}\n[audit]\nenabled = true\nkey_file = \"{}\"\n", keys.display());
+        Deployment { dir, config }
     }
 
     /// The data directory of member `name` (a replica, or a CLI run on the deployment).
@@ -154,6 +160,23 @@ fn replicas_on_postgres_s3_and_jetstream_share_one_deployment() {
         let err = fails(jammi(&cli).args(["--target", &replica.http, "--token", &token, "sql", "SELECT count(*) FROM parts.public.first"]));
         assert!(err.contains("parts"), "{err}");
     }
+
+    // The searches both replicas audited form one valid chain for the tenant (each replica
+    // commits its records in batches within milliseconds).
+    let mut checked = 0;
+    for _ in 0..50 {
+        let out = ok(jammi(&cli).args(["--format", "json", "audit", "verify"]));
+        let chains: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if let Some(mine) = chains.as_array().unwrap().iter().find(|c| c["tenant"] == TENANT) {
+            assert_eq!(mine["status"], "ok", "{out}");
+            checked = mine["checked"].as_u64().unwrap();
+        }
+        if checked >= 8 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(checked >= 8, "the eight searches of both replicas are in the tenant's chain: {checked} records");
 
     // Topics: created by a CLI run, published on B and read on A, with polling off; then
     // single events timed from publish on A to arrival on B.
