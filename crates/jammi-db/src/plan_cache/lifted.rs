@@ -26,6 +26,11 @@ use crate::session::Session;
 use crate::statement::SqlStatement;
 use crate::vector_literals::{lift, Lifted};
 
+/// The longest short text remembered. Searches are short once their vectors are lifted; a
+/// longer text (a filter written out at length) is parsed each time, so that the cache
+/// (512 entries) holds a few MiB at most whatever callers send.
+const MAX_KNOWN_TEXT: usize = 4096;
+
 /// A search statement by its short text: its shared plan, and each parameter's source.
 pub(crate) struct KnownSearch {
     shared: Arc<SharedPlan>,
@@ -76,6 +81,9 @@ pub(crate) fn learn_search_text(session: &Session, sql: &str, statement: &SqlSta
         return;
     }
     let Some(Lifted { text, literals }) = lift(sql) else { return };
+    if text.len() > MAX_KNOWN_TEXT {
+        return;
+    }
     let Some(shape) = search_shape_of(statement) else { return };
     let (scope, generation) = (session.scope(), session.catalog_generation());
     let cache = session.plan_cache();
@@ -183,6 +191,10 @@ mod tests {
                 assert_eq!(got[0], i as i64, "the new vector is searched");
             }
             assert!(run_search_text(&session, &text(2, 4)).await.unwrap().is_none(), "another k is another text");
+            // A short text longer than the bound (a long filter) is never remembered.
+            let long_filter = |i: usize| text(i, 3).replace("NULL", &format!("'id >= 0{}'", " AND id >= 0".repeat(400)));
+            assert_eq!(ids(session.sql(&long_filter(1)).await.unwrap()).await[0], 1);
+            assert!(run_search_text(&session, &long_filter(2)).await.unwrap().is_none(), "not remembered");
 
             // Another tenant, a restricted handle, a transaction: not known there.
             let tenant: TenantId = "0b7e8a52-1c59-4a39-8d7e-6a1b2c3d4e5f".parse().unwrap();
