@@ -59,6 +59,10 @@ use shape::{search_shape_of, shape_of, Shape};
 /// first, then all.
 const CAPACITY: usize = 512;
 
+/// The longest shape text shared: a longer one (a long `IN` list stays in it) is planned
+/// per query, so the cache holds a few MiB at most whatever callers send.
+const MAX_SHAPE_TEXT: usize = 16 * 1024;
+
 /// Planned shapes, by tenant scope and shape text; and searches known by their short text.
 #[derive(Default)]
 pub(crate) struct PlanCache {
@@ -159,7 +163,7 @@ pub(crate) async fn run_shared_plan(session: &Session, statement: &SqlStatement,
     if session.open_transaction().is_some() {
         return Ok(None);
     }
-    let Some(shape) = shape_in(session, statement, scope) else {
+    let Some(shape) = shape_in(session, statement, scope).filter(|s| s.text.len() <= MAX_SHAPE_TEXT) else {
         return Ok(None);
     };
     let generation = session.catalog_generation();
