@@ -163,19 +163,7 @@ fn replicas_on_postgres_s3_and_jetstream_share_one_deployment() {
 
     // The searches both replicas audited form one valid chain for the tenant (each replica
     // commits its records in batches within milliseconds).
-    let mut checked = 0;
-    for _ in 0..50 {
-        let out = ok(jammi(&cli).args(["--format", "json", "audit", "verify"]));
-        let chains: serde_json::Value = serde_json::from_str(&out).unwrap();
-        if let Some(mine) = chains.as_array().unwrap().iter().find(|c| c["tenant"] == TENANT) {
-            assert_eq!(mine["status"], "ok", "{out}");
-            checked = mine["checked"].as_u64().unwrap();
-        }
-        if checked >= 8 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let checked = audited_records(&cli, TENANT, 8);
     assert!(checked >= 8, "the eight searches of both replicas are in the tenant's chain: {checked} records");
 
     // Topics: created by a CLI run, published on B and read on A, with polling off; then

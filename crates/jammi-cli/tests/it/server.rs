@@ -47,19 +47,7 @@ fn serve_target_and_python_client() {
     // The server audited those searches (on by default, with a key it made in the data
     // directory): the operator verifies the tenant's chain on the server's host.
     // (The server commits its audit records in batches, within milliseconds of answering.)
-    let mut checked = 0;
-    for _ in 0..50 {
-        let out = ok(jammi(&data).args(["--format", "json", "audit", "verify"]));
-        let chains: serde_json::Value = serde_json::from_str(&out).unwrap();
-        if let Some(mine) = chains.as_array().unwrap().iter().find(|c| c["tenant"] == tenant) {
-            assert_eq!(mine["status"], "ok", "{out}");
-            checked = mine["checked"].as_u64().unwrap();
-        }
-        if checked >= 3 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let checked = audited_records(&data, tenant, 3);
     assert!(checked >= 3, "the server's searches were audited: {checked} records");
     assert!(data.join("audit.key").exists());
     let out = ok(&mut target(&["topic", "publish", "events", "--data", r#"[{"kind": "a", "n": 1}, {"kind": "b", "n": 2}]"#]));

@@ -122,3 +122,23 @@ pub fn stop(mut running: Running) {
     let status = running.child.wait().unwrap();
     assert!(status.success(), "jammi serve exited with {status}");
 }
+
+/// The records `jammi audit verify` (run on `home`) checked in `tenant`'s chain, once there
+/// are `at_least` of them or 5 s have passed (servers commit audit records in batches,
+/// within milliseconds of answering); every check on the way must report the chain valid.
+pub fn audited_records(home: &Path, tenant: &str, at_least: u64) -> u64 {
+    let mut checked = 0;
+    for _ in 0..50 {
+        let out = ok(jammi(home).args(["--format", "json", "audit", "verify"]));
+        let chains: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if let Some(mine) = chains.as_array().unwrap().iter().find(|c| c["tenant"] == tenant) {
+            assert_eq!(mine["status"], "ok", "{out}");
+            checked = mine["checked"].as_u64().unwrap();
+        }
+        if checked >= at_least {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    checked
+}
