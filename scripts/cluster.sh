@@ -3,9 +3,12 @@
 # S3-compatible server (the storage root), nats-server with JetStream (the broker) and N
 # `jammi serve` replicas sharing them. See docs/scale-out.md.
 #
-#   scripts/cluster.sh up [N] [DIR]   start N replicas (default 2) under DIR (default
+#   scripts/cluster.sh up [N] [DIR] [--ballista E]
+#                                     start N replicas (default 2) under DIR (default
 #                                     /tmp/jammi-cluster), print every address, write
-#                                     DIR/cluster.env and DIR/jammi.toml, and return
+#                                     DIR/cluster.env and DIR/jammi.toml, and return; with
+#                                     --ballista, also a Ballista scheduler and E executors
+#                                     that the replicas send file scans to (docs/ballista.md)
 #   scripts/cluster.sh down [DIR]     stop the replicas (SIGTERM: they drain), then the
 #                                     services, and remove DIR
 #
@@ -29,7 +32,14 @@ jammi_bin() {
 }
 
 up() {
-    local replicas=${1:-2} dir=${2:-/tmp/jammi-cluster}
+    local positional=() executors=0
+    while [[ $# -gt 0 ]]; do
+        case "$1" in
+            --ballista) executors="$2"; shift 2 ;;
+            *) positional+=("$1"); shift ;;
+        esac
+    done
+    local replicas=${positional[0]:-2} dir=${positional[1]:-/tmp/jammi-cluster}
     if [[ -e "$dir/cluster.env" ]]; then
         log "$dir already holds a cluster: scripts/cluster.sh down $dir first"
         exit 1
@@ -74,6 +84,26 @@ TOML
     echo "storage   s3://jammi-test/jammi at http://127.0.0.1:$S3_PORT"
     echo "broker    nats://127.0.0.1:$NATS_PORT (JetStream)"
     local replica_pids=()
+    if [[ "$executors" -gt 0 ]]; then
+        # Ballista: the scheduler and executors read the same jammi.toml (the catalog's
+        # sources tell them the object stores); the replicas then send file scans to them.
+        local scheduler="127.0.0.1:$(free_port)"
+        JAMMI_CONFIG="$dir/jammi.toml" setsid "$bin" --data-dir "$dir/scheduler" cluster scheduler --bind "$scheduler" \
+            >/dev/null 2>"$dir/scheduler.log" </dev/null &
+        replica_pids+=($!)
+        wait_for 60 "ballista scheduler" python3 -c "import socket; socket.create_connection(('127.0.0.1', ${scheduler##*:}), 1)"
+        echo "ballista  df://$scheduler (log $dir/scheduler.log)"
+        for i in $(seq 1 "$executors"); do
+            local flight="127.0.0.1:$(free_port)" grpc_port
+            grpc_port="$(free_port)"
+            JAMMI_CONFIG="$dir/jammi.toml" setsid "$bin" --data-dir "$dir/executor-$i" cluster executor --scheduler "df://$scheduler" \
+                --bind "$flight" --grpc-port "$grpc_port" >/dev/null 2>"$dir/executor-$i.log" </dev/null &
+            replica_pids+=($!)
+            wait_for 60 "ballista executor $i" grep -q "Executor registration succeed" "$dir/executor-$i.log"
+            echo "executor $i flight $flight  grpc 127.0.0.1:$grpc_port  (log $dir/executor-$i.log)"
+        done
+        printf '\n[query]\nengine = "ballista"\nscheduler = "df://%s"\n' "$scheduler" >>"$dir/jammi.toml"
+    fi
     for i in $(seq 1 "$replicas"); do
         local home="$dir/replica-$i" http pg flight
         mkdir -p "$home"

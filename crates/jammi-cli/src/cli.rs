@@ -110,6 +110,10 @@ pub enum Command {
     /// The signed audit log of searches: verify chains, show a record.
     #[command(subcommand)]
     Audit(crate::audit::AuditCommand),
+    /// Apache Ballista processes for large scans (`[query] engine = "ballista"`): scheduler,
+    /// executor.
+    #[command(subcommand)]
+    Cluster(crate::cluster::ClusterCommand),
 }
 
 #[derive(Debug, Subcommand)]

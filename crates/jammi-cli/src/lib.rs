@@ -5,6 +5,7 @@
 mod artifacts;
 mod audit;
 mod cli;
+mod cluster;
 mod demo;
 mod models;
 mod print;
@@ -32,12 +33,15 @@ pub fn main() -> ExitCode {
     progress::set_quiet(cli.quiet);
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("JAMMI_LOG").unwrap_or_else(|_| "error".into()),
+            // Cluster processes are servers: their log says what they do by default.
+            tracing_subscriber::EnvFilter::try_from_env("JAMMI_LOG").unwrap_or_else(|_| if matches!(cli.command, Command::Cluster(_)) { "warn,ballista_scheduler=info,ballista_executor=info".into() } else { "error".into() }),
         )
         .with_writer(std::io::stderr)
         .init();
     // 8 MiB stacks: DataFusion plans recursively, and an unoptimised build's frames are
     // large enough for a join with pushdown to overflow tokio's default 2 MiB.
+    // `[query] engine = "ballista"` works in every command and the server.
+    jammi_cluster::install();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(8 << 20).build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -71,6 +75,9 @@ async fn run(cli: Cli) -> Result<()> {
     }
     let tenant = cli.tenant.as_deref().map(str::parse::<TenantId>).transpose()?;
     let mut config = Config::load(&cli.data_dir, cli.config.as_deref())?;
+    if let Command::Cluster(command) = cli.command {
+        return cluster::run(config, command).await;
+    }
     // The server audits by default; `jammi audit` reads what it wrote, with the same keys.
     if matches!(cli.command, Command::Serve(_) | Command::Audit(_)) {
         serve::audit_on_by_default(&mut config)?;
@@ -124,6 +131,7 @@ async fn run_command(session: &Session, command: Command, format: OutputFormat, 
         Command::Worker(args) => vectors::worker(session, args, format, out).await,
         Command::Token(command) => serve::token(session, command, format, out).await,
         Command::Audit(command) => audit::run(session, command, format, out).await,
+        Command::Cluster(_) => Err(anyhow!("jammi cluster runs before a session opens")),
         Command::Source(SourceCommand::Refresh { name }) => {
             let info = session.sources().refresh(&name).await?;
             print::print_batch(&sources_to_batch(&[info])?, format, out)

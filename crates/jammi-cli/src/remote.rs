@@ -105,6 +105,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Worker(_) => "worker",
         Command::Token(_) => "token",
         Command::Audit(_) => "audit",
+        Command::Cluster(_) => "cluster",
         Command::Sql { .. } | Command::Search(_) => "query",
     }
 }

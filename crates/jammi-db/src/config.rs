@@ -209,11 +209,20 @@ pub struct QueryConfig {
     pub target_partitions: usize,
     /// Rows per record batch.
     pub batch_size: usize,
+    /// Where queries over file sources run: `local` (this process), or the name of a
+    /// distributed engine linked into the binary (`ballista`; see [`crate::distributed`]).
+    pub engine: String,
+    /// The distributed engine's scheduler (`df://host:port` for Ballista).
+    pub scheduler: Option<String>,
+    /// The most data (MiB) a distributed query may carry from this process to the cluster
+    /// (tables that only this process can read: mutable, vector, database sources). A
+    /// query needing more runs here instead.
+    pub ship_limit_mb: u64,
 }
 
 impl Default for QueryConfig {
     fn default() -> Self {
-        QueryConfig { target_partitions: 0, batch_size: 8192 }
+        QueryConfig { target_partitions: 0, batch_size: 8192, engine: "local".to_string(), scheduler: None, ship_limit_mb: 256 }
     }
 }
 
@@ -331,6 +340,9 @@ impl Config {
         }
         if self.query.batch_size == 0 {
             return Err(Error::config("query.batch_size", "must be at least 1"));
+        }
+        if self.query.engine != "local" && self.query.scheduler.as_deref().is_none_or(|s| s.trim().is_empty()) {
+            return Err(Error::config("query.scheduler", format!("query.engine = \"{}\" needs the cluster's scheduler address (e.g. df://127.0.0.1:50050)", self.query.engine)));
         }
         if self.vectors.max_segments == 0 {
             return Err(Error::config("vectors.max_segments", "must be at least 1"));
@@ -458,7 +470,7 @@ fn is_known_key(section: &str, key: &str) -> bool {
         (section, key),
         ("catalog", "url" | "max_connections" | "busy_timeout_ms" | "connect_timeout_ms")
             | ("storage", "root")
-            | ("query", "target_partitions" | "batch_size")
+            | ("query", "target_partitions" | "batch_size" | "engine" | "scheduler" | "ship_limit_mb")
             | ("vectors", "cache_mb" | "max_segments" | "max_deleted_fraction" | "segment_mb")
             | ("broker", "kind" | "url" | "poll_interval_ms")
             | ("security", "operator_locations" | "idle_in_transaction_timeout_ms")
@@ -546,6 +558,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("JAMMI_CATALOG__NOPE") && err.contains("catalog.nope"), "{err}");
+    }
+
+    #[test]
+    fn a_distributed_engine_needs_its_scheduler() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Config::load_with_env(dir.path(), None, &env(&[("JAMMI_QUERY__ENGINE", "ballista")])).unwrap_err().to_string();
+        assert!(err.contains("query.scheduler") && err.contains("df://"), "{err}");
+        let c = Config::load_with_env(dir.path(), None, &env(&[("JAMMI_QUERY__ENGINE", "ballista"), ("JAMMI_QUERY__SCHEDULER", "df://10.0.0.5:50050")])).unwrap();
+        assert_eq!((c.query.engine.as_str(), c.query.scheduler.as_deref(), c.query.ship_limit_mb), ("ballista", Some("df://10.0.0.5:50050"), 256));
+        assert_eq!(Config::embedded(dir.path()).query.engine, "local");
     }
 
     #[test]

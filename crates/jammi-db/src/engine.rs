@@ -91,7 +91,7 @@ impl Engine {
             .with_analyzer_rules(rules)
             // After DataFusion's own rules: hand whole parts of plans to database sources.
             .with_optimizer_rule(Arc::new(crate::source::remote::pushdown::RemotePushdown))
-            .with_query_planner(Arc::new(crate::source::remote::FederatedQueryPlanner))
+            .with_query_planner(Arc::new(crate::source::remote::FederatedQueryPlanner::new(crate::distributed::engine_for(&config.query)?)))
             .build();
         let policy = CompactionPolicy {
             max_segments: config.vectors.max_segments,

@@ -312,7 +312,8 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn config(key: impl Into<String>, message: impl Into<String>) -> Self {
+    /// A configuration error naming the key (`section.key`) and what is wrong with it.
+    pub fn config(key: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Config { key: key.into(), message: message.into() }
     }
 

@@ -43,6 +43,7 @@ pub mod ephemeral;
 pub mod evidence;
 mod context;
 mod delegate;
+pub mod distributed;
 mod engine;
 pub mod engine_catalog;
 mod plan_cache;

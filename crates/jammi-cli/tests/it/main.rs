@@ -3,6 +3,7 @@
 mod support;
 
 mod artifacts;
+mod ballista;
 mod commands;
 mod crashloop;
 mod demo;

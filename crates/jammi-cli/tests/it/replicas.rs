@@ -4,58 +4,13 @@
 //! JetStream wake-ups alone; a replica killed with SIGKILL leaves the others serving.
 //! See docs/scale-out.md.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
 
 const TENANT: &str = "3f2b8c1e-0000-4000-8000-0000000000a1";
-
-/// A deployment's shared parts: a fresh Postgres database, a fresh prefix on the S3 server,
-/// the JetStream server; and the data directories of the processes that join it.
-struct Deployment {
-    dir: tempfile::TempDir,
-    config: String,
-}
-
-fn require(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests through scripts/test.sh"))
-}
-
-impl Deployment {
-    fn new(name: &str) -> Deployment {
-        let admin = require("JAMMI_TEST_PG_URL");
-        let db = format!("jammi_{name}_{}", std::process::id());
-        let created = Command::new("psql").arg(&admin).args(["-q", "-c", &format!("CREATE DATABASE {db}")]).status().expect("run psql");
-        assert!(created.success(), "create the test database");
-        let catalog = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
-        let (endpoint, bucket, nats) = (require("JAMMI_TEST_S3_ENDPOINT"), require("JAMMI_TEST_S3_BUCKET"), require("JAMMI_TEST_NATS_URL"));
-        // Polling every 10 minutes: events can only cross replicas by JetStream wake-ups.
-        let config = format!(
-            "[catalog]\nurl = \"{catalog}\"\n\n\
-             [storage]\nroot = \"s3://{bucket}/{db}\"\n\
-             options = {{ endpoint = \"{endpoint}\", region = \"us-east-1\", allow_http = \"true\", access_key_id = \"test\", secret_access_key = \"test\" }}\n\n\
-             [broker]\nkind = \"jetstream\"\nurl = \"{nats}\"\npoll_interval_ms = 600000\n"
-        );
-        // Searches are audited by every replica into one chain per tenant, signed with the
-        // deployment's one key.
-        let dir = tempfile::tempdir().unwrap();
-        let keys = dir.path().join("audit.keys");
-        write(&keys, &format!("1={}\n", "5a".repeat(32)));
-        let config = format!("{config}\n[audit]\nenabled = true\nkey_file = \"{}\"\n", keys.display());
-        Deployment { dir, config }
-    }
-
-    /// The data directory of member `name` (a replica, or a CLI run on the deployment).
-    fn home(&self, name: &str) -> PathBuf {
-        let home = self.dir.path().join(name);
-        if !home.exists() {
-            write(&home.join("jammi.toml"), &self.config);
-        }
-        home
-    }
-}
 
 /// `jammi --target` one replica with `token`.
 fn on(home: &Path, replica: &Running, token: &str, args: &[&str]) -> String {

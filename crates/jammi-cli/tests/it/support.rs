@@ -1,6 +1,6 @@
 //! Running the real `jammi` binary.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::io::Read;
 use std::process::{Child, Command, Output, Stdio};
 
@@ -141,4 +141,51 @@ pub fn audited_records(home: &Path, tenant: &str, at_least: u64) -> u64 {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     checked
+}
+
+/// A deployment's shared parts: a fresh Postgres database, a fresh prefix on the S3 server,
+/// the JetStream server; and the data directories of the processes that join it.
+pub struct Deployment {
+    pub dir: tempfile::TempDir,
+    pub config: String,
+    /// Its Postgres database, also the prefix of its storage root on the S3 server.
+    pub db: String,
+}
+
+pub fn require(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests through scripts/test.sh"))
+}
+
+impl Deployment {
+    pub fn new(name: &str) -> Deployment {
+        let admin = require("JAMMI_TEST_PG_URL");
+        let db = format!("jammi_{name}_{}", std::process::id());
+        let created = Command::new("psql").arg(&admin).args(["-q", "-c", &format!("CREATE DATABASE {db}")]).status().expect("run psql");
+        assert!(created.success(), "create the test database");
+        let catalog = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+        let (endpoint, bucket, nats) = (require("JAMMI_TEST_S3_ENDPOINT"), require("JAMMI_TEST_S3_BUCKET"), require("JAMMI_TEST_NATS_URL"));
+        // Polling every 10 minutes: events can only cross replicas by JetStream wake-ups.
+        let config = format!(
+            "[catalog]\nurl = \"{catalog}\"\n\n\
+             [storage]\nroot = \"s3://{bucket}/{db}\"\n\
+             options = {{ endpoint = \"{endpoint}\", region = \"us-east-1\", allow_http = \"true\", access_key_id = \"test\", secret_access_key = \"test\" }}\n\n\
+             [broker]\nkind = \"jetstream\"\nurl = \"{nats}\"\npoll_interval_ms = 600000\n"
+        );
+        // Searches are audited by every replica into one chain per tenant, signed with the
+        // deployment's one key.
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("audit.keys");
+        write(&keys, &format!("1={}\n", "5a".repeat(32)));
+        let config = format!("{config}\n[audit]\nenabled = true\nkey_file = \"{}\"\n", keys.display());
+        Deployment { dir, config, db }
+    }
+
+    /// The data directory of member `name` (a replica, or a CLI run on the deployment).
+    pub fn home(&self, name: &str) -> PathBuf {
+        let home = self.dir.path().join(name);
+        if !home.exists() {
+            write(&home.join("jammi.toml"), &self.config);
+        }
+        home
+    }
 }

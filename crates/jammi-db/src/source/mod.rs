@@ -361,7 +361,7 @@ pub(crate) fn refuse_source_ddl(
 }
 
 /// Split user options into format options and storage-driver options.
-pub(crate) fn split_options(options: &BTreeMap<String, String>) -> (BTreeMap<String, String>, StorageOptions) {
+pub fn split_options(options: &BTreeMap<String, String>) -> (BTreeMap<String, String>, StorageOptions) {
     options
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))

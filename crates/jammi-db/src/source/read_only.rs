@@ -23,6 +23,11 @@ impl ReadOnlyTable {
     pub fn new(inner: Arc<dyn TableProvider>, display_name: impl Into<String>) -> Self {
         ReadOnlyTable { inner, display_name: display_name.into() }
     }
+
+    /// The provider that reads (a distributed engine ships the files' own table).
+    pub fn inner(&self) -> &Arc<dyn TableProvider> {
+        &self.inner
+    }
 }
 
 #[async_trait]

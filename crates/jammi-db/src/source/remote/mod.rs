@@ -125,13 +125,28 @@ impl ExtensionPlanner for RemotePlanner {
     }
 }
 
-/// The session's query planner: DataFusion's, plus remote queries.
+/// The session's query planner: DataFusion's, plus remote queries; a distributed engine,
+/// when one is configured, is offered each plan first.
 #[derive(Debug, Default)]
-pub struct FederatedQueryPlanner;
+pub struct FederatedQueryPlanner {
+    distributed: Option<Arc<dyn crate::distributed::DistributedEngine>>,
+}
+
+impl FederatedQueryPlanner {
+    /// A planner offering plans to `distributed` first.
+    pub(crate) fn new(distributed: Option<Arc<dyn crate::distributed::DistributedEngine>>) -> Self {
+        FederatedQueryPlanner { distributed }
+    }
+}
 
 #[async_trait]
 impl QueryPlanner for FederatedQueryPlanner {
     async fn create_physical_plan(&self, logical_plan: &LogicalPlan, session_state: &dyn datafusion::catalog::Session) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        if let (Some(engine), Some(state)) = (&self.distributed, session_state.as_any().downcast_ref::<datafusion::execution::context::SessionState>()) {
+            if let Some(plan) = engine.plan(logical_plan, state).await? {
+                return Ok(plan);
+            }
+        }
         DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(RemotePlanner)]).create_physical_plan(logical_plan, session_state).await
     }
 }
