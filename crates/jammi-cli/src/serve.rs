@@ -59,6 +59,10 @@ pub struct ServeArgs {
     /// `jammi worker` processes).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// Seconds an embedding worker's claim on a table holds without a heartbeat: when this
+    /// replica dies, another replica's workers take its tables over after this.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub worker_lease_secs: u64,
 }
 
 /// Run the server until SIGINT or SIGTERM, then drain.
@@ -101,7 +105,11 @@ pub async fn serve(session: &Session, args: ServeArgs, out: &mut dyn Write) -> R
     let mut workers = tokio::task::JoinSet::new();
     for i in 0..args.workers {
         let (worker, mut stopped) = (session.with_tenant(None), stopped.clone());
-        let options = jammi_db::vector::follow::WorkerOptions { worker: format!("serve-{}-{i}", std::process::id()), ..Default::default() };
+        let options = jammi_db::vector::follow::WorkerOptions {
+            worker: format!("serve-{}-{i}", std::process::id()),
+            lease: std::time::Duration::from_secs(args.worker_lease_secs),
+            ..Default::default()
+        };
         workers.spawn(async move {
             let stop = async move {
                 let _ = stopped.wait_for(|s| *s).await;

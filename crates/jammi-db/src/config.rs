@@ -162,11 +162,14 @@ pub struct VectorsConfig {
     /// import larger than this is written as several segments, one at a time, so its memory
     /// stays bounded whatever the input's size; compaction never merges segments past it.
     pub segment_mb: usize,
+    /// Disk space (MiB) for local copies of vector segment files on a remote storage root
+    /// (`<data-dir>/cache/vectors`, least recently used evicted first); 0 turns it off.
+    pub disk_cache_mb: u64,
 }
 
 impl Default for VectorsConfig {
     fn default() -> Self {
-        VectorsConfig { cache_mb: 1024, max_segments: 8, max_deleted_fraction: 0.2, segment_mb: 512 }
+        VectorsConfig { cache_mb: 1024, max_segments: 8, max_deleted_fraction: 0.2, segment_mb: 512, disk_cache_mb: 10240 }
     }
 }
 
@@ -471,7 +474,7 @@ fn is_known_key(section: &str, key: &str) -> bool {
         ("catalog", "url" | "max_connections" | "busy_timeout_ms" | "connect_timeout_ms")
             | ("storage", "root")
             | ("query", "target_partitions" | "batch_size" | "engine" | "scheduler" | "ship_limit_mb")
-            | ("vectors", "cache_mb" | "max_segments" | "max_deleted_fraction" | "segment_mb")
+            | ("vectors", "cache_mb" | "max_segments" | "max_deleted_fraction" | "segment_mb" | "disk_cache_mb")
             | ("broker", "kind" | "url" | "poll_interval_ms")
             | ("security", "operator_locations" | "idle_in_transaction_timeout_ms")
             | ("audit", "enabled" | "key_env" | "key_file" | "durability")

@@ -244,3 +244,63 @@ fn replicas_on_postgres_s3_and_jetstream_share_one_deployment() {
     assert_eq!(out.lines().count(), 2);
     stop(b);
 }
+
+/// Embedding work of a following vector table, claimed by one replica's worker, moves to
+/// another replica when the first is killed with SIGKILL in the middle of it: the second
+/// claims the table once the lease (2 s) runs out, and every source row ends up embedded
+/// exactly once.
+#[test]
+fn embedding_work_moves_to_another_replica_when_its_holder_is_killed() {
+    let deployment = Deployment::new("embedding");
+    let cli = deployment.home("cli");
+    let model_dir = std::env::var("JAMMI_TEST_MINILM_DIR").expect("JAMMI_TEST_MINILM_DIR: run through scripts/test.sh");
+    ok(jammi(&cli).args(["model", "register", "minilm", "v1", "--task", "embedding", "--dimensions", "384", "--from", &model_dir]));
+    ok(jammi(&cli).args(["sql", "CREATE TABLE mutable.public.docs (id BIGINT PRIMARY KEY, body TEXT); INSERT INTO mutable.public.docs VALUES (0, 'the first document')"]));
+    ok(jammi(&cli).args(["vectors", "follow", "docs_vec", "--from", "mutable.public.docs", "--embed", "body", "--model", "minilm:v1"]));
+    const ROWS: usize = 1200;
+    ok(jammi(&cli).args([
+        "sql",
+        &format!("INSERT INTO mutable.public.docs SELECT value, concat('document number ', value, ' about topic ', value % 17, ' and the weather on day ', value % 31) FROM generate_series(1, {})", ROWS - 1),
+    ]));
+    let status = || -> serde_json::Value {
+        let out = ok(jammi(&cli).args(["--format", "json", "vectors", "status", "docs_vec"]));
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
+    };
+
+    let lease = ["--workers", "1", "--worker-lease-secs", "2"];
+    let mut a = serve_with(&deployment.home("a"), &lease);
+    let holder_a = format!("serve-{}-0", a.child.id());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mid_work = loop {
+        let s = status();
+        if s["worker"] == holder_a.as_str() && s["rows"].as_u64().unwrap_or(0) > 1 && s["pending"].as_i64().unwrap_or(0) > 0 {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "replica A never held the table mid-work: {s}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let b = serve_with(&deployment.home("b"), &lease);
+    unsafe { libc::kill(a.child.id() as i32, libc::SIGKILL) };
+    a.child.wait().unwrap();
+    let killed = Instant::now();
+
+    let holder_b = format!("serve-{}-0", b.child.id());
+    let mut taken_over = false;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let done = loop {
+        let s = status();
+        taken_over |= s["worker"] == holder_b.as_str();
+        if s["pending"].as_i64() == Some(0) && s["rows"].as_u64() == Some(ROWS as u64) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "replica B did not finish the work: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(taken_over, "replica B's worker claimed the table ({mid_work} then {done})");
+    eprintln!("B finished {:?} after A was killed (A had embedded {} rows)", killed.elapsed(), mid_work["rows"]);
+    let out = ok(jammi(&cli).args(["--format", "csv", "sql", "SELECT count(*) AS n, count(DISTINCT id) AS ids, min(id), max(id) FROM vectors.public.docs_vec"]));
+    assert_eq!(out.lines().nth(1), Some(format!("{ROWS},{ROWS},0,{}", ROWS - 1).as_str()), "every row once");
+    let found = ok(jammi(&cli).args(["--format", "csv", "search", "docs_vec", "--text", "document number 1199 about topic 9 and the weather on day 21", "--k", "1"]));
+    assert_eq!(csv_ids(&found), ["1199"]);
+    stop(b);
+}

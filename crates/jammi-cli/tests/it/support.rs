@@ -99,8 +99,14 @@ pub struct Running {
 
 /// Start `jammi serve` on free loopback ports and read its start-up line.
 pub fn serve(data_dir: &Path) -> Running {
+    serve_with(data_dir, &[])
+}
+
+/// [`serve`] with more arguments.
+pub fn serve_with(data_dir: &Path, extra: &[&str]) -> Running {
     let mut child = jammi(data_dir)
         .args(["serve", "--http", "127.0.0.1:0", "--pg", "127.0.0.1:0", "--flight", "127.0.0.1:0"])
+        .args(extra)
         .stdout(Stdio::piped())
         // Its log goes to a file (a pipe nobody reads would fill and stall it).
         .stderr(std::fs::File::create(data_dir.with_extension("serve.log")).expect("server log file"))

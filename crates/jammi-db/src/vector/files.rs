@@ -22,7 +22,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Hex SHA-256 of a local file, read in 1 MiB chunks.
-fn sha256_of_file(path: &std::path::Path) -> Result<String> {
+pub(crate) fn sha256_of_file(path: &std::path::Path) -> Result<String> {
     use std::io::Read;
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut hasher = Sha256::new();
@@ -39,6 +39,15 @@ fn hex_digest(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A table's file on this machine ([`TableFiles::local_file`]).
+#[derive(Debug, Clone)]
+pub struct CachedFile {
+    /// Where it is.
+    pub path: std::path::PathBuf,
+    /// A disk-cache copy of a remote file (else the file itself, on a local root).
+    pub cached: bool,
+}
+
 /// A table's folder in its object store.
 #[derive(Debug, Clone)]
 pub struct TableFiles {
@@ -47,12 +56,45 @@ pub struct TableFiles {
     display: String,
     /// The folder on this machine, when the storage root is local.
     local_root: Option<std::path::PathBuf>,
+    /// Where copies of a remote root's files are kept on this machine.
+    cache: Option<super::disk_cache::DiskCache>,
 }
 
 impl TableFiles {
     /// Files under `root` of `store`; `display` is the folder's URL for messages.
     pub fn new(store: Arc<dyn ObjectStore>, root: Path, display: String) -> Self {
-        TableFiles { store, root, display, local_root: None }
+        TableFiles { store, root, display, local_root: None, cache: None }
+    }
+
+    /// Keep local copies of the files of a remote root in `cache` (a local root needs none).
+    pub fn with_disk_cache(mut self, cache: Option<super::disk_cache::DiskCache>) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// `name` as a file on this machine: in place on a local root; on a remote one the disk
+    /// cache's checked copy (downloaded when missing). `None` without a cache, or when the
+    /// copy cannot be made (the caller then reads the root, which reports any real error).
+    pub async fn local_file(&self, name: &str, expected_sha: Option<&str>) -> Option<CachedFile> {
+        if let Some(path) = self.local_path(name) {
+            return Some(CachedFile { path, cached: false });
+        }
+        let cache = self.cache.as_ref()?;
+        match cache.file(self.store.as_ref(), &self.path(name), &self.url_of(name), expected_sha).await {
+            Ok(path) => Some(CachedFile { path, cached: true }),
+            Err(e) => {
+                tracing::warn!(file = %self.url_of(name), error = %e, "not cached on local disk; reading it from the storage root");
+                None
+            }
+        }
+    }
+
+    /// A local copy found damaged by its reader: removed from the cache (a file on a local
+    /// root is the data itself and is left alone).
+    pub fn discard(&self, file: &CachedFile) {
+        if let (true, Some(cache)) = (file.cached, &self.cache) {
+            cache.discard(&file.path);
+        }
     }
 
     /// The same files, which also lie in `local_root` on this machine (a `file://` storage
@@ -105,10 +147,11 @@ impl TableFiles {
     /// Check `name` against `expected_sha`, reading it as a stream (never whole in memory).
     /// A local file is read on a blocking thread in large chunks.
     pub async fn verify(&self, name: &str, expected_sha: &str) -> Result<()> {
-        let actual = match self.local_path(name) {
-            Some(path) => tokio::task::spawn_blocking(move || sha256_of_file(&path))
-                .await
-                .map_err(|e| Error::Storage(format!("hashing {name} failed: {e}")))??,
+        match self.local_path(name) {
+            Some(path) => {
+                let actual = tokio::task::spawn_blocking(move || sha256_of_file(&path)).await.map_err(|e| Error::Storage(format!("hashing {name} failed: {e}")))??;
+                self.check_digest(name, &actual, expected_sha)
+            }
             None => {
                 use futures::StreamExt;
                 let mut stream = self.store.get(&self.path(name)).await.map_err(|e| self.not_found_or(name, e))?.into_stream();
@@ -116,10 +159,9 @@ impl TableFiles {
                 while let Some(chunk) = stream.next().await {
                     hasher.update(chunk?);
                 }
-                hex_digest(&hasher.finalize())
+                self.check_digest(name, &hex_digest(&hasher.finalize()), expected_sha)
             }
-        };
-        self.check_digest(name, &actual, expected_sha)
+        }
     }
 
     fn not_found_or(&self, name: &str, e: object_store::Error) -> Error {

@@ -159,18 +159,26 @@ async fn load_segment(files: &TableFiles, spec: &VectorTableSpec, meta: &Segment
     Ok(LoadedSegment { meta: meta.clone(), vectors, rows, index, text })
 }
 
-/// The segment's `vectors.f32` (which exists): mapped from a local root, read from a remote
-/// one. `None` when it does not match the segment (then it is rewritten from the data file).
+/// The segment's `vectors.f32` (which exists): mapped from a local root or the disk cache of
+/// a remote one, else read from the root. `None` when it does not match the segment (then it
+/// is rewritten from the data file).
 async fn open_row_vectors(files: &TableFiles, spec: &VectorTableSpec, meta: &SegmentMeta) -> Result<Option<RowVectors>> {
     let name = row_vectors::file_of(&meta.name);
     let unit = spec.metric == Metric::Cosine;
-    let opened = match files.local_path(&name) {
-        Some(path) => {
-            let (dims, rows) = (spec.dims, meta.rows);
-            tokio::task::spawn_blocking(move || RowVectors::map(&path, dims, rows, unit))
-                .await
-                .map_err(|e| Error::Storage(format!("opening {name} failed: {e}")))?
+    let mut opened = None;
+    if let Some(local) = files.local_file(&name, None).await {
+        let (dims, rows, path) = (spec.dims, meta.rows, local.path.clone());
+        let mapped = tokio::task::spawn_blocking(move || RowVectors::map(&path, dims, rows, unit))
+            .await
+            .map_err(|e| Error::Storage(format!("opening {name} failed: {e}")))?;
+        match mapped {
+            // A damaged cache copy says nothing about the file on the root: read that.
+            Err(_) if local.cached => files.discard(&local),
+            mapped => opened = Some(mapped),
         }
+    }
+    let opened = match opened {
+        Some(opened) => opened,
         None => {
             let bytes = files.get(&name, None).await?;
             RowVectors::from_file_bytes(&bytes, spec.dims, meta.rows, unit, &files.url_of(&name))
@@ -277,8 +285,17 @@ pub async fn load_table(
 pub async fn segment_index(files: &TableFiles, spec: &VectorTableSpec, meta: &SegmentMeta, vectors: &[f32]) -> Result<SegmentIndex> {
     let index_name = format!("{}/index.usearch", meta.name);
     if files.exists(&index_name).await? {
-        let opened = match files.local_path(&index_name) {
-            Some(path) => SegmentIndex::view(spec, &path),
+        let mut opened = None;
+        if let Some(local) = files.local_file(&index_name, None).await {
+            match SegmentIndex::view(spec, &local.path) {
+                Ok(index) if index.len() as u64 == meta.rows => opened = Some(Ok(index)),
+                // A damaged cache copy says nothing about the file on the root: read that.
+                _ if local.cached => files.discard(&local),
+                other => opened = Some(other),
+            }
+        }
+        let opened = match opened {
+            Some(opened) => opened,
             None => SegmentIndex::from_bytes(spec, &files.get(&index_name, None).await?),
         };
         match opened {
@@ -357,10 +374,15 @@ async fn read_rows(files: &TableFiles, spec: &VectorTableSpec, meta: &SegmentMet
         rows.push(batch);
         Ok(())
     };
-    match files.local_path(&data_name) {
-        Some(path) => {
-            files.verify(&data_name, &meta.data_sha256).await?;
-            let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+    // A cache copy was checked against the manifest when downloaded and against its own
+    // digest now; a local root's file is checked here.
+    let local = files.local_file(&data_name, Some(&meta.data_sha256)).await;
+    if local.as_ref().is_some_and(|l| !l.cached) {
+        files.verify(&data_name, &meta.data_sha256).await?;
+    }
+    match local {
+        Some(local) => {
+            let file = std::fs::File::open(&local.path).map_err(|e| Error::io(&local.path, e))?;
             for_each_parquet_batch(file, &location, Some(&keep), collect)?;
         }
         None => {

@@ -14,6 +14,7 @@
 //! compare-and-swap. Opening a session removes abandoned `building` tables and rebuilds any
 //! missing index from the data.
 
+pub mod disk_cache;
 pub mod files;
 pub mod filter;
 pub mod follow;
@@ -569,7 +570,8 @@ pub(crate) fn lock_path(config: &crate::config::Config, table_id: &str) -> PathB
 pub(crate) fn table_files(ctx: &dyn EngineContext, location: &str) -> Result<TableFiles> {
     let url = StorageUrl::parse(location)?;
     let store = ctx.register_store(&url, &ctx.config().storage.options)?;
-    Ok(TableFiles::new(store, url.object_path()?, url.url().to_string()).with_local_root(url.local_path()))
+    let cache = if url.is_local() { None } else { disk_cache::DiskCache::for_config(ctx.config()) };
+    Ok(TableFiles::new(store, url.object_path()?, url.url().to_string()).with_local_root(url.local_path()).with_disk_cache(cache))
 }
 
 /// Search one resolved table.

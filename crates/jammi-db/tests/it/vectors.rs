@@ -651,9 +651,39 @@ async fn vector_tables_on_memory_and_s3_storage() {
         session.vectors().append("s", &extra.display().to_string(), "id", "embedding", &Default::default(), &NoProgress).await.unwrap();
         assert_eq!(scalar(&session, "SELECT count(*) FROM vectors.public.s").await, "410", "{root}");
         if root.starts_with("s3://") {
-            // Another session (as another process would) reads the same table from S3.
-            let other = Session::open(config).await.unwrap();
+            // Another process (its own data directory) reads the same table from S3, through
+            // its local disk cache of the segments' files.
+            let other_dir = tempfile::tempdir().unwrap();
+            let mut other_config = Config { data_dir: other_dir.path().to_path_buf(), ..config.clone() };
+            other_config.catalog.url = Some(config.catalog_url());
+            let other = Session::open(other_config.clone()).await.unwrap();
             assert_eq!(scalar(&other, "SELECT max(id) FROM vectors.public.s").await, "1009");
+            let got = hits(&other.vectors().search("s", &SearchRequest::new(rows[9].vector.clone(), 1)).await.unwrap().batch);
+            assert_eq!(got[0].0, 10);
+            let cache_dir = other_dir.path().join("cache/vectors");
+            let cached = || -> Vec<std::path::PathBuf> { std::fs::read_dir(&cache_dir).unwrap().flatten().map(|e| e.path()).collect() };
+            let names: Vec<String> = cached().iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).filter(|n| !n.ends_with(".sha256")).collect();
+            for file in ["data.parquet", "vectors.f32", "index.usearch"] {
+                assert_eq!(names.iter().filter(|n| n.ends_with(&format!("-{file}"))).count(), 2, "one {file} per segment: {names:?}");
+            }
+            // Damaged copies (same size, one byte changed) are found and downloaded again:
+            // the answers do not change and the copies are whole again.
+            let mut damaged = Vec::new();
+            for path in cached().into_iter().filter(|p| !p.to_string_lossy().ends_with(".sha256")) {
+                let mut bytes = std::fs::read(&path).unwrap();
+                let middle = bytes.len() / 2;
+                bytes[middle] ^= 0x5a;
+                std::fs::write(&path, &bytes).unwrap();
+                damaged.push((path, bytes));
+            }
+            assert_eq!(damaged.len(), 6);
+            let third = Session::open(other_config).await.unwrap();
+            assert_eq!(scalar(&third, "SELECT max(id) FROM vectors.public.s").await, "1009");
+            let got = hits(&third.vectors().search("s", &SearchRequest::new(rows[9].vector.clone(), 1)).await.unwrap().batch);
+            assert_eq!(got[0].0, 10);
+            for (path, bad) in damaged {
+                assert_ne!(std::fs::read(&path).unwrap(), bad, "{} was not repaired", path.display());
+            }
         }
         session.vectors().drop("s").await.unwrap();
         assert!(session.vectors().list().await.unwrap().is_empty());
