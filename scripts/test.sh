@@ -142,7 +142,20 @@ if [[ $# -gt 0 ]]; then
     # the services up (for running part of the suite).
     "$@"
 else
+    # Every crate's library (the Python package's native module too) and every test, with
+    # one feature resolution, so the module shares the tests' compiled dependencies.
+    cargo build --workspace --locked --lib --tests
     cargo test --workspace --locked -- --test-threads="${JAMMI_TEST_THREADS:-4}"
+    # The Python package: that module packaged as a wheel, installed into a virtual
+    # environment (kept, like the target directory, under ~/.cache), tested with pytest.
+    log "python: the jammi wheel in a virtual environment, under pytest"
+    PYENV="${JAMMI_PYENV:-$HOME/.cache/jammi-pyenv}"
+    [[ -x "$PYENV/bin/python" ]] || python3 -m venv "$PYENV"
+    "$PYENV/bin/python" -c 'import pytest, pandas, polars, numpy, pyarrow' 2>/dev/null \
+        || "$PYENV/bin/pip" install -q pytest pandas polars numpy pyarrow >&2
+    WHEEL="$(python3 crates/jammi-py/build_wheel.py "$CARGO_TARGET_DIR/debug/lib_jammi.so" "$WORK/wheels")"
+    "$PYENV/bin/pip" install -q --force-reinstall --no-deps "$WHEEL" >&2
+    (cd "$WORK" && "$PYENV/bin/python" -m pytest -q -p no:cacheprovider "$ROOT/crates/jammi-py/tests")
     # The 60-second soak (the 30-minute one: docs/reliability.md): mixed load against
     # `jammi serve`; fails on any request error or on open files / memory that keep growing.
     # scripts/cluster.sh from nothing: its own services and two replicas; a write through

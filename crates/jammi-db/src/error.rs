@@ -311,7 +311,48 @@ pub enum Error {
     },
 }
 
+/// What kind of failure an [`Error`] is: the one mapping every front end (HTTP statuses,
+/// gRPC codes, Python exceptions) derives its own codes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The caller may not do this.
+    PermissionDenied,
+    /// What the request names does not exist.
+    NotFound,
+    /// The request collides with the current state (exists already, a concurrent change,
+    /// a transaction in the wrong state, a lost lease); retrying may succeed.
+    Conflict,
+    /// A backend (catalog, broker, store) cannot be reached now.
+    Unavailable,
+    /// An operation ran out of time.
+    Timeout,
+    /// The engine or its storage failed; not the caller's input.
+    Internal,
+    /// The input is wrong: SQL, options, values, arguments.
+    InvalidArgument,
+}
+
 impl Error {
+    /// The kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::PermissionDenied { .. } => ErrorClass::PermissionDenied,
+            Error::Unknown { .. } | Error::NotFound { .. } => ErrorClass::NotFound,
+            Error::AlreadyExists { .. }
+            | Error::UniqueViolation { .. }
+            | Error::Conflict { .. }
+            | Error::TransactionState { .. }
+            | Error::SerializationFailure { .. }
+            | Error::IdleInTransactionTimeout { .. }
+            | Error::LeaseLost { .. }
+            | Error::TopicGone => ErrorClass::Conflict,
+            Error::Unavailable { .. } => ErrorClass::Unavailable,
+            Error::Timeout { .. } => ErrorClass::Timeout,
+            Error::Catalog { .. } | Error::Io { .. } | Error::Storage(_) | Error::Internal { .. } | Error::Migration { .. } | Error::DataDir { .. } => ErrorClass::Internal,
+            _ => ErrorClass::InvalidArgument,
+        }
+    }
+
     /// A configuration error naming the key (`section.key`) and what is wrong with it.
     pub fn config(key: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Config { key: key.into(), message: message.into() }

@@ -44,28 +44,21 @@ pub enum ServerError {
 impl ServerError {
     /// The HTTP status of this error.
     pub fn http_status(&self) -> u16 {
-        use jammi_db::Error as E;
+        use jammi_db::error::ErrorClass;
         match self {
             ServerError::Unauthenticated(_) => 401,
             ServerError::BadRequest(_) => 400,
             ServerError::Busy { .. } | ServerError::ShuttingDown => 503,
             ServerError::Timeout { .. } => 504,
             ServerError::Start(_) => 500,
-            ServerError::Engine(e) => match e {
-                E::PermissionDenied { .. } => 403,
-                E::Unknown { .. } | E::NotFound { .. } => 404,
-                E::AlreadyExists { .. }
-                | E::UniqueViolation { .. }
-                | E::Conflict { .. }
-                | E::TransactionState { .. }
-                | E::SerializationFailure { .. }
-                | E::IdleInTransactionTimeout { .. }
-                | E::LeaseLost { .. }
-                | E::TopicGone => 409,
-                E::Unavailable { .. } => 503,
-                E::Timeout { .. } => 504,
-                E::Catalog { .. } | E::Io { .. } | E::Storage(_) | E::Internal { .. } | E::Migration { .. } | E::DataDir { .. } => 500,
-                _ => 400,
+            ServerError::Engine(e) => match e.class() {
+                ErrorClass::PermissionDenied => 403,
+                ErrorClass::NotFound => 404,
+                ErrorClass::Conflict => 409,
+                ErrorClass::Unavailable => 503,
+                ErrorClass::Timeout => 504,
+                ErrorClass::Internal => 500,
+                ErrorClass::InvalidArgument => 400,
             },
         }
     }

@@ -1,0 +1,245 @@
+//! `jammi._jammi`: the native half of the `jammi` Python package. Thin on purpose — every
+//! call is one engine call on a shared tokio runtime with the GIL released; answers cross
+//! as Arrow through the C data interface (no copies). The Pythonic surface (namespaces,
+//! pandas/polars inputs, context managers) is `python/jammi/__init__.py`.
+
+mod errors;
+mod run;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
+use arrow::record_batch::{RecordBatch, RecordBatchReader};
+use arrow_pyarrow::{IntoPyArrow, PyArrowType, ToPyArrow};
+use datafusion::common::ScalarValue;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use futures::StreamExt;
+use jammi_db::progress::NoProgress;
+use jammi_db::source::{sources_to_batch, FileFormatKind, SourceSpec};
+use jammi_db::vector::{tables_to_batch, ImportSpec, SearchRequest};
+use jammi_db::{Config, Session, TenantId};
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+
+use crate::errors::to_py;
+use crate::run::{run, runtime};
+
+/// An open jammi-db: a data directory (or the deployment its `jammi.toml` names), seen as
+/// one tenant or as the operator.
+#[pyclass(module = "jammi._jammi", frozen)]
+struct Database {
+    session: Session,
+}
+
+fn table(py: Python<'_>, schema: SchemaRef, batches: Vec<RecordBatch>) -> PyResult<Py<PyAny>> {
+    let list = PyList::empty(py);
+    for batch in batches {
+        list.append(batch.to_pyarrow(py)?)?;
+    }
+    let schema = schema.as_ref().to_pyarrow(py)?;
+    Ok(py.import("pyarrow")?.getattr("Table")?.call_method1("from_batches", (list, schema))?.unbind())
+}
+
+fn one_batch(py: Python<'_>, batch: RecordBatch) -> PyResult<Py<PyAny>> {
+    table(py, batch.schema(), vec![batch])
+}
+
+/// The values of a one-row batch, as query parameters `$1, $2, …` (the Python side builds
+/// it with pyarrow, so every Arrow type is a parameter type).
+fn parameters(row: &RecordBatch) -> PyResult<Vec<ScalarValue>> {
+    if row.num_rows() != 1 {
+        return Err(errors::InvalidArgument::new_err("parameters travel as one row"));
+    }
+    row.columns().iter().map(|c| ScalarValue::try_from_array(c, 0).map_err(|e| errors::InvalidArgument::new_err(e.to_string()))).collect()
+}
+
+/// A DataFusion stream read batch by batch as pyarrow pulls it.
+struct StreamReader {
+    schema: SchemaRef,
+    stream: SendableRecordBatchStream,
+}
+
+impl Iterator for StreamReader {
+    type Item = Result<RecordBatch, ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        runtime().block_on(self.stream.next()).map(|r| r.map_err(|e| ArrowError::ExternalError(Box::new(e))))
+    }
+}
+
+impl RecordBatchReader for StreamReader {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+}
+
+#[pymethods]
+impl Database {
+    /// Run SQL (several statements run in order; the last one's rows are returned).
+    #[pyo3(signature = (query, params=None))]
+    fn sql(&self, py: Python<'_>, query: String, params: Option<PyArrowType<RecordBatch>>) -> PyResult<Py<PyAny>> {
+        let session = self.session.clone();
+        let params = params.map(|p| parameters(&p.0)).transpose()?;
+        let (schema, batches) = run(py, async move {
+            match params {
+                Some(values) => {
+                    let prepared = session.prepare(&query).await?;
+                    let schema = prepared.schema().await?;
+                    Ok((schema, prepared.query(values).await?))
+                }
+                None => {
+                    let frame = session.sql(&query).await?;
+                    let schema = Arc::new(frame.schema().as_arrow().clone());
+                    Ok((schema, frame.collect().await?))
+                }
+            }
+        })?;
+        table(py, schema, batches)
+    }
+
+    /// Run SQL and stream its rows: a `pyarrow.RecordBatchReader`.
+    fn sql_reader(&self, py: Python<'_>, query: String) -> PyResult<Py<PyAny>> {
+        let session = self.session.clone();
+        let stream = run(py, async move { Ok(session.sql(&query).await?.execute_stream().await?) })?;
+        let reader: Box<dyn RecordBatchReader + Send> = Box::new(StreamReader { schema: stream.schema(), stream });
+        Ok(reader.into_pyarrow(py)?.unbind())
+    }
+
+    /// The same database seen as `tenant` (a UUID), or as the operator for `None`.
+    #[pyo3(signature = (tenant=None))]
+    fn as_tenant(&self, tenant: Option<String>) -> PyResult<Database> {
+        let tenant = tenant.map(|t| t.parse::<TenantId>()).transpose().map_err(to_py)?;
+        Ok(Database { session: self.session.with_tenant(tenant) })
+    }
+
+    /// The tenant this handle acts as, or None.
+    #[getter]
+    fn tenant(&self) -> Option<String> {
+        self.session.scope().owner().map(|t| t.to_string())
+    }
+
+    #[pyo3(signature = (name, url, options, tenant_column=None, format=None))]
+    fn source_add(&self, py: Python<'_>, name: String, url: String, options: std::collections::BTreeMap<String, String>, tenant_column: Option<String>, format: Option<String>) -> PyResult<Py<PyAny>> {
+        let mut spec = SourceSpec::new(name, url);
+        spec.options = options;
+        spec.tenant_column = tenant_column;
+        if let Some(format) = format {
+            spec = spec.with_format(format.parse::<FileFormatKind>().map_err(to_py)?);
+        }
+        let session = self.session.clone();
+        let info = run(py, async move { session.sources().add(spec).await })?;
+        one_batch(py, sources_to_batch(&[info]).map_err(to_py)?)
+    }
+
+    fn source_list(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let session = self.session.clone();
+        let sources = run(py, async move { session.sources().list().await })?;
+        one_batch(py, sources_to_batch(&sources).map_err(to_py)?)
+    }
+
+    fn source_remove(&self, py: Python<'_>, name: String) -> PyResult<()> {
+        let session = self.session.clone();
+        run(py, async move { session.sources().remove(&name).await.map(|_| ()) })
+    }
+
+    #[pyo3(signature = (name, path, id_column, vector_column, metric=None, precision=None))]
+    fn vectors_import(&self, py: Python<'_>, name: String, path: String, id_column: String, vector_column: String, metric: Option<String>, precision: Option<String>) -> PyResult<Py<PyAny>> {
+        let mut spec = ImportSpec::new(name, path, id_column, vector_column);
+        if let Some(metric) = metric {
+            spec.metric = metric.parse().map_err(to_py)?;
+            spec.precision = jammi_db::vector::Precision::default_for(spec.metric);
+        }
+        if let Some(precision) = precision {
+            spec.precision = precision.parse().map_err(to_py)?;
+        }
+        let session = self.session.clone();
+        let info = run(py, async move { session.vectors().import(spec, &NoProgress).await })?;
+        one_batch(py, tables_to_batch(&[info]).map_err(to_py)?)
+    }
+
+    fn vectors_append(&self, py: Python<'_>, name: String, path: String, id_column: String, vector_column: String) -> PyResult<u64> {
+        let session = self.session.clone();
+        run(py, async move { session.vectors().append(&name, &path, &id_column, &vector_column, &Default::default(), &NoProgress).await })
+    }
+
+    fn vectors_delete(&self, py: Python<'_>, name: String, ids: Vec<String>) -> PyResult<u64> {
+        let session = self.session.clone();
+        run(py, async move { session.vectors().delete_ids(&name, &ids).await })
+    }
+
+    fn vectors_list(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let session = self.session.clone();
+        let tables = run(py, async move { session.vectors().list().await })?;
+        one_batch(py, tables_to_batch(&tables).map_err(to_py)?)
+    }
+
+    fn vectors_drop(&self, py: Python<'_>, name: String) -> PyResult<()> {
+        let session = self.session.clone();
+        run(py, async move { session.vectors().drop(&name).await })
+    }
+
+    /// Nearest neighbours of each query (`vectors`: row-major, `dims` values each; or one
+    /// `text`); one table, a `query` column numbering the queries when there are several.
+    #[pyo3(signature = (name, k, vectors=None, dims=0, text=None, filter=None, ef=None, exact=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn vectors_search(&self, py: Python<'_>, name: String, k: usize, vectors: Option<Vec<f32>>, dims: usize, text: Option<String>, filter: Option<String>, ef: Option<usize>, exact: bool) -> PyResult<Py<PyAny>> {
+        let shape = |mut r: SearchRequest| {
+            r.filter = filter.clone();
+            r.ef = ef;
+            r.exact = exact;
+            r
+        };
+        let requests: Vec<SearchRequest> = match (vectors, text) {
+            (Some(values), None) => {
+                if dims == 0 || values.len() % dims != 0 || values.is_empty() {
+                    return Err(errors::InvalidArgument::new_err(format!("{} values are not whole vectors of {dims} dimensions", values.len())));
+                }
+                values.chunks(dims).map(|v| shape(SearchRequest::new(v.to_vec(), k))).collect()
+            }
+            (None, Some(text)) => vec![shape(SearchRequest::text(text, k))],
+            _ => return Err(errors::InvalidArgument::new_err("search takes vectors or text (one of them)")),
+        };
+        let session = self.session.clone();
+        let batch = run(py, async move {
+            if requests.len() == 1 {
+                Ok(session.vectors().search(&name, &requests[0]).await?.batch)
+            } else {
+                session.vectors().search_batch(&name, &requests).await
+            }
+        })?;
+        one_batch(py, batch)
+    }
+
+    /// Close the catalog's connections (the handle is unusable afterwards).
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let session = self.session.clone();
+        run(py, async move {
+            session.close().await;
+            Ok(())
+        })
+    }
+}
+
+/// Open the jammi-db at `path` (a data directory; its `jammi.toml`, `JAMMI_CONFIG` and
+/// `JAMMI_*` variables apply as for the CLI), as `tenant` or as the operator.
+#[pyfunction]
+#[pyo3(signature = (path, tenant=None))]
+fn connect(py: Python<'_>, path: PathBuf, tenant: Option<String>) -> PyResult<Database> {
+    let tenant = tenant.map(|t| t.parse::<TenantId>()).transpose().map_err(to_py)?;
+    let config = Config::load(&path, None).map_err(to_py)?;
+    let session = run(py, async move { Session::open(config).await })?;
+    Ok(Database { session: session.with_tenant(tenant) })
+}
+
+#[pymodule]
+fn _jammi(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // `[query] engine = "ballista"` works from Python as from the CLI.
+    jammi_cluster::install();
+    m.add_function(wrap_pyfunction!(connect, m)?)?;
+    m.add_class::<Database>()?;
+    errors::register(m)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! Running engine calls from Python: on one shared runtime, with the GIL released, and
+//! interruptible with Ctrl-C.
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use pyo3::prelude::*;
+
+use crate::errors::{to_py, InternalError};
+
+/// The process's runtime for engine work (8 MiB stacks: DataFusion plans recursively).
+pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_stack_size(8 << 20)
+            .thread_name("jammi")
+            .build()
+            .unwrap_or_else(|e| panic!("jammi cannot start its async runtime: {e}"))
+    })
+}
+
+/// Run `work` on the runtime without the GIL; every 100 ms the calling thread looks for
+/// a pending signal (Ctrl-C raises `KeyboardInterrupt` in the main thread) and, if there is
+/// one, cancels the work and raises it.
+pub(crate) fn run<T: Send + 'static>(py: Python<'_>, work: impl Future<Output = jammi_db::Result<T>> + Send + 'static) -> PyResult<T> {
+    let mut handle = runtime().spawn(work);
+    loop {
+        let finished = py.detach(|| runtime().block_on(async { tokio::time::timeout(Duration::from_millis(100), &mut handle).await }));
+        match finished {
+            Ok(Ok(result)) => return result.map_err(to_py),
+            Ok(Err(join)) => return Err(InternalError::new_err(format!("the engine call failed: {join}"))),
+            Err(_) => {
+                if let Err(signal) = py.check_signals() {
+                    handle.abort();
+                    return Err(signal);
+                }
+            }
+        }
+    }
+}

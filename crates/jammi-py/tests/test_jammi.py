@@ -1,0 +1,217 @@
+"""The `jammi` package against the real engine (built into the wheel scripts/test.sh installs)."""
+
+import math
+import os
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import jammi
+
+TENANT_A = "3f2b8c1e-0000-4000-8000-0000000000c1"
+TENANT_B = "3f2b8c1e-0000-4000-8000-0000000000c2"
+
+
+@pytest.fixture()
+def db(tmp_path):
+    with jammi.connect(tmp_path / "data") as db:
+        yield db
+
+
+def test_sql_returns_arrow_tables_with_the_engines_types(db):
+    db.sql("CREATE TABLE mutable.public.notes (id BIGINT PRIMARY KEY, body TEXT, score DOUBLE)")
+    db.sql("INSERT INTO mutable.public.notes VALUES (1, 'alpha', 0.5), (2, 'beta', NULL)")
+    table = db.sql("SELECT id, body, score FROM mutable.public.notes ORDER BY id")
+    assert isinstance(table, pa.Table)
+    assert table.schema.field("id").type == pa.int64()
+    assert table.to_pylist() == [{"id": 1, "body": "alpha", "score": 0.5}, {"id": 2, "body": "beta", "score": None}]
+    frame = table.to_pandas()
+    assert list(frame["body"]) == ["alpha", "beta"] and math.isnan(frame["score"][1])
+    # Several statements: the last one's rows.
+    assert db.sql("INSERT INTO mutable.public.notes VALUES (3, 'gamma', 1.0); SELECT count(*) AS n FROM mutable.public.notes").to_pylist() == [{"n": 3}]
+    # An empty answer keeps its schema.
+    empty = db.sql("SELECT id FROM mutable.public.notes WHERE id > 100")
+    assert empty.num_rows == 0 and empty.schema.names == ["id"]
+
+
+def test_parameters_fill_placeholders(db):
+    db.sql("CREATE TABLE mutable.public.t (id BIGINT PRIMARY KEY, name TEXT)")
+    db.sql("INSERT INTO mutable.public.t VALUES (1, 'one'), (2, 'two'), (3, 'three')")
+    got = db.sql("SELECT name FROM mutable.public.t WHERE id >= $1 AND name <> $2 ORDER BY id", params=[2, "three"])
+    assert got.column("name").to_pylist() == ["two"]
+    with pytest.raises(jammi.InvalidArgument):
+        db.sql("SELECT 1", params="not a list")
+
+
+def test_streaming_reads_batch_by_batch(db):
+    reader = db.sql_reader("SELECT value FROM generate_series(1, 100000)")
+    assert isinstance(reader, pa.RecordBatchReader)
+    total, batches = 0, 0
+    for batch in reader:
+        total += pc_sum(batch.column(0))
+        batches += 1
+    assert total == 100000 * 100001 // 2 and batches > 1
+    # The Arrow PyCapsule stream interface: any consumer of __arrow_c_stream__ reads it.
+    assert hasattr(db.sql_reader("SELECT 1 AS x"), "__arrow_c_stream__")
+
+
+def pc_sum(column):
+    return sum(column.to_pylist())
+
+
+def test_errors_are_typed_and_carry_the_engines_message(db):
+    with pytest.raises(jammi.NotFound) as missing:
+        db.sql("SELECT * FROM mutable.public.nowhere")
+    assert "nowhere" in str(missing.value)
+    with pytest.raises(jammi.InvalidArgument) as syntax:
+        db.sql("SELEKT 1")
+    assert "SELEKT" in str(syntax.value) or "syntax" in str(syntax.value).lower()
+    db.sql("CREATE TABLE mutable.public.u (id BIGINT PRIMARY KEY)")
+    db.sql("INSERT INTO mutable.public.u VALUES (1)")
+    with pytest.raises(jammi.Conflict):
+        db.sql("INSERT INTO mutable.public.u VALUES (1)")
+    assert issubclass(jammi.NotFound, jammi.Error) and issubclass(jammi.Conflict, jammi.Error)
+    # Nothing was half-written.
+    assert db.sql("SELECT count(*) AS n FROM mutable.public.u").to_pylist() == [{"n": 1}]
+
+
+def test_transactions_commit_or_roll_back_as_a_block(db):
+    db.sql("CREATE TABLE mutable.public.acct (id BIGINT PRIMARY KEY, balance BIGINT)")
+    with db.transaction():
+        db.sql("INSERT INTO mutable.public.acct VALUES (1, 100)")
+        db.sql("INSERT INTO mutable.public.acct VALUES (2, 50)")
+    with pytest.raises(RuntimeError):
+        with db.transaction():
+            db.sql("UPDATE mutable.public.acct SET balance = 0 WHERE id = 1")
+            raise RuntimeError("abandon")
+    assert db.sql("SELECT id, balance FROM mutable.public.acct ORDER BY id").to_pylist() == [{"id": 1, "balance": 100}, {"id": 2, "balance": 50}]
+
+
+def test_sources_from_files_with_pandas_round_trip(db, tmp_path):
+    frame = pd.DataFrame({"city": ["Oslo", "Lima", "Pune"], "population": [709_000, 10_000_000, 7_000_000]})
+    path = tmp_path / "cities.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+    added = db.sources.add("geo", str(path))
+    assert added.column("name").to_pylist() == ["geo"]
+    back = db.sql("SELECT city, population FROM geo.public.cities ORDER BY population DESC").to_pandas()
+    assert back["city"].tolist() == ["Lima", "Pune", "Oslo"]
+    assert "geo" in db.sources.list().column("name").to_pylist()
+    db.sources.remove("geo")
+    with pytest.raises(jammi.NotFound):
+        db.sql("SELECT * FROM geo.public.cities")
+    with pytest.raises(jammi.Error):
+        db.sources.add("bad", str(tmp_path / "missing.parquet"))
+
+
+def test_polars_round_trip(db):
+    table = db.sql("SELECT value AS v, value * 2 AS w FROM generate_series(1, 5)")
+    frame = pl.from_arrow(table)
+    assert frame["w"].to_list() == [2, 4, 6, 8, 10]
+
+
+def vectors_frame(n, dims, seed):
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n, dims)).astype(np.float32)
+    return pd.DataFrame({"id": np.arange(n, dtype=np.int64), "category": ["even" if i % 2 == 0 else "odd" for i in range(n)], "embedding": list(vectors)}), vectors
+
+
+def test_vector_tables_import_search_append_delete(db):
+    frame, vectors = vectors_frame(500, 16, 7)
+    table = pa.Table.from_pandas(frame, preserve_index=False).cast(pa.schema([("id", pa.int64()), ("category", pa.string()), ("embedding", pa.list_(pa.float32(), 16))]))
+    info = db.vectors.import_("docs", table, metric="l2")
+    assert info.column("rows").to_pylist() == [500]
+    # One vector (numpy), exact answers: each row is its own nearest neighbour.
+    hits = db.vectors.search("docs", vectors[42], k=3, exact=True)
+    assert hits.column("id").to_pylist()[0] == 42
+    # Several at once: one table, numbered by `query`.
+    batch = db.vectors.search("docs", vectors[[1, 2, 3]], k=1, exact=True)
+    assert batch.column("query").to_pylist() == [0, 1, 2] and batch.column("id").to_pylist() == [1, 2, 3]
+    # A filter on payload columns.
+    odd = db.vectors.search("docs", vectors[42], k=5, filter="category = 'odd'")
+    assert set(odd.column("category").to_pylist()) == {"odd"}
+    more, _ = vectors_frame(10, 16, 8)
+    more["id"] = more["id"] + 1000
+    assert db.vectors.append("docs", more) == 10
+    assert db.vectors.delete("docs", [42]) == 1
+    assert 42 not in db.vectors.search("docs", vectors[42], k=3, exact=True).column("id").to_pylist()
+    assert db.sql("SELECT count(*) AS n FROM vectors.public.docs").to_pylist() == [{"n": 509}]
+    with pytest.raises(jammi.InvalidArgument):
+        db.vectors.search("docs", [[1.0, 2.0], [1.0]], k=1)
+    with pytest.raises(jammi.Error):
+        db.vectors.search("docs", np.zeros(3, dtype=np.float32), k=1)
+    with pytest.raises(jammi.NotFound):
+        db.vectors.search("nowhere", vectors[0], k=1)
+    db.vectors.drop("docs")
+    assert db.vectors.list().num_rows == 0
+
+
+def test_tenants_see_their_own_rows_and_tables(tmp_path):
+    path = tmp_path / "data"
+    with jammi.connect(path) as operator:
+        operator.sql("CREATE TABLE mutable.public.shared_notes (id BIGINT PRIMARY KEY, body TEXT)")
+    a = jammi.connect(path, tenant=TENANT_A)
+    b = a.as_tenant(TENANT_B)
+    assert (a.tenant, b.tenant) == (TENANT_A, TENANT_B)
+    a.sql("CREATE TABLE mutable.public.private_a (id BIGINT PRIMARY KEY)")
+    a.sql("INSERT INTO mutable.public.private_a VALUES (1)")
+    with pytest.raises(jammi.NotFound):
+        b.sql("SELECT * FROM mutable.public.private_a")
+    with pytest.raises(jammi.InvalidArgument):
+        jammi.connect(path, tenant="not-a-uuid")
+    a.close()
+
+
+def test_calls_release_the_gil(db):
+    # A thread of pure Python keeps running while the engine works.
+    ticks = []
+    stop = threading.Event()
+
+    def tick():
+        while not stop.is_set():
+            ticks.append(1)
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=tick)
+    thread.start()
+    started = len(ticks)
+    db.sql("SELECT sum(a.value * b.value) FROM generate_series(1, 2000) a CROSS JOIN generate_series(1, 2000) b")
+    stop.set()
+    thread.join()
+    assert len(ticks) - started > 5, "the Python thread did not run during the query"
+
+
+def test_version_and_types():
+    assert jammi.__version__
+    assert os.path.exists(os.path.join(os.path.dirname(jammi.__file__), "py.typed"))
+
+
+def test_ctrl_c_interrupts_a_long_call(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import jammi, sys, time\n"
+        f"db = jammi.connect({str(tmp_path / 'data')!r})\n"
+        "print('ready', flush=True)\n"
+        "started = time.monotonic()\n"
+        "try:\n"
+        "    db.sql('SELECT count(*) FROM generate_series(1, 100000000000)')\n"
+        "except KeyboardInterrupt:\n"
+        "    print(f'interrupted {time.monotonic() - started:.2f}', flush=True)\n"
+        "    sys.exit(0)\n"
+        "print('finished', flush=True)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    time.sleep(1.0)
+    child.send_signal(signal.SIGINT)
+    out, _ = child.communicate(timeout=30)
+    assert child.returncode == 0 and out.startswith("interrupted"), out
+    assert float(out.split()[1]) < 10, out
