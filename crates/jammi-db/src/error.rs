@@ -523,6 +523,7 @@ impl ObjectKind {
             ObjectKind::Source => "remove it first or pick another name",
             ObjectKind::VectorTable => "drop it first or pick another name",
             ObjectKind::MutableTable => "drop it first, pick another name, or use CREATE TABLE IF NOT EXISTS",
+            ObjectKind::Model => "this version is already registered; pick another version",
             _ => "pick another name",
         }
     }

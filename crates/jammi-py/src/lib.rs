@@ -5,6 +5,7 @@
 
 mod errors;
 mod run;
+mod topics;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -212,6 +213,135 @@ impl Database {
         one_batch(py, batch)
     }
 
+    #[pyo3(signature = (name, schema=None, from_table=None, max_age_seconds=None, max_events=None))]
+    fn topic_create(&self, py: Python<'_>, name: String, schema: Option<String>, from_table: Option<String>, max_age_seconds: Option<i64>, max_events: Option<i64>) -> PyResult<Py<PyAny>> {
+        use jammi_db::topic::{Retention, TopicDefinition, TopicSpec};
+        let columns = match &schema {
+            Some(text) => TopicSpec::parse_schema(text).map_err(to_py)?,
+            None => Vec::new(),
+        };
+        let retention = Retention { max_age_ms: max_age_seconds.map(|s| s.saturating_mul(1000)), max_events };
+        let definition = TopicDefinition { name, columns, source_table: from_table, retention };
+        let session = self.session.clone();
+        let info = run(py, async move { session.topics().create(definition).await })?;
+        one_batch(py, jammi_db::topic::topics_to_batch(&[info]).map_err(to_py)?)
+    }
+
+    fn topic_list(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let session = self.session.clone();
+        let topics = run(py, async move { session.topics().list().await })?;
+        one_batch(py, jammi_db::topic::topics_to_batch(&topics).map_err(to_py)?)
+    }
+
+    fn topic_drop(&self, py: Python<'_>, name: String) -> PyResult<()> {
+        let session = self.session.clone();
+        run(py, async move { session.topics().drop(&name).await })
+    }
+
+    /// Publish a batch (its columns by name, cast to the topic's types); (first offset, count).
+    fn topic_publish(&self, py: Python<'_>, name: String, batch: PyArrowType<RecordBatch>) -> PyResult<(i64, i64)> {
+        let session = self.session.clone();
+        let published = run(py, async move { session.topics().publish(&name, &batch.0).await })?;
+        Ok((published.first_offset, published.count))
+    }
+
+    /// Publish JSON objects (one per line, or one array); (first offset, count).
+    fn topic_publish_json(&self, py: Python<'_>, name: String, text: String) -> PyResult<(i64, i64)> {
+        let session = self.session.clone();
+        let published = run(py, async move { session.topics().publish_json(&name, &text).await })?;
+        Ok((published.first_offset, published.count))
+    }
+
+    #[pyo3(signature = (name, from_offset=None, from_beginning=false, group=None, filter=None, ack_timeout_seconds=30))]
+    #[allow(clippy::too_many_arguments)]
+    fn topic_subscribe(&self, py: Python<'_>, name: String, from_offset: Option<i64>, from_beginning: bool, group: Option<String>, filter: Option<String>, ack_timeout_seconds: u64) -> PyResult<topics::Subscription> {
+        use jammi_db::topic::{StartAt, SubscribeOptions};
+        let from = match (from_offset, from_beginning) {
+            (Some(offset), _) => StartAt::Offset(offset),
+            (None, true) => StartAt::Beginning,
+            (None, false) => StartAt::Live,
+        };
+        let options = SubscribeOptions { from, filter, group, ack_timeout: std::time::Duration::from_secs(ack_timeout_seconds), ..Default::default() };
+        let session = self.session.clone();
+        let subscription = run(py, async move { session.topics().subscribe(&name, options).await })?;
+        Ok(topics::Subscription::new(subscription))
+    }
+
+    /// Store `files` (local paths, stored under their file names) as one artifact bundle
+    /// under `root`/`segments`; the bundle's prefix URL.
+    fn artifact_put(&self, py: Python<'_>, root: String, segments: Vec<String>, files: Vec<PathBuf>, options: std::collections::BTreeMap<String, String>) -> PyResult<String> {
+        use jammi_db::artifact::ArtifactFile;
+        use jammi_db::storage::StorageUrl;
+        let mut entries = Vec::with_capacity(files.len());
+        for path in files {
+            let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| errors::InvalidArgument::new_err(format!("'{}' has no file name to store it under", path.display())))?.to_string();
+            entries.push(ArtifactFile::from_path(name, path));
+        }
+        let session = self.session.clone();
+        run(py, async move {
+            let store = session.artifacts(options);
+            let root = StorageUrl::parse(&root)?;
+            let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+            Ok(store.put_artifact(&root, &segments, &entries).await?.to_string())
+        })
+    }
+
+    /// Fetch (verified, cached) the bundle at `prefix`; its local directory.
+    fn artifact_fetch(&self, py: Python<'_>, prefix: String, options: std::collections::BTreeMap<String, String>) -> PyResult<PathBuf> {
+        let session = self.session.clone();
+        run(py, async move {
+            let store = session.artifacts(options);
+            Ok(store.fetch_artifact(&jammi_db::storage::StorageUrl::parse(&prefix)?.as_dir()).await?.dir)
+        })
+    }
+
+    fn artifact_rm(&self, py: Python<'_>, prefix: String, options: std::collections::BTreeMap<String, String>) -> PyResult<()> {
+        let session = self.session.clone();
+        run(py, async move { session.artifacts(options).delete_artifact_prefix(&jammi_db::storage::StorageUrl::parse(&prefix)?.as_dir()).await })
+    }
+
+    #[pyo3(signature = (name, version, task, dimensions=None, metadata="{}".to_string(), from_dir=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn model_register(&self, py: Python<'_>, name: String, version: String, task: String, dimensions: Option<u32>, metadata: String, from_dir: Option<PathBuf>) -> PyResult<Py<PyAny>> {
+        let metadata: serde_json::Value = serde_json::from_str(&metadata).map_err(|e| errors::InvalidArgument::new_err(format!("metadata is not JSON: {e}")))?;
+        let definition = jammi_db::artifact::ModelDefinition { name, version, task, dimensions, metadata };
+        let session = self.session.clone();
+        let info = run(py, async move {
+            match from_dir {
+                Some(dir) => {
+                    // The model's files go under the storage root, with its options.
+                    let store = session.artifacts(session.config().storage.options.clone());
+                    let root = jammi_db::storage::StorageUrl::parse(&session.config().storage_root())?;
+                    session.models().register_files(definition, &dir, &root, &store).await
+                }
+                None => session.models().register(definition).await,
+            }
+        })?;
+        one_batch(py, jammi_db::artifact::models_to_batch(&[info]).map_err(to_py)?)
+    }
+
+    fn model_list(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let session = self.session.clone();
+        let models = run(py, async move { session.models().list().await })?;
+        one_batch(py, jammi_db::artifact::models_to_batch(&models).map_err(to_py)?)
+    }
+
+    fn model_describe(&self, py: Python<'_>, name: String, version_or_alias: String) -> PyResult<Py<PyAny>> {
+        let session = self.session.clone();
+        let info = run(py, async move { session.models().describe(&name, &version_or_alias).await })?;
+        one_batch(py, jammi_db::artifact::models_to_batch(&[info]).map_err(to_py)?)
+    }
+
+    fn model_alias(&self, py: Python<'_>, name: String, alias: String, version: String) -> PyResult<()> {
+        let session = self.session.clone();
+        run(py, async move { session.models().set_alias(&name, &alias, &version).await.map(drop) })
+    }
+
+    fn model_rm(&self, py: Python<'_>, name: String, version: String) -> PyResult<()> {
+        let session = self.session.clone();
+        run(py, async move { session.models().delete(&name, &version).await })
+    }
+
     /// Close the catalog's connections (the handle is unusable afterwards).
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let session = self.session.clone();
@@ -239,6 +369,7 @@ fn _jammi(m: &Bound<'_, PyModule>) -> PyResult<()> {
     jammi_cluster::install();
     m.add_function(wrap_pyfunction!(connect, m)?)?;
     m.add_class::<Database>()?;
+    m.add_class::<topics::Subscription>()?;
     errors::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -215,3 +215,90 @@ def test_ctrl_c_interrupts_a_long_call(tmp_path):
     out, _ = child.communicate(timeout=30)
     assert child.returncode == 0 and out.startswith("interrupted"), out
     assert float(out.split()[1]) < 10, out
+
+
+def test_topics_publish_subscribe_and_groups(db):
+    db.topics.create("clicks", {"user_id": "int64", "page": "string"})
+    first = db.topics.publish("clicks", [{"user_id": 1, "page": "/a"}, {"user_id": 2, "page": "/b"}])
+    assert first == {"first_offset": 0, "count": 2}
+    frame = pd.DataFrame({"user_id": [3, 4], "page": ["/c", "/d"]})
+    assert db.topics.publish("clicks", frame) == {"first_offset": 2, "count": 2}
+    with pytest.raises(jammi.InvalidArgument):
+        db.topics.publish("clicks", [{"user_id": "not a number", "page": "/x"}])
+    assert db.sql("SELECT count(*) AS n FROM topics.public.clicks").to_pylist() == [{"n": 4}], "a rejected publish writes nothing"
+
+    # Replay from the beginning, with a filter.
+    users, offsets = [], []
+    with db.topics.subscribe("clicks", from_beginning=True, filter="user_id % 2 = 0") as sub:
+        for batch in sub:
+            users += batch.column("user_id").to_pylist()
+            offsets += batch.column("_offset").to_pylist()
+            if len(users) >= 2:
+                break
+    assert (users, offsets) == ([2, 4], [1, 3])
+
+    # A consumer group: a member that stops early hands unacknowledged events back, and the
+    # next member gets them — every event to the group, none lost.
+    seen = []
+    sub = db.topics.subscribe("clicks", from_beginning=True, group="g")
+    assert sub.member
+    for batch in sub:
+        seen.extend(batch.column("_offset").to_pylist())
+        break  # consumed but never acknowledged
+    sub.close()
+    again = []
+    with db.topics.subscribe("clicks", from_beginning=True, group="g") as sub2:
+        for batch in sub2:
+            again.extend(batch.column("_offset").to_pylist())
+            if len(set(again)) >= 4:
+                break
+    assert sorted(set(again)) == [0, 1, 2, 3], again
+
+    # Live events reach an `async for` subscriber.
+    import asyncio
+
+    async def live():
+        sub = db.topics.subscribe("clicks")
+        async def publish_soon():
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(db.topics.publish, "clicks", [{"user_id": 9, "page": "/live"}])
+        task = asyncio.ensure_future(publish_soon())
+        async for batch in sub:
+            await task
+            sub.close()
+            return batch.column("page").to_pylist()
+
+    assert asyncio.run(asyncio.wait_for(live(), 30)) == ["/live"]
+    db.topics.drop("clicks")
+    assert db.topics.list().num_rows == 0
+
+
+def test_artifacts_and_models(db, tmp_path):
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(os.urandom(100_000))
+    config = tmp_path / "config.json"
+    config.write_text('{"layers": 2}')
+    root = (tmp_path / "store").as_uri()
+    prefix = db.artifacts.put(root, "models/tiny/v1", [weights, config])
+    assert prefix.startswith(root) and "tiny" in prefix
+    local = db.artifacts.fetch(prefix)
+    assert open(os.path.join(local, "weights.bin"), "rb").read() == weights.read_bytes()
+    assert open(os.path.join(local, "config.json")).read() == '{"layers": 2}'
+    with pytest.raises(jammi.Error):
+        db.artifacts.put(root, "models/tiny/v2", [tmp_path / "missing.bin"])
+    db.artifacts.rm(prefix)
+    with pytest.raises(jammi.Error, match="manifest.json is missing"):
+        db.artifacts.fetch(prefix)
+
+    db.models.register("ranker", "v1", task="classification", metadata={"auc": 0.91})
+    db.models.register("ranker", "v2", task="classification")
+    with pytest.raises(jammi.Conflict):
+        db.models.register("ranker", "v1", task="classification")
+    db.models.alias("ranker", "prod", "v1")
+    assert db.models.describe("ranker", "prod").column("version").to_pylist() == ["v1"]
+    db.models.alias("ranker", "prod", "v2")
+    assert db.models.describe("ranker", "prod").column("version").to_pylist() == ["v2"]
+    db.models.rm("ranker", "v1")
+    assert db.models.list().column("version").to_pylist() == ["v2"]
+    with pytest.raises(jammi.NotFound):
+        db.models.describe("ranker", "v1")

@@ -202,7 +202,8 @@ impl<'a> ModelRepo<'a> {
     }
 }
 
-/// A model version that its owner already registered.
+/// A model version that its owner already registered (a conflict with what exists, not a
+/// bad name: HTTP 409, `jammi.Conflict`).
 pub(crate) fn already_registered(name: &str, version: &str) -> Error {
-    Error::InvalidName { name: format!("{name}:{version}"), message: "this model version is already registered; pick another version".into() }
+    Error::AlreadyExists { kind: crate::error::ObjectKind::Model, name: format!("{name}:{version}"), scope: String::new() }
 }

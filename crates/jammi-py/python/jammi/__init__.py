@@ -37,6 +37,7 @@ from ._jammi import connect as _connect
 __all__ = [
     "connect",
     "Database",
+    "Subscription",
     "Error",
     "NotFound",
     "InvalidArgument",
@@ -172,6 +173,188 @@ def _vector_rows(query: Any) -> list:
     raise InvalidArgument(f"a query is a vector, a list of vectors or text; got {type(query).__name__}")
 
 
+class Subscription:
+    """Events of a topic, batch by batch (``pyarrow.RecordBatch`` with ``_offset`` and
+    ``_published_at`` columns). Iterate it (``for batch in sub``) or ``async for`` it; each
+    batch is acknowledged when the next one is asked for, so a consumer group delivers an
+    event again only if its member died or gave up before finishing it. Leaving the loop
+    (``break``, an exception) and :meth:`close` hand unacknowledged events back to the
+    group at once."""
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+        self._unacked: Optional[pa.RecordBatch] = None
+
+    @property
+    def member(self) -> Optional[str]:
+        """This consumer-group member's id (None outside a group)."""
+        return self._native.member
+
+    def _ack_previous(self) -> None:
+        if self._unacked is not None:
+            self._native.ack(self._unacked)
+            self._unacked = None
+
+    def __iter__(self) -> "Subscription":
+        return self
+
+    def __next__(self) -> pa.RecordBatch:
+        self._ack_previous()
+        batch = self._native.next_batch()
+        if batch is None:
+            raise StopIteration
+        self._unacked = batch
+        return batch
+
+    def __aiter__(self) -> "Subscription":
+        return self
+
+    async def __anext__(self) -> pa.RecordBatch:
+        import asyncio
+
+        self._ack_previous()
+        batch = await asyncio.to_thread(self._native.next_batch)
+        if batch is None:
+            raise StopAsyncIteration
+        self._unacked = batch
+        return batch
+
+    def close(self) -> None:
+        """Stop; events claimed but not acknowledged go back to the group."""
+        self._unacked = None
+        self._native.close()
+
+    def __enter__(self) -> "Subscription":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self._native.close()
+        except Exception:
+            pass
+
+
+_TOPIC_TYPES = {
+    pa.bool_(): "bool",
+    pa.int16(): "int16",
+    pa.int32(): "int32",
+    pa.int64(): "int64",
+    pa.float32(): "float32",
+    pa.float64(): "float64",
+    pa.string(): "string",
+    pa.large_string(): "string",
+    pa.date32(): "date",
+}
+
+
+def _schema_text(schema: Union[str, Mapping[str, str], pa.Schema]) -> str:
+    if isinstance(schema, str):
+        return schema
+    if isinstance(schema, pa.Schema):
+        parts = []
+        for field in schema:
+            kind = "timestamp" if pa.types.is_timestamp(field.type) else _TOPIC_TYPES.get(field.type)
+            if kind is None:
+                raise InvalidArgument(f"column {field.name!r}: {field.type} is not a topic type (bool, int16/32/64, float32/64, string, json, date, timestamp)")
+            parts.append(f"{field.name}:{kind}" + (":nullable" if field.nullable else ""))
+        return ",".join(parts)
+    return ",".join(f"{name}:{kind}" for name, kind in schema.items())
+
+
+class Topics:
+    """Topics: typed events in a durable log (``topics.public.NAME`` in SQL)."""
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+
+    def create(self, name: str, schema: Union[str, Mapping[str, str], pa.Schema, None] = None, *, from_table: Optional[str] = None, max_age_seconds: Optional[int] = None, max_events: Optional[int] = None) -> pa.Table:
+        """Create topic ``name``: columns as ``"id:int64,label:string:nullable"``, a
+        ``{column: type}`` dict or a ``pyarrow.Schema``; or the change feed of mutable
+        table ``from_table``."""
+        text = None if schema is None else _schema_text(schema)
+        return self._native.topic_create(name, text, from_table, max_age_seconds, max_events)
+
+    def list(self) -> pa.Table:
+        return self._native.topic_list()
+
+    def drop(self, name: str) -> None:
+        self._native.topic_drop(name)
+
+    def publish(self, name: str, rows: Any) -> dict:
+        """Publish rows — a list of dicts, a pyarrow Table/RecordBatch, or a pandas/polars
+        DataFrame — all or none; returns ``{"first_offset": …, "count": …}``."""
+        if isinstance(rows, dict):
+            rows = [rows]
+        if isinstance(rows, list):
+            import json
+
+            first, count = self._native.topic_publish_json(name, "\n".join(json.dumps(r, default=str) for r in rows))
+        else:
+            # One batch: a publish is all or none.
+            table = _as_arrow(rows).combine_chunks()
+            batches = table.to_batches()
+            batch = batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
+            first, count = self._native.topic_publish(name, batch)
+        return {"first_offset": first, "count": count}
+
+    def subscribe(self, name: str, *, from_offset: Optional[int] = None, from_beginning: bool = False, group: Optional[str] = None, filter: Optional[str] = None, ack_timeout_seconds: int = 30) -> Subscription:
+        """Subscribe to ``name``: live events by default, or from an offset / the
+        beginning; as a member of consumer ``group`` (each event to one member); only
+        events matching the SQL condition ``filter``."""
+        return Subscription(self._native.topic_subscribe(name, from_offset, from_beginning, group, filter, ack_timeout_seconds))
+
+
+class Artifacts:
+    """Artifact bundles on object storage: files stored together under one prefix,
+    verified by a manifest of SHA-256 digests."""
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+
+    def put(self, root: str, segments: Union[str, Sequence[str]], files: Sequence[Union[str, os.PathLike]], **options: str) -> str:
+        """Store ``files`` as one bundle under ``root`` / ``segments`` (``"a/b"`` or a
+        list); returns the bundle's prefix URL. Options: storage options (``endpoint=…``)."""
+        parts = segments.split("/") if isinstance(segments, str) else list(segments)
+        return self._native.artifact_put(root, parts, [os.fspath(f) for f in files], {k: str(v) for k, v in options.items()})
+
+    def fetch(self, prefix: str, **options: str) -> str:
+        """Download (verified; cached locally) the bundle at ``prefix``; the local directory."""
+        return os.fspath(self._native.artifact_fetch(prefix, {k: str(v) for k, v in options.items()}))
+
+    def rm(self, prefix: str, **options: str) -> None:
+        self._native.artifact_rm(prefix, {k: str(v) for k, v in options.items()})
+
+
+class Models:
+    """The model registry: versions, aliases, files in the artifact store."""
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+
+    def register(self, name: str, version: str, *, task: str, dimensions: Optional[int] = None, metadata: Optional[Mapping[str, Any]] = None, from_dir: Optional[Union[str, os.PathLike]] = None) -> pa.Table:
+        """Register ``name``/``version``; with ``from_dir``, its files are stored in the
+        artifact store (an embedding model registered this way embeds text in the engine)."""
+        import json
+
+        return self._native.model_register(name, version, task, dimensions, json.dumps(dict(metadata or {})), None if from_dir is None else os.fspath(from_dir))
+
+    def list(self) -> pa.Table:
+        return self._native.model_list()
+
+    def describe(self, name: str, version_or_alias: str) -> pa.Table:
+        return self._native.model_describe(name, version_or_alias)
+
+    def alias(self, name: str, alias: str, version: str) -> None:
+        """Point ``name@alias`` at ``version``."""
+        self._native.model_alias(name, alias, version)
+
+    def rm(self, name: str, version: str) -> None:
+        self._native.model_rm(name, version)
+
+
 class Database:
     """An open jammi-db. Use :func:`connect`."""
 
@@ -179,6 +362,9 @@ class Database:
         self._native = native
         self.sources = Sources(native)
         self.vectors = Vectors(native)
+        self.topics = Topics(native)
+        self.artifacts = Artifacts(native)
+        self.models = Models(native)
 
     @property
     def tenant(self) -> Optional[str]:

@@ -126,13 +126,13 @@ async fn run(ctx: &dyn EngineContext, state: &Arc<VectorState>, entry: &Arc<Vect
     for _ in 0..options.max_batches.max(1) {
         let record = follows.get(&lease.table_id).await?.ok_or_else(|| Error::LeaseLost { job: format!("embedding work of vector table {}", entry.record.name) })?;
         if !record.backfill_done {
-            backfill(ctx, state, entry, lease, record.backfill_cursor.as_deref(), options, report, progress).await?;
+            heartbeating(ctx, lease, backfill(ctx, state, entry, lease, record.backfill_cursor.as_deref(), options, report, progress)).await?;
         } else if let Some(target) = &record.target_model {
-            super::reembed::reembed(ctx, state, entry, lease, target, report, progress).await?;
+            heartbeating(ctx, lease, super::reembed::reembed(ctx, state, entry, lease, target, report, progress)).await?;
             // The table's spec changed under this claim: the next claim starts from it.
             return Ok(());
         } else if record.next_offset > record.embedded_offset {
-            apply_changes(ctx, state, entry, lease, record.embedded_offset, options, report).await?;
+            heartbeating(ctx, lease, apply_changes(ctx, state, entry, lease, record.embedded_offset, options, report)).await?;
         } else {
             report.caught_up = true;
             return Ok(());
@@ -140,6 +140,22 @@ async fn run(ctx: &dyn EngineContext, state: &Arc<VectorState>, entry: &Arc<Vect
         follows.heartbeat(&lease.table_id, &lease.token, lease.lease_ms).await?;
     }
     Ok(())
+}
+
+/// Run `work` while renewing `lease` every third of its length. A batch may take longer
+/// than the lease — loading the model, a slow model, a loaded machine — and must keep its
+/// claim meanwhile (with heartbeats only between batches, a 2 s lease on a busy machine
+/// was lost inside every batch, so the table never moved); a lost lease stops the work at
+/// once, its commit would be refused anyway.
+async fn heartbeating<T>(ctx: &dyn EngineContext, lease: &Lease, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::pin!(work);
+    let every = std::time::Duration::from_millis(u64::try_from(lease.lease_ms / 3).unwrap_or(0).max(50));
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = tokio::time::sleep(every) => ctx.catalog().follows().heartbeat(&lease.table_id, &lease.token, lease.lease_ms).await?,
+        }
+    }
 }
 
 /// Reads a following table's source rows as its owner sees them.
