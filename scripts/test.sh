@@ -155,7 +155,7 @@ else
         || "$PYENV/bin/pip" install -q pytest pandas polars numpy pyarrow >&2
     WHEEL="$(python3 crates/jammi-py/build_wheel.py "$CARGO_TARGET_DIR/debug/lib_jammi.so" "$WORK/wheels")"
     "$PYENV/bin/pip" install -q --force-reinstall --no-deps "$WHEEL" >&2
-    (cd "$WORK" && "$PYENV/bin/python" -m pytest -q -p no:cacheprovider "$ROOT/crates/jammi-py/tests")
+    (cd "$WORK" && JAMMI_BIN="$CARGO_TARGET_DIR/debug/jammi" "$PYENV/bin/python" -m pytest -q -p no:cacheprovider "$ROOT/crates/jammi-py/tests")
     # The 60-second soak (the 30-minute one: docs/reliability.md): mixed load against
     # `jammi serve`; fails on any request error or on open files / memory that keep growing.
     # scripts/cluster.sh from nothing: its own services and two replicas; a write through

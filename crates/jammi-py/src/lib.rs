@@ -4,6 +4,7 @@
 //! pandas/polars inputs, context managers) is `python/jammi/__init__.py`.
 
 mod errors;
+mod remote;
 mod run;
 mod topics;
 
@@ -34,7 +35,7 @@ struct Database {
     session: Session,
 }
 
-fn table(py: Python<'_>, schema: SchemaRef, batches: Vec<RecordBatch>) -> PyResult<Py<PyAny>> {
+pub(crate) fn table(py: Python<'_>, schema: SchemaRef, batches: Vec<RecordBatch>) -> PyResult<Py<PyAny>> {
     let list = PyList::empty(py);
     for batch in batches {
         list.append(batch.to_pyarrow(py)?)?;
@@ -368,6 +369,8 @@ fn _jammi(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // `[query] engine = "ballista"` works from Python as from the CLI.
     jammi_cluster::install();
     m.add_function(wrap_pyfunction!(connect, m)?)?;
+    m.add_function(wrap_pyfunction!(remote::connect_remote, m)?)?;
+    m.add_class::<remote::RemoteDatabase>()?;
     m.add_class::<Database>()?;
     m.add_class::<topics::Subscription>()?;
     errors::register(m)?;

@@ -26,11 +26,16 @@ pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
 /// a pending signal (Ctrl-C raises `KeyboardInterrupt` in the main thread) and, if there is
 /// one, cancels the work and raises it.
 pub(crate) fn run<T: Send + 'static>(py: Python<'_>, work: impl Future<Output = jammi_db::Result<T>> + Send + 'static) -> PyResult<T> {
+    run_py(py, async move { work.await.map_err(to_py) })
+}
+
+/// [`run`] for work that fails with Python exceptions already.
+pub(crate) fn run_py<T: Send + 'static>(py: Python<'_>, work: impl Future<Output = PyResult<T>> + Send + 'static) -> PyResult<T> {
     let mut handle = runtime().spawn(work);
     loop {
         let finished = py.detach(|| runtime().block_on(async { tokio::time::timeout(Duration::from_millis(100), &mut handle).await }));
         match finished {
-            Ok(Ok(result)) => return result.map_err(to_py),
+            Ok(Ok(result)) => return result,
             Ok(Err(join)) => return Err(InternalError::new_err(format!("the engine call failed: {join}"))),
             Err(_) => {
                 if let Err(signal) = py.check_signals() {

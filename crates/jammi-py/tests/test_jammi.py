@@ -302,3 +302,38 @@ def test_artifacts_and_models(db, tmp_path):
     assert db.models.list().column("version").to_pylist() == ["v2"]
     with pytest.raises(jammi.NotFound):
         db.models.describe("ranker", "v1")
+
+
+def test_a_server_through_flight_sql(tmp_path):
+    import json
+    import subprocess
+
+    jammi_bin = os.environ["JAMMI_BIN"]  # scripts/test.sh: the jammi binary of this build
+    data = str(tmp_path / "served")
+    run = lambda *args: subprocess.run([jammi_bin, "--data-dir", data, *args], check=True, capture_output=True, text=True).stdout
+    run("--tenant", TENANT_A, "sql", "CREATE TABLE mutable.public.notes (id BIGINT PRIMARY KEY, body TEXT); INSERT INTO mutable.public.notes VALUES (1, 'from a')")
+    run("--tenant", TENANT_B, "sql", "CREATE TABLE mutable.public.notes (id BIGINT PRIMARY KEY, body TEXT); INSERT INTO mutable.public.notes VALUES (2, 'from b')")
+    token_a = json.loads(run("--tenant", TENANT_A, "--format", "json", "token", "create", "--name", "py"))[0]["token"]
+    server = subprocess.Popen([jammi_bin, "--data-dir", data, "serve", "--http", "127.0.0.1:0", "--pg", "127.0.0.1:0", "--flight", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        flight = json.loads(server.stdout.readline())["listening"]["flight"]
+        with jammi.connect(f"grpc://{flight}", token=token_a) as remote:
+            table = remote.sql("SELECT id, body FROM mutable.public.notes ORDER BY id")
+            assert isinstance(table, pa.Table)
+            assert table.to_pylist() == [{"id": 1, "body": "from a"}], "the token's tenant sees its own rows only"
+            assert remote.sql_reader("SELECT 1 AS one").read_all().to_pylist() == [{"one": 1}]
+            with pytest.raises(jammi.NotFound):
+                remote.sql("SELECT * FROM mutable.public.nowhere")
+            with pytest.raises(jammi.InvalidArgument):
+                remote.sql("SELEKT 1")
+        with pytest.raises(jammi.PermissionDenied):
+            jammi.connect(f"grpc://{flight}", token="jammi_not_a_token").sql("SELECT 1")
+        with pytest.raises(jammi.InvalidArgument):
+            jammi.connect(f"grpc://{flight}", tenant=TENANT_A)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    with pytest.raises(jammi.Unavailable):
+        jammi.connect("grpc://127.0.0.1:1", token=token_a)
+    with pytest.raises(jammi.InvalidArgument):
+        jammi.connect("http://example:1")

@@ -140,11 +140,13 @@ async fn a_crashed_workers_batch_is_finished_by_another_exactly_once() {
 
     // A worker claims the table and dies without a word.
     let follows = session.catalog().follows();
-    assert!(follows.claim(&table.id, "doomed", "doomed-token", 300).await.unwrap());
+    // 2 s: long enough that a loaded machine still reads the status before it expires.
+    let claimed = std::time::Instant::now();
+    assert!(follows.claim(&table.id, "doomed", "doomed-token", 2000).await.unwrap());
     assert_eq!(session.vectors().status("docs_vec").await.unwrap().worker.as_deref(), Some("doomed"));
     let options = WorkerOptions { worker: "survivor".into(), ..WorkerOptions::default() };
     assert_eq!(session.vectors().work(&options).await.unwrap(), None, "the lease is held");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(2100).saturating_sub(claimed.elapsed())).await;
     let report = session.vectors().work(&options).await.unwrap().expect("the expired lease is taken over");
     assert_eq!((report.embedded, report.changes, report.caught_up), (1, 1, true), "{report:?}");
     assert_eq!(top(&session, "docs_vec", "set the clock and timezone").await[0], 4);

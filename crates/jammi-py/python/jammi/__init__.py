@@ -33,10 +33,12 @@ from ._jammi import (  # noqa: F401  (re-exported)
     __version__,
 )
 from ._jammi import connect as _connect
+from ._jammi import connect_remote as _connect_remote
 
 __all__ = [
     "connect",
     "Database",
+    "RemoteDatabase",
     "Subscription",
     "Error",
     "NotFound",
@@ -52,14 +54,26 @@ __all__ = [
 TableLike = Union[pa.Table, "pandas.DataFrame", "polars.DataFrame", str, os.PathLike]  # noqa: F821
 
 
-def connect(path: Union[str, os.PathLike] = ".jammi", tenant: Optional[str] = None) -> "Database":
+def connect(path: Union[str, os.PathLike] = ".jammi", tenant: Optional[str] = None, *, token: Optional[str] = None) -> Union["Database", "RemoteDatabase"]:
     """Open the jammi-db in data directory ``path`` (created if missing), as ``tenant`` (a
     UUID: its own plus shared rows and tables) or as the operator (``None``).
 
     The directory's ``jammi.toml``, ``JAMMI_CONFIG`` and ``JAMMI_*`` variables apply as for
     the ``jammi`` CLI, so a deployment's catalog and storage are reached the same way.
+
+    ``connect("grpc://host:port", token=...)`` (or ``grpc+tls://``) talks to a ``jammi
+    serve`` through Arrow Flight SQL instead: the token decides the tenant.
     """
-    return Database(_connect(os.fspath(path), tenant))
+    target = os.fspath(path)
+    if target.startswith(("grpc://", "grpc+tls://")):
+        if tenant is not None:
+            raise InvalidArgument("over a server connection the token decides the tenant: leave tenant unset")
+        return RemoteDatabase(_connect_remote(target, token))
+    if token is not None:
+        raise InvalidArgument("token is for server connections (grpc://HOST:PORT)")
+    if "://" in target:
+        raise InvalidArgument(f"{target!r}: connect takes a data directory or grpc://HOST:PORT (grpc+tls:// with TLS)")
+    return Database(_connect(target, tenant))
 
 
 def _as_arrow(data: TableLike) -> pa.Table:
@@ -403,6 +417,35 @@ class Database:
         self._native.close()
 
     def __enter__(self) -> "Database":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class RemoteDatabase:
+    """A ``jammi serve`` reached through Arrow Flight SQL (``connect("grpc://…")``): SQL
+    with Arrow answers and the same typed errors; the server's token decides the tenant.
+    Sources, vector tables, topics and artifacts are reached through SQL here
+    (``vector_search(...)``, ``topics.public.NAME``, ...)."""
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+
+    def sql(self, query: str, params: Optional[Sequence[Any]] = None) -> pa.Table:
+        """Run SQL on the server; its rows as a ``pyarrow.Table``."""
+        if params is not None:
+            raise InvalidArgument("parameters are not sent over a server connection yet; write the values into the SQL")
+        return self._native.sql(query)
+
+    def sql_reader(self, query: str) -> pa.RecordBatchReader:
+        table = self.sql(query)
+        return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
+
+    def close(self) -> None:
+        """Nothing to release beyond the connection, which closes with the object."""
+
+    def __enter__(self) -> "RemoteDatabase":
         return self
 
     def __exit__(self, *exc: Any) -> None:
