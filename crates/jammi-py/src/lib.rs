@@ -343,6 +343,65 @@ impl Database {
         run(py, async move { session.models().delete(&name, &version).await })
     }
 
+    #[pyo3(signature = (model, version, artifact_root, priority=0, max_attempts=3, payload="{}".to_string()))]
+    fn job_enqueue(&self, py: Python<'_>, model: String, version: String, artifact_root: String, priority: i64, max_attempts: u32, payload: String) -> PyResult<Py<PyAny>> {
+        let payload: serde_json::Value = serde_json::from_str(&payload).map_err(|e| errors::InvalidArgument::new_err(format!("payload is not JSON: {e}")))?;
+        let request = jammi_db::artifact::JobRequest { model, version, artifact_root, priority, max_attempts, payload };
+        let session = self.session.clone();
+        let job = run(py, async move { session.jobs().enqueue(request).await })?;
+        one_batch(py, jammi_db::artifact::jobs_to_batch(&[job]).map_err(to_py)?)
+    }
+
+    fn job_list(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let session = self.session.clone();
+        let jobs = run(py, async move { session.jobs().list().await })?;
+        one_batch(py, jammi_db::artifact::jobs_to_batch(&jobs).map_err(to_py)?)
+    }
+
+    /// Claim the next job for `worker` under a lease of `lease_seconds`: its lease as JSON
+    /// (job_id, attempt, token, artifact_root, segments, artifact_prefix, expires_at_ms,
+    /// payload), or None when no job is claimable.
+    fn job_claim(&self, py: Python<'_>, worker: String, lease_seconds: u64) -> PyResult<Option<String>> {
+        let session = self.session.clone();
+        let lease = run(py, async move { session.jobs().claim(&worker, std::time::Duration::from_secs(lease_seconds)).await })?;
+        Ok(lease.map(|lease| {
+            serde_json::json!({
+                "job_id": lease.job_id,
+                "attempt": lease.attempt,
+                "token": lease.token,
+                "worker": lease.worker,
+                "artifact_root": lease.artifact_root,
+                "segments": lease.segments().join("/"),
+                "artifact_prefix": lease.artifact_prefix,
+                "expires_at_ms": lease.expires_at_ms,
+                "payload": lease.payload,
+            })
+            .to_string()
+        }))
+    }
+
+    fn job_heartbeat(&self, py: Python<'_>, job: String, token: String, lease_seconds: u64) -> PyResult<i64> {
+        let session = self.session.clone();
+        run(py, async move { session.jobs().heartbeat(&job, &token, std::time::Duration::from_secs(lease_seconds)).await })
+    }
+
+    fn job_fail(&self, py: Python<'_>, job: String, token: String, error: String, options: std::collections::BTreeMap<String, String>) -> PyResult<String> {
+        let session = self.session.clone();
+        run(py, async move {
+            let store = session.artifacts(options);
+            Ok(session.jobs().fail(&job, &token, &error, &store).await?.as_str().to_string())
+        })
+    }
+
+    /// Verify the attempt's artifact and publish it as the job's model version; its prefix.
+    fn job_finalize(&self, py: Python<'_>, job: String, token: String, options: std::collections::BTreeMap<String, String>) -> PyResult<String> {
+        let session = self.session.clone();
+        run(py, async move {
+            let store = session.artifacts(options);
+            session.jobs().finalize(&job, &token, &store).await
+        })
+    }
+
     /// Close the catalog's connections (the handle is unusable afterwards).
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let session = self.session.clone();

@@ -337,3 +337,33 @@ def test_a_server_through_flight_sql(tmp_path):
         jammi.connect("grpc://127.0.0.1:1", token=token_a)
     with pytest.raises(jammi.InvalidArgument):
         jammi.connect("http://example:1")
+
+
+def test_job_queue_worker_side_finalizes_each_job_once(db, tmp_path):
+    root = (tmp_path / "models").as_uri()
+    db.models.register("ranker", "v7", task="classification")
+    db.jobs.enqueue("ranker", "v7", root, payload={"epochs": 3})
+    assert db.jobs.list().column("state").to_pylist() == ["queued"]
+
+    # A worker claims the job and dies without a word (a 1 s lease).
+    doomed = db.jobs.claim("doomed", lease_seconds=1)
+    assert doomed["payload"] == {"epochs": 3} and doomed["attempt"] == 1
+    assert db.jobs.claim("other") is None, "the job is leased"
+    time.sleep(1.2)
+
+    # Another claims it after the lease, puts its files where the lease says, finalizes.
+    lease = db.jobs.claim("survivor")
+    assert lease["attempt"] == 2
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"trained by survivor")
+    assert db.artifacts.put(lease["artifact_root"], lease["segments"], [weights]) == lease["artifact_prefix"]
+    assert db.jobs.heartbeat(lease) > 0
+    prefix = db.jobs.finalize(lease)
+    assert db.models.describe("ranker", "v7").column("version").to_pylist() == ["v7"]
+    local = db.artifacts.fetch(prefix)
+    assert open(os.path.join(local, "weights.bin"), "rb").read() == b"trained by survivor"
+
+    # The dead worker wakes up: its lease is gone, nothing is finalized twice.
+    with pytest.raises(jammi.Error):
+        db.jobs.finalize(doomed)
+    assert db.jobs.list().column("state").to_pylist() == ["succeeded"]

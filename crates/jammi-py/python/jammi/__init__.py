@@ -369,6 +369,48 @@ class Models:
         self._native.model_rm(name, version)
 
 
+class Lease(dict):
+    """A claimed job: ``job_id``, ``attempt``, ``token``, ``artifact_root``, ``segments``,
+    ``artifact_prefix`` (where this attempt's files go), ``expires_at_ms``, ``payload``."""
+
+
+class Jobs:
+    """The training-job queue: enqueue, and the worker side (claim, heartbeat, fail,
+    finalize). Each job finalizes at most once; a worker that dies loses its lease and the
+    job is claimed again."""
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+
+    def enqueue(self, model: str, version: str, artifact_root: str, *, priority: int = 0, max_attempts: int = 3, payload: Optional[Mapping[str, Any]] = None) -> pa.Table:
+        import json
+
+        return self._native.job_enqueue(model, version, artifact_root, priority, max_attempts, json.dumps(dict(payload or {})))
+
+    def list(self) -> pa.Table:
+        return self._native.job_list()
+
+    def claim(self, worker: str, *, lease_seconds: int = 30) -> Optional[Lease]:
+        """The next job for ``worker``, or None when there is none."""
+        import json
+
+        text = self._native.job_claim(worker, lease_seconds)
+        return None if text is None else Lease(json.loads(text))
+
+    def heartbeat(self, lease: Mapping[str, Any], *, lease_seconds: int = 30) -> int:
+        """Extend the lease; its new expiry (ms). Raises Conflict when it was lost."""
+        return self._native.job_heartbeat(lease["job_id"], lease["token"], lease_seconds)
+
+    def fail(self, lease: Mapping[str, Any], error: str, **options: str) -> str:
+        """Give the attempt up; the job's state after (queued again, or failed)."""
+        return self._native.job_fail(lease["job_id"], lease["token"], error, {k: str(v) for k, v in options.items()})
+
+    def finalize(self, lease: Mapping[str, Any], **options: str) -> str:
+        """Verify the attempt's artifact (put under ``lease["artifact_prefix"]``) and make
+        it the job's model version; its prefix."""
+        return self._native.job_finalize(lease["job_id"], lease["token"], {k: str(v) for k, v in options.items()})
+
+
 class Database:
     """An open jammi-db. Use :func:`connect`."""
 
@@ -379,6 +421,7 @@ class Database:
         self.topics = Topics(native)
         self.artifacts = Artifacts(native)
         self.models = Models(native)
+        self.jobs = Jobs(native)
 
     @property
     def tenant(self) -> Optional[str]:
