@@ -230,17 +230,7 @@ pub async fn run_job(session: &Session, command: JobCommand, format: OutputForma
         JobCommand::List => print::print_batch(&jammi_db::artifact::jobs_to_batch(&jobs.list().await?)?, format, out),
         JobCommand::Claim { worker, lease_seconds } => {
             if let Some(lease) = jobs.claim(&worker, Duration::from_secs(lease_seconds)).await? {
-                let line = serde_json::json!({
-                    "job_id": lease.job_id,
-                    "attempt": lease.attempt,
-                    "token": lease.token,
-                    "worker": lease.worker,
-                    "artifact_root": lease.artifact_root,
-                    "segments": lease.segments().join("/"),
-                    "artifact_prefix": lease.artifact_prefix,
-                    "expires_at_ms": lease.expires_at_ms,
-                    "payload": lease.payload,
-                });
+                let line = lease.to_json();
                 writeln!(out, "{line}")?;
             }
             Ok(())

@@ -20,7 +20,7 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::StreamExt;
 use jammi_db::progress::NoProgress;
 use jammi_db::source::{sources_to_batch, FileFormatKind, SourceSpec};
-use jammi_db::vector::{tables_to_batch, ImportSpec, SearchRequest};
+use jammi_db::vector::{tables_to_batch, HybridOptions, ImportSpec, SearchMode, SearchQuery, SearchRequest, TextIndexColumn};
 use jammi_db::{Config, Session, TenantId};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
@@ -146,8 +146,21 @@ impl Database {
         run(py, async move { session.sources().remove(&name).await.map(|_| ()) })
     }
 
-    #[pyo3(signature = (name, path, id_column, vector_column, metric=None, precision=None))]
-    fn vectors_import(&self, py: Python<'_>, name: String, path: String, id_column: String, vector_column: String, metric: Option<String>, precision: Option<String>) -> PyResult<Py<PyAny>> {
+    #[pyo3(signature = (name, path, id_column, vector_column, metric=None, precision=None, text_columns=Vec::new(), m=None, ef_construction=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn vectors_import(
+        &self,
+        py: Python<'_>,
+        name: String,
+        path: String,
+        id_column: String,
+        vector_column: String,
+        metric: Option<String>,
+        precision: Option<String>,
+        text_columns: Vec<String>,
+        m: Option<usize>,
+        ef_construction: Option<usize>,
+    ) -> PyResult<Py<PyAny>> {
         let mut spec = ImportSpec::new(name, path, id_column, vector_column);
         if let Some(metric) = metric {
             spec.metric = metric.parse().map_err(to_py)?;
@@ -156,6 +169,9 @@ impl Database {
         if let Some(precision) = precision {
             spec.precision = precision.parse().map_err(to_py)?;
         }
+        spec.text_columns = text_columns.iter().map(|c| TextIndexColumn::parse(c)).collect::<jammi_db::Result<_>>().map_err(to_py)?;
+        spec.m = m.unwrap_or(spec.m);
+        spec.ef_construction = ef_construction.unwrap_or(spec.ef_construction);
         let session = self.session.clone();
         let info = run(py, async move { session.vectors().import(spec, &NoProgress).await })?;
         one_batch(py, tables_to_batch(&[info]).map_err(to_py)?)
@@ -182,35 +198,50 @@ impl Database {
         run(py, async move { session.vectors().drop(&name).await })
     }
 
-    /// Nearest neighbours of each query (`vectors`: row-major, `dims` values each; or one
-    /// `text`); one table, a `query` column numbering the queries when there are several.
-    #[pyo3(signature = (name, k, vectors=None, dims=0, text=None, filter=None, ef=None, exact=false))]
+    /// One query (a vector, a text, or both for hybrid search) through the engine's mode
+    /// choice, or several vectors in one batch (a `query` column numbers them; `vectors`
+    /// is row-major, `dims` values each).
+    #[pyo3(signature = (name, k, vectors, dims, text, mode, filter, ef, exact, fusion))]
     #[allow(clippy::too_many_arguments)]
-    fn vectors_search(&self, py: Python<'_>, name: String, k: usize, vectors: Option<Vec<f32>>, dims: usize, text: Option<String>, filter: Option<String>, ef: Option<usize>, exact: bool) -> PyResult<Py<PyAny>> {
-        let shape = |mut r: SearchRequest| {
-            r.filter = filter.clone();
-            r.ef = ef;
-            r.exact = exact;
-            r
-        };
-        let requests: Vec<SearchRequest> = match (vectors, text) {
-            (Some(values), None) => {
+    fn vectors_search(
+        &self,
+        py: Python<'_>,
+        name: String,
+        k: usize,
+        vectors: Option<Vec<f32>>,
+        dims: usize,
+        text: Option<String>,
+        mode: Option<String>,
+        filter: Option<String>,
+        ef: Option<usize>,
+        exact: bool,
+        fusion: Option<String>,
+    ) -> PyResult<Py<PyAny>> {
+        let mut vectors: Vec<Vec<f32>> = match vectors {
+            Some(values) => {
                 if dims == 0 || values.len() % dims != 0 || values.is_empty() {
                     return Err(errors::InvalidArgument::new_err(format!("{} values are not whole vectors of {dims} dimensions", values.len())));
                 }
-                values.chunks(dims).map(|v| shape(SearchRequest::new(v.to_vec(), k))).collect()
+                values.chunks(dims).map(<[f32]>::to_vec).collect()
             }
-            (None, Some(text)) => vec![shape(SearchRequest::text(text, k))],
-            _ => return Err(errors::InvalidArgument::new_err("search takes vectors or text (one of them)")),
+            None => Vec::new(),
         };
+        let mode = mode.map(|m| m.parse::<SearchMode>()).transpose().map_err(to_py)?;
         let session = self.session.clone();
-        let batch = run(py, async move {
-            if requests.len() == 1 {
-                Ok(session.vectors().search(&name, &requests[0]).await?.batch)
-            } else {
-                session.vectors().search_batch(&name, &requests).await
+        let batch = if vectors.len() > 1 {
+            if text.is_some() || mode.is_some_and(|m| m != SearchMode::Vector) || fusion.is_some() {
+                return Err(errors::InvalidArgument::new_err("several query vectors are searched in vector mode only; give one vector (and text) for a hybrid search"));
             }
-        })?;
+            let requests: Vec<SearchRequest> = vectors.into_iter().map(|v| SearchRequest { filter: filter.clone(), ef, exact, ..SearchRequest::new(v, k) }).collect();
+            run(py, async move { session.vectors().search_batch(&name, &requests).await })?
+        } else {
+            if vectors.is_empty() && text.is_none() {
+                return Err(errors::InvalidArgument::new_err("search takes a vector, several, or text"));
+            }
+            let hybrid = fusion.as_deref().map(HybridOptions::parse).transpose().map_err(to_py)?.unwrap_or_default();
+            let query = SearchQuery { mode, text, vector: vectors.pop(), k, filter, ef, exact, oversample: None, hybrid };
+            run(py, async move { Ok(session.vectors().search_any(&name, &query).await?.batch) })?
+        };
         one_batch(py, batch)
     }
 
@@ -364,20 +395,7 @@ impl Database {
     fn job_claim(&self, py: Python<'_>, worker: String, lease_seconds: u64) -> PyResult<Option<String>> {
         let session = self.session.clone();
         let lease = run(py, async move { session.jobs().claim(&worker, std::time::Duration::from_secs(lease_seconds)).await })?;
-        Ok(lease.map(|lease| {
-            serde_json::json!({
-                "job_id": lease.job_id,
-                "attempt": lease.attempt,
-                "token": lease.token,
-                "worker": lease.worker,
-                "artifact_root": lease.artifact_root,
-                "segments": lease.segments().join("/"),
-                "artifact_prefix": lease.artifact_prefix,
-                "expires_at_ms": lease.expires_at_ms,
-                "payload": lease.payload,
-            })
-            .to_string()
-        }))
+        Ok(lease.map(|lease| lease.to_json().to_string()))
     }
 
     fn job_heartbeat(&self, py: Python<'_>, job: String, token: String, lease_seconds: u64) -> PyResult<i64> {

@@ -121,9 +121,45 @@ def vectors_frame(n, dims, seed):
     return pd.DataFrame({"id": np.arange(n, dtype=np.int64), "category": ["even" if i % 2 == 0 else "odd" for i in range(n)], "embedding": list(vectors)}), vectors
 
 
+def vectors_table(frame, dims):
+    fields = [("id", pa.int64()), ("category", pa.string()), ("embedding", pa.list_(pa.float32(), dims))]
+    if "body" in frame:
+        fields.append(("body", pa.string()))
+    return pa.Table.from_pandas(frame, preserve_index=False).cast(pa.schema(fields))
+
+
+def with_bodies(frame):
+    """A text column: every row 'plain', row 77 about zebras."""
+    frame["body"] = [f"item {i} " + ("striped zebra crossing" if i == 77 else "plain") for i in range(len(frame))]
+    return frame
+
+
+def test_text_and_hybrid_search(db):
+    frame, vectors = vectors_frame(200, 8, 5)
+    db.vectors.import_("notes", vectors_table(with_bodies(frame), 8), text_columns="body")
+    # Text on a table with a full-text index searches it.
+    text = db.vectors.search("notes", "zebra", k=3)
+    assert text.column("id").to_pylist() == [77]
+    # A vector with text= is a hybrid search: the vector's nearest row and the text's match.
+    hybrid = db.vectors.search("notes", vectors[5], text="zebra", k=10)
+    assert {5, 77} <= set(hybrid.column("id").to_pylist())
+    weighted = db.vectors.search("notes", vectors[5], text="zebra", k=10, fusion={"fusion": "weighted", "weights": "0.5:0.5"})
+    assert {5, 77} <= set(weighted.column("id").to_pylist())
+    # Vector mode alone ignores the words: row 77 is not near vectors[5].
+    assert db.vectors.search("notes", vectors[5], k=1, mode="vector").column("id").to_pylist() == [5]
+    with pytest.raises(jammi.InvalidArgument):
+        db.vectors.search("notes", vectors[5], text="zebra", fusion="fusion = nonsense")
+    with pytest.raises(jammi.InvalidArgument):
+        db.vectors.search("notes", vectors[[1, 2]], text="zebra")
+    with pytest.raises(jammi.InvalidArgument):
+        db.vectors.search("notes", vectors[5], mode="sideways")
+    with pytest.raises(jammi.InvalidArgument):
+        db.vectors.search("notes")
+
+
 def test_vector_tables_import_search_append_delete(db):
     frame, vectors = vectors_frame(500, 16, 7)
-    table = pa.Table.from_pandas(frame, preserve_index=False).cast(pa.schema([("id", pa.int64()), ("category", pa.string()), ("embedding", pa.list_(pa.float32(), 16))]))
+    table = vectors_table(frame, 16)
     info = db.vectors.import_("docs", table, metric="l2")
     assert info.column("rows").to_pylist() == [500]
     # One vector (numpy), exact answers: each row is its own nearest neighbour.
@@ -314,6 +350,14 @@ def test_a_server_through_flight_sql(tmp_path):
     run("--tenant", TENANT_A, "sql", "CREATE TABLE mutable.public.notes (id BIGINT PRIMARY KEY, body TEXT); INSERT INTO mutable.public.notes VALUES (1, 'from a')")
     run("--tenant", TENANT_B, "sql", "CREATE TABLE mutable.public.notes (id BIGINT PRIMARY KEY, body TEXT); INSERT INTO mutable.public.notes VALUES (2, 'from b')")
     token_a = json.loads(run("--tenant", TENANT_A, "--format", "json", "token", "create", "--name", "py"))[0]["token"]
+    token_b = json.loads(run("--tenant", TENANT_B, "--format", "json", "token", "create", "--name", "py"))[0]["token"]
+    # Tenant A's vector table, and what an in-process search of it answers.
+    frame, vectors = vectors_frame(300, 8, 11)
+    with jammi.connect(data, tenant=TENANT_A) as local:
+        local.vectors.import_("docs", vectors_table(with_bodies(frame), 8), text_columns=["body"])
+        expected_one = local.vectors.search("docs", vectors[5], k=4)
+        expected_hybrid = local.vectors.search("docs", vectors[5], text="zebra", k=6)
+        expected_many = local.vectors.search("docs", vectors[[5, 6]], k=2, filter="category = 'even'")
     server = subprocess.Popen([jammi_bin, "--data-dir", data, "serve", "--http", "127.0.0.1:0", "--pg", "127.0.0.1:0", "--flight", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         flight = json.loads(server.stdout.readline())["listening"]["flight"]
@@ -326,6 +370,49 @@ def test_a_server_through_flight_sql(tmp_path):
                 remote.sql("SELECT * FROM mutable.public.nowhere")
             with pytest.raises(jammi.InvalidArgument):
                 remote.sql("SELEKT 1")
+            # Parameters travel as a prepared statement's values, typed as given.
+            assert remote.sql("SELECT body FROM mutable.public.notes WHERE id = $1", [1]).to_pylist() == [{"body": "from a"}]
+            remote.sql("INSERT INTO mutable.public.notes VALUES ($1, $2)", [3, "it's a parameter"])
+            assert remote.sql("SELECT body FROM mutable.public.notes WHERE id = $1", [3]).column("body").to_pylist() == ["it's a parameter"]
+            assert remote.sql("SELECT $1 || '!' AS s, $2 + 1 AS n", ["x", 41]).to_pylist() == [{"s": "x!", "n": 42}]
+            # Vector search over the server answers what the same search in-process does.
+            one = remote.vectors.search("docs", vectors[5], k=4)
+            assert one.column("id").to_pylist() == expected_one.column("id").to_pylist()
+            assert np.allclose(one.column("_distance").to_numpy(), expected_one.column("_distance").to_numpy(), atol=1e-5)
+            many = remote.vectors.search("docs", vectors[[5, 6]], k=2, filter="category = 'even'")
+            assert many.column("query").to_pylist() == expected_many.column("query").to_pylist()
+            assert many.column("id").to_pylist() == expected_many.column("id").to_pylist()
+            assert set(many.column("category").to_pylist()) == {"even"}
+            # Full-text and hybrid search through text_search / hybrid_search.
+            assert remote.vectors.search("docs", "zebra", k=3, mode="text").column("id").to_pylist() == [77]
+            hybrid = remote.vectors.search("docs", vectors[5], text="zebra", k=6)
+            assert hybrid.column("id").to_pylist() == expected_hybrid.column("id").to_pylist()
+            assert remote.vectors.delete("docs", [int(expected_one.column("id")[0].as_py())]) == 1
+            assert expected_one.column("id")[0].as_py() not in remote.vectors.search("docs", vectors[5], k=4).column("id").to_pylist()
+            with pytest.raises(jammi.InvalidArgument, match="dimensions"):
+                remote.vectors.search("docs", [1.0, 2.0], k=1)
+            with pytest.raises(jammi.InvalidArgument, match="in-process only"):
+                remote.vectors.search("docs", vectors[5], k=1, exact=True)
+            # What reaches the server's files and credentials stays on its host: each
+            # method exists, and says so; a misspelt one is an AttributeError.
+            with pytest.raises(jammi.InvalidArgument, match=r"db\.sources\.add\(\) runs in-process only"):
+                remote.sources.add("etc", "/etc/passwd", format="csv")
+            with pytest.raises(jammi.InvalidArgument, match="in-process only"):
+                remote.vectors.import_("more", frame)
+            with pytest.raises(jammi.InvalidArgument, match="in-process only"):
+                remote.artifacts.fetch("file:///etc")
+            with pytest.raises(jammi.InvalidArgument, match="in-process only"):
+                remote.transaction()
+            with pytest.raises(AttributeError):
+                remote.sources.add_everything
+        # Another tenant's token sees neither A's rows nor A's vector table, and cannot
+        # delete from it.
+        with jammi.connect(f"grpc://{flight}", token=token_b) as remote_b:
+            assert remote_b.sql("SELECT id FROM mutable.public.notes WHERE id >= $1", [0]).column("id").to_pylist() == [2]
+            with pytest.raises(jammi.NotFound):
+                remote_b.vectors.search("docs", vectors[5], k=4)
+            with pytest.raises(jammi.NotFound):
+                remote_b.vectors.delete("docs", [6])
         with pytest.raises(jammi.PermissionDenied):
             jammi.connect(f"grpc://{flight}", token="jammi_not_a_token").sql("SELECT 1")
         with pytest.raises(jammi.InvalidArgument):

@@ -27,6 +27,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::Principal;
 use crate::error::ServerError;
+use crate::limits::MAX_PREPARED_STATEMENTS;
 use crate::metrics::Protocol;
 use crate::query::{affected_rows, run_sql, scoped};
 use crate::Shared;
@@ -228,7 +229,13 @@ impl FlightSqlService for FlightSql {
         );
         let handle = uuid::Uuid::new_v4().as_bytes().to_vec();
         let result = ActionCreatePreparedStatementResult { prepared_statement_handle: handle.clone().into(), dataset_schema: ipc_schema(&schema)?, parameter_schema: ipc_schema(&parameters)? };
-        self.prepared.lock().unwrap_or_else(|p| p.into_inner()).insert(handle, Prepared { principal, statement, planned, schema, params: Vec::new() });
+        let mut prepared = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+        if prepared.values().filter(|e| e.principal == principal).count() >= MAX_PREPARED_STATEMENTS {
+            return Err(Status::resource_exhausted(format!(
+                "{MAX_PREPARED_STATEMENTS} prepared statements are open for this token; close the ones no longer used (ClosePreparedStatement)"
+            )));
+        }
+        prepared.insert(handle, Prepared { principal, statement, planned, schema, params: Vec::new() });
         Ok(result)
     }
 

@@ -8,6 +8,11 @@ use tokio::sync::Semaphore;
 
 use crate::error::{Result, ServerError};
 
+/// Flight SQL prepared statements one principal may hold open at once. They live on the
+/// server until closed, so without a bound a token could fill its memory by preparing and
+/// never closing.
+pub const MAX_PREPARED_STATEMENTS: usize = 256;
+
 /// The limits of one server.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {

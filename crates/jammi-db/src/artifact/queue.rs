@@ -69,6 +69,23 @@ impl Lease {
     pub fn segments(&self) -> Vec<String> {
         attempt_segments(self.claimed_by, self.tenant, &self.job_id, &self.worker, self.attempt as i64)
     }
+
+    /// What a worker outside this process needs, as JSON: `job_id`, `attempt`, `token`,
+    /// `worker`, `artifact_root`, `segments` (joined with `/`), `artifact_prefix`,
+    /// `expires_at_ms`, `payload`. `jammi job claim` prints it; the Python module hands it over.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "job_id": self.job_id,
+            "attempt": self.attempt,
+            "token": self.token,
+            "worker": self.worker,
+            "artifact_root": self.artifact_root,
+            "segments": self.segments().join("/"),
+            "artifact_prefix": self.artifact_prefix,
+            "expires_at_ms": self.expires_at_ms,
+            "payload": self.payload,
+        })
+    }
 }
 
 /// tenant / job / worker / attempt-N: unique per attempt, so no attempt overwrites

@@ -135,12 +135,27 @@ class Vectors:
     def __init__(self, native: Any) -> None:
         self._native = native
 
-    def import_(self, name: str, data: TableLike, *, id_column: str = "id", vector_column: str = "embedding", metric: Optional[str] = None, precision: Optional[str] = None) -> pa.Table:
+    def import_(
+        self,
+        name: str,
+        data: TableLike,
+        *,
+        id_column: str = "id",
+        vector_column: str = "embedding",
+        metric: Optional[str] = None,
+        precision: Optional[str] = None,
+        text_columns: Union[str, Sequence[str], None] = None,
+        m: Optional[int] = None,
+        ef_construction: Optional[int] = None,
+    ) -> pa.Table:
         """Create vector table ``name`` from ``data`` (a pyarrow Table, pandas or polars
         DataFrame, or a path/URL the engine reads). ``metric``: cosine (default), l2, ip;
-        ``precision``: int8, f16, f32 (default: the metric's)."""
+        ``precision``: int8, f16, f32 (default: the metric's); ``text_columns``: payload
+        columns to index for full-text and hybrid search (``"description"``,
+        ``["title", "tag:raw"]``); ``m`` / ``ef_construction``: the HNSW graph's."""
+        columns = [text_columns] if isinstance(text_columns, str) else list(text_columns or [])
         with _as_path(data) as path:
-            return self._native.vectors_import(name, path, id_column, vector_column, metric, precision)
+            return self._native.vectors_import(name, path, id_column, vector_column, metric, precision, columns, m, ef_construction)
 
     def append(self, name: str, data: TableLike, *, id_column: str = "id", vector_column: str = "embedding") -> int:
         """Add rows to ``name``; the number of rows added."""
@@ -157,34 +172,72 @@ class Vectors:
     def drop(self, name: str) -> None:
         self._native.vectors_drop(name)
 
-    def search(self, name: str, query: Any, k: int = 10, *, filter: Optional[str] = None, ef: Optional[int] = None, exact: bool = False) -> pa.Table:
-        """The ``k`` nearest rows of ``name`` to ``query``: one vector (a list or 1-d numpy
+    def search(
+        self,
+        name: str,
+        query: Any = None,
+        k: int = 10,
+        *,
+        text: Optional[str] = None,
+        mode: Optional[str] = None,
+        filter: Optional[str] = None,
+        ef: Optional[int] = None,
+        exact: bool = False,
+        fusion: Union[str, Mapping[str, Any], None] = None,
+    ) -> pa.Table:
+        """The ``k`` best rows of ``name`` for ``query``: one vector (a list or 1-d numpy
         array), several (a 2-d numpy array or a list of lists: one table, numbered by a
-        ``query`` column), or text (tables that embed their rows). ``filter`` is a SQL
-        condition on payload columns."""
-        if isinstance(query, str):
-            return self._native.vectors_search(name, k, None, 0, query, filter, ef, exact)
-        rows = _vector_rows(query)
-        dims = len(rows[0]) if rows else 0
-        if any(len(r) != dims for r in rows):
-            raise InvalidArgument("every query vector must have the same number of dimensions")
-        flat = [float(x) for r in rows for x in r]
-        return self._native.vectors_search(name, k, flat, dims, None, filter, ef, exact)
+        ``query`` column), or text. Text searches the table's full-text index where it has
+        one, otherwise it is embedded with the table's model; a vector and ``text=`` together
+        are a hybrid search. ``mode`` ("vector", "text", "hybrid") overrides that choice;
+        ``fusion`` sets hybrid fusion (``{"fusion": "rrf", "rrf_k": 60}`` or
+        ``{"fusion": "weighted", "weights": "0.7:0.3"}``). ``filter`` is a SQL condition
+        on payload columns."""
+        vector, dims, text = _search_input(query, text)
+        return self._native.vectors_search(name, k, vector, dims, text, mode, filter, ef, exact, _fusion_text(fusion))
+
+
+def _search_input(query: Any, text: Optional[str]) -> tuple:
+    """``(flat vector values or None, dimensions, text or None)`` of a search's query."""
+    if isinstance(query, str):
+        if text is not None:
+            raise InvalidArgument("give the text once: as the query or as text=, not both")
+        return None, 0, query
+    if query is None:
+        if text is None:
+            raise InvalidArgument("search takes a query: a vector, several, or text")
+        return None, 0, text
+    rows = _vector_rows(query)
+    return [float(x) for r in rows for x in r], len(rows[0]), text
+
+
+def _fusion_text(fusion: Union[str, Mapping[str, Any], None]) -> Optional[str]:
+    if fusion is None or isinstance(fusion, str):
+        return fusion
+    return ", ".join(f"{key} = {value}" for key, value in fusion.items())
 
 
 def _vector_rows(query: Any) -> list:
+    """``query`` as a non-empty list of equally long vectors."""
     shape = getattr(query, "shape", None)
     if shape is not None:
         if len(shape) == 1:
-            return [query.tolist()]
-        if len(shape) == 2:
-            return query.tolist()
-        raise InvalidArgument(f"a query array has 1 or 2 dimensions, not {len(shape)}")
-    if isinstance(query, Sequence) and query and isinstance(query[0], Sequence):
-        return [list(r) for r in query]
-    if isinstance(query, Sequence):
-        return [list(query)]
-    raise InvalidArgument(f"a query is a vector, a list of vectors or text; got {type(query).__name__}")
+            rows = [query.tolist()]
+        elif len(shape) == 2:
+            rows = query.tolist()
+        else:
+            raise InvalidArgument(f"a query array has 1 or 2 dimensions, not {len(shape)}")
+    elif isinstance(query, Sequence) and query and isinstance(query[0], Sequence):
+        rows = [list(r) for r in query]
+    elif isinstance(query, Sequence):
+        rows = [list(query)]
+    else:
+        raise InvalidArgument(f"a query is a vector, a list of vectors or text; got {type(query).__name__}")
+    if not rows or not rows[0]:
+        raise InvalidArgument("a query vector has at least one value")
+    if any(len(r) != len(rows[0]) for r in rows):
+        raise InvalidArgument("every query vector must have the same number of dimensions")
+    return rows
 
 
 class Subscription:
@@ -466,24 +519,141 @@ class Database:
         self.close()
 
 
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _sql_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+_REMOTE_METHODS = "sql(), sql_reader(), vectors.search() and vectors.delete()"
+
+
+class _InProcessOnly:
+    """A namespace of :class:`Database` over a server connection: its methods exist, and
+    each says it runs only where the data directory is. A server does not let a token
+    holder register sources, write artifacts or models, or take jobs, because those reach
+    the server's own files and credentials."""
+
+    def __init__(self, name: str, local: type) -> None:
+        self._name = name
+        self._local = local
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_") or not callable(getattr(self._local, attr, None)):
+            raise AttributeError(f"{self._local.__name__} has no method {attr!r}")
+
+        def refused(*args: Any, **kwargs: Any) -> Any:
+            raise InvalidArgument(
+                f"db.{self._name}.{attr}() runs in-process only (jammi.connect(path) on the server's host); "
+                f"a server connection offers {_REMOTE_METHODS}"
+            )
+
+        return refused
+
+
+class RemoteVectors(_InProcessOnly):
+    """Vector tables on a server: ``search`` and ``delete`` through SQL
+    (``vector_search(...)``, ``DELETE FROM vectors.public.NAME``); the rest in-process only."""
+
+    def __init__(self, db: "RemoteDatabase") -> None:
+        super().__init__("vectors", Vectors)
+        self._db = db
+
+    def search(
+        self,
+        name: str,
+        query: Any = None,
+        k: int = 10,
+        *,
+        text: Optional[str] = None,
+        mode: Optional[str] = None,
+        filter: Optional[str] = None,
+        ef: Optional[int] = None,
+        exact: bool = False,
+        fusion: Union[str, Mapping[str, Any], None] = None,
+    ) -> pa.Table:
+        """As :meth:`Vectors.search`, through the server's search table functions:
+        ``vector_search`` (vectors; text embedded with the table's model),
+        ``text_search`` (``mode="text"``) and ``hybrid_search`` (a vector and text, or
+        ``mode="hybrid"``). Several vectors are searched one by one and numbered by a
+        ``query`` column. Text alone is embedded unless ``mode="text"`` (in-process, a
+        table with a full-text index searches it by default). ``exact`` is in-process only."""
+        if exact:
+            raise InvalidArgument("exact=True is in-process only; over a server, raise ef for a more thorough search")
+        for what, value in (("k", k), ("ef", ef)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise InvalidArgument(f"{what} is a positive whole number, not {value!r}")
+        flat, dims, text = _search_input(query, text)
+        vectors = [flat[i : i + dims] for i in range(0, len(flat), dims)] if flat else []
+        mode = mode or ("hybrid" if vectors and text is not None else "vector")
+        table, where = _sql_string(name), pa.array([filter], pa.string())
+        if mode not in ("vector", "text", "hybrid"):
+            raise InvalidArgument(f"mode '{mode}' is not a search mode; use vector, text or hybrid")
+        if len(vectors) > 1 and (mode != "vector" or text is not None):
+            raise InvalidArgument("several query vectors are searched in vector mode only; give one vector (and text) for a hybrid search")
+        if mode != "vector" and text is None:
+            raise InvalidArgument(f"a {mode} search needs text (text=...)")
+        if fusion is not None and mode != "hybrid":
+            raise InvalidArgument("fusion applies to hybrid search only")
+        as_vector = lambda v: pa.array([v], pa.list_(pa.float32()))  # noqa: E731
+        if mode == "text":
+            return self._run(f"SELECT * FROM text_search({table}, $1, {k}, $2)", [pa.array([text], pa.string()), where])
+        if mode == "hybrid":
+            second = as_vector(vectors[0]) if vectors else pa.array([None], pa.string())
+            options = _sql_string(_fusion_text(fusion) or "")
+            return self._run(f"SELECT * FROM hybrid_search({table}, $1, $3, {k}, $2, {options})", [pa.array([text], pa.string()), where, second])
+        call = f"SELECT * FROM vector_search({table}, $1, {k}, $2" + (f", {ef})" if ef is not None else ")")
+        if not vectors:
+            return self._run(call, [pa.array([text], pa.string()), where])
+        answers = [self._run(call, [as_vector(v), where]) for v in vectors]
+        if len(answers) == 1:
+            return answers[0]
+        numbered = [a.add_column(0, pa.field("query", pa.uint64(), nullable=False), pa.array([i] * a.num_rows, pa.uint64())) for i, a in enumerate(answers)]
+        return pa.concat_tables(numbered)
+
+    def _run(self, query: str, values: Sequence[pa.Array]) -> pa.Table:
+        return self._db._native.sql(query, pa.RecordBatch.from_arrays(list(values), names=[f"p{i + 1}" for i in range(len(values))]))
+
+    def delete(self, name: str, ids: Sequence[Any]) -> int:
+        """Delete rows by id; the number deleted."""
+        ids = list(ids)
+        if not ids:
+            return 0
+        marks = ", ".join(f"${i + 1}" for i in range(len(ids)))
+        answer = self._db.sql(f"DELETE FROM vectors.public.{_sql_ident(name)} WHERE id IN ({marks})", ids)
+        return int(answer.column(0)[0].as_py()) if answer.num_rows else 0
+
+
 class RemoteDatabase:
     """A ``jammi serve`` reached through Arrow Flight SQL (``connect("grpc://…")``): SQL
-    with Arrow answers and the same typed errors; the server's token decides the tenant.
-    Sources, vector tables, topics and artifacts are reached through SQL here
-    (``vector_search(...)``, ``topics.public.NAME``, ...)."""
+    with parameters and Arrow answers, the same typed errors, the server's token deciding
+    the tenant. ``vectors.search`` and ``vectors.delete`` work as in-process; the other
+    namespaces' methods exist and refuse (see :class:`_InProcessOnly`)."""
 
     def __init__(self, native: Any) -> None:
         self._native = native
+        self.vectors = RemoteVectors(self)
+        self.sources = _InProcessOnly("sources", Sources)
+        self.topics = _InProcessOnly("topics", Topics)
+        self.artifacts = _InProcessOnly("artifacts", Artifacts)
+        self.models = _InProcessOnly("models", Models)
+        self.jobs = _InProcessOnly("jobs", Jobs)
 
     def sql(self, query: str, params: Optional[Sequence[Any]] = None) -> pa.Table:
-        """Run SQL on the server; its rows as a ``pyarrow.Table``."""
-        if params is not None:
-            raise InvalidArgument("parameters are not sent over a server connection yet; write the values into the SQL")
-        return self._native.sql(query)
+        """Run one SQL statement on the server; its rows as a ``pyarrow.Table``. ``params``
+        fill ``$1, $2, …`` (sent as a Flight SQL prepared statement's parameters)."""
+        return self._native.sql(query, _parameters(params))
 
     def sql_reader(self, query: str) -> pa.RecordBatchReader:
+        """Run SQL on the server; its rows as a ``pyarrow.RecordBatchReader``."""
         table = self.sql(query)
         return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
+
+    def transaction(self) -> Any:
+        """In-process only: a Flight SQL connection carries no transaction here."""
+        raise InvalidArgument(f"transaction() is in-process only; a server connection offers {_REMOTE_METHODS}")
 
     def close(self) -> None:
         """Nothing to release beyond the connection, which closes with the object."""

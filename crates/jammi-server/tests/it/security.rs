@@ -263,3 +263,33 @@ async fn topics_and_groups_keep_tenants_apart() {
     let all_a = sse(&client, &format!("{events}?from_beginning=true&limit=2"), &t.token_a).await;
     assert_eq!(all_a.len(), 2);
 }
+
+/// A token that prepares Flight SQL statements and never closes them is stopped at
+/// `MAX_PREPARED_STATEMENTS`; the bound is its own (another tenant still prepares), and
+/// closing one makes room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_cannot_pile_up_prepared_statements() {
+    use arrow_flight::sql::client::FlightSqlServiceClient;
+    use jammi_server::limits::MAX_PREPARED_STATEMENTS;
+
+    let t = two_tenants(None).await;
+    let flight = t.served.server.addresses().flight.unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{flight}")).unwrap().connect().await.unwrap();
+    let client = |token: &str| {
+        let mut client = FlightSqlServiceClient::new(channel.clone());
+        client.set_token(token.to_string());
+        client
+    };
+    let (mut a, mut b) = (client(&t.token_a), client(&t.token_b));
+    let mut open = Vec::new();
+    for _ in 0..MAX_PREPARED_STATEMENTS {
+        open.push(a.prepare("SELECT name FROM files.public.people".into(), None).await.unwrap());
+    }
+    let refused = a.prepare("SELECT 1".into(), None).await.unwrap_err().to_string();
+    assert!(refused.contains("resource has been exhausted") && refused.contains("prepared statements are open for this token"), "{refused}");
+    b.prepare("SELECT 1".into(), None).await.expect("another tenant's token still prepares");
+    open.pop().unwrap().close().await.unwrap();
+    let mut again = a.prepare("SELECT name FROM files.public.people".into(), None).await.expect("a closed statement makes room");
+    let info = again.execute().await.unwrap();
+    assert!(!info.endpoint.is_empty(), "the new statement runs");
+}
