@@ -26,7 +26,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 use crate::errors::to_py;
-use crate::run::{run, runtime};
+use crate::run::{run, run_here, runtime};
 
 /// An open jammi-db: a data directory (or the deployment its `jammi.toml` names), seen as
 /// one tenant or as the operator.
@@ -55,6 +55,18 @@ fn parameters(row: &RecordBatch) -> PyResult<Vec<ScalarValue>> {
         return Err(errors::InvalidArgument::new_err("parameters travel as one row"));
     }
     row.columns().iter().map(|c| ScalarValue::try_from_array(c, 0).map_err(|e| errors::InvalidArgument::new_err(e.to_string()))).collect()
+}
+
+/// Query vectors packed as native-endian float32 (the Python side packs numpy arrays and
+/// lists alike), `dims` values each.
+fn unpack_vectors(packed: &[u8], dims: usize) -> PyResult<Vec<Vec<f32>>> {
+    const F32: usize = std::mem::size_of::<f32>();
+    let values = packed.len() / F32;
+    if dims == 0 || packed.is_empty() || packed.len() % F32 != 0 || values % dims != 0 {
+        return Err(errors::InvalidArgument::new_err(format!("{values} values are not whole vectors of {dims} dimensions")));
+    }
+    let floats: Vec<f32> = packed.chunks_exact(F32).map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect();
+    Ok(floats.chunks(dims).map(<[f32]>::to_vec).collect())
 }
 
 /// A DataFusion stream read batch by batch as pyarrow pulls it.
@@ -208,7 +220,7 @@ impl Database {
         py: Python<'_>,
         name: String,
         k: usize,
-        vectors: Option<Vec<f32>>,
+        vectors: Option<&[u8]>,
         dims: usize,
         text: Option<String>,
         mode: Option<String>,
@@ -217,13 +229,8 @@ impl Database {
         exact: bool,
         fusion: Option<String>,
     ) -> PyResult<Py<PyAny>> {
-        let mut vectors: Vec<Vec<f32>> = match vectors {
-            Some(values) => {
-                if dims == 0 || values.len() % dims != 0 || values.is_empty() {
-                    return Err(errors::InvalidArgument::new_err(format!("{} values are not whole vectors of {dims} dimensions", values.len())));
-                }
-                values.chunks(dims).map(<[f32]>::to_vec).collect()
-            }
+        let mut vectors = match vectors {
+            Some(packed) => unpack_vectors(packed, dims)?,
             None => Vec::new(),
         };
         let mode = mode.map(|m| m.parse::<SearchMode>()).transpose().map_err(to_py)?;
@@ -233,14 +240,14 @@ impl Database {
                 return Err(errors::InvalidArgument::new_err("several query vectors are searched in vector mode only; give one vector (and text) for a hybrid search"));
             }
             let requests: Vec<SearchRequest> = vectors.into_iter().map(|v| SearchRequest { filter: filter.clone(), ef, exact, ..SearchRequest::new(v, k) }).collect();
-            run(py, async move { session.vectors().search_batch(&name, &requests).await })?
+            run_here(py, async move { session.vectors().search_batch(&name, &requests).await })?
         } else {
             if vectors.is_empty() && text.is_none() {
                 return Err(errors::InvalidArgument::new_err("search takes a vector, several, or text"));
             }
             let hybrid = fusion.as_deref().map(HybridOptions::parse).transpose().map_err(to_py)?.unwrap_or_default();
             let query = SearchQuery { mode, text, vector: vectors.pop(), k, filter, ef, exact, oversample: None, hybrid };
-            run(py, async move { Ok(session.vectors().search_any(&name, &query).await?.batch) })?
+            run_here(py, async move { Ok(session.vectors().search_any(&name, &query).await?.batch) })?
         };
         one_batch(py, batch)
     }

@@ -2,9 +2,11 @@
 //! interruptible with Ctrl-C.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use futures::FutureExt;
 use pyo3::prelude::*;
 
 use crate::errors::{to_py, InternalError};
@@ -43,6 +45,26 @@ pub(crate) fn run_py<T: Send + 'static>(py: Python<'_>, work: impl Future<Output
                     return Err(signal);
                 }
             }
+        }
+    }
+}
+
+/// [`run`] polled on the calling thread rather than a runtime worker (its own spawned
+/// tasks still use the workers): a short call such as one search then pays no hand-over
+/// between threads. Only for work that does not plan SQL, whose recursion wants the
+/// workers' 8 MiB stacks — the caller's thread may have a small one.
+pub(crate) fn run_here<T: Send + 'static>(py: Python<'_>, work: impl Future<Output = jammi_db::Result<T>> + Send + 'static) -> PyResult<T> {
+    let mut work = std::pin::pin!(AssertUnwindSafe(work).catch_unwind());
+    loop {
+        let finished = py.detach(|| runtime().block_on(async { tokio::time::timeout(Duration::from_millis(100), &mut work).await }));
+        match finished {
+            Ok(Ok(result)) => return result.map_err(to_py),
+            Ok(Err(panic)) => {
+                let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
+                return Err(InternalError::new_err(format!("the engine call failed: {what}")));
+            }
+            // Returning drops the work, which cancels it.
+            Err(_) => py.check_signals()?,
         }
     }
 }

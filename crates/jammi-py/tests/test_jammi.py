@@ -168,6 +168,14 @@ def test_vector_tables_import_search_append_delete(db):
     # Several at once: one table, numbered by `query`.
     batch = db.vectors.search("docs", vectors[[1, 2, 3]], k=1, exact=True)
     assert batch.column("query").to_pylist() == [0, 1, 2] and batch.column("id").to_pylist() == [1, 2, 3]
+    # A vector crosses as float32 whatever its form: float64 numpy, a strided view, a list.
+    expected = hits.column("id").to_pylist()
+    wide = np.repeat(vectors.astype(np.float64), 2, axis=1)
+    for form in (vectors[42].astype(np.float64), wide[42, ::2], vectors[42].tolist()):
+        assert db.vectors.search("docs", form, k=3, exact=True).column("id").to_pylist() == expected
+    for bad in (vectors.reshape(500, 4, 4), np.array(["a"] * 16), np.zeros((0, 16), dtype=np.float32), ["x"] * 16):
+        with pytest.raises(jammi.InvalidArgument):
+            db.vectors.search("docs", bad, k=1)
     # A filter on payload columns.
     odd = db.vectors.search("docs", vectors[42], k=5, filter="category = 'odd'")
     assert set(odd.column("category").to_pylist()) == {"odd"}

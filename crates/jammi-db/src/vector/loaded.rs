@@ -69,7 +69,7 @@ pub struct LoadedTable {
     /// text columns).
     pub text: Option<jammi_text::TextTable>,
     /// Evaluated filters: predicate text → allowed keys.
-    pub(crate) filter_cache: Mutex<HashMap<String, Arc<Vec<bool>>>>,
+    pub(crate) filter_cache: Mutex<super::filter::FilterCache>,
 }
 
 impl LoadedTable {
@@ -275,7 +275,7 @@ pub async fn load_table(
         live_rows,
         bytes,
         text,
-        filter_cache: Mutex::new(HashMap::new()),
+        filter_cache: Mutex::new(super::filter::FilterCache::new(filter_cache_limit(key_space))),
     })
 }
 
@@ -437,10 +437,10 @@ fn rank_ids(segments: &[Arc<LoadedSegment>], key_space: usize) -> Result<Vec<u64
     Ok(rank)
 }
 
-/// The most bytes of filter bitmaps a table of `key_space` keys keeps: 16 bitmaps (one byte
+/// The most bytes of filter bitmaps a table of `key_space` keys keeps: 64 bitmaps (one bit
 /// per key each), at least 1 MiB.
 pub fn filter_cache_limit(key_space: usize) -> usize {
-    key_space.saturating_mul(16).max(1 << 20)
+    key_space.div_ceil(8).saturating_mul(64).max(1 << 20)
 }
 
 /// Loaded tables under a memory budget, least recently used evicted first.

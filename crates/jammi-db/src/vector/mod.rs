@@ -617,7 +617,7 @@ async fn hits_in(table: &LoadedTable, entry: &VectorEntry, request: &SearchReque
         Some(f) if !f.trim().is_empty() => Some(filter::allowed_keys(table, f).await?),
         _ => None,
     };
-    search::search(table, request, allowed.as_deref().map(|v| v.as_slice())).map_err(|e| match e {
+    search::search(table, request, allowed.as_deref()).map_err(|e| match e {
         Error::InvalidArgument { message, .. } => Error::InvalidVectors { table: entry.record.name.clone(), message },
         other => other,
     })

@@ -13,7 +13,8 @@ use datafusion::arrow::compute::interleave;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use super::index::DEFAULT_EF_SEARCH;
-use super::kernels::{distance, normalize, Scored, TopK};
+use super::filter::KeySet;
+use super::kernels::{distance, normalize, prefetch, Scored, TopK};
 use super::loaded::LoadedTable;
 use super::spec::Metric;
 use crate::error::{Error, Result};
@@ -87,7 +88,7 @@ pub enum SearchPath {
 }
 
 /// Search a loaded table; `allowed` is the pre-filter (None = every live row).
-pub fn search(table: &LoadedTable, request: &SearchRequest, allowed: Option<&[bool]>) -> Result<(Vec<Scored>, SearchPath)> {
+pub fn search(table: &LoadedTable, request: &SearchRequest, allowed: Option<&KeySet>) -> Result<(Vec<Scored>, SearchPath)> {
     let spec = &table.spec;
     if request.vector.len() != spec.dims {
         return Err(Error::invalid("query vector", format!(
@@ -104,7 +105,7 @@ pub fn search(table: &LoadedTable, request: &SearchRequest, allowed: Option<&[bo
         normalize(&mut query);
     }
     let candidates = match allowed {
-        Some(a) => a.iter().filter(|x| **x).count(),
+        Some(a) => a.len(),
         None => table.live_rows,
     };
     let k = request.k.min(candidates);
@@ -127,7 +128,7 @@ pub fn search(table: &LoadedTable, request: &SearchRequest, allowed: Option<&[bo
     let mut top = TopK::new(k);
     for seg in &table.segments {
         let keys = match allowed {
-            Some(a) => seg.index.search(&query, want, ef, Some(&|key: u64| a.get(key as usize).copied().unwrap_or(false)))?,
+            Some(a) => seg.index.search(&query, want, ef, Some(&|key: u64| a.contains(key)))?,
             None if has_tombstones => {
                 seg.index.search(&query, want, ef, Some(&|key: u64| !table.deleted.get(key as usize).copied().unwrap_or(true)))?
             }
@@ -167,28 +168,49 @@ fn walk_width(ef: Option<usize>, k: usize, table_oversample: usize, request_over
 }
 
 /// Streaming exact top-k over all live (or allowed) rows.
-pub fn exact_scan(table: &LoadedTable, query: &[f32], k: usize, allowed: Option<&[bool]>) -> Vec<Scored> {
+pub fn exact_scan(table: &LoadedTable, query: &[f32], k: usize, allowed: Option<&KeySet>) -> Vec<Scored> {
     let dims = table.spec.dims;
     let metric = table.spec.metric;
     let mut top = TopK::new(k);
+    let mut consider = |key: u64, stored: &[f32]| {
+        let d = distance(metric, query, stored);
+        if d <= top.threshold() {
+            top.push(Scored { distance: d, id_rank: table.id_rank[key as usize], key });
+        }
+    };
     for seg in &table.segments {
-        for (row, stored) in seg.vectors.chunks_exact(dims).enumerate() {
-            let key = seg.meta.base_key + row as u64;
-            let ok = match allowed {
-                Some(a) => a[key as usize],
-                None => !table.deleted[key as usize],
-            };
-            if !ok {
-                continue;
+        let base = seg.meta.base_key;
+        match allowed {
+            // Only the allowed rows, which lie scattered through the segment: each row is
+            // asked for a few rows ahead, so memory is read while earlier rows are scored.
+            Some(a) => {
+                let keys: Vec<u64> = a.keys_in(base, base + seg.meta.rows as u64).collect();
+                let row = |key: u64| {
+                    let at = (key - base) as usize * dims;
+                    &seg.vectors[at..at + dims]
+                };
+                for (i, &key) in keys.iter().enumerate() {
+                    if let Some(&ahead) = keys.get(i + PREFETCH_ROWS_AHEAD) {
+                        prefetch(row(ahead));
+                    }
+                    consider(key, row(key));
+                }
             }
-            let d = distance(metric, query, stored);
-            if d <= top.threshold() {
-                top.push(Scored { distance: d, id_rank: table.id_rank[key as usize], key });
+            None => {
+                for (row, stored) in seg.vectors.chunks_exact(dims).enumerate() {
+                    let key = base + row as u64;
+                    if !table.deleted[key as usize] {
+                        consider(key, stored);
+                    }
+                }
             }
         }
     }
     top.into_sorted()
 }
+
+/// How far ahead of the row being scored a filtered scan asks for rows.
+const PREFETCH_ROWS_AHEAD: usize = 4;
 
 /// The `_retrieved_by` column's type: a list of leg names (`vector`, `text`).
 pub fn retrieved_by_type() -> DataType {

@@ -133,7 +133,7 @@ async fn text_hits(entry: &VectorEntry, table: &Arc<LoadedTable>, query: &str, k
     let allowed: Option<jammi_text::KeyPredicate> = match filter {
         Some(f) if !f.trim().is_empty() => {
             let allowed = filter::allowed_keys(table, f).await?;
-            Some(Arc::new(move |key| allowed.get(key as usize).copied().unwrap_or(false)))
+            Some(Arc::new(move |key| allowed.contains(key)))
         }
         _ => None,
     };

@@ -13,6 +13,7 @@ all subclasses of :class:`Error`. See docs/python.md.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import os
 import tempfile
@@ -198,7 +199,7 @@ class Vectors:
 
 
 def _search_input(query: Any, text: Optional[str]) -> tuple:
-    """``(flat vector values or None, dimensions, text or None)`` of a search's query."""
+    """``(the query vectors as packed native float32 or None, dimensions, text or None)``."""
     if isinstance(query, str):
         if text is not None:
             raise InvalidArgument("give the text once: as the query or as text=, not both")
@@ -207,8 +208,39 @@ def _search_input(query: Any, text: Optional[str]) -> tuple:
         if text is None:
             raise InvalidArgument("search takes a query: a vector, several, or text")
         return None, 0, text
+    packed, dims = _packed_vectors(query)
+    return packed, dims, text
+
+
+def _packed_vectors(query: Any) -> tuple:
+    """One query vector or several, equally long, as native float32 bytes and their
+    dimensions. A numpy array crosses as one buffer: no Python object per value."""
+    shape = getattr(query, "shape", None)
+    if shape is not None and hasattr(query, "astype") and hasattr(query, "tobytes"):
+        if len(shape) not in (1, 2):
+            raise InvalidArgument(f"a query array has 1 or 2 dimensions, not {len(shape)}")
+        if 0 in shape:
+            raise InvalidArgument("a query vector has at least one value")
+        try:
+            values = query.astype("float32", copy=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgument(f"a query vector holds numbers: {exc}") from None
+        return values.tobytes(order="C"), shape[-1]
     rows = _vector_rows(query)
-    return [float(x) for r in rows for x in r], len(rows[0]), text
+    try:
+        packed = array.array("f", [float(x) for row in rows for x in row])
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidArgument(f"a query vector holds numbers: {exc}") from None
+    return packed.tobytes(), len(rows[0])
+
+
+def _unpacked_vectors(packed: Optional[bytes], dims: int) -> list:
+    """The vectors of :func:`_packed_vectors` as lists of floats."""
+    if not packed:
+        return []
+    values = array.array("f")
+    values.frombytes(packed)
+    return [values[i : i + dims].tolist() for i in range(0, len(values), dims)]
 
 
 def _fusion_text(fusion: Union[str, Mapping[str, Any], None]) -> Optional[str]:
@@ -585,8 +617,8 @@ class RemoteVectors(_InProcessOnly):
         for what, value in (("k", k), ("ef", ef)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise InvalidArgument(f"{what} is a positive whole number, not {value!r}")
-        flat, dims, text = _search_input(query, text)
-        vectors = [flat[i : i + dims] for i in range(0, len(flat), dims)] if flat else []
+        packed, dims, text = _search_input(query, text)
+        vectors = _unpacked_vectors(packed, dims)
         mode = mode or ("hybrid" if vectors and text is not None else "vector")
         table, where = _sql_string(name), pa.array([filter], pa.string())
         if mode not in ("vector", "text", "hybrid"):
