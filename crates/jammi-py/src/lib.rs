@@ -65,8 +65,7 @@ fn unpack_vectors(packed: &[u8], dims: usize) -> PyResult<Vec<Vec<f32>>> {
     if dims == 0 || packed.is_empty() || packed.len() % F32 != 0 || values % dims != 0 {
         return Err(errors::InvalidArgument::new_err(format!("{values} values are not whole vectors of {dims} dimensions")));
     }
-    let floats: Vec<f32> = packed.chunks_exact(F32).map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect();
-    Ok(floats.chunks(dims).map(<[f32]>::to_vec).collect())
+    Ok(packed.chunks_exact(dims * F32).map(|vector| vector.chunks_exact(F32).map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect()).collect())
 }
 
 /// A DataFusion stream read batch by batch as pyarrow pulls it.
@@ -382,6 +381,7 @@ impl Database {
     }
 
     #[pyo3(signature = (model, version, artifact_root, priority=0, max_attempts=3, payload="{}".to_string()))]
+    #[allow(clippy::too_many_arguments)]
     fn job_enqueue(&self, py: Python<'_>, model: String, version: String, artifact_root: String, priority: i64, max_attempts: u32, payload: String) -> PyResult<Py<PyAny>> {
         let payload: serde_json::Value = serde_json::from_str(&payload).map_err(|e| errors::InvalidArgument::new_err(format!("payload is not JSON: {e}")))?;
         let request = jammi_db::artifact::JobRequest { model, version, artifact_root, priority, max_attempts, payload };

@@ -34,17 +34,12 @@ pub(crate) fn run<T: Send + 'static>(py: Python<'_>, work: impl Future<Output = 
 /// [`run`] for work that fails with Python exceptions already.
 pub(crate) fn run_py<T: Send + 'static>(py: Python<'_>, work: impl Future<Output = PyResult<T>> + Send + 'static) -> PyResult<T> {
     let mut handle = runtime().spawn(work);
-    loop {
-        let finished = py.detach(|| runtime().block_on(async { tokio::time::timeout(Duration::from_millis(100), &mut handle).await }));
-        match finished {
-            Ok(Ok(result)) => return result,
-            Ok(Err(join)) => return Err(InternalError::new_err(format!("the engine call failed: {join}"))),
-            Err(_) => {
-                if let Err(signal) = py.check_signals() {
-                    handle.abort();
-                    return Err(signal);
-                }
-            }
+    match until_done_or_signal(py, &mut handle) {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => Err(InternalError::new_err(format!("the engine call failed: {join}"))),
+        Err(signal) => {
+            handle.abort();
+            Err(signal)
         }
     }
 }
@@ -54,16 +49,26 @@ pub(crate) fn run_py<T: Send + 'static>(py: Python<'_>, work: impl Future<Output
 /// between threads. Only for work that does not plan SQL, whose recursion wants the
 /// workers' 8 MiB stacks — the caller's thread may have a small one.
 pub(crate) fn run_here<T: Send + 'static>(py: Python<'_>, work: impl Future<Output = jammi_db::Result<T>> + Send + 'static) -> PyResult<T> {
-    let mut work = std::pin::pin!(AssertUnwindSafe(work).catch_unwind());
+    // On a signal, returning drops the work, which cancels it.
+    match until_done_or_signal(py, &mut std::pin::pin!(AssertUnwindSafe(work).catch_unwind()))? {
+        Ok(result) => result.map_err(to_py),
+        Err(panic) => {
+            let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
+            Err(InternalError::new_err(format!("the engine call failed: {what}")))
+        }
+    }
+}
+
+/// Poll `work` on the calling thread without the GIL until it finishes, looking for a
+/// pending signal every 100 ms; the signal's exception if one comes first.
+fn until_done_or_signal<F: Future + Unpin + Send>(py: Python<'_>, work: &mut F) -> PyResult<F::Output>
+where
+    F::Output: Send,
+{
     loop {
-        let finished = py.detach(|| runtime().block_on(async { tokio::time::timeout(Duration::from_millis(100), &mut work).await }));
+        let finished = py.detach(|| runtime().block_on(async { tokio::time::timeout(Duration::from_millis(100), &mut *work).await }));
         match finished {
-            Ok(Ok(result)) => return result.map_err(to_py),
-            Ok(Err(panic)) => {
-                let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
-                return Err(InternalError::new_err(format!("the engine call failed: {what}")));
-            }
-            // Returning drops the work, which cancels it.
+            Ok(output) => return Ok(output),
             Err(_) => py.check_signals()?,
         }
     }

@@ -184,14 +184,15 @@ pub fn exact_scan(table: &LoadedTable, query: &[f32], k: usize, allowed: Option<
             // Only the allowed rows, which lie scattered through the segment: each row is
             // asked for a few rows ahead, so memory is read while earlier rows are scored.
             Some(a) => {
-                let keys: Vec<u64> = a.keys_in(base, base + seg.meta.rows as u64).collect();
+                let end = base + seg.meta.rows;
                 let row = |key: u64| {
                     let at = (key - base) as usize * dims;
                     &seg.vectors[at..at + dims]
                 };
-                for (i, &key) in keys.iter().enumerate() {
-                    if let Some(&ahead) = keys.get(i + PREFETCH_ROWS_AHEAD) {
-                        prefetch(row(ahead));
+                let mut ahead = a.keys_in(base, end).skip(PREFETCH_ROWS_AHEAD);
+                for key in a.keys_in(base, end) {
+                    if let Some(next) = ahead.next() {
+                        prefetch(row(next));
                     }
                     consider(key, row(key));
                 }
